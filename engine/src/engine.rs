@@ -1,0 +1,613 @@
+//! `Engine`: the allocator of one event, and the only place its state changes.
+//!
+//! `apply(command, now_ms, out)` runs in three steps, always in this order:
+//! 1. let time pass to `now_ms`: open or close the sale, expire what is due,
+//!    admit from the queue;
+//! 2. decide the command against the state: a rejection, or transitions;
+//! 3. admit again (a join or a freed slot may let someone in at once).
+//!
+//! Deciding only reads the state. Every change goes through `emit`, which
+//! applies one [`Transition`] with `evolve` and appends it to `out`, so the
+//! transitions appended by `apply` are exactly what changed, and
+//! [`Engine::apply_transition`] replaying them on a fresh engine yields the
+//! same state. Nothing here reads a clock, does IO, or scans the queue or
+//! the holds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::admission::AdmissionBucket;
+use crate::command::{Command, Payment};
+use crate::config::{ConfigError, EventConfig, Policy, Schedule};
+use crate::counts::TypeCounts;
+use crate::ids::CustomerId;
+use crate::inventory::Inventory;
+use crate::orders::OrderBook;
+use crate::outcome::{Limit, Outcome, Rejection, Reply};
+use crate::queue::Queue;
+use crate::shoppers::Shoppers;
+use crate::transition::{CloseReason, Transition};
+
+/// Where the sale is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Before opening (the pre-queue may be accepting joins).
+    Scheduled,
+    /// Open: admitting and selling.
+    Open,
+    /// Over: sold out or ended. Final.
+    Closed(CloseReason),
+}
+
+/// The allocator of one event. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Engine {
+    pub(crate) config: EventConfig,
+    pub(crate) phase: Phase,
+    pub(crate) paused: bool,
+    pub(crate) queue: Queue,
+    pub(crate) inventory: Inventory,
+    pub(crate) shoppers: Shoppers,
+    pub(crate) orders: OrderBook,
+    pub(crate) admission: AdmissionBucket,
+}
+
+/// A logged transition that cannot apply to the state it was replayed onto:
+/// the log is not this event's, is out of order, or was altered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionError {
+    /// The offending transition.
+    pub transition: Transition,
+    /// What did not fit.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for TransitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "transition {:?} cannot apply: {}", self.transition, self.reason)
+    }
+}
+
+impl std::error::Error for TransitionError {}
+
+/// Why an event could not be rebuilt from its log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayError {
+    /// The logged configuration is invalid.
+    Config(ConfigError),
+    /// The transition at `index` (0-based) does not fit.
+    Transition {
+        /// Its place in the replayed sequence.
+        index: u64,
+        /// What was wrong.
+        error: TransitionError,
+    },
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayError::Config(error) => write!(f, "invalid event configuration: {error}"),
+            ReplayError::Transition { index, error } => write!(f, "at transition {index}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+impl Engine {
+    /// A new event, nothing joined, nothing sold.
+    pub fn new(config: EventConfig) -> Result<Engine, ConfigError> {
+        config.validate()?;
+        Ok(Engine {
+            inventory: Inventory::new(&config.ticket_types),
+            config,
+            phase: Phase::Scheduled,
+            paused: false,
+            queue: Queue::default(),
+            shoppers: Shoppers::default(),
+            orders: OrderBook::default(),
+            admission: AdmissionBucket::default(),
+        })
+    }
+
+    /// Rebuilds an event from its configuration and its logged transitions.
+    pub fn replay<'a>(
+        config: EventConfig,
+        transitions: impl IntoIterator<Item = &'a Transition>,
+    ) -> Result<Engine, ReplayError> {
+        let mut engine = Engine::new(config).map_err(ReplayError::Config)?;
+        for (index, transition) in (0u64..).zip(transitions) {
+            engine
+                .apply_transition(transition)
+                .map_err(|error| ReplayError::Transition { index, error })?;
+        }
+        Ok(engine)
+    }
+
+    /// Applies a command at `now_ms`, appending every resulting transition to
+    /// `out` (time-driven ones included), and answers it.
+    pub fn apply(&mut self, command: Command, now_ms: u64, out: &mut Vec<Transition>) -> Outcome {
+        self.advance(now_ms, out);
+        let outcome = self.decide(command, now_ms, out);
+        self.admit(now_ms, out);
+        outcome
+    }
+
+    /// The earliest instant at which a [`Command::Tick`] would change
+    /// something: opening, closing, an expiry, or the next admission token
+    /// while someone waits and there is room. It may be early (a stale heap
+    /// entry) but never late.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let schedule = &self.config.schedule;
+        let phase_change = match self.phase {
+            Phase::Scheduled => Some(schedule.opens_at_ms),
+            Phase::Open => Some(schedule.closes_at_ms),
+            Phase::Closed(_) => None,
+        };
+        [phase_change, self.shoppers.peek_deadline_ms(), self.next_admission_ms()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Applies one logged transition after checking it fits the state, so a
+    /// log from elsewhere or an altered one is refused rather than applied.
+    pub fn apply_transition(&mut self, transition: &Transition) -> Result<(), TransitionError> {
+        self.check_applicable(transition)
+            .map_err(|reason| TransitionError { transition: *transition, reason })?;
+        self.evolve(transition);
+        Ok(())
+    }
+
+    // ----- time -----
+
+    fn advance(&mut self, now_ms: u64, out: &mut Vec<Transition>) {
+        let schedule = self.config.schedule;
+        if self.phase == Phase::Scheduled && now_ms >= schedule.opens_at_ms {
+            let transition = Transition::Opened {
+                at_ms: now_ms,
+                prequeue_len: self.queue.len(),
+                shuffle_seed: self.config.shuffle_seed,
+            };
+            self.emit(transition, out);
+        }
+        if self.phase == Phase::Open && now_ms >= schedule.closes_at_ms {
+            self.emit(Transition::Closed { at_ms: now_ms, reason: CloseReason::Ended }, out);
+        }
+        while let Some(customer) = self.shoppers.next_due(now_ms) {
+            self.expire(customer, now_ms, out);
+        }
+        self.admit(now_ms, out);
+    }
+
+    /// Handles one shopper whose deadline has come: the hold expires, and the
+    /// turn ends if the window has passed too.
+    fn expire(&mut self, customer: CustomerId, now_ms: u64, out: &mut Vec<Transition>) {
+        let Some(shopper) = self.shoppers.get(customer) else { return };
+        if shopper.hold.is_some_and(|h| h.expires_at_ms <= now_ms) {
+            self.emit(Transition::HoldExpired { customer }, out);
+        }
+        self.end_turn_if_over(customer, now_ms, out);
+    }
+
+    fn end_turn_if_over(&mut self, customer: CustomerId, now_ms: u64, out: &mut Vec<Transition>) {
+        let over = self
+            .shoppers
+            .get(customer)
+            .is_some_and(|s| s.hold.is_none() && s.window_ends_at_ms <= now_ms);
+        if over {
+            self.emit(Transition::SessionEnded { customer }, out);
+        }
+    }
+
+    fn admit(&mut self, now_ms: u64, out: &mut Vec<Transition>) {
+        if !self.admitting() {
+            return;
+        }
+        let policy = &self.config.policy;
+        let room = policy.max_active.saturating_sub(self.shoppers.len());
+        let tokens = self.admission.tokens_at(now_ms, policy.admit_per_second);
+        let count = self.queue.waiting().min(room).min(tokens);
+        if count > 0 {
+            self.emit(Transition::Admitted { at_ms: now_ms, count }, out);
+        }
+    }
+
+    fn admitting(&self) -> bool {
+        self.phase == Phase::Open
+            && !self.paused
+            && self.inventory.available_total() > 0
+            && self.queue.waiting() > 0
+            && self.shoppers.len() < self.config.policy.max_active
+    }
+
+    fn next_admission_ms(&self) -> Option<u64> {
+        self.admitting()
+            .then(|| self.admission.next_token_at(self.config.policy.admit_per_second))
+    }
+
+    // ----- decisions -----
+
+    fn decide(&mut self, command: Command, now_ms: u64, out: &mut Vec<Transition>) -> Outcome {
+        match command {
+            Command::Join { customer } => self.join(customer, now_ms, out),
+            Command::AddItems { customer, items } => self.add_items(customer, items, now_ms, out),
+            Command::RemoveItems { customer, items } => {
+                self.remove_items(customer, Some(items), now_ms, out)
+            }
+            Command::ReleaseHold { customer } => self.remove_items(customer, None, now_ms, out),
+            Command::Checkout { customer, payment, idempotency_key, ticket_seed } => {
+                self.checkout(customer, payment, idempotency_key, ticket_seed, now_ms, out)
+            }
+            Command::Leave { customer } => self.leave(customer, out),
+            Command::Tick => Ok(Reply::Done),
+            Command::Pause => self.set_paused(true, now_ms, out),
+            Command::Resume => self.set_paused(false, now_ms, out),
+            Command::UpdatePolicy { policy } => self.update_policy(policy, now_ms, out),
+            Command::Reschedule { schedule } => self.reschedule(schedule, out),
+        }
+    }
+
+    fn join(&mut self, customer: CustomerId, now_ms: u64, out: &mut Vec<Transition>) -> Outcome {
+        if self.queue.join_number(customer).is_some() {
+            return Ok(Reply::Joined { fresh: false });
+        }
+        match self.phase {
+            Phase::Scheduled if now_ms < self.config.schedule.prequeue_opens_at_ms => {
+                return Err(Rejection::QueueNotOpen);
+            }
+            Phase::Closed(reason) => return Err(closed_rejection(reason)),
+            Phase::Scheduled | Phase::Open => {}
+        }
+        if self.queue.len() >= self.config.policy.max_queue_len {
+            return Err(Rejection::QueueFull);
+        }
+        self.emit(Transition::Joined { customer }, out);
+        Ok(Reply::Joined { fresh: true })
+    }
+
+    fn add_items(
+        &mut self,
+        customer: CustomerId,
+        items: TypeCounts,
+        now_ms: u64,
+        out: &mut Vec<Transition>,
+    ) -> Outcome {
+        self.check_items(&items)?;
+        match self.phase {
+            Phase::Scheduled => return Err(Rejection::SaleNotOpen),
+            Phase::Closed(reason) => return Err(closed_rejection(reason)),
+            Phase::Open if self.paused => return Err(Rejection::Paused),
+            Phase::Open => {}
+        }
+        let shopper = *self.shoppers.get(customer).ok_or_else(|| self.absent(customer))?;
+        if now_ms >= shopper.window_ends_at_ms {
+            return Err(Rejection::AdmissionExpired);
+        }
+        let held = shopper.hold.map_or(TypeCounts::ZERO, |h| h.items);
+        self.check_limits(customer, &held, &items)?;
+        if let Some(short) = self.inventory.first_short(&items) {
+            return Err(Rejection::InsufficientStock(short));
+        }
+        let expires_at_ms = match shopper.hold {
+            Some(hold) => hold.expires_at_ms,
+            None => now_ms.saturating_add(self.config.policy.hold_ttl_ms),
+        };
+        self.emit(Transition::ItemsHeld { customer, items, expires_at_ms }, out);
+        Ok(Reply::Held { expires_at_ms })
+    }
+
+    /// Removes `items`, or the whole hold when `items` is `None`.
+    fn remove_items(
+        &mut self,
+        customer: CustomerId,
+        items: Option<TypeCounts>,
+        now_ms: u64,
+        out: &mut Vec<Transition>,
+    ) -> Outcome {
+        if let Some(items) = &items {
+            self.check_items(items)?;
+        }
+        let shopper = *self.shoppers.get(customer).ok_or_else(|| self.absent(customer))?;
+        let Some(hold) = shopper.hold else {
+            return Err(if shopper.hold_expired { Rejection::HoldExpired } else { Rejection::NoHold });
+        };
+        let items = items.unwrap_or(hold.items);
+        if let Some(missing) = items.first_exceeding(&hold.items) {
+            return Err(Rejection::NotInCart(missing));
+        }
+        self.emit(Transition::ItemsReleased { customer, items }, out);
+        self.end_turn_if_over(customer, now_ms, out);
+        let remains = self.shoppers.get(customer).and_then(|s| s.hold);
+        Ok(Reply::Released { hold_expires_at_ms: remains.map(|h| h.expires_at_ms) })
+    }
+
+    fn checkout(
+        &mut self,
+        customer: CustomerId,
+        payment: Payment,
+        idempotency_key: u128,
+        ticket_seed: u128,
+        now_ms: u64,
+        out: &mut Vec<Transition>,
+    ) -> Outcome {
+        if let Some(order) = self.orders.find_by_key(customer, idempotency_key) {
+            return Ok(Reply::OrderPlaced { order, duplicate: true });
+        }
+        let shopper = *self.shoppers.get(customer).ok_or(Rejection::NoHold)?;
+        let Some(hold) = shopper.hold else {
+            return Err(if shopper.hold_expired { Rejection::HoldExpired } else { Rejection::NoHold });
+        };
+        let payment_ref = match payment {
+            Payment::Declined => return Err(Rejection::PaymentDeclined),
+            Payment::Failed => return Err(Rejection::PaymentFailed),
+            Payment::Approved { amount_cents, payment_ref } => {
+                let expected_cents = self.total_cents(&hold.items);
+                if amount_cents != expected_cents {
+                    return Err(Rejection::AmountMismatch { expected_cents });
+                }
+                payment_ref
+            }
+        };
+        let order = crate::ids::OrderId(u32::try_from(self.orders.orders().len()).unwrap_or(u32::MAX));
+        let placed = Transition::OrderPlaced {
+            customer,
+            at_ms: now_ms,
+            ticket_seed,
+            idempotency_key,
+            payment_ref,
+        };
+        self.emit(placed, out);
+        self.end_turn_if_over(customer, now_ms, out);
+        if self.inventory.sold_out() {
+            self.emit(Transition::Closed { at_ms: now_ms, reason: CloseReason::SoldOut }, out);
+        }
+        Ok(Reply::OrderPlaced { order, duplicate: false })
+    }
+
+    fn leave(&mut self, customer: CustomerId, out: &mut Vec<Transition>) -> Outcome {
+        let shopper = *self.shoppers.get(customer).ok_or_else(|| self.absent(customer))?;
+        if let Some(hold) = shopper.hold {
+            self.emit(Transition::ItemsReleased { customer, items: hold.items }, out);
+        }
+        self.emit(Transition::SessionEnded { customer }, out);
+        Ok(Reply::Left)
+    }
+
+    fn set_paused(&mut self, paused: bool, now_ms: u64, out: &mut Vec<Transition>) -> Outcome {
+        if let Phase::Closed(reason) = self.phase {
+            return Err(closed_rejection(reason));
+        }
+        if self.paused != paused {
+            let transition = if paused {
+                Transition::Paused { at_ms: now_ms }
+            } else {
+                Transition::Resumed { at_ms: now_ms }
+            };
+            self.emit(transition, out);
+        }
+        Ok(Reply::Done)
+    }
+
+    fn update_policy(&mut self, policy: Policy, now_ms: u64, out: &mut Vec<Transition>) -> Outcome {
+        let type_count = self.config.ticket_types.len();
+        policy.validate(type_count).map_err(Rejection::InvalidConfig)?;
+        if self.phase != Phase::Scheduled && policy.shrinks_limits_of(&self.config.policy, type_count)
+        {
+            return Err(Rejection::InvalidConfig(ConfigError::LimitShrinksDuringSale));
+        }
+        if policy != self.config.policy {
+            self.emit(Transition::PolicyChanged { at_ms: now_ms, policy }, out);
+        }
+        Ok(Reply::Done)
+    }
+
+    fn reschedule(&mut self, schedule: Schedule, out: &mut Vec<Transition>) -> Outcome {
+        schedule.validate().map_err(Rejection::InvalidConfig)?;
+        let current = self.config.schedule;
+        match self.phase {
+            Phase::Closed(reason) => return Err(closed_rejection(reason)),
+            Phase::Open
+                if schedule.opens_at_ms != current.opens_at_ms
+                    || schedule.prequeue_opens_at_ms != current.prequeue_opens_at_ms =>
+            {
+                return Err(Rejection::InvalidConfig(ConfigError::AlreadyOpened));
+            }
+            Phase::Open | Phase::Scheduled => {}
+        }
+        if schedule != current {
+            self.emit(Transition::Rescheduled { schedule }, out);
+        }
+        Ok(Reply::Done)
+    }
+
+    // ----- checks shared by decisions -----
+
+    fn check_items(&self, items: &TypeCounts) -> Result<(), Rejection> {
+        if items.is_empty() {
+            return Err(Rejection::EmptyItems);
+        }
+        match items.first_beyond(self.config.ticket_types.len()) {
+            Some(unknown) => Err(Rejection::UnknownTicketType(unknown)),
+            None => Ok(()),
+        }
+    }
+
+    /// Per type, then per event: held plus owned plus requested must stay
+    /// within the limit.
+    fn check_limits(
+        &self,
+        customer: CustomerId,
+        held: &TypeCounts,
+        requested: &TypeCounts,
+    ) -> Result<(), Rejection> {
+        let policy = &self.config.policy;
+        let owned = self.orders.sold_to(customer);
+        let total = held
+            .checked_add(&owned)
+            .and_then(|c| c.checked_add(requested))
+            .ok_or(Rejection::LimitReached(Limit::PerEvent))?;
+        if let Some(over) = total.first_exceeding(&policy.per_type_limits) {
+            return Err(Rejection::LimitReached(Limit::PerType(over)));
+        }
+        if total.total() > u32::from(policy.per_event_limit) {
+            return Err(Rejection::LimitReached(Limit::PerEvent));
+        }
+        Ok(())
+    }
+
+    /// Why a customer who is not shopping cannot act.
+    fn absent(&self, customer: CustomerId) -> Rejection {
+        match self.queue.join_number(customer) {
+            None => Rejection::NotInQueue,
+            Some(join_number) if self.queue.is_served(join_number) => Rejection::AdmissionExpired,
+            Some(_) => Rejection::NotAdmitted,
+        }
+    }
+
+    /// What `items` cost, in centavos. Prices and quantities are bounded so
+    /// this cannot overflow; saturating keeps it total regardless.
+    pub fn total_cents(&self, items: &TypeCounts) -> u64 {
+        items
+            .iter()
+            .map(|(t, q)| {
+                let price = self.config.ticket_types.get(t.index()).map_or(0, |t| t.price_cents);
+                price.saturating_mul(u64::from(q))
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    // ----- state changes -----
+
+    fn emit(&mut self, transition: Transition, out: &mut Vec<Transition>) {
+        self.evolve(&transition);
+        out.push(transition);
+    }
+
+    /// Applies a transition. The only function that changes state; it trusts
+    /// its input (decisions validated it, or `check_applicable` did).
+    fn evolve(&mut self, transition: &Transition) {
+        match *transition {
+            Transition::Opened { at_ms, shuffle_seed, .. } => {
+                self.queue.open(shuffle_seed);
+                self.phase = Phase::Open;
+                self.admission = AdmissionBucket::full(at_ms, self.config.policy.admit_per_second);
+            }
+            Transition::Closed { reason, .. } => self.phase = Phase::Closed(reason),
+            Transition::Joined { customer } => self.queue.push(customer),
+            Transition::Admitted { at_ms, count } => {
+                let window_ends_at_ms = at_ms.saturating_add(self.config.policy.admission_window_ms);
+                for _ in 0..count {
+                    if let Some(customer) = self.queue.admit_next() {
+                        self.shoppers.admit(customer, window_ends_at_ms);
+                    }
+                }
+                self.admission.take(at_ms, count, self.config.policy.admit_per_second);
+            }
+            Transition::ItemsHeld { customer, items, expires_at_ms } => {
+                self.inventory.hold(&items);
+                self.shoppers.hold(customer, &items, expires_at_ms);
+            }
+            Transition::ItemsReleased { customer, items } => {
+                self.inventory.release(&items);
+                self.shoppers.release(customer, &items);
+            }
+            Transition::HoldExpired { customer } => {
+                let items = self.shoppers.end_hold(customer, true);
+                self.inventory.release(&items);
+            }
+            Transition::OrderPlaced { customer, at_ms, ticket_seed, idempotency_key, payment_ref } => {
+                let items = self.shoppers.end_hold(customer, false);
+                self.inventory.sell(&items);
+                let total_cents = self.total_cents(&items);
+                self.orders.place(
+                    customer,
+                    items,
+                    total_cents,
+                    at_ms,
+                    payment_ref,
+                    idempotency_key,
+                    ticket_seed,
+                );
+            }
+            Transition::SessionEnded { customer } => {
+                let items = self.shoppers.end(customer);
+                self.inventory.release(&items);
+            }
+            Transition::Paused { .. } => self.paused = true,
+            Transition::Resumed { .. } => self.paused = false,
+            Transition::PolicyChanged { at_ms, policy } => {
+                self.admission.settle(at_ms, self.config.policy.admit_per_second);
+                self.config.policy = policy;
+            }
+            Transition::Rescheduled { schedule } => self.config.schedule = schedule,
+        }
+    }
+
+    /// The preconditions `evolve` relies on, for transitions read from a log.
+    fn check_applicable(&self, transition: &Transition) -> Result<(), &'static str> {
+        let shopper = |customer| self.shoppers.get(customer).ok_or("the customer is not shopping");
+        let holding = |customer| {
+            shopper(customer)?.hold.ok_or("the customer holds nothing")
+        };
+        match *transition {
+            Transition::Opened { prequeue_len, shuffle_seed, .. } => {
+                ensure(self.phase == Phase::Scheduled, "the sale is already open")?;
+                ensure(prequeue_len == self.queue.len(), "the pre-queue length differs")?;
+                ensure(shuffle_seed == self.config.shuffle_seed, "the shuffle seed differs")
+            }
+            Transition::Closed { .. } => {
+                ensure(!matches!(self.phase, Phase::Closed(_)), "the sale is already closed")
+            }
+            Transition::Joined { customer } => {
+                ensure(self.queue.join_number(customer).is_none(), "the customer already joined")?;
+                ensure(self.queue.len() < u32::MAX, "the queue is full")
+            }
+            Transition::Admitted { count, .. } => {
+                ensure(self.phase == Phase::Open, "the sale is not open")?;
+                ensure(count <= self.queue.waiting(), "fewer are waiting")
+            }
+            Transition::ItemsHeld { customer, items, expires_at_ms } => {
+                let shopper = shopper(customer)?;
+                ensure(!items.is_empty(), "no items")?;
+                ensure(self.inventory.can_hold(&items), "the items are not available")?;
+                if let Some(hold) = shopper.hold {
+                    ensure(hold.expires_at_ms == expires_at_ms, "a hold's expiry cannot move")?;
+                    ensure(hold.items.checked_add(&items).is_some(), "the hold overflows")?;
+                }
+                Ok(())
+            }
+            Transition::ItemsReleased { customer, items } => {
+                let hold = holding(customer)?;
+                ensure(!items.is_empty(), "no items")?;
+                ensure(items.first_exceeding(&hold.items).is_none(), "the items are not held")
+            }
+            Transition::HoldExpired { customer } => holding(customer).map(|_| ()),
+            Transition::OrderPlaced { customer, .. } => {
+                let hold = holding(customer)?;
+                ensure(self.inventory.holds_at_least(&hold.items), "the held stock is missing")
+            }
+            Transition::SessionEnded { customer } => {
+                ensure(shopper(customer)?.hold.is_none(), "the customer still holds tickets")
+            }
+            Transition::Paused { .. } | Transition::Resumed { .. } => Ok(()),
+            Transition::PolicyChanged { policy, .. } => policy
+                .validate(self.config.ticket_types.len())
+                .map_err(|_| "the policy is invalid"),
+            Transition::Rescheduled { schedule } => {
+                schedule.validate().map_err(|_| "the schedule is invalid")
+            }
+        }
+    }
+}
+
+fn ensure(condition: bool, reason: &'static str) -> Result<(), &'static str> {
+    if condition { Ok(()) } else { Err(reason) }
+}
+
+fn closed_rejection(reason: CloseReason) -> Rejection {
+    match reason {
+        CloseReason::SoldOut => Rejection::SoldOut,
+        CloseReason::Ended => Rejection::SaleClosed,
+    }
+}

@@ -1,0 +1,204 @@
+//! The pre-queue draw: a seeded permutation of `0..len`, evaluated one element
+//! at a time.
+//!
+//! Everyone who joins before opening gets a join number `j` in `0..len`; at
+//! opening their place in line becomes `position(j)`. Instead of shuffling an
+//! array (an O(n) pause at the busiest instant of the drop, plus 4 bytes per
+//! fan), the permutation is a balanced Feistel network over the smallest
+//! even-bit domain `2^k >= len`, restricted to `0..len` by cycle-walking: apply
+//! the network until the value falls inside the range. Cycle-walking a
+//! permutation of a superset yields a permutation of the subset, and because
+//! `2^k < 4 * len` the expected number of walks is below four. Both directions
+//! cost O(1) and no memory beyond the round keys.
+//!
+//! Twelve rounds of a full-avalanche 64-bit mixer make every join number land
+//! in every position with equal frequency over seeds (tested with chi-square
+//! tests below, from 3 to 100 people). The seed is secret until opening, so nobody can aim for a
+//! place; it is logged, so the draw can be audited and replayed.
+
+use serde::{Deserialize, Serialize};
+
+/// Small domains need many rounds: with 2-bit halves, 6 rounds measurably
+/// favour some places (chi-square 153 on a 5-person pre-queue, against a 99.99%
+/// bound of 23.5); 12 rounds pass at every size tested. The cost is about
+/// 12 multiplications per lookup, paid once per admission or status query.
+const ROUNDS: usize = 12;
+
+/// A bijection of `0..len` keyed by a 64-bit seed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shuffle {
+    len: u32,
+    half_bits: u32,
+    keys: [u64; ROUNDS],
+}
+
+impl Shuffle {
+    /// The permutation of `0..len` drawn by `seed`.
+    pub fn new(seed: u64, len: u32) -> Shuffle {
+        // Smallest k with 2^(2k) >= len, at least one bit per half.
+        let mut half_bits = 1;
+        while (1u64 << (2 * half_bits)) < u64::from(len) {
+            half_bits += 1;
+        }
+        let mut state = seed;
+        let keys = std::array::from_fn(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            mix64(state)
+        });
+        Shuffle { len, half_bits, keys }
+    }
+
+    /// How many elements are permuted.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True for the permutation of nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where element `j` goes. `j` must be below `len`; anything else is
+    /// returned unchanged.
+    pub fn forward(&self, j: u32) -> u32 {
+        if j >= self.len {
+            return j;
+        }
+        let mut x = u64::from(j);
+        loop {
+            x = self.encrypt(x);
+            if x < u64::from(self.len) {
+                // Below len, which is a u32.
+                return u32::try_from(x).unwrap_or(j);
+            }
+        }
+    }
+
+    /// Which element goes to `position`: the inverse of [`Shuffle::forward`].
+    pub fn inverse(&self, position: u32) -> u32 {
+        if position >= self.len {
+            return position;
+        }
+        let mut x = u64::from(position);
+        loop {
+            x = self.decrypt(x);
+            if x < u64::from(self.len) {
+                return u32::try_from(x).unwrap_or(position);
+            }
+        }
+    }
+
+    fn mask(&self) -> u64 {
+        (1u64 << self.half_bits) - 1
+    }
+
+    fn round(&self, half: u64, key: u64) -> u64 {
+        mix64(half ^ key) & self.mask()
+    }
+
+    fn encrypt(&self, x: u64) -> u64 {
+        let (mut left, mut right) = (x >> self.half_bits, x & self.mask());
+        for &key in &self.keys {
+            (left, right) = (right, left ^ self.round(right, key));
+        }
+        (left << self.half_bits) | right
+    }
+
+    fn decrypt(&self, x: u64) -> u64 {
+        let (mut left, mut right) = (x >> self.half_bits, x & self.mask());
+        for &key in self.keys.iter().rev() {
+            (left, right) = (right ^ self.round(left, key), left);
+        }
+        (left << self.half_bits) | right
+    }
+}
+
+/// The SplitMix64 finalizer: a bijective 64-bit mixer with full avalanche.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_a_bijection_for_every_small_length() {
+        for len in 0..=300u32 {
+            let shuffle = Shuffle::new(u64::from(len) * 7919, len);
+            let mut seen = vec![false; len as usize];
+            for j in 0..len {
+                let p = shuffle.forward(j);
+                assert!(p < len, "len {len}: {j} -> {p} out of range");
+                assert!(!seen[p as usize], "len {len}: position {p} taken twice");
+                seen[p as usize] = true;
+                assert_eq!(shuffle.inverse(p), j, "len {len}: inverse of {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn is_a_bijection_at_a_large_odd_length() {
+        let len = 1_000_003;
+        let shuffle = Shuffle::new(42, len);
+        let mut seen = vec![false; len as usize];
+        for j in 0..len {
+            let p = shuffle.forward(j) as usize;
+            assert!(!seen[p]);
+            seen[p] = true;
+        }
+    }
+
+    #[test]
+    fn different_seeds_give_different_orders() {
+        let a = Shuffle::new(1, 1000);
+        let b = Shuffle::new(2, 1000);
+        let same = (0..1000).filter(|&j| a.forward(j) == b.forward(j)).count();
+        // Two independent permutations agree on about one point on average.
+        assert!(same < 10, "{same} fixed agreements");
+    }
+
+    /// Chi-square test of uniformity: over many seeds, the first, a middle
+    /// and the last to join land in each place (or each tenth of the line)
+    /// equally often. The bounds are the 99.99th percentiles of chi-square
+    /// for the degrees of freedom; a biased draw (arriving first pays, or
+    /// staying put is likelier) blows far past them.
+    #[test]
+    fn early_middle_and_late_joiners_land_uniformly() {
+        let draws = 100_000u64;
+        // (pre-queue length, cells, 99.99% bound for cells - 1 degrees of freedom)
+        for (len, cells, bound) in [(3u32, 3u32, 18.4), (5, 5, 23.5), (10, 10, 33.7), (100, 10, 33.7)] {
+            for joiner in [0, len / 2, len - 1] {
+                let mut counts = vec![0u64; cells as usize];
+                for seed in 0..draws {
+                    let position = Shuffle::new(mix64(seed), len).forward(joiner);
+                    counts[(position * cells / len) as usize] += 1;
+                }
+                let expected = draws as f64 / f64::from(cells);
+                let chi2: f64 = counts
+                    .iter()
+                    .map(|&c| (c as f64 - expected).powi(2) / expected)
+                    .sum();
+                assert!(chi2 < bound, "len {len}, joiner {joiner}: chi-square {chi2}, {counts:?}");
+            }
+        }
+    }
+
+    /// Pairs must be uniform too, or neighbours in arrival order would stay
+    /// neighbours: the chance that joiner 0 ends ahead of joiner 1 is one half.
+    #[test]
+    fn relative_order_of_two_joiners_is_a_coin_flip() {
+        let draws = 100_000u64;
+        let ahead = (0..draws)
+            .filter(|&seed| {
+                let s = Shuffle::new(mix64(seed), 1000);
+                s.forward(0) < s.forward(1)
+            })
+            .count() as f64;
+        let share = ahead / draws as f64;
+        // Four standard deviations of a fair coin over 100 000 flips: 0.0063.
+        assert!((share - 0.5).abs() < 0.0063, "joiner 0 ahead of joiner 1 in {share}");
+    }
+}

@@ -1,0 +1,146 @@
+//! Transitions: every change to an event's state, as a value.
+//!
+//! The engine decides (validating a command against the state) and then
+//! applies transitions, and nothing else changes state. So the transitions of
+//! a sale are a complete record: the write-ahead log stores them, replaying
+//! them onto a fresh engine rebuilds identical state, and notifications are
+//! derived from them. Each carries exactly what replay needs and nothing that
+//! can be derived (an order's id is its index, an admitted customer is the one
+//! at the next position).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Policy, Schedule};
+use crate::counts::TypeCounts;
+use crate::ids::CustomerId;
+
+/// Why the queue closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// Every ticket was sold.
+    SoldOut,
+    /// The sale window ended.
+    Ended,
+}
+
+/// One change of state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transition {
+    /// The sale opened: the `prequeue_len` who joined before are placed by the
+    /// draw keyed with `shuffle_seed`, later joiners queue in arrival order.
+    Opened {
+        /// When.
+        at_ms: u64,
+        /// How many joined before opening.
+        prequeue_len: u32,
+        /// The draw's seed, published here for audit.
+        shuffle_seed: u64,
+    },
+    /// The queue closed: nobody else joins or is admitted, and everyone still
+    /// waiting is told at once.
+    Closed {
+        /// When.
+        at_ms: u64,
+        /// Sold out or ended.
+        reason: CloseReason,
+    },
+    /// A customer took the next join number.
+    Joined {
+        /// Who.
+        customer: CustomerId,
+    },
+    /// The next `count` positions in line were admitted at `at_ms`; each has
+    /// until `at_ms + admission_window_ms` to build a cart.
+    Admitted {
+        /// When.
+        at_ms: u64,
+        /// How many.
+        count: u32,
+    },
+    /// Tickets reserved into a hold. `expires_at_ms` is set when the hold is
+    /// new and repeated (unchanged) when items are added to an existing hold.
+    ItemsHeld {
+        /// Whose hold.
+        customer: CustomerId,
+        /// What was added.
+        items: TypeCounts,
+        /// When the hold expires.
+        expires_at_ms: u64,
+    },
+    /// Tickets given back from a hold by the customer; an empty hold ends.
+    ItemsReleased {
+        /// Whose hold.
+        customer: CustomerId,
+        /// What was given back.
+        items: TypeCounts,
+    },
+    /// A hold reached its TTL; its tickets returned to stock.
+    HoldExpired {
+        /// Whose hold.
+        customer: CustomerId,
+    },
+    /// A hold became an order with tickets. The order's id is the number of
+    /// orders before it; its tickets follow the last ticket sold.
+    OrderPlaced {
+        /// Whose hold.
+        customer: CustomerId,
+        /// When.
+        at_ms: u64,
+        /// From which the tickets' codes are derived.
+        ticket_seed: u128,
+        /// Hash of the Idempotency-Key that placed the order.
+        idempotency_key: u128,
+        /// The gateway's reference for the charge.
+        payment_ref: u64,
+    },
+    /// A shopper's turn ended (window over with no hold, hold over after the
+    /// window, or left): the slot goes to the next in line.
+    SessionEnded {
+        /// Whose turn.
+        customer: CustomerId,
+    },
+    /// Admission and additions to carts stopped.
+    Paused {
+        /// When.
+        at_ms: u64,
+    },
+    /// Admission and additions to carts resumed.
+    Resumed {
+        /// When.
+        at_ms: u64,
+    },
+    /// A new policy took effect.
+    PolicyChanged {
+        /// When (admissions before it are paced by the old rate).
+        at_ms: u64,
+        /// The new policy.
+        policy: Policy,
+    },
+    /// A new schedule took effect.
+    Rescheduled {
+        /// The new schedule.
+        schedule: Schedule,
+    },
+}
+
+impl Transition {
+    /// The customer a transition is about, if any; per-customer notifications
+    /// are routed by it.
+    pub fn customer(&self) -> Option<CustomerId> {
+        match *self {
+            Transition::Joined { customer }
+            | Transition::ItemsHeld { customer, .. }
+            | Transition::ItemsReleased { customer, .. }
+            | Transition::HoldExpired { customer }
+            | Transition::OrderPlaced { customer, .. }
+            | Transition::SessionEnded { customer } => Some(customer),
+            Transition::Opened { .. }
+            | Transition::Closed { .. }
+            | Transition::Admitted { .. }
+            | Transition::Paused { .. }
+            | Transition::Resumed { .. }
+            | Transition::PolicyChanged { .. }
+            | Transition::Rescheduled { .. } => None,
+        }
+    }
+}

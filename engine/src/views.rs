@@ -1,0 +1,190 @@
+//! Read-only questions the server asks an engine: a customer's place in line,
+//! their cart, their orders and tickets, stock, and sale-wide stats. All are
+//! O(1) or proportional to the customer's own holdings.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::EventConfig;
+use crate::counts::TypeCounts;
+use crate::engine::{Engine, Phase};
+use crate::ids::{CustomerId, OrderId, TicketId};
+use crate::inventory::Stock;
+use crate::orders::{Order, Ticket};
+use crate::transition::CloseReason;
+
+/// Where a customer stands in the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueStatus {
+    /// Never joined.
+    NotJoined,
+    /// Joined before opening; their place is drawn at opening.
+    PreQueue {
+        /// How many are in the pre-queue so far.
+        prequeue_len: u32,
+    },
+    /// Waiting for their turn.
+    Waiting {
+        /// 0-based place in line.
+        position: u32,
+        /// How many are still ahead (`position - served`).
+        people_ahead: u32,
+        /// `people_ahead` at the admission rate; a lower bound, since
+        /// admission also waits for free slots.
+        estimated_wait_ms: u64,
+    },
+    /// Admitted and shopping.
+    Shopping {
+        /// Adding to the cart is allowed until here.
+        window_ends_at_ms: u64,
+        /// The hold's expiry, if they hold tickets.
+        hold_expires_at_ms: Option<u64>,
+    },
+    /// Their turn came and ended.
+    TurnOver,
+    /// The queue closed before their turn.
+    Closed(CloseReason),
+}
+
+/// A customer's cart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cart {
+    /// What is held.
+    pub items: TypeCounts,
+    /// When the hold expires.
+    pub expires_at_ms: u64,
+    /// What it costs, in centavos.
+    pub total_cents: u64,
+}
+
+/// Sale-wide counters for dashboards and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Where the sale is.
+    pub phase: Phase,
+    /// Whether an operator paused it.
+    pub paused: bool,
+    /// Everyone who ever joined.
+    pub joined: u32,
+    /// Still waiting for their turn.
+    pub waiting: u32,
+    /// Admitted so far (the now-serving cursor).
+    pub served: u32,
+    /// Shopping now.
+    pub active: u32,
+    /// Shoppers holding tickets.
+    pub holds: u32,
+    /// Tickets in holds.
+    pub tickets_held: u64,
+    /// Tickets sold.
+    pub tickets_sold: u64,
+    /// Tickets free to add to a cart.
+    pub tickets_available: u64,
+    /// Orders placed.
+    pub orders: u32,
+}
+
+impl Engine {
+    /// The event's configuration, with the current policy and schedule.
+    pub fn config(&self) -> &EventConfig {
+        &self.config
+    }
+
+    /// Where the sale is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether an operator paused the sale.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Where a customer stands.
+    pub fn queue_status(&self, customer: CustomerId) -> QueueStatus {
+        let Some(join_number) = self.queue.join_number(customer) else {
+            return QueueStatus::NotJoined;
+        };
+        if let Some(shopper) = self.shoppers.get(customer) {
+            return QueueStatus::Shopping {
+                window_ends_at_ms: shopper.window_ends_at_ms,
+                hold_expires_at_ms: shopper.hold.map(|h| h.expires_at_ms),
+            };
+        }
+        if self.queue.is_served(join_number) {
+            return QueueStatus::TurnOver;
+        }
+        if let Phase::Closed(reason) = self.phase {
+            return QueueStatus::Closed(reason);
+        }
+        match self.queue.position(join_number) {
+            None => QueueStatus::PreQueue { prequeue_len: self.queue.len() },
+            Some(position) => {
+                let people_ahead = position.saturating_sub(self.queue.served());
+                let rate = u64::from(self.config.policy.admit_per_second.max(1));
+                QueueStatus::Waiting {
+                    position,
+                    people_ahead,
+                    estimated_wait_ms: (u64::from(people_ahead) * 1_000).div_ceil(rate),
+                }
+            }
+        }
+    }
+
+    /// A customer's cart, if they hold tickets.
+    pub fn cart(&self, customer: CustomerId) -> Option<Cart> {
+        let hold = self.shoppers.get(customer)?.hold?;
+        Some(Cart {
+            items: hold.items,
+            expires_at_ms: hold.expires_at_ms,
+            total_cents: self.total_cents(&hold.items),
+        })
+    }
+
+    /// Stock per ticket type, indexed by type id.
+    pub fn stock(&self) -> &[Stock] {
+        self.inventory.types()
+    }
+
+    /// What a customer owns per type, across orders.
+    pub fn owned_by(&self, customer: CustomerId) -> TypeCounts {
+        self.orders.sold_to(customer)
+    }
+
+    /// A customer's orders, newest first.
+    pub fn orders_of(&self, customer: CustomerId) -> impl Iterator<Item = (OrderId, &Order)> {
+        self.orders.orders_of(customer)
+    }
+
+    /// One order.
+    pub fn order(&self, id: OrderId) -> Option<&Order> {
+        self.orders.order(id)
+    }
+
+    /// The tickets of an order.
+    pub fn tickets_of(&self, id: OrderId) -> impl Iterator<Item = Ticket> + '_ {
+        self.orders.tickets_of(id)
+    }
+
+    /// One ticket.
+    pub fn ticket(&self, id: TicketId) -> Option<Ticket> {
+        self.orders.ticket(id)
+    }
+
+    /// Sale-wide counters.
+    pub fn stats(&self) -> Stats {
+        let stock = self.inventory.types();
+        Stats {
+            phase: self.phase,
+            paused: self.paused,
+            joined: self.queue.len(),
+            waiting: self.queue.waiting(),
+            served: self.queue.served(),
+            active: self.shoppers.len(),
+            holds: self.shoppers.holds(),
+            tickets_held: stock.iter().map(|s| u64::from(s.held)).sum(),
+            tickets_sold: stock.iter().map(|s| u64::from(s.sold)).sum(),
+            tickets_available: self.inventory.available_total(),
+            orders: u32::try_from(self.orders.orders().len()).unwrap_or(u32::MAX),
+        }
+    }
+}
