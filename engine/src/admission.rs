@@ -20,7 +20,10 @@ pub struct AdmissionBucket {
 impl AdmissionBucket {
     /// A full bucket at `at_ms` (the sale opens with one second of burst).
     pub fn full(at_ms: u64, rate_per_second: u32) -> AdmissionBucket {
-        AdmissionBucket { tokens_milli: capacity_milli(rate_per_second), last_ms: at_ms }
+        AdmissionBucket {
+            tokens_milli: capacity_milli(rate_per_second),
+            last_ms: at_ms,
+        }
     }
 
     /// Whole tokens available at `now_ms`.
@@ -53,7 +56,9 @@ impl AdmissionBucket {
     fn refilled(&self, now_ms: u64, rate_per_second: u32) -> u64 {
         let elapsed_ms = now_ms.saturating_sub(self.last_ms);
         let accrued = elapsed_ms.saturating_mul(u64::from(rate_per_second));
-        self.tokens_milli.saturating_add(accrued).min(capacity_milli(rate_per_second))
+        self.tokens_milli
+            .saturating_add(accrued)
+            .min(capacity_milli(rate_per_second))
     }
 }
 

@@ -194,7 +194,10 @@ impl EventConfig {
 
     /// Total tickets across all types.
     pub fn total_capacity(&self) -> u64 {
-        self.ticket_types.iter().map(|t| u64::from(t.capacity)).sum()
+        self.ticket_types
+            .iter()
+            .map(|t| u64::from(t.capacity))
+            .sum()
     }
 }
 

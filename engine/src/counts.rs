@@ -121,7 +121,9 @@ mod tests {
         assert_eq!(counts.get(TicketTypeId(1)), 5);
         assert_eq!(counts.total(), 5);
         assert!(TypeCounts::from_pairs(&[(TicketTypeId(16), 1)]).is_none());
-        assert!(TypeCounts::from_pairs(&[(TicketTypeId(0), u16::MAX), (TicketTypeId(0), 1)]).is_none());
+        assert!(
+            TypeCounts::from_pairs(&[(TicketTypeId(0), u16::MAX), (TicketTypeId(0), 1)]).is_none()
+        );
     }
 
     #[test]

@@ -63,7 +63,11 @@ pub struct TransitionError {
 
 impl std::fmt::Display for TransitionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "transition {:?} cannot apply: {}", self.transition, self.reason)
+        write!(
+            f,
+            "transition {:?} cannot apply: {}",
+            self.transition, self.reason
+        )
     }
 }
 
@@ -144,17 +148,24 @@ impl Engine {
             Phase::Open => Some(schedule.closes_at_ms),
             Phase::Closed(_) => None,
         };
-        [phase_change, self.shoppers.peek_deadline_ms(), self.next_admission_ms()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            phase_change,
+            self.shoppers.peek_deadline_ms(),
+            self.next_admission_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Applies one logged transition after checking it fits the state, so a
     /// log from elsewhere or an altered one is refused rather than applied.
     pub fn apply_transition(&mut self, transition: &Transition) -> Result<(), TransitionError> {
         self.check_applicable(transition)
-            .map_err(|reason| TransitionError { transition: *transition, reason })?;
+            .map_err(|reason| TransitionError {
+                transition: *transition,
+                reason,
+            })?;
         self.evolve(transition);
         Ok(())
     }
@@ -172,7 +183,13 @@ impl Engine {
             self.emit(transition, out);
         }
         if self.phase == Phase::Open && now_ms >= schedule.closes_at_ms {
-            self.emit(Transition::Closed { at_ms: now_ms, reason: CloseReason::Ended }, out);
+            self.emit(
+                Transition::Closed {
+                    at_ms: now_ms,
+                    reason: CloseReason::Ended,
+                },
+                out,
+            );
         }
         while let Some(customer) = self.shoppers.next_due(now_ms) {
             self.expire(customer, now_ms, out);
@@ -183,7 +200,9 @@ impl Engine {
     /// Handles one shopper whose deadline has come: the hold expires, and the
     /// turn ends if the window has passed too.
     fn expire(&mut self, customer: CustomerId, now_ms: u64, out: &mut Vec<Transition>) {
-        let Some(shopper) = self.shoppers.get(customer) else { return };
+        let Some(shopper) = self.shoppers.get(customer) else {
+            return;
+        };
         if shopper.hold.is_some_and(|h| h.expires_at_ms <= now_ms) {
             self.emit(Transition::HoldExpired { customer }, out);
         }
@@ -209,7 +228,13 @@ impl Engine {
         let tokens = self.admission.tokens_at(now_ms, policy.admit_per_second);
         let count = self.queue.waiting().min(room).min(tokens);
         if count > 0 {
-            self.emit(Transition::Admitted { at_ms: now_ms, count }, out);
+            self.emit(
+                Transition::Admitted {
+                    at_ms: now_ms,
+                    count,
+                },
+                out,
+            );
         }
     }
 
@@ -222,8 +247,10 @@ impl Engine {
     }
 
     fn next_admission_ms(&self) -> Option<u64> {
-        self.admitting()
-            .then(|| self.admission.next_token_at(self.config.policy.admit_per_second))
+        self.admitting().then(|| {
+            self.admission
+                .next_token_at(self.config.policy.admit_per_second)
+        })
     }
 
     // ----- decisions -----
@@ -236,9 +263,12 @@ impl Engine {
                 self.remove_items(customer, Some(items), now_ms, out)
             }
             Command::ReleaseHold { customer } => self.remove_items(customer, None, now_ms, out),
-            Command::Checkout { customer, payment, idempotency_key, ticket_seed } => {
-                self.checkout(customer, payment, idempotency_key, ticket_seed, now_ms, out)
-            }
+            Command::Checkout {
+                customer,
+                payment,
+                idempotency_key,
+                ticket_seed,
+            } => self.checkout(customer, payment, idempotency_key, ticket_seed, now_ms, out),
             Command::Leave { customer } => self.leave(customer, out),
             Command::Tick => Ok(Reply::Done),
             Command::Pause => self.set_paused(true, now_ms, out),
@@ -280,7 +310,10 @@ impl Engine {
             Phase::Open if self.paused => return Err(Rejection::Paused),
             Phase::Open => {}
         }
-        let shopper = *self.shoppers.get(customer).ok_or_else(|| self.absent(customer))?;
+        let shopper = *self
+            .shoppers
+            .get(customer)
+            .ok_or_else(|| self.absent(customer))?;
         if now_ms >= shopper.window_ends_at_ms {
             return Err(Rejection::AdmissionExpired);
         }
@@ -293,7 +326,14 @@ impl Engine {
             Some(hold) => hold.expires_at_ms,
             None => now_ms.saturating_add(self.config.policy.hold_ttl_ms),
         };
-        self.emit(Transition::ItemsHeld { customer, items, expires_at_ms }, out);
+        self.emit(
+            Transition::ItemsHeld {
+                customer,
+                items,
+                expires_at_ms,
+            },
+            out,
+        );
         Ok(Reply::Held { expires_at_ms })
     }
 
@@ -308,9 +348,16 @@ impl Engine {
         if let Some(items) = &items {
             self.check_items(items)?;
         }
-        let shopper = *self.shoppers.get(customer).ok_or_else(|| self.absent(customer))?;
+        let shopper = *self
+            .shoppers
+            .get(customer)
+            .ok_or_else(|| self.absent(customer))?;
         let Some(hold) = shopper.hold else {
-            return Err(if shopper.hold_expired { Rejection::HoldExpired } else { Rejection::NoHold });
+            return Err(if shopper.hold_expired {
+                Rejection::HoldExpired
+            } else {
+                Rejection::NoHold
+            });
         };
         let items = items.unwrap_or(hold.items);
         if let Some(missing) = items.first_exceeding(&hold.items) {
@@ -319,7 +366,9 @@ impl Engine {
         self.emit(Transition::ItemsReleased { customer, items }, out);
         self.end_turn_if_over(customer, now_ms, out);
         let remains = self.shoppers.get(customer).and_then(|s| s.hold);
-        Ok(Reply::Released { hold_expires_at_ms: remains.map(|h| h.expires_at_ms) })
+        Ok(Reply::Released {
+            hold_expires_at_ms: remains.map(|h| h.expires_at_ms),
+        })
     }
 
     fn checkout(
@@ -332,16 +381,26 @@ impl Engine {
         out: &mut Vec<Transition>,
     ) -> Outcome {
         if let Some(order) = self.orders.find_by_key(customer, idempotency_key) {
-            return Ok(Reply::OrderPlaced { order, duplicate: true });
+            return Ok(Reply::OrderPlaced {
+                order,
+                duplicate: true,
+            });
         }
         let shopper = *self.shoppers.get(customer).ok_or(Rejection::NoHold)?;
         let Some(hold) = shopper.hold else {
-            return Err(if shopper.hold_expired { Rejection::HoldExpired } else { Rejection::NoHold });
+            return Err(if shopper.hold_expired {
+                Rejection::HoldExpired
+            } else {
+                Rejection::NoHold
+            });
         };
         let payment_ref = match payment {
             Payment::Declined => return Err(Rejection::PaymentDeclined),
             Payment::Failed => return Err(Rejection::PaymentFailed),
-            Payment::Approved { amount_cents, payment_ref } => {
+            Payment::Approved {
+                amount_cents,
+                payment_ref,
+            } => {
                 let expected_cents = self.total_cents(&hold.items);
                 if amount_cents != expected_cents {
                     return Err(Rejection::AmountMismatch { expected_cents });
@@ -349,7 +408,8 @@ impl Engine {
                 payment_ref
             }
         };
-        let order = crate::ids::OrderId(u32::try_from(self.orders.orders().len()).unwrap_or(u32::MAX));
+        let order =
+            crate::ids::OrderId(u32::try_from(self.orders.orders().len()).unwrap_or(u32::MAX));
         let placed = Transition::OrderPlaced {
             customer,
             at_ms: now_ms,
@@ -360,15 +420,33 @@ impl Engine {
         self.emit(placed, out);
         self.end_turn_if_over(customer, now_ms, out);
         if self.inventory.sold_out() {
-            self.emit(Transition::Closed { at_ms: now_ms, reason: CloseReason::SoldOut }, out);
+            self.emit(
+                Transition::Closed {
+                    at_ms: now_ms,
+                    reason: CloseReason::SoldOut,
+                },
+                out,
+            );
         }
-        Ok(Reply::OrderPlaced { order, duplicate: false })
+        Ok(Reply::OrderPlaced {
+            order,
+            duplicate: false,
+        })
     }
 
     fn leave(&mut self, customer: CustomerId, out: &mut Vec<Transition>) -> Outcome {
-        let shopper = *self.shoppers.get(customer).ok_or_else(|| self.absent(customer))?;
+        let shopper = *self
+            .shoppers
+            .get(customer)
+            .ok_or_else(|| self.absent(customer))?;
         if let Some(hold) = shopper.hold {
-            self.emit(Transition::ItemsReleased { customer, items: hold.items }, out);
+            self.emit(
+                Transition::ItemsReleased {
+                    customer,
+                    items: hold.items,
+                },
+                out,
+            );
         }
         self.emit(Transition::SessionEnded { customer }, out);
         Ok(Reply::Left)
@@ -391,13 +469,24 @@ impl Engine {
 
     fn update_policy(&mut self, policy: Policy, now_ms: u64, out: &mut Vec<Transition>) -> Outcome {
         let type_count = self.config.ticket_types.len();
-        policy.validate(type_count).map_err(Rejection::InvalidConfig)?;
-        if self.phase != Phase::Scheduled && policy.shrinks_limits_of(&self.config.policy, type_count)
+        policy
+            .validate(type_count)
+            .map_err(Rejection::InvalidConfig)?;
+        if self.phase != Phase::Scheduled
+            && policy.shrinks_limits_of(&self.config.policy, type_count)
         {
-            return Err(Rejection::InvalidConfig(ConfigError::LimitShrinksDuringSale));
+            return Err(Rejection::InvalidConfig(
+                ConfigError::LimitShrinksDuringSale,
+            ));
         }
         if policy != self.config.policy {
-            self.emit(Transition::PolicyChanged { at_ms: now_ms, policy }, out);
+            self.emit(
+                Transition::PolicyChanged {
+                    at_ms: now_ms,
+                    policy,
+                },
+                out,
+            );
         }
         Ok(Reply::Done)
     }
@@ -471,7 +560,11 @@ impl Engine {
         items
             .iter()
             .map(|(t, q)| {
-                let price = self.config.ticket_types.get(t.index()).map_or(0, |t| t.price_cents);
+                let price = self
+                    .config
+                    .ticket_types
+                    .get(t.index())
+                    .map_or(0, |t| t.price_cents);
                 price.saturating_mul(u64::from(q))
             })
             .fold(0u64, u64::saturating_add)
@@ -488,7 +581,11 @@ impl Engine {
     /// its input (decisions validated it, or `check_applicable` did).
     fn evolve(&mut self, transition: &Transition) {
         match *transition {
-            Transition::Opened { at_ms, shuffle_seed, .. } => {
+            Transition::Opened {
+                at_ms,
+                shuffle_seed,
+                ..
+            } => {
                 self.queue.open(shuffle_seed);
                 self.phase = Phase::Open;
                 self.admission = AdmissionBucket::full(at_ms, self.config.policy.admit_per_second);
@@ -496,15 +593,21 @@ impl Engine {
             Transition::Closed { reason, .. } => self.phase = Phase::Closed(reason),
             Transition::Joined { customer } => self.queue.push(customer),
             Transition::Admitted { at_ms, count } => {
-                let window_ends_at_ms = at_ms.saturating_add(self.config.policy.admission_window_ms);
+                let window_ends_at_ms =
+                    at_ms.saturating_add(self.config.policy.admission_window_ms);
                 for _ in 0..count {
                     if let Some(customer) = self.queue.admit_next() {
                         self.shoppers.admit(customer, window_ends_at_ms);
                     }
                 }
-                self.admission.take(at_ms, count, self.config.policy.admit_per_second);
+                self.admission
+                    .take(at_ms, count, self.config.policy.admit_per_second);
             }
-            Transition::ItemsHeld { customer, items, expires_at_ms } => {
+            Transition::ItemsHeld {
+                customer,
+                items,
+                expires_at_ms,
+            } => {
                 self.inventory.hold(&items);
                 self.shoppers.hold(customer, &items, expires_at_ms);
             }
@@ -516,7 +619,13 @@ impl Engine {
                 let items = self.shoppers.end_hold(customer, true);
                 self.inventory.release(&items);
             }
-            Transition::OrderPlaced { customer, at_ms, ticket_seed, idempotency_key, payment_ref } => {
+            Transition::OrderPlaced {
+                customer,
+                at_ms,
+                ticket_seed,
+                idempotency_key,
+                payment_ref,
+            } => {
                 let items = self.shoppers.end_hold(customer, false);
                 self.inventory.sell(&items);
                 let total_cents = self.total_cents(&items);
@@ -537,7 +646,8 @@ impl Engine {
             Transition::Paused { .. } => self.paused = true,
             Transition::Resumed { .. } => self.paused = false,
             Transition::PolicyChanged { at_ms, policy } => {
-                self.admission.settle(at_ms, self.config.policy.admit_per_second);
+                self.admission
+                    .settle(at_ms, self.config.policy.admit_per_second);
                 self.config.policy = policy;
             }
             Transition::Rescheduled { schedule } => self.config.schedule = schedule,
@@ -546,50 +656,86 @@ impl Engine {
 
     /// The preconditions `evolve` relies on, for transitions read from a log.
     fn check_applicable(&self, transition: &Transition) -> Result<(), &'static str> {
-        let shopper = |customer| self.shoppers.get(customer).ok_or("the customer is not shopping");
-        let holding = |customer| {
-            shopper(customer)?.hold.ok_or("the customer holds nothing")
+        let shopper = |customer| {
+            self.shoppers
+                .get(customer)
+                .ok_or("the customer is not shopping")
         };
+        let holding = |customer| shopper(customer)?.hold.ok_or("the customer holds nothing");
         match *transition {
-            Transition::Opened { prequeue_len, shuffle_seed, .. } => {
+            Transition::Opened {
+                prequeue_len,
+                shuffle_seed,
+                ..
+            } => {
                 ensure(self.phase == Phase::Scheduled, "the sale is already open")?;
-                ensure(prequeue_len == self.queue.len(), "the pre-queue length differs")?;
-                ensure(shuffle_seed == self.config.shuffle_seed, "the shuffle seed differs")
+                ensure(
+                    prequeue_len == self.queue.len(),
+                    "the pre-queue length differs",
+                )?;
+                ensure(
+                    shuffle_seed == self.config.shuffle_seed,
+                    "the shuffle seed differs",
+                )
             }
-            Transition::Closed { .. } => {
-                ensure(!matches!(self.phase, Phase::Closed(_)), "the sale is already closed")
-            }
+            Transition::Closed { .. } => ensure(
+                !matches!(self.phase, Phase::Closed(_)),
+                "the sale is already closed",
+            ),
             Transition::Joined { customer } => {
-                ensure(self.queue.join_number(customer).is_none(), "the customer already joined")?;
+                ensure(
+                    self.queue.join_number(customer).is_none(),
+                    "the customer already joined",
+                )?;
                 ensure(self.queue.len() < u32::MAX, "the queue is full")
             }
             Transition::Admitted { count, .. } => {
                 ensure(self.phase == Phase::Open, "the sale is not open")?;
                 ensure(count <= self.queue.waiting(), "fewer are waiting")
             }
-            Transition::ItemsHeld { customer, items, expires_at_ms } => {
+            Transition::ItemsHeld {
+                customer,
+                items,
+                expires_at_ms,
+            } => {
                 let shopper = shopper(customer)?;
                 ensure(!items.is_empty(), "no items")?;
-                ensure(self.inventory.can_hold(&items), "the items are not available")?;
+                ensure(
+                    self.inventory.can_hold(&items),
+                    "the items are not available",
+                )?;
                 if let Some(hold) = shopper.hold {
-                    ensure(hold.expires_at_ms == expires_at_ms, "a hold's expiry cannot move")?;
-                    ensure(hold.items.checked_add(&items).is_some(), "the hold overflows")?;
+                    ensure(
+                        hold.expires_at_ms == expires_at_ms,
+                        "a hold's expiry cannot move",
+                    )?;
+                    ensure(
+                        hold.items.checked_add(&items).is_some(),
+                        "the hold overflows",
+                    )?;
                 }
                 Ok(())
             }
             Transition::ItemsReleased { customer, items } => {
                 let hold = holding(customer)?;
                 ensure(!items.is_empty(), "no items")?;
-                ensure(items.first_exceeding(&hold.items).is_none(), "the items are not held")
+                ensure(
+                    items.first_exceeding(&hold.items).is_none(),
+                    "the items are not held",
+                )
             }
             Transition::HoldExpired { customer } => holding(customer).map(|_| ()),
             Transition::OrderPlaced { customer, .. } => {
                 let hold = holding(customer)?;
-                ensure(self.inventory.holds_at_least(&hold.items), "the held stock is missing")
+                ensure(
+                    self.inventory.holds_at_least(&hold.items),
+                    "the held stock is missing",
+                )
             }
-            Transition::SessionEnded { customer } => {
-                ensure(shopper(customer)?.hold.is_none(), "the customer still holds tickets")
-            }
+            Transition::SessionEnded { customer } => ensure(
+                shopper(customer)?.hold.is_none(),
+                "the customer still holds tickets",
+            ),
             Transition::Paused { .. } | Transition::Resumed { .. } => Ok(()),
             Transition::PolicyChanged { policy, .. } => policy
                 .validate(self.config.ticket_types.len())

@@ -50,7 +50,10 @@ impl Engine {
         let mut held = TypeCounts::ZERO;
         for (customer, shopper) in self.shoppers.iter() {
             if let Some(hold) = shopper.hold {
-                require!(!hold.items.is_empty(), "customer {customer:?} has an empty hold");
+                require!(
+                    !hold.items.is_empty(),
+                    "customer {customer:?} has an empty hold"
+                );
                 held = held.checked_add(&hold.items).unwrap_or(held);
             }
         }
@@ -91,7 +94,11 @@ impl Engine {
             self.inventory.available_total()
         );
         if self.inventory.sold_out() {
-            require!(matches!(self.phase, Phase::Closed(_)), "sold out but the sale is {:?}", self.phase);
+            require!(
+                matches!(self.phase, Phase::Closed(_)),
+                "sold out but the sale is {:?}",
+                self.phase
+            );
         }
         Ok(())
     }
@@ -117,12 +124,23 @@ impl Engine {
         );
         for (customer, buyer) in self.orders.buyers() {
             let expected = per_customer.get(customer).copied().unwrap_or_default();
-            require!(buyer.sold == expected, "customer {customer:?} owns {:?}, orders say {expected:?}", buyer.sold);
-            let mut keys: Vec<u128> = self.orders.orders_of(*customer).map(|(_, o)| o.idempotency_key).collect();
+            require!(
+                buyer.sold == expected,
+                "customer {customer:?} owns {:?}, orders say {expected:?}",
+                buyer.sold
+            );
+            let mut keys: Vec<u128> = self
+                .orders
+                .orders_of(*customer)
+                .map(|(_, o)| o.idempotency_key)
+                .collect();
             let count = keys.len();
             keys.sort_unstable();
             keys.dedup();
-            require!(keys.len() == count, "customer {customer:?} has two orders with one idempotency key");
+            require!(
+                keys.len() == count,
+                "customer {customer:?} has two orders with one idempotency key"
+            );
         }
         require!(
             per_customer.len() == self.orders.buyers().count(),
@@ -161,7 +179,12 @@ impl Engine {
     fn check_queue(&self) -> Result<(), InvariantViolation> {
         let queue = &self.queue;
         let len = queue.len();
-        require!(queue.index_len() == queue.joiners().len(), "queue index has {} entries for {} joiners", queue.index_len(), len);
+        require!(
+            queue.index_len() == queue.joiners().len(),
+            "queue index has {} entries for {} joiners",
+            queue.index_len(),
+            len
+        );
         for (join_number, &customer) in queue.joiners().iter().enumerate() {
             require!(
                 queue.join_number(customer) == u32::try_from(join_number).ok(),
@@ -169,15 +192,29 @@ impl Engine {
                 queue.join_number(customer)
             );
         }
-        require!(queue.served() <= len, "served {} > joined {len}", queue.served());
-        require!(queue.prequeue_len() <= len, "pre-queue longer than the queue");
-        require!(queue.is_open() == (self.phase != Phase::Scheduled), "queue open {} in phase {:?}", queue.is_open(), self.phase);
+        require!(
+            queue.served() <= len,
+            "served {} > joined {len}",
+            queue.served()
+        );
+        require!(
+            queue.prequeue_len() <= len,
+            "pre-queue longer than the queue"
+        );
+        require!(
+            queue.is_open() == (self.phase != Phase::Scheduled),
+            "queue open {} in phase {:?}",
+            queue.is_open(),
+            self.phase
+        );
         if queue.is_open() {
             // Positions are exactly 0..len, each held by one customer.
             let mut taken = vec![false; len as usize];
             for join_number in 0..len {
                 let Some(position) = queue.position(join_number) else {
-                    return Err(InvariantViolation(format!("join number {join_number} has no position")));
+                    return Err(InvariantViolation(format!(
+                        "join number {join_number} has no position"
+                    )));
                 };
                 require!(position < len, "position {position} beyond the queue");
                 require!(!taken[position as usize], "position {position} taken twice");
@@ -193,13 +230,25 @@ impl Engine {
         let mut holds = 0u32;
         for (customer, shopper) in self.shoppers.iter() {
             let Some(join_number) = self.queue.join_number(*customer) else {
-                return Err(InvariantViolation(format!("shopper {customer:?} never joined")));
+                return Err(InvariantViolation(format!(
+                    "shopper {customer:?} never joined"
+                )));
             };
-            require!(self.queue.is_served(join_number), "shopper {customer:?} was never admitted");
+            require!(
+                self.queue.is_served(join_number),
+                "shopper {customer:?} was never admitted"
+            );
             holds += u32::from(shopper.hold.is_some());
         }
-        require!(self.shoppers.len() <= self.queue.served(), "more shoppers than admitted");
-        require!(holds == self.shoppers.holds(), "{holds} holds counted as {}", self.shoppers.holds());
+        require!(
+            self.shoppers.len() <= self.queue.served(),
+            "more shoppers than admitted"
+        );
+        require!(
+            holds == self.shoppers.holds(),
+            "{holds} holds counted as {}",
+            self.shoppers.holds()
+        );
         let (covered, entries) = self.shoppers.deadlines_cover_shoppers();
         require!(covered, "a shopper has no live deadline");
         require!(

@@ -34,10 +34,18 @@ impl Inventory {
     pub fn new(ticket_types: &[TicketType]) -> Inventory {
         let types: Vec<Stock> = ticket_types
             .iter()
-            .map(|t| Stock { capacity: t.capacity, available: t.capacity, held: 0, sold: 0 })
+            .map(|t| Stock {
+                capacity: t.capacity,
+                available: t.capacity,
+                held: 0,
+                sold: 0,
+            })
             .collect();
         let available_total = types.iter().map(|s| u64::from(s.available)).sum();
-        Inventory { types, available_total }
+        Inventory {
+            types,
+            available_total,
+        }
     }
 
     /// The counters per type, indexed by type id.
@@ -97,9 +105,11 @@ impl Inventory {
 
     /// Whether `items` are all currently held by someone.
     pub(crate) fn holds_at_least(&self, items: &TypeCounts) -> bool {
-        items
-            .iter()
-            .all(|(t, q)| self.types.get(t.index()).is_some_and(|s| s.held >= u32::from(q)))
+        items.iter().all(|(t, q)| {
+            self.types
+                .get(t.index())
+                .is_some_and(|s| s.held >= u32::from(q))
+        })
     }
 
     // The callers guarantee the counters cover `items` (the engine validated

@@ -95,7 +95,9 @@ impl OrderBook {
 
     /// What a customer owns per type.
     pub fn sold_to(&self, customer: CustomerId) -> TypeCounts {
-        self.buyers.get(&customer).map_or(TypeCounts::ZERO, |b| b.sold)
+        self.buyers
+            .get(&customer)
+            .map_or(TypeCounts::ZERO, |b| b.sold)
     }
 
     /// A customer's orders, newest first.
@@ -120,7 +122,10 @@ impl OrderBook {
     pub fn tickets_of(&self, id: OrderId) -> impl Iterator<Item = Ticket> + '_ {
         let order = self.orders.get(id.0 as usize);
         order.into_iter().flat_map(move |order| {
-            let types = order.items.iter().flat_map(|(t, q)| std::iter::repeat_n(t, q.into()));
+            let types = order
+                .items
+                .iter()
+                .flat_map(|(t, q)| std::iter::repeat_n(t, q.into()));
             types.enumerate().map(move |(i, ticket_type)| {
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
                 Ticket {
@@ -195,7 +200,10 @@ mod tests {
         let a = book.place(CustomerId(1), items, 100, 0, 0, 11, 1);
         let b = book.place(CustomerId(2), items, 100, 0, 0, 22, 2);
         let tickets: Vec<Ticket> = book.tickets_of(b).collect();
-        assert_eq!(tickets.iter().map(|t| t.id.0).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            tickets.iter().map(|t| t.id.0).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         assert_eq!(
             tickets.iter().map(|t| t.ticket_type.0).collect::<Vec<_>>(),
             vec![0, 2, 2]
@@ -211,7 +219,11 @@ mod tests {
         let items = TypeCounts::single(TicketTypeId(0), 2).unwrap();
         let a = book.place(CustomerId(1), items, 0, 0, 0, 1, 1);
         let b = book.place(CustomerId(1), items, 0, 0, 0, 2, 2);
-        let codes: Vec<u128> = book.tickets_of(a).chain(book.tickets_of(b)).map(|t| t.code).collect();
+        let codes: Vec<u128> = book
+            .tickets_of(a)
+            .chain(book.tickets_of(b))
+            .map(|t| t.code)
+            .collect();
         let mut unique = codes.clone();
         unique.sort_unstable();
         unique.dedup();

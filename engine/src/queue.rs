@@ -87,7 +87,11 @@ impl Queue {
     /// How many are still waiting for admission (0 before opening: the
     /// pre-queue has no order yet).
     pub fn waiting(&self) -> u32 {
-        if self.opened { self.len() - self.served } else { 0 }
+        if self.opened {
+            self.len() - self.served
+        } else {
+            0
+        }
     }
 
     /// The customer's join number, if they joined.

@@ -107,7 +107,9 @@ impl Shoppers {
     /// The earliest deadline in the heap. It may belong to a stale entry, so
     /// it is a lower bound: waking at it is at worst a wasted tick.
     pub fn peek_deadline_ms(&self) -> Option<u64> {
-        self.deadlines.peek().map(|Reverse((deadline, _))| *deadline)
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline)
     }
 
     /// A shopper whose deadline is at or before `now_ms`, dropping stale heap
@@ -118,7 +120,10 @@ impl Shoppers {
             if deadline > now_ms {
                 return None;
             }
-            let live = self.by_customer.get(&customer).is_some_and(|s| s.deadline_ms() == deadline);
+            let live = self
+                .by_customer
+                .get(&customer)
+                .is_some_and(|s| s.deadline_ms() == deadline);
             if live {
                 return Some(customer);
             }
@@ -129,7 +134,11 @@ impl Shoppers {
 
     /// Starts a turn.
     pub(crate) fn admit(&mut self, customer: CustomerId, window_ends_at_ms: u64) {
-        let shopper = Shopper { window_ends_at_ms, hold: None, hold_expired: false };
+        let shopper = Shopper {
+            window_ends_at_ms,
+            hold: None,
+            hold_expired: false,
+        };
         self.by_customer.insert(customer, shopper);
         self.schedule(customer, window_ends_at_ms);
     }
@@ -137,13 +146,18 @@ impl Shoppers {
     /// Adds to the customer's hold, starting one that expires at
     /// `expires_at_ms` if there is none.
     pub(crate) fn hold(&mut self, customer: CustomerId, items: &TypeCounts, expires_at_ms: u64) {
-        let Some(shopper) = self.by_customer.get_mut(&customer) else { return };
+        let Some(shopper) = self.by_customer.get_mut(&customer) else {
+            return;
+        };
         match &mut shopper.hold {
             Some(hold) => {
                 hold.items = hold.items.checked_add(items).unwrap_or(hold.items);
             }
             None => {
-                shopper.hold = Some(Hold { items: *items, expires_at_ms });
+                shopper.hold = Some(Hold {
+                    items: *items,
+                    expires_at_ms,
+                });
                 shopper.hold_expired = false;
                 self.holds += 1;
                 self.schedule(customer, expires_at_ms);
@@ -153,8 +167,12 @@ impl Shoppers {
 
     /// Takes `items` out of the hold; an emptied hold ends.
     pub(crate) fn release(&mut self, customer: CustomerId, items: &TypeCounts) {
-        let Some(shopper) = self.by_customer.get_mut(&customer) else { return };
-        let Some(hold) = &mut shopper.hold else { return };
+        let Some(shopper) = self.by_customer.get_mut(&customer) else {
+            return;
+        };
+        let Some(hold) = &mut shopper.hold else {
+            return;
+        };
         hold.items = hold.items.checked_sub(items).unwrap_or(TypeCounts::ZERO);
         if hold.items.is_empty() {
             self.end_hold(customer, false);
@@ -166,7 +184,9 @@ impl Shoppers {
         let Some(shopper) = self.by_customer.get_mut(&customer) else {
             return TypeCounts::ZERO;
         };
-        let Some(hold) = shopper.hold.take() else { return TypeCounts::ZERO };
+        let Some(hold) = shopper.hold.take() else {
+            return TypeCounts::ZERO;
+        };
         shopper.hold_expired = expired;
         let window_ends_at_ms = shopper.window_ends_at_ms;
         self.holds -= 1;
@@ -218,7 +238,11 @@ struct ShoppersRecord {
 
 impl From<ShoppersRecord> for Shoppers {
     fn from(record: ShoppersRecord) -> Shoppers {
-        let holds = record.by_customer.values().filter(|s| s.hold.is_some()).count();
+        let holds = record
+            .by_customer
+            .values()
+            .filter(|s| s.hold.is_some())
+            .count();
         let mut shoppers = Shoppers {
             by_customer: record.by_customer,
             deadlines: BinaryHeap::new(),
@@ -231,7 +255,9 @@ impl From<ShoppersRecord> for Shoppers {
 
 impl From<Shoppers> for ShoppersRecord {
     fn from(shoppers: Shoppers) -> ShoppersRecord {
-        ShoppersRecord { by_customer: shoppers.by_customer }
+        ShoppersRecord {
+            by_customer: shoppers.by_customer,
+        }
     }
 }
 
@@ -269,7 +295,11 @@ mod tests {
             shoppers.hold(c, &two_tickets(), 10 + i);
             shoppers.release(c, &two_tickets());
         }
-        assert!(shoppers.deadlines.len() <= 2 + STALE_SLACK + 2, "{}", shoppers.deadlines.len());
+        assert!(
+            shoppers.deadlines.len() <= 2 + STALE_SLACK + 2,
+            "{}",
+            shoppers.deadlines.len()
+        );
         assert!(shoppers.deadlines_cover_shoppers().0);
     }
 }

@@ -45,7 +45,11 @@ impl Shuffle {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
             mix64(state)
         });
-        Shuffle { len, half_bits, keys }
+        Shuffle {
+            len,
+            half_bits,
+            keys,
+        }
     }
 
     /// How many elements are permuted.
@@ -169,7 +173,12 @@ mod tests {
     fn early_middle_and_late_joiners_land_uniformly() {
         let draws = 100_000u64;
         // (pre-queue length, cells, 99.99% bound for cells - 1 degrees of freedom)
-        for (len, cells, bound) in [(3u32, 3u32, 18.4), (5, 5, 23.5), (10, 10, 33.7), (100, 10, 33.7)] {
+        for (len, cells, bound) in [
+            (3u32, 3u32, 18.4),
+            (5, 5, 23.5),
+            (10, 10, 33.7),
+            (100, 10, 33.7),
+        ] {
             for joiner in [0, len / 2, len - 1] {
                 let mut counts = vec![0u64; cells as usize];
                 for seed in 0..draws {
@@ -181,7 +190,10 @@ mod tests {
                     .iter()
                     .map(|&c| (c as f64 - expected).powi(2) / expected)
                     .sum();
-                assert!(chi2 < bound, "len {len}, joiner {joiner}: chi-square {chi2}, {counts:?}");
+                assert!(
+                    chi2 < bound,
+                    "len {len}, joiner {joiner}: chi-square {chi2}, {counts:?}"
+                );
             }
         }
     }
@@ -199,6 +211,9 @@ mod tests {
             .count() as f64;
         let share = ahead / draws as f64;
         // Four standard deviations of a fair coin over 100 000 flips: 0.0063.
-        assert!((share - 0.5).abs() < 0.0063, "joiner 0 ahead of joiner 1 in {share}");
+        assert!(
+            (share - 0.5).abs() < 0.0063,
+            "joiner 0 ahead of joiner 1 in {share}"
+        );
     }
 }

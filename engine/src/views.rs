@@ -117,7 +117,9 @@ impl Engine {
             return QueueStatus::Closed(reason);
         }
         match self.queue.position(join_number) {
-            None => QueueStatus::PreQueue { prequeue_len: self.queue.len() },
+            None => QueueStatus::PreQueue {
+                prequeue_len: self.queue.len(),
+            },
             Some(position) => {
                 let people_ahead = position.saturating_sub(self.queue.served());
                 let rate = u64::from(self.config.policy.admit_per_second.max(1));
