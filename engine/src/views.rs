@@ -132,6 +132,16 @@ impl Engine {
         }
     }
 
+    /// Who stands at a 0-based place in line, once the sale has opened. After
+    /// `Transition::Admitted { count }`, the admitted are those at positions
+    /// `served - count .. served`: this is how their notifications are routed.
+    pub fn customer_at(&self, position: u32) -> Option<CustomerId> {
+        if position >= self.queue.len() {
+            return None;
+        }
+        self.queue.customer_at(position)
+    }
+
     /// A customer's cart, if they hold tickets.
     pub fn cart(&self, customer: CustomerId) -> Option<Cart> {
         let hold = self.shoppers.get(customer)?.hold?;
