@@ -33,8 +33,9 @@ pub struct Drop {
 
 impl Drop {
     /// Applies the whole drop to a fresh engine; returns it and the number of
-    /// transitions. The transition buffer is cleared every `batch` commands,
-    /// as the shard hands each batch to the log writer.
+    /// transitions. Commands go in batches of `batch`, as the shard drains
+    /// them: each batch is prefetched, applied, and its transitions handed on
+    /// (the buffer is cleared).
     pub fn replay(&self, batch: usize) -> (Engine, u64) {
         let Ok(mut engine) = Engine::new(self.config.clone()) else {
             return (empty_engine(), 0);
@@ -42,6 +43,7 @@ impl Drop {
         let mut out = Vec::with_capacity(batch * 4);
         let mut transitions = 0u64;
         for chunk in self.commands.chunks(batch.max(1)) {
+            engine.prefetch(chunk.iter().map(|(_, command)| command));
             for &(now_ms, command) in chunk {
                 // Rejections are part of the drop.
                 let _ = engine.apply(command, now_ms, &mut out);

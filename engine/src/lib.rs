@@ -13,7 +13,8 @@
 //! - [`command`], [`transition`], [`outcome`]: the values that go in and
 //!   come out.
 //! - [`config`]: event configuration, schedule, policy and their bounds.
-//! - [`queue`]: the waiting queue; [`shuffle`]: the pre-queue draw.
+//! - [`queue`]: the waiting queue; [`join_index`]: its customer index;
+//!   [`shuffle`]: the pre-queue draw.
 //! - [`admission`]: the admission-rate token bucket.
 //! - [`shoppers`]: admitted customers, holds and their deadlines.
 //! - [`inventory`]: stock per ticket type.
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod ids;
 pub mod invariants;
 pub mod inventory;
+pub mod join_index;
 pub mod orders;
 pub mod outcome;
 pub mod queue;

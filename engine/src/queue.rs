@@ -7,13 +7,13 @@
 //! now-serving cursor `served` counts admitted positions; people ahead of a
 //! customer is plain arithmetic, `position - served`.
 //!
-//! Memory per entry: 8 bytes in `joiners` plus about 17-34 bytes in the
-//! hash index (hashbrown at 7/8 load). Nothing here scans the queue.
+//! Memory per entry: 8 bytes in `joiners` plus 8 to 16 bytes in the
+//! [`JoinIndex`]. Nothing here scans the queue.
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::CustomerId;
+use crate::join_index::JoinIndex;
 use crate::shuffle::Shuffle;
 
 /// The queue of one event.
@@ -24,7 +24,7 @@ pub struct Queue {
     joiners: Vec<CustomerId>,
     /// The index of `joiners`, so joining twice finds the same entry. Derived
     /// from `joiners`: not serialized, rebuilt on load.
-    join_numbers: FxHashMap<CustomerId, u32>,
+    join_numbers: JoinIndex,
     /// The draw of the pre-queue; empty until opening.
     shuffle: Shuffle,
     /// Whether the pre-queue has been drawn.
@@ -49,7 +49,7 @@ impl Default for Queue {
     fn default() -> Queue {
         Queue {
             joiners: Vec::new(),
-            join_numbers: FxHashMap::default(),
+            join_numbers: JoinIndex::default(),
             shuffle: Shuffle::new(0, 0),
             opened: false,
             served: 0,
@@ -96,7 +96,13 @@ impl Queue {
 
     /// The customer's join number, if they joined.
     pub fn join_number(&self, customer: CustomerId) -> Option<u32> {
-        self.join_numbers.get(&customer).copied()
+        self.join_numbers.get(customer, &self.joiners)
+    }
+
+    /// Starts bringing the customer's index entry into cache (see
+    /// [`JoinIndex::touch`]).
+    pub fn touch(&self, customer: CustomerId) -> u32 {
+        self.join_numbers.touch(customer)
     }
 
     /// The place in line of join number `join_number` (0 is first), once the
@@ -133,8 +139,9 @@ impl Queue {
     /// Appends a customer (the caller checked they are not in the queue).
     pub(crate) fn push(&mut self, customer: CustomerId) {
         let join_number = self.len();
+        self.join_numbers
+            .insert(customer, join_number, &self.joiners);
         self.joiners.push(customer);
-        self.join_numbers.insert(customer, join_number);
     }
 
     /// Draws the pre-queue: everyone who joined so far.
@@ -173,11 +180,7 @@ struct QueueRecord {
 
 impl From<QueueRecord> for Queue {
     fn from(record: QueueRecord) -> Queue {
-        let mut join_numbers = FxHashMap::default();
-        join_numbers.reserve(record.joiners.len());
-        for (join_number, &customer) in record.joiners.iter().enumerate() {
-            join_numbers.insert(customer, u32::try_from(join_number).unwrap_or(u32::MAX));
-        }
+        let join_numbers = JoinIndex::build(&record.joiners);
         Queue {
             joiners: record.joiners,
             join_numbers,

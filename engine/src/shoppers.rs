@@ -6,16 +6,19 @@
 //! they leave. The number of shoppers is the "active shoppers" count that
 //! admission control compares with `max_active`, so this map is bounded by it.
 //!
-//! Each shopper has exactly one deadline: the hold's expiry if they hold
-//! tickets, otherwise the end of their admission window. Deadlines live in a
-//! min-heap with lazy deletion: an entry is live only while it equals the
-//! shopper's current deadline, stale entries are dropped when they surface,
-//! and the heap is rebuilt whenever stale entries outnumber live ones, so it
-//! never holds more than about twice the shoppers. Finding what is due costs
-//! O(log n) per due item, never a scan.
+//! When a shopper must be looked at again is kept in two queues: admission
+//! windows in the order they end, holds in the order they expire. With a
+//! steady clock and a fixed TTL both are pushed in time order, so pushing and
+//! popping is O(1) (a TTL lowered mid-sale or a clock stepping back falls back
+//! to a sorted insert). Entries are deleted lazily: one is live only while it
+//! matches the shopper's current window or hold, and the queues are compacted
+//! whenever dead entries outnumber live ones, so they never hold more than
+//! about twice the shoppers. A window entry that comes due while its shopper
+//! still holds tickets is dropped: the turn then ends when the hold does
+//! (the engine checks the window whenever a hold ends). Finding what is due
+//! never scans.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -54,24 +57,64 @@ impl Shopper {
     }
 }
 
-/// Heap entries beyond this many more than the shoppers trigger a rebuild.
+/// Queue entries beyond this many more than twice the shoppers trigger a
+/// compaction.
 const STALE_SLACK: usize = 1024;
+
+/// Deadlines of one kind, earliest first.
+#[derive(Clone, Debug, Default)]
+struct Deadlines(VecDeque<(u64, CustomerId)>);
+
+impl Deadlines {
+    fn push(&mut self, deadline_ms: u64, customer: CustomerId) {
+        match self.0.back() {
+            Some(&(last, _)) if deadline_ms < last => {
+                let at = self.0.partition_point(|&(d, _)| d <= deadline_ms);
+                self.0.insert(at, (deadline_ms, customer));
+            }
+            _ => self.0.push_back((deadline_ms, customer)),
+        }
+    }
+
+    fn front(&self) -> Option<(u64, CustomerId)> {
+        self.0.front().copied()
+    }
+
+    fn pop(&mut self) {
+        self.0.pop_front();
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn contains(&self, entry: (u64, CustomerId)) -> bool {
+        self.0.contains(&entry)
+    }
+
+    fn sorted(mut entries: Vec<(u64, CustomerId)>) -> Deadlines {
+        entries.sort_unstable();
+        Deadlines(entries.into())
+    }
+}
 
 /// All shoppers of one event.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(from = "ShoppersRecord", into = "ShoppersRecord")]
 pub struct Shoppers {
     by_customer: FxHashMap<CustomerId, Shopper>,
-    /// Min-heap of (deadline, customer); derived from `by_customer`.
-    deadlines: BinaryHeap<Reverse<(u64, CustomerId)>>,
+    /// When admission windows end; derived from `by_customer`.
+    windows: Deadlines,
+    /// When holds expire; derived from `by_customer`.
+    expiries: Deadlines,
     /// Shoppers with a hold, kept so stats are O(1).
     holds: u32,
 }
 
 impl PartialEq for Shoppers {
     fn eq(&self, other: &Shoppers) -> bool {
-        // The heap is derived; its layout depends on when stale entries were
-        // dropped, which is not state.
+        // The deadline queues are derived; which dead entries they still
+        // hold depends on when they were dropped, which is not state.
         self.by_customer == other.by_customer && self.holds == other.holds
     }
 }
@@ -104,32 +147,45 @@ impl Shoppers {
         self.by_customer.iter()
     }
 
-    /// The earliest deadline in the heap. It may belong to a stale entry, so
-    /// it is a lower bound: waking at it is at worst a wasted tick.
+    /// The earliest deadline queued. It may belong to a dead entry, so it is
+    /// a lower bound: waking at it is at worst a wasted tick.
     pub fn peek_deadline_ms(&self) -> Option<u64> {
-        self.deadlines
-            .peek()
-            .map(|Reverse((deadline, _))| *deadline)
+        let window = self.windows.front().map(|(d, _)| d);
+        let expiry = self.expiries.front().map(|(d, _)| d);
+        window.into_iter().chain(expiry).min()
     }
 
-    /// A shopper whose deadline is at or before `now_ms`, dropping stale heap
-    /// entries on the way. The caller must change that shopper's deadline or
-    /// end their turn before asking again.
+    /// A shopper whose hold expires or whose window ends with no hold at or
+    /// before `now_ms`, dropping dead entries on the way. The caller must
+    /// end that hold or turn before asking again.
     pub(crate) fn next_due(&mut self, now_ms: u64) -> Option<CustomerId> {
-        while let Some(&Reverse((deadline, customer))) = self.deadlines.peek() {
-            if deadline > now_ms {
-                return None;
+        loop {
+            let window = self.windows.front().filter(|&(d, _)| d <= now_ms);
+            let expiry = self.expiries.front().filter(|&(d, _)| d <= now_ms);
+            match (expiry, window) {
+                (Some((deadline, customer)), _) => {
+                    let live = self
+                        .get(customer)
+                        .and_then(|s| s.hold)
+                        .map(|h| h.expires_at_ms);
+                    if live == Some(deadline) {
+                        return Some(customer);
+                    }
+                    self.expiries.pop();
+                }
+                (None, Some((deadline, customer))) => {
+                    let shopper = self
+                        .get(customer)
+                        .filter(|s| s.window_ends_at_ms == deadline);
+                    if shopper.is_some_and(|s| s.hold.is_none()) {
+                        return Some(customer);
+                    }
+                    // Dead, or holding tickets: the turn ends with the hold.
+                    self.windows.pop();
+                }
+                (None, None) => return None,
             }
-            let live = self
-                .by_customer
-                .get(&customer)
-                .is_some_and(|s| s.deadline_ms() == deadline);
-            if live {
-                return Some(customer);
-            }
-            self.deadlines.pop();
         }
-        None
     }
 
     /// Starts a turn.
@@ -140,7 +196,8 @@ impl Shoppers {
             hold_expired: false,
         };
         self.by_customer.insert(customer, shopper);
-        self.schedule(customer, window_ends_at_ms);
+        self.compact_if_needed();
+        self.windows.push(window_ends_at_ms, customer);
     }
 
     /// Adds to the customer's hold, starting one that expires at
@@ -160,7 +217,8 @@ impl Shoppers {
                 });
                 shopper.hold_expired = false;
                 self.holds += 1;
-                self.schedule(customer, expires_at_ms);
+                self.compact_if_needed();
+                self.expiries.push(expires_at_ms, customer);
             }
         }
     }
@@ -188,9 +246,7 @@ impl Shoppers {
             return TypeCounts::ZERO;
         };
         shopper.hold_expired = expired;
-        let window_ends_at_ms = shopper.window_ends_at_ms;
         self.holds -= 1;
-        self.schedule(customer, window_ends_at_ms);
         hold.items
     }
 
@@ -202,31 +258,45 @@ impl Shoppers {
         items
     }
 
-    fn schedule(&mut self, customer: CustomerId, deadline_ms: u64) {
-        if self.deadlines.len() > 2 * self.by_customer.len() + STALE_SLACK {
-            self.rebuild_deadlines();
+    fn compact_if_needed(&mut self) {
+        let entries = self.windows.len() + self.expiries.len();
+        if entries > 2 * self.by_customer.len() + STALE_SLACK {
+            let shoppers = &self.by_customer;
+            self.windows
+                .0
+                .retain(|&(d, c)| shoppers.get(&c).is_some_and(|s| s.window_ends_at_ms == d));
+            self.expiries.0.retain(|&(d, c)| {
+                shoppers
+                    .get(&c)
+                    .and_then(|s| s.hold)
+                    .is_some_and(|h| h.expires_at_ms == d)
+            });
         }
-        self.deadlines.push(Reverse((deadline_ms, customer)));
     }
 
     fn rebuild_deadlines(&mut self) {
-        self.deadlines = self
+        let shoppers = self.by_customer.iter();
+        self.windows =
+            Deadlines::sorted(shoppers.map(|(&c, s)| (s.window_ends_at_ms, c)).collect());
+        let holders = self
             .by_customer
             .iter()
-            .map(|(&customer, shopper)| Reverse((shopper.deadline_ms(), customer)))
-            .collect();
+            .filter_map(|(&c, s)| Some((s.hold?.expires_at_ms, c)));
+        self.expiries = Deadlines::sorted(holders.collect());
     }
 
-    /// Whether every shopper's current deadline has a heap entry, and how
-    /// many entries the heap has (for invariant checks).
+    /// Whether every shopper's current deadline is queued (a holder's expiry,
+    /// a non-holder's window end), and how many entries are queued, for
+    /// invariant checks.
     pub(crate) fn deadlines_cover_shoppers(&self) -> (bool, usize) {
-        let entries: rustc_hash::FxHashSet<(u64, CustomerId)> =
-            self.deadlines.iter().map(|Reverse(entry)| *entry).collect();
         let covered = self
             .by_customer
             .iter()
-            .all(|(&customer, shopper)| entries.contains(&(shopper.deadline_ms(), customer)));
-        (covered, self.deadlines.len())
+            .all(|(&customer, shopper)| match shopper.hold {
+                Some(hold) => self.expiries.contains((hold.expires_at_ms, customer)),
+                None => self.windows.contains((shopper.window_ends_at_ms, customer)),
+            });
+        (covered, self.windows.len() + self.expiries.len())
     }
 }
 
@@ -245,7 +315,8 @@ impl From<ShoppersRecord> for Shoppers {
             .count();
         let mut shoppers = Shoppers {
             by_customer: record.by_customer,
-            deadlines: BinaryHeap::new(),
+            windows: Deadlines::default(),
+            expiries: Deadlines::default(),
             holds: u32::try_from(holds).unwrap_or(u32::MAX),
         };
         shoppers.rebuild_deadlines();
@@ -280,7 +351,7 @@ mod tests {
         assert_eq!(shoppers.next_due(499), None);
         assert_eq!(shoppers.next_due(500), Some(c));
         shoppers.end_hold(c, true);
-        // The hold's entry is stale now; the window's is live.
+        // The hold's entry is dead now; the window's is live.
         assert_eq!(shoppers.next_due(999), None);
         assert_eq!(shoppers.next_due(1_000), Some(c));
         assert!(shoppers.get(c).unwrap().hold_expired);
@@ -295,11 +366,27 @@ mod tests {
             shoppers.hold(c, &two_tickets(), 10 + i);
             shoppers.release(c, &two_tickets());
         }
-        assert!(
-            shoppers.deadlines.len() <= 2 + STALE_SLACK + 2,
-            "{}",
-            shoppers.deadlines.len()
-        );
-        assert!(shoppers.deadlines_cover_shoppers().0);
+        let (covered, entries) = shoppers.deadlines_cover_shoppers();
+        assert!(entries <= 2 + STALE_SLACK + 2, "{entries}");
+        assert!(covered);
+    }
+
+    #[test]
+    fn a_deadline_pushed_out_of_order_is_still_found_first() {
+        let mut shoppers = Shoppers::default();
+        shoppers.admit(CustomerId(1), 5_000);
+        shoppers.admit(CustomerId(2), 1_000); // the window was shortened
+        assert_eq!(shoppers.peek_deadline_ms(), Some(1_000));
+        assert_eq!(shoppers.next_due(1_000), Some(CustomerId(2)));
+    }
+
+    #[test]
+    fn a_window_that_ends_during_a_hold_waits_for_the_hold() {
+        let mut shoppers = Shoppers::default();
+        let c = CustomerId(3);
+        shoppers.admit(c, 1_000);
+        shoppers.hold(c, &two_tickets(), 2_000);
+        assert_eq!(shoppers.next_due(1_500), None);
+        assert_eq!(shoppers.next_due(2_000), Some(c));
     }
 }

@@ -1,0 +1,61 @@
+# IngressoJa. The two commands a newcomer needs:
+#   make run    builds and runs the sale (until the server lands: a demo drop
+#               through the engine, printed step by step)
+#   make test   format check, clippy with warnings as errors, every test
+# Both install the Debian packages they need when they are missing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+# One profile (release) for tests, binaries and clippy: RocksDB (the log's
+# store) builds from source in about 13 minutes per profile on a 2-core
+# machine, so building twice is not an option. The target directory lives
+# outside the clone so every clone on this machine, CI's fresh one included,
+# reuses one build. Override by setting CARGO_TARGET_DIR.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/ingressoja/target
+CARGO_FLAGS := --release --locked
+
+# Debian packages: a C/C++ toolchain and libclang for RocksDB's bindings.
+APT_PACKAGES := build-essential pkg-config libclang-dev clang
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps run demo test fmt lint unit bench clean
+
+help:
+	@echo "make run    run the sale (for now: a demo drop through the engine)"
+	@echo "make test   fmt check + clippy -D warnings + every test"
+	@echo "make bench  criterion benches (figures go to docs/BENCHMARKS.md)"
+	@echo "make deps   install missing Debian packages"
+
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
+
+run: deps
+	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
+
+demo: run
+
+test: deps fmt lint unit
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test $(CARGO_FLAGS) --workspace
+
+bench: deps
+	$(CARGO) bench --locked -p ingressoja-benches
+
+clean:
+	$(CARGO) clean
