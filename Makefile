@@ -51,8 +51,14 @@ fmt:
 lint:
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
+# cargo prints one "test result" line per test binary, the last of which is
+# often an empty doc-test run; the closing line sums them all.
 unit:
-	$(CARGO) test $(CARGO_FLAGS) --workspace
+	@mkdir -p $(CARGO_TARGET_DIR)
+	set -o pipefail; $(CARGO) test $(CARGO_FLAGS) --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test-output.txt
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } \
+		END { printf "tests: %d passed, %d failed\n", passed, failed; exit (passed == 0 || failed > 0) }' \
+		$(CARGO_TARGET_DIR)/test-output.txt
 
 bench: deps
 	$(CARGO) bench --locked -p ingressoja-benches
