@@ -12,7 +12,7 @@
 )]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ingressoja_benches::drop_sim::{OPENS_AT_MS, drop_config, generate};
+use ingressoja_benches::drop_sim::{OPENS_AT_MS, drop_config, generate, transition_mix};
 use ingressoja_engine::{
     Command, CustomerId, Engine, Payment, QueueStatus, TicketTypeId, Transition, TypeCounts,
 };
@@ -214,6 +214,11 @@ fn bench_mixed_drop(c: &mut Criterion) {
         stats.orders,
         stats.phase
     );
+    eprintln!(
+        "mixed drop, served {}; transitions by kind: {:?}",
+        stats.served,
+        transition_mix(&drop)
+    );
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
     group.throughput(Throughput::Elements(transitions));
@@ -240,8 +245,38 @@ fn bench_status(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fixed cost of a command: an idle tick, and joins into a queue small
+/// enough to stay in cache (compare with `join_1M_fifo` for the cost of
+/// the index's cache misses).
+fn bench_overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(10_000));
+    let ticks: Commands = (0..10_000)
+        .map(|i| (OPENS_AT_MS + 1 + i, Command::Tick))
+        .collect();
+    let mut idle = queue_of(0, 1, 1);
+    apply_all(&mut idle, &[(OPENS_AT_MS, Command::Tick)]);
+    group.bench_function("tick_idle_10k", |b| {
+        b.iter_batched(
+            || idle.clone(),
+            |mut engine| (apply_all(&mut engine, &ticks), engine),
+            BatchSize::SmallInput,
+        )
+    });
+    let small = joins(0..10_000, OPENS_AT_MS + 1);
+    group.bench_function("join_10k_in_cache", |b| {
+        b.iter_batched(
+            || queue_of(0, 1, 1),
+            |mut engine| (apply_all(&mut engine, &small), engine),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    bench_overhead,
     bench_join,
     bench_admission,
     bench_carts,

@@ -55,6 +55,45 @@ impl Drop {
     }
 }
 
+/// How many transitions of each kind a replay produced, by name.
+pub fn transition_mix(drop: &Drop) -> Vec<(&'static str, u64)> {
+    let Ok(mut engine) = Engine::new(drop.config.clone()) else {
+        return Vec::new();
+    };
+    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    let mut out = Vec::new();
+    for &(now_ms, command) in &drop.commands {
+        let _ = engine.apply(command, now_ms, &mut out);
+        for transition in out.drain(..) {
+            let name = transition_name(&transition);
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+    }
+    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+    counts
+}
+
+fn transition_name(transition: &Transition) -> &'static str {
+    match transition {
+        Transition::Opened { .. } => "Opened",
+        Transition::Closed { .. } => "Closed",
+        Transition::Joined { .. } => "Joined",
+        Transition::Admitted { .. } => "Admitted",
+        Transition::ItemsHeld { .. } => "ItemsHeld",
+        Transition::ItemsReleased { .. } => "ItemsReleased",
+        Transition::HoldExpired { .. } => "HoldExpired",
+        Transition::OrderPlaced { .. } => "OrderPlaced",
+        Transition::SessionEnded { .. } => "SessionEnded",
+        Transition::Paused { .. } => "Paused",
+        Transition::Resumed { .. } => "Resumed",
+        Transition::PolicyChanged { .. } => "PolicyChanged",
+        Transition::Rescheduled { .. } => "Rescheduled",
+    }
+}
+
 fn empty_engine() -> Engine {
     match Engine::new(drop_config(1)) {
         Ok(engine) => engine,

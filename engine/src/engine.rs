@@ -24,7 +24,7 @@ use crate::inventory::Inventory;
 use crate::orders::OrderBook;
 use crate::outcome::{Limit, Outcome, Rejection, Reply};
 use crate::queue::Queue;
-use crate::shoppers::Shoppers;
+use crate::shoppers::{Shopper, Shoppers};
 use crate::transition::{CloseReason, Transition};
 
 /// Where the sale is in its life.
@@ -207,22 +207,27 @@ impl Engine {
                 out,
             );
         }
-        while let Some(customer) = self.shoppers.next_due(now_ms) {
-            self.expire(customer, now_ms, out);
+        while let Some((customer, shopper)) = self.shoppers.take_due(now_ms) {
+            self.expire(customer, shopper, now_ms, out);
         }
         self.admit(now_ms, out);
     }
 
-    /// Handles one shopper whose deadline has come: the hold expires, and the
-    /// turn ends if the window has passed too.
-    fn expire(&mut self, customer: CustomerId, now_ms: u64, out: &mut Vec<Transition>) {
-        let Some(shopper) = self.shoppers.get(customer) else {
-            return;
-        };
-        if shopper.hold.is_some_and(|h| h.expires_at_ms <= now_ms) {
+    /// Handles a shopper whose deadline has come (see `Shoppers::take_due`):
+    /// the hold expires, and the turn ends if the window has passed too.
+    fn expire(
+        &mut self,
+        customer: CustomerId,
+        shopper: Shopper,
+        now_ms: u64,
+        out: &mut Vec<Transition>,
+    ) {
+        if shopper.hold.is_some() {
             self.emit(Transition::HoldExpired { customer }, out);
         }
-        self.end_turn_if_over(customer, now_ms, out);
+        if shopper.window_ends_at_ms <= now_ms {
+            self.emit(Transition::SessionEnded { customer }, out);
+        }
     }
 
     fn end_turn_if_over(&mut self, customer: CustomerId, now_ms: u64, out: &mut Vec<Transition>) {

@@ -2,9 +2,13 @@
 //!
 //! The queue already stores every customer once, in `joiners` (their join
 //! number is their index). The index only has to find that number again, so
-//! it stores no keys: each slot holds a join number and a 32-bit tag from the
-//! customer's hash, and a probe compares tags first, reading `joiners` only
-//! on a tag match (a false match happens once in four billion probes).
+//! it stores no keys: each slot holds a join number and the top 32 bits of the
+//! customer's hash (the tag). The tag also chooses the slot (its low bits), so
+//! growing the table re-places entries straight from the old slots, in order,
+//! without rereading `joiners` or rehashing: a resize streams through memory
+//! instead of missing the cache once per entry. A probe compares tags first
+//! and reads `joiners` only on a match; the bits a tag has beyond those the
+//! slot implies (11 at one million fans) make a false match rare.
 //! Open addressing with linear probing at a load of at most one half keeps
 //! probes in one cache line. At one million fans the table is 16 MiB (2^21
 //! slots of 8 bytes), against about 35 MiB for a general-purpose map of
@@ -35,24 +39,35 @@ pub struct JoinIndex {
     len: usize,
 }
 
-// Truncation is the point: the low bits choose the slot, the high bits make
-// the tag.
-#[allow(clippy::cast_possible_truncation)]
-fn hash(customer: CustomerId) -> (usize, u32) {
-    let h = mix64(customer.0);
-    (h as usize, (h >> 32) as u32)
+/// The tag of a customer: the top half of a full-avalanche hash.
+fn tag(customer: CustomerId) -> u32 {
+    let top = mix64(customer.0) >> 32;
+    u32::try_from(top).unwrap_or(0)
 }
 
 impl JoinIndex {
     /// An index of `joiners`, whose join numbers are their positions.
     pub fn build(joiners: &[CustomerId]) -> JoinIndex {
-        let mut index = JoinIndex::default();
-        index.resize(joiners.len().saturating_mul(2), joiners);
+        let capacity = joiners
+            .len()
+            .saturating_mul(2)
+            .max(MIN_SLOTS)
+            .next_power_of_two();
+        let mut slots = vec![VACANT; capacity];
         for (join_number, &customer) in joiners.iter().enumerate() {
-            index.place(customer, u32::try_from(join_number).unwrap_or(EMPTY));
+            let join_number = u32::try_from(join_number).unwrap_or(EMPTY);
+            place(
+                &mut slots,
+                Slot {
+                    tag: tag(customer),
+                    join_number,
+                },
+            );
         }
-        index.len = joiners.len();
-        index
+        JoinIndex {
+            slots,
+            len: joiners.len(),
+        }
     }
 
     /// How many customers are indexed.
@@ -71,7 +86,8 @@ impl JoinIndex {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let (mut i, tag) = hash(customer);
+        let tag = tag(customer);
+        let mut i = tag as usize;
         loop {
             i &= mask;
             let slot = self.slots[i];
@@ -93,39 +109,44 @@ impl JoinIndex {
         if self.slots.is_empty() {
             return 0;
         }
-        let (i, _) = hash(customer);
-        self.slots[i & (self.slots.len() - 1)].join_number
+        self.slots[tag(customer) as usize & (self.slots.len() - 1)].join_number
     }
 
-    /// Indexes `customer` (not yet indexed) under `join_number`;
-    /// `joiners` is the queue before the push, for growing.
-    pub fn insert(&mut self, customer: CustomerId, join_number: u32, joiners: &[CustomerId]) {
+    /// Indexes `customer` (not yet indexed) under `join_number`.
+    pub fn insert(&mut self, customer: CustomerId, join_number: u32) {
         if (self.len + 1) * 2 > self.slots.len() {
-            self.resize((self.slots.len() * 2).max(MIN_SLOTS), joiners);
+            self.grow((self.slots.len() * 2).max(MIN_SLOTS));
         }
-        self.place(customer, join_number);
+        place(
+            &mut self.slots,
+            Slot {
+                tag: tag(customer),
+                join_number,
+            },
+        );
         self.len += 1;
     }
 
-    fn place(&mut self, customer: CustomerId, join_number: u32) {
-        let mask = self.slots.len() - 1;
-        let (mut i, tag) = hash(customer);
-        loop {
-            i &= mask;
-            if self.slots[i].join_number == EMPTY {
-                self.slots[i] = Slot { tag, join_number };
-                return;
-            }
-            i += 1;
+    fn grow(&mut self, slots: usize) {
+        let mut grown = vec![VACANT; slots.next_power_of_two()];
+        for &slot in self.slots.iter().filter(|s| s.join_number != EMPTY) {
+            place(&mut grown, slot);
         }
+        self.slots = grown;
     }
+}
 
-    fn resize(&mut self, at_least: usize, joiners: &[CustomerId]) {
-        let slots = at_least.max(MIN_SLOTS).next_power_of_two();
-        self.slots = vec![VACANT; slots];
-        for (join_number, &customer) in joiners.iter().enumerate().take(self.len) {
-            self.place(customer, u32::try_from(join_number).unwrap_or(EMPTY));
+/// Puts `slot` in the first vacant place from where its tag points.
+fn place(slots: &mut [Slot], slot: Slot) {
+    let mask = slots.len() - 1;
+    let mut i = slot.tag as usize;
+    loop {
+        i &= mask;
+        if slots[i].join_number == EMPTY {
+            slots[i] = slot;
+            return;
         }
+        i += 1;
     }
 }
 
@@ -141,7 +162,7 @@ mod tests {
         for i in 0..10_000u64 {
             let customer = CustomerId(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             assert_eq!(index.get(customer, &joiners), None);
-            index.insert(customer, i as u32, &joiners);
+            index.insert(customer, i as u32);
             joiners.push(customer);
         }
         for (j, &customer) in joiners.iter().enumerate() {

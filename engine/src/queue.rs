@@ -139,8 +139,7 @@ impl Queue {
     /// Appends a customer (the caller checked they are not in the queue).
     pub(crate) fn push(&mut self, customer: CustomerId) {
         let join_number = self.len();
-        self.join_numbers
-            .insert(customer, join_number, &self.joiners);
+        self.join_numbers.insert(customer, join_number);
         self.joiners.push(customer);
     }
 

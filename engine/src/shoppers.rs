@@ -155,33 +155,34 @@ impl Shoppers {
         window.into_iter().chain(expiry).min()
     }
 
-    /// A shopper whose hold expires or whose window ends with no hold at or
-    /// before `now_ms`, dropping dead entries on the way. The caller must
-    /// end that hold or turn before asking again.
-    pub(crate) fn next_due(&mut self, now_ms: u64) -> Option<CustomerId> {
+    /// Takes the next shopper whose hold expires, or whose window ends with
+    /// no hold, at or before `now_ms`, with their record, dropping dead
+    /// entries on the way. The entry is consumed: the caller must end that
+    /// hold (an expiry) or that turn (a window end), which it always can.
+    pub(crate) fn take_due(&mut self, now_ms: u64) -> Option<(CustomerId, Shopper)> {
         loop {
             let window = self.windows.front().filter(|&(d, _)| d <= now_ms);
             let expiry = self.expiries.front().filter(|&(d, _)| d <= now_ms);
             match (expiry, window) {
                 (Some((deadline, customer)), _) => {
-                    let live = self
-                        .get(customer)
-                        .and_then(|s| s.hold)
-                        .map(|h| h.expires_at_ms);
-                    if live == Some(deadline) {
-                        return Some(customer);
-                    }
                     self.expiries.pop();
+                    let shopper = self.get(customer).copied();
+                    if let Some(shopper) = shopper
+                        && shopper.hold.is_some_and(|h| h.expires_at_ms == deadline)
+                    {
+                        return Some((customer, shopper));
+                    }
                 }
                 (None, Some((deadline, customer))) => {
-                    let shopper = self
-                        .get(customer)
-                        .filter(|s| s.window_ends_at_ms == deadline);
-                    if shopper.is_some_and(|s| s.hold.is_none()) {
-                        return Some(customer);
-                    }
-                    // Dead, or holding tickets: the turn ends with the hold.
                     self.windows.pop();
+                    let shopper = self.get(customer).copied();
+                    // A holder's window entry is dropped: the turn ends with the hold.
+                    if let Some(shopper) = shopper
+                        && shopper.window_ends_at_ms == deadline
+                        && shopper.hold.is_none()
+                    {
+                        return Some((customer, shopper));
+                    }
                 }
                 (None, None) => return None,
             }
@@ -341,19 +342,23 @@ mod tests {
         TypeCounts::single(TicketTypeId(0), 2).unwrap()
     }
 
+    fn due(shoppers: &mut Shoppers, now_ms: u64) -> Option<CustomerId> {
+        shoppers.take_due(now_ms).map(|(customer, _)| customer)
+    }
+
     #[test]
     fn the_deadline_follows_the_hold_then_the_window() {
         let mut shoppers = Shoppers::default();
         let c = CustomerId(7);
         shoppers.admit(c, 1_000);
-        assert_eq!(shoppers.next_due(999), None);
+        assert_eq!(due(&mut shoppers, 999), None);
         shoppers.hold(c, &two_tickets(), 500);
-        assert_eq!(shoppers.next_due(499), None);
-        assert_eq!(shoppers.next_due(500), Some(c));
+        assert_eq!(due(&mut shoppers, 499), None);
+        assert_eq!(due(&mut shoppers, 500), Some(c));
         shoppers.end_hold(c, true);
-        // The hold's entry is dead now; the window's is live.
-        assert_eq!(shoppers.next_due(999), None);
-        assert_eq!(shoppers.next_due(1_000), Some(c));
+        // The hold's entry was taken; the window's is still queued.
+        assert_eq!(due(&mut shoppers, 999), None);
+        assert_eq!(due(&mut shoppers, 1_000), Some(c));
         assert!(shoppers.get(c).unwrap().hold_expired);
     }
 
@@ -377,7 +382,7 @@ mod tests {
         shoppers.admit(CustomerId(1), 5_000);
         shoppers.admit(CustomerId(2), 1_000); // the window was shortened
         assert_eq!(shoppers.peek_deadline_ms(), Some(1_000));
-        assert_eq!(shoppers.next_due(1_000), Some(CustomerId(2)));
+        assert_eq!(due(&mut shoppers, 1_000), Some(CustomerId(2)));
     }
 
     #[test]
@@ -386,7 +391,7 @@ mod tests {
         let c = CustomerId(3);
         shoppers.admit(c, 1_000);
         shoppers.hold(c, &two_tickets(), 2_000);
-        assert_eq!(shoppers.next_due(1_500), None);
-        assert_eq!(shoppers.next_due(2_000), Some(c));
+        assert_eq!(due(&mut shoppers, 1_500), None);
+        assert_eq!(due(&mut shoppers, 2_000), Some(c));
     }
 }
