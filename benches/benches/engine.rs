@@ -12,7 +12,7 @@
 )]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ingressoja_benches::drop_sim::{OPENS_AT_MS, drop_config, generate, transition_mix};
+use ingressoja_benches::drop_sim::{OPENS_AT_MS, drop_config, generate};
 use ingressoja_engine::{
     Command, CustomerId, Engine, Payment, QueueStatus, TicketTypeId, Transition, TypeCounts,
 };
@@ -204,8 +204,8 @@ fn bench_carts(c: &mut Criterion) {
 }
 
 fn bench_mixed_drop(c: &mut Criterion) {
-    let drop = generate(FANS, TICKETS, 30, 7);
-    let (engine, transitions) = drop.replay(BATCH);
+    let drop = generate(FANS, TICKETS, 30, 7).unwrap();
+    let (engine, transitions) = drop.replay(BATCH).unwrap();
     let stats = engine.stats();
     eprintln!(
         "mixed drop: {} commands, {transitions} transitions, {} sold, {} orders, phase {:?}",
@@ -217,13 +217,13 @@ fn bench_mixed_drop(c: &mut Criterion) {
     eprintln!(
         "mixed drop, served {}; transitions by kind: {:?}",
         stats.served,
-        transition_mix(&drop)
+        drop.transition_mix().unwrap()
     );
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
     group.throughput(Throughput::Elements(transitions));
     group.bench_function("mixed_drop_1M_fans_100k_tickets", |b| {
-        b.iter(|| drop.replay(BATCH));
+        b.iter(|| drop.replay(BATCH).unwrap());
     });
     group.finish();
 }

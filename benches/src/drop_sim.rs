@@ -15,8 +15,8 @@ use std::collections::BinaryHeap;
 
 use ingressoja_engine::shuffle::mix64;
 use ingressoja_engine::{
-    Command, CustomerId, Engine, EventConfig, MINUTE_MS, Payment, Phase, Policy, Reply, Schedule,
-    TicketType, TicketTypeId, Transition, TypeCounts,
+    Command, ConfigError, CustomerId, Engine, EventConfig, MINUTE_MS, Payment, Phase, Policy,
+    Reply, Schedule, TicketType, TicketTypeId, Transition, TypeCounts,
 };
 
 /// 2026-12-01 20:00 UTC, in ms since the epoch.
@@ -32,72 +32,49 @@ pub struct Drop {
 }
 
 impl Drop {
-    /// Applies the whole drop to a fresh engine; returns it and the number of
-    /// transitions. Commands go in batches of `batch`, as the shard drains
-    /// them: each batch is prefetched, applied, and its transitions handed on
-    /// (the buffer is cleared).
-    pub fn replay(&self, batch: usize) -> (Engine, u64) {
-        let Ok(mut engine) = Engine::new(self.config.clone()) else {
-            return (empty_engine(), 0);
-        };
+    /// Applies the whole drop to a fresh engine, in batches of `batch`
+    /// commands as the shard drains them: each batch is prefetched, applied,
+    /// and its transitions handed to `on_batch`. Returns the engine.
+    pub fn replay_with(
+        &self,
+        batch: usize,
+        mut on_batch: impl FnMut(&[Transition]),
+    ) -> Result<Engine, ConfigError> {
+        let mut engine = Engine::new(self.config.clone())?;
         let mut out = Vec::with_capacity(batch * 4);
-        let mut transitions = 0u64;
         for chunk in self.commands.chunks(batch.max(1)) {
             engine.prefetch(chunk.iter().map(|(_, command)| command));
             for &(now_ms, command) in chunk {
                 // Rejections are part of the drop.
                 let _ = engine.apply(command, now_ms, &mut out);
             }
-            transitions += out.len() as u64;
+            on_batch(&out);
             out.clear();
         }
-        (engine, transitions)
+        Ok(engine)
     }
-}
 
-/// How many transitions of each kind a replay produced, by name.
-pub fn transition_mix(drop: &Drop) -> Vec<(&'static str, u64)> {
-    let Ok(mut engine) = Engine::new(drop.config.clone()) else {
-        return Vec::new();
-    };
-    let mut counts: Vec<(&'static str, u64)> = Vec::new();
-    let mut out = Vec::new();
-    for &(now_ms, command) in &drop.commands {
-        let _ = engine.apply(command, now_ms, &mut out);
-        for transition in out.drain(..) {
-            let name = transition_name(&transition);
-            match counts.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((name, 1)),
+    /// Replays the drop and counts its transitions.
+    pub fn replay(&self, batch: usize) -> Result<(Engine, u64), ConfigError> {
+        let mut transitions = 0u64;
+        let engine = self.replay_with(batch, |out| transitions += out.len() as u64)?;
+        Ok((engine, transitions))
+    }
+
+    /// How many transitions of each kind the drop produces, most first.
+    pub fn transition_mix(&self) -> Result<Vec<(&'static str, u64)>, ConfigError> {
+        let mut counts: Vec<(&'static str, u64)> = Vec::new();
+        self.replay_with(1024, |out| {
+            for transition in out {
+                let kind = transition.kind();
+                match counts.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, count)) => *count += 1,
+                    None => counts.push((kind, 1)),
+                }
             }
-        }
-    }
-    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
-    counts
-}
-
-fn transition_name(transition: &Transition) -> &'static str {
-    match transition {
-        Transition::Opened { .. } => "Opened",
-        Transition::Closed { .. } => "Closed",
-        Transition::Joined { .. } => "Joined",
-        Transition::Admitted { .. } => "Admitted",
-        Transition::ItemsHeld { .. } => "ItemsHeld",
-        Transition::ItemsReleased { .. } => "ItemsReleased",
-        Transition::HoldExpired { .. } => "HoldExpired",
-        Transition::OrderPlaced { .. } => "OrderPlaced",
-        Transition::SessionEnded { .. } => "SessionEnded",
-        Transition::Paused { .. } => "Paused",
-        Transition::Resumed { .. } => "Resumed",
-        Transition::PolicyChanged { .. } => "PolicyChanged",
-        Transition::Rescheduled { .. } => "Rescheduled",
-    }
-}
-
-fn empty_engine() -> Engine {
-    match Engine::new(drop_config(1)) {
-        Ok(engine) => engine,
-        Err(error) => unreachable!("the drop configuration is valid: {error}"),
+        })?;
+        counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+        Ok(counts)
     }
 }
 
@@ -167,14 +144,14 @@ impl Rng {
 
 /// Simulates a drop of `customers` fans for `tickets` tickets, `prequeue_percent`
 /// of whom join before opening.
-pub fn generate(customers: u64, tickets: u32, prequeue_percent: u64, seed: u64) -> Drop {
+pub fn generate(
+    customers: u64,
+    tickets: u32,
+    prequeue_percent: u64,
+    seed: u64,
+) -> Result<Drop, ConfigError> {
     let config = drop_config(tickets);
-    let Ok(mut engine) = Engine::new(config.clone()) else {
-        return Drop {
-            config,
-            commands: Vec::new(),
-        };
-    };
+    let mut engine = Engine::new(config.clone())?;
     let mut rng = Rng(seed);
     let mut events: BinaryHeap<Reverse<(u64, u64, Action)>> = BinaryHeap::new();
     let mut sequence = 0u64;
@@ -291,5 +268,5 @@ pub fn generate(customers: u64, tickets: u32, prequeue_percent: u64, seed: u64) 
             _ => {}
         }
     }
-    Drop { config, commands }
+    Ok(Drop { config, commands })
 }

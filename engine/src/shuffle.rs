@@ -72,29 +72,25 @@ impl Shuffle {
     /// Where element `j` goes. `j` must be below `len`; anything else is
     /// returned unchanged.
     pub fn forward(&self, j: u32) -> u32 {
-        if j >= self.len {
-            return j;
-        }
-        let mut x = u64::from(j);
-        loop {
-            x = self.encrypt(x);
-            if x < u64::from(self.len) {
-                // Below len, which is a u32.
-                return u32::try_from(x).unwrap_or(j);
-            }
-        }
+        self.walk(j, Shuffle::encrypt)
     }
 
     /// Which element goes to `position`: the inverse of [`Shuffle::forward`].
     pub fn inverse(&self, position: u32) -> u32 {
-        if position >= self.len {
-            return position;
+        self.walk(position, Shuffle::decrypt)
+    }
+
+    /// Cycle-walking: applies `step` until the value is back inside `0..len`.
+    fn walk(&self, start: u32, step: fn(&Shuffle, u64) -> u64) -> u32 {
+        if start >= self.len {
+            return start;
         }
-        let mut x = u64::from(position);
+        let mut x = u64::from(start);
         loop {
-            x = self.decrypt(x);
+            x = step(self, x);
             if x < u64::from(self.len) {
-                return u32::try_from(x).unwrap_or(position);
+                // Below len, which is a u32.
+                return u32::try_from(x).unwrap_or(start);
             }
         }
     }

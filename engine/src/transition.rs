@@ -124,6 +124,25 @@ pub enum Transition {
 }
 
 impl Transition {
+    /// The variant's name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transition::Opened { .. } => "opened",
+            Transition::Closed { .. } => "closed",
+            Transition::Joined { .. } => "joined",
+            Transition::Admitted { .. } => "admitted",
+            Transition::ItemsHeld { .. } => "items_held",
+            Transition::ItemsReleased { .. } => "items_released",
+            Transition::HoldExpired { .. } => "hold_expired",
+            Transition::OrderPlaced { .. } => "order_placed",
+            Transition::SessionEnded { .. } => "session_ended",
+            Transition::Paused { .. } => "paused",
+            Transition::Resumed { .. } => "resumed",
+            Transition::PolicyChanged { .. } => "policy_changed",
+            Transition::Rescheduled { .. } => "rescheduled",
+        }
+    }
+
     /// The customer a transition is about, if any; per-customer notifications
     /// are routed by it.
     pub fn customer(&self) -> Option<CustomerId> {
