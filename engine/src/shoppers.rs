@@ -88,10 +88,6 @@ impl Deadlines {
         self.0.len()
     }
 
-    fn contains(&self, entry: (u64, CustomerId)) -> bool {
-        self.0.contains(&entry)
-    }
-
     fn sorted(mut entries: Vec<(u64, CustomerId)>) -> Deadlines {
         entries.sort_unstable();
         Deadlines(entries.into())
@@ -290,12 +286,16 @@ impl Shoppers {
     /// a non-holder's window end), and how many entries are queued, for
     /// invariant checks.
     pub(crate) fn deadlines_cover_shoppers(&self) -> (bool, usize) {
+        let windows: rustc_hash::FxHashSet<(u64, CustomerId)> =
+            self.windows.0.iter().copied().collect();
+        let expiries: rustc_hash::FxHashSet<(u64, CustomerId)> =
+            self.expiries.0.iter().copied().collect();
         let covered = self
             .by_customer
             .iter()
             .all(|(&customer, shopper)| match shopper.hold {
-                Some(hold) => self.expiries.contains((hold.expires_at_ms, customer)),
-                None => self.windows.contains((shopper.window_ends_at_ms, customer)),
+                Some(hold) => expiries.contains(&(hold.expires_at_ms, customer)),
+                None => windows.contains(&(shopper.window_ends_at_ms, customer)),
             });
         (covered, self.windows.len() + self.expiries.len())
     }
