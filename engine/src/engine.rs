@@ -4,7 +4,8 @@
 //! 1. let time pass to `now_ms`: open or close the sale, expire what is due,
 //!    admit from the queue;
 //! 2. decide the command against the state: a rejection, or transitions;
-//! 3. admit again (a join or a freed slot may let someone in at once).
+//! 3. let time act again: a join or a freed slot may admit someone at once,
+//!    and a new schedule may open or close the sale at once.
 //!
 //! Deciding only reads the state. Every change goes through `emit`, which
 //! applies one [`Transition`] with `evolve` and appends it to `out`, so the
@@ -133,7 +134,9 @@ impl Engine {
     pub fn apply(&mut self, command: Command, now_ms: u64, out: &mut Vec<Transition>) -> Outcome {
         self.advance(now_ms, out);
         let outcome = self.decide(command, now_ms, out);
-        self.admit(now_ms, out);
+        // Again: the command may have freed a slot (admit the next in line)
+        // or moved the schedule to an instant already past (open or close).
+        self.advance(now_ms, out);
         outcome
     }
 
@@ -155,8 +158,9 @@ impl Engine {
 
     /// The earliest instant at which a [`Command::Tick`] would change
     /// something: opening, closing, an expiry, or the next admission token
-    /// while someone waits and there is room. It may be early (a stale heap
-    /// entry) but never late.
+    /// while someone waits and there is room. It may be early (a dead entry in
+    /// a deadline queue) but never late, and after `apply` at `now` it is
+    /// always later than `now`, so a shard that sleeps until it never spins.
     pub fn next_deadline(&self) -> Option<u64> {
         let schedule = &self.config.schedule;
         let phase_change = match self.phase {

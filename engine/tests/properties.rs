@@ -277,6 +277,9 @@ proptest! {
             let actual = sale.apply(command);
             prop_assert_eq!(actual, expected, "{:?} at {}", command, sale.now);
             assert_same_observable_state(&sale, &model)?;
+            if let Some(deadline) = sale.engine.next_deadline() {
+                prop_assert!(deadline > sale.now, "next deadline {} not after now {}", deadline, sale.now);
+            }
         }
         // Replay rebuilds the live state from the log alone.
         let replayed = Engine::replay(config, &sale.log).unwrap();

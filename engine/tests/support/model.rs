@@ -84,7 +84,7 @@ impl Model {
     pub fn apply(&mut self, command: Command, now: u64) -> Outcome {
         self.advance(now);
         let outcome = self.decide(command, now);
-        self.admit(now);
+        self.advance(now);
         outcome
     }
 
