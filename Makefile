@@ -61,7 +61,7 @@ unit:
 		$(CARGO_TARGET_DIR)/test-output.txt
 
 bench: deps
-	$(CARGO) bench --locked -p ingressoja-benches
+	$(CARGO) bench --locked --profile release -p ingressoja-benches
 
 clean:
 	$(CARGO) clean

@@ -1,7 +1,25 @@
 //! The write-ahead log: append-only, hash-chained batches of opaque records,
-//! one RocksDB value per group-commit batch, synced before anything in the
-//! batch is acknowledged. It knows nothing about tickets.
+//! one store value per group-commit batch, synced before anything in the
+//! batch is acknowledged. It knows nothing about tickets: records are bytes.
 //!
-//! Built in issue 3 (durability); empty until then so the workspace layout and
-//! the dependency rule (`engine` depends on no workspace crate, `wal` knows no
-//! domain) are fixed from the first commit.
+//! # Layout
+//! - [`format`]: records, batches, checksums, the hash chain, keys.
+//! - [`log`]: [`Wal`]: open-or-recover, append (poisoned after a failed
+//!   write), read from a sequence number, truncate for point-in-time restore;
+//!   [`verify`] walks the whole chain.
+//! - [`store`]: the [`LogStore`] trait and [`MemStore`], an in-memory store
+//!   that injects failed syncs and torn writes for tests.
+//! - [`rocks`]: [`RocksStore`], a log in a RocksDB column family.
+//! - [`error`]: one error enum per operation.
+
+pub mod error;
+pub mod format;
+pub mod log;
+pub mod rocks;
+pub mod store;
+
+pub use error::{AppendError, OpenError, VerifyError};
+pub use format::{Damage, FORMAT_VERSION, Hash, Record};
+pub use log::{ChainSummary, OpenReport, TailCut, Wal, read_from, verify};
+pub use rocks::{RocksStore, open_db, open_db_read_only};
+pub use store::{Faults, LogStore, MemStore};

@@ -1,0 +1,278 @@
+//! The shard thread: it owns its events' engines and nothing else touches
+//! them, so the hot path takes no lock. It drains a batch of requests from
+//! its bounded channel, stamps the time once, prefetches, applies each
+//! command, ticks every event whose deadline has come, numbers the resulting
+//! transitions as log records, and hands records and replies to the writer,
+//! which answers only once they are durable. Every so many records or
+//! seconds it copies its state for the snapshot thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use ingressoja_engine::{Command, Engine, Transition};
+use ingressoja_wal::Record;
+
+use super::clock::Clock;
+use super::log_entry::{EventId, LogEntry};
+use super::recovery::ShardState;
+use super::shared::Shared;
+use super::snapshotter::SnapshotJob;
+use super::writer::{Completion, WriteJob};
+use super::{Applied, Request, RuntimeError, RuntimeOptions};
+
+/// Ticks come at most this often: admission paced at 500/s would otherwise
+/// wake the shard every 2 ms for one admission each.
+const MIN_TICK_INTERVAL_MS: u64 = 10;
+/// With nothing due, the shard still wakes this often (to notice the clock).
+const MAX_SLEEP_MS: u64 = 1_000;
+
+pub(crate) struct Shard {
+    pub state: ShardState,
+    pub next_seq: u64,
+    pub clock: Arc<dyn Clock>,
+    pub writer: Sender<WriteJob>,
+    pub snapshots: Sender<SnapshotJob>,
+    pub shared: Arc<Shared>,
+    pub options: RuntimeOptions,
+    pub last_now_ms: u64,
+    pub last_tick_ms: u64,
+    pub records_since_snapshot: u64,
+    pub last_snapshot_ms: u64,
+}
+
+impl Shard {
+    pub fn run(mut self, requests: Receiver<Request>) {
+        loop {
+            let wait = self.sleep_for();
+            let first = match requests.recv_timeout(wait) {
+                Ok(request) => Some(request),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch: Vec<Request> = first.into_iter().collect();
+            while batch.len() < self.options.max_batch {
+                match requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            if self.process(batch) {
+                break;
+            }
+        }
+        // Dropping the senders lets the writer and the snapshot thread finish
+        // what they have and stop.
+    }
+
+    /// Time never runs backwards for the engines, whatever the clock does.
+    fn now_ms(&mut self) -> u64 {
+        self.last_now_ms = self.last_now_ms.max(self.clock.now_ms());
+        self.last_now_ms
+    }
+
+    fn sleep_for(&mut self) -> Duration {
+        let now = self.now_ms();
+        let next = self
+            .state
+            .events
+            .values()
+            .filter_map(Engine::next_deadline)
+            .min();
+        let earliest_tick = self.last_tick_ms.saturating_add(MIN_TICK_INTERVAL_MS);
+        let wake = next.map_or(now + MAX_SLEEP_MS, |d| d.max(earliest_tick));
+        Duration::from_millis(wake.saturating_sub(now).min(MAX_SLEEP_MS))
+    }
+
+    /// Applies one batch; true when asked to shut down.
+    fn process(&mut self, batch: Vec<Request>) -> bool {
+        let now = self.now_ms();
+        let mut job = WriteJob {
+            records: Vec::new(),
+            stamped_at_ms: now,
+            completions: Vec::new(),
+        };
+        let mut shutdown = false;
+        let mut snapshot_requests = Vec::new();
+        for request in &batch {
+            if let Request::Apply { event, command, .. } = request
+                && let Some(engine) = self.state.events.get(event)
+            {
+                engine.prefetch(std::iter::once(command));
+            }
+        }
+        for request in batch {
+            match request {
+                Request::Apply {
+                    event,
+                    command,
+                    reply,
+                } => {
+                    let completion = self.apply(event, command, now, reply, &mut job.records);
+                    job.completions.extend(completion);
+                }
+                Request::CreateEvent { config, reply } => {
+                    let completion = self.create_event(config, &mut job.records);
+                    job.completions.push(Box::new(move |durable| {
+                        let _ = reply.send(durable.and(completion));
+                    }));
+                }
+                Request::Read(read) => read(&self.state),
+                Request::Snapshot { reply } => snapshot_requests.push(reply),
+                Request::Shutdown => shutdown = true,
+            }
+        }
+        self.tick_due_events(now, &mut job.records);
+        self.records_since_snapshot += job.records.len() as u64;
+        self.hand_to_writer(job);
+        let due = self.records_since_snapshot >= self.options.snapshot_every_records
+            || now.saturating_sub(self.last_snapshot_ms) >= self.options.snapshot_every_ms;
+        if !snapshot_requests.is_empty() || (due && self.records_since_snapshot > 0) {
+            self.take_snapshot(now, snapshot_requests);
+        }
+        shutdown
+    }
+
+    fn apply(
+        &mut self,
+        event: EventId,
+        command: Command,
+        now: u64,
+        reply: tokio::sync::oneshot::Sender<Result<Applied, RuntimeError>>,
+        records: &mut Vec<Record>,
+    ) -> Option<Completion> {
+        let Some(engine) = self.state.events.get_mut(&event) else {
+            let _ = reply.send(Err(RuntimeError::UnknownEvent(event)));
+            return None;
+        };
+        let mut transitions = Vec::new();
+        let outcome = engine.apply(command, now, &mut transitions);
+        if let Err(error) = self.log_transitions(event, &transitions, now, records) {
+            let _ = reply.send(Err(error));
+            return None;
+        }
+        let applied = Applied {
+            outcome,
+            transitions,
+            last_seq: self.next_seq - 1,
+        };
+        Some(Box::new(move |durable| {
+            let _ = reply.send(durable.map(|()| applied));
+        }))
+    }
+
+    fn create_event(
+        &mut self,
+        config: Box<ingressoja_engine::EventConfig>,
+        records: &mut Vec<Record>,
+    ) -> Result<EventId, RuntimeError> {
+        let engine = Engine::new((*config).clone()).map_err(RuntimeError::InvalidConfig)?;
+        let event = EventId(self.state.next_event);
+        let entry = LogEntry::EventCreated { event, config };
+        self.push_record(&entry, self.last_now_ms, records)?;
+        self.state.next_event += 1;
+        self.state.events.insert(event, engine);
+        Ok(event)
+    }
+
+    fn tick_due_events(&mut self, now: u64, records: &mut Vec<Record>) {
+        let due: Vec<EventId> = self
+            .state
+            .events
+            .iter()
+            .filter(|(_, engine)| engine.next_deadline().is_some_and(|d| d <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.last_tick_ms = now;
+        let mut transitions = Vec::new();
+        for event in due {
+            if let Some(engine) = self.state.events.get_mut(&event) {
+                transitions.clear();
+                // A tick is never rejected.
+                let _ = engine.apply(Command::Tick, now, &mut transitions);
+                // A failure poisons the runtime; nothing more to do here.
+                let _ = self.log_transitions(event, &transitions, now, records);
+            }
+        }
+    }
+
+    fn log_transitions(
+        &mut self,
+        event: EventId,
+        transitions: &[Transition],
+        now: u64,
+        records: &mut Vec<Record>,
+    ) -> Result<(), RuntimeError> {
+        for &transition in transitions {
+            self.push_record(&LogEntry::Transition { event, transition }, now, records)?;
+        }
+        Ok(())
+    }
+
+    /// Numbers and encodes one record. An entry that cannot be encoded would
+    /// leave the state ahead of the log forever, so it poisons the runtime.
+    fn push_record(
+        &mut self,
+        entry: &LogEntry,
+        now: u64,
+        records: &mut Vec<Record>,
+    ) -> Result<(), RuntimeError> {
+        match entry.encode() {
+            Ok(payload) => {
+                records.push(Record {
+                    seq: self.next_seq,
+                    timestamp_ms: now,
+                    payload,
+                });
+                self.next_seq += 1;
+                Ok(())
+            }
+            Err(error) => {
+                let reason = format!("cannot encode a log entry: {error}");
+                self.shared.poison(reason.clone());
+                Err(RuntimeError::Durability(reason))
+            }
+        }
+    }
+
+    fn hand_to_writer(&mut self, job: WriteJob) {
+        if job.records.is_empty() && job.completions.is_empty() {
+            return;
+        }
+        // A full writer channel blocks the shard: back-pressure that fills the
+        // request channel, where new arrivals are refused with 503.
+        if let Err(crossbeam_channel::SendError(job)) = self.writer.send(job) {
+            for completion in job.completions {
+                completion(Err(RuntimeError::Stopped));
+            }
+        }
+    }
+
+    fn take_snapshot(
+        &mut self,
+        now: u64,
+        requests: Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+    ) {
+        let started = Instant::now();
+        let state = self.state.clone();
+        let pause_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.shared.record(|s| s.last_snapshot_pause_us = pause_us);
+        self.records_since_snapshot = 0;
+        self.last_snapshot_ms = now;
+        let last_seq = self.next_seq - 1;
+        let job = SnapshotJob {
+            last_seq,
+            taken_at_ms: now,
+            state,
+            done: requests,
+        };
+        if let Err(crossbeam_channel::SendError(job)) = self.snapshots.send(job) {
+            for done in job.done {
+                let _ = done.send(Err("the snapshot thread has stopped".into()));
+            }
+        }
+    }
+}

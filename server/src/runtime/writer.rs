@@ -1,0 +1,85 @@
+//! The log writer thread: group commit. It takes every job the shard has
+//! queued, writes all their records as one batch with one fsync, and only
+//! then answers the jobs' requests, in order. A failed write poisons the log;
+//! that job and every later one are answered with the error, and the process
+//! reports itself unhealthy instead of guessing what reached the disk.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use ingressoja_wal::{LogStore, Record, Wal};
+
+use super::RuntimeError;
+use super::shared::Shared;
+
+/// Group commits stop growing at this many records, so one batch stays a
+/// bounded value in the store (about 4 MiB at typical record sizes).
+pub const MAX_GROUP_RECORDS: usize = 65_536;
+
+/// Called once a job's records are durable (or are known never to be).
+pub type Completion = Box<dyn FnOnce(Result<(), RuntimeError>) + Send>;
+
+/// What the shard hands over per batch.
+pub struct WriteJob {
+    /// The batch's records, numbered by the shard.
+    pub records: Vec<Record>,
+    /// The shard's time stamp for the batch.
+    pub stamped_at_ms: u64,
+    /// Answers to send once the records are durable, in order.
+    pub completions: Vec<Completion>,
+}
+
+/// Runs until the shard drops its sender.
+pub fn run<S: LogStore>(mut wal: Wal<S>, jobs: Receiver<WriteJob>, shared: Arc<Shared>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        let mut records = group[0].records.len();
+        while records < MAX_GROUP_RECORDS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    records += job.records.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&mut wal, group, &shared);
+    }
+}
+
+fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared) {
+    let stamped_at_ms = group.iter().map(|j| j.stamped_at_ms).max().unwrap_or(0);
+    let mut records = Vec::with_capacity(group.iter().map(|j| j.records.len()).sum());
+    let mut completions = Vec::new();
+    for job in group {
+        records.extend(job.records);
+        completions.extend(job.completions);
+    }
+    let last_seq = records.last().map(|r| r.seq);
+    let count = records.len() as u64;
+    let started = Instant::now();
+    let result = match (wal.poisoned(), last_seq) {
+        (Some(reason), _) => Err(RuntimeError::Durability(reason.to_string())),
+        (None, None) => Ok(()),
+        (None, Some(last_seq)) => match wal.append(stamped_at_ms, records) {
+            Ok(()) => {
+                let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                shared.set_durable(last_seq);
+                shared.record(|s| {
+                    s.batches_written += 1;
+                    s.records_written += count;
+                    s.last_append_us = elapsed_us;
+                });
+                Ok(())
+            }
+            Err(error) => {
+                shared.poison(error.to_string());
+                Err(RuntimeError::Durability(error.to_string()))
+            }
+        },
+    };
+    for completion in completions {
+        completion(result.clone());
+    }
+}

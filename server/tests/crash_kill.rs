@@ -1,0 +1,171 @@
+//! Crash tests: the runtime runs under load in a child process
+//! (`ingressoja crash-load`) and is killed with SIGKILL at seeded random
+//! moments, at least 20 times. After each kill the data directory is
+//! recovered here and checked: every acknowledged hold and purchase is in the
+//! log at the sequence number it was acknowledged with, the recovered state
+//! holds every acknowledged purchase, and every invariant holds (so nothing
+//! is sold twice and nobody is over a limit). Then the child restarts on the
+//! same data and the load goes on.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use std::time::{Duration, Instant};
+
+use ingressoja::runtime::{DataDir, LogEntry, ShardState, recovery};
+use ingressoja_engine::shuffle::mix64;
+use ingressoja_engine::{CustomerId, Transition};
+
+const KILLS: u64 = 22;
+
+/// Kills the child however the test ends, so a failing test leaves no
+/// process running.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(data: &Path, acks: &Path, seed: u64) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+        .args(["crash-load", "--data"])
+        .arg(data)
+        .arg("--acks")
+        .arg(acks)
+        .args(["--seed", &seed.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Killed(child)
+}
+
+/// Complete lines of the acks file (a kill can cut the last one short).
+fn acked(acks: &Path) -> Vec<(u64, String, u64)> {
+    let text = std::fs::read_to_string(acks).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let seq = parts.next().unwrap().parse().unwrap();
+            let kind = parts.next().unwrap().to_string();
+            let customer = parts.next().unwrap().parse().unwrap();
+            (seq, kind, customer)
+        })
+        .collect()
+}
+
+/// Waits (polling, with a deadline) until at least `count` acks are written.
+fn wait_for_acks(child: &mut Child, acks: &Path, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked(acks).len() < count {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the load process exited early: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress: {} of {count} acks",
+            acked(acks).len()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn recover_and_check(data: &Path, acks: &[(u64, String, u64)], round: u64) {
+    let data = DataDir::create(data).unwrap();
+    let snapshots = data.snapshots(3).unwrap();
+    let store = DataDir::wal_store(data.open_db().unwrap()).unwrap();
+    let (state, wal, report) = recovery::recover(store, &snapshots)
+        .unwrap_or_else(|e| panic!("round {round}: recovery failed: {e}"));
+    let last_acked = acks.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0);
+    assert!(
+        report.last_seq >= last_acked,
+        "round {round}: log ends at {} before ack {last_acked}",
+        report.last_seq
+    );
+
+    // What the log holds at every acknowledged sequence number.
+    let first = acks.iter().map(|(seq, _, _)| *seq).min().unwrap_or(1);
+    let mut logged: HashMap<u64, (String, u64)> = HashMap::new();
+    for record in wal.read_from(first) {
+        let record = record.unwrap();
+        if let Ok(LogEntry::Transition { transition, .. }) = LogEntry::decode(&record.payload) {
+            match transition {
+                Transition::ItemsHeld { customer, .. } => {
+                    logged.insert(record.seq, ("held".into(), customer.0))
+                }
+                Transition::OrderPlaced { customer, .. } => {
+                    logged.insert(record.seq, ("order".into(), customer.0))
+                }
+                _ => None,
+            };
+        }
+    }
+    for (seq, kind, customer) in acks {
+        assert_eq!(
+            logged.get(seq),
+            Some(&(kind.clone(), *customer)),
+            "round {round}: acknowledged {kind} of customer {customer} at {seq} is not in the log"
+        );
+    }
+    check_state(&state, acks, round);
+}
+
+fn check_state(state: &ShardState, acks: &[(u64, String, u64)], round: u64) {
+    let engine = state.events.values().next().expect("the event exists");
+    engine
+        .check_invariants()
+        .unwrap_or_else(|v| panic!("round {round}: {v}"));
+    let mut orders_acked: HashMap<u64, usize> = HashMap::new();
+    for (_, kind, customer) in acks {
+        if kind == "order" {
+            *orders_acked.entry(*customer).or_default() += 1;
+        }
+    }
+    for (customer, count) in orders_acked {
+        let owned = engine.orders_of(CustomerId(customer)).count();
+        assert!(
+            owned >= count,
+            "round {round}: customer {customer} acknowledged {count} orders, owns {owned}"
+        );
+    }
+}
+
+#[test]
+fn sigkill_under_load_loses_nothing_acknowledged_and_sells_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acks = dir.path().join("acks.txt");
+    let mut rng = 0x5EED_u64;
+    for round in 0..KILLS {
+        let mut child = spawn_child(&data, &acks, round + 1);
+        // Kill at a random moment: after between 20 and 400 more acks.
+        rng = mix64(rng);
+        let before = acked(&acks).len();
+        wait_for_acks(&mut child.0, &acks, before + 20 + (rng % 380) as usize);
+        drop(child); // SIGKILL, then reap
+        recover_and_check(&data, &acked(&acks), round);
+    }
+    let total = acked(&acks);
+    assert!(
+        total.iter().any(|(_, kind, _)| kind == "order"),
+        "the load never bought anything"
+    );
+    eprintln!(
+        "{KILLS} kills, {} acknowledged holds and purchases checked",
+        total.len()
+    );
+}

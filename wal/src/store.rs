@@ -1,0 +1,117 @@
+//! Where batches are kept: the [`LogStore`] trait, and [`MemStore`], an
+//! in-memory store for tests that can fail a sync, tear the last write, or
+//! corrupt stored bytes on request. The RocksDB store is in `rocks.rs`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// An ordered map from `u64` keys to byte values with durable writes.
+pub trait LogStore: Send {
+    /// Stores `value` under `key`; returns only once it is durable.
+    fn put_synced(&mut self, key: u64, value: &[u8]) -> io::Result<()>;
+    /// Removes every key at or after `from`, durably.
+    fn delete_from(&mut self, from: u64) -> io::Result<()>;
+    /// The entry with the greatest key at or before `key`.
+    fn at_or_before(&self, key: u64) -> io::Result<Option<(u64, Vec<u8>)>>;
+    /// Entries with keys at or after `from`, in key order.
+    fn scan_from(&self, from: u64) -> Box<dyn Iterator<Item = io::Result<(u64, Vec<u8>)>> + '_>;
+}
+
+/// Faults a [`MemStore`] injects.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// The next `put_synced` fails (as a failed fsync does) and stores nothing.
+    pub fail_next_sync: bool,
+    /// The next `put_synced` stores only this many bytes of the value and
+    /// fails, as a write torn by a crash would look.
+    pub tear_next_write_at: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    entries: BTreeMap<u64, Vec<u8>>,
+    faults: Faults,
+}
+
+/// An in-memory store; clones share the same contents, so a test can keep a
+/// handle to inject faults or damage bytes while a log owns another.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    inner: Arc<Mutex<MemInner>>,
+}
+
+impl MemStore {
+    /// Arms faults for the next writes.
+    pub fn inject(&self, faults: Faults) {
+        self.inner.lock().faults = faults;
+    }
+
+    /// Changes the stored bytes of `key` (to simulate damage at rest).
+    pub fn damage(&self, key: u64, change: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(value) = self.inner.lock().entries.get_mut(&key) {
+            change(value);
+        }
+    }
+
+    /// The stored bytes of `key`.
+    pub fn bytes(&self, key: u64) -> Option<Vec<u8>> {
+        self.inner.lock().entries.get(&key).cloned()
+    }
+
+    /// Removes one entry (to simulate a lost batch).
+    pub fn remove(&self, key: u64) {
+        self.inner.lock().entries.remove(&key);
+    }
+
+    /// The keys stored, in order.
+    pub fn keys(&self) -> Vec<u64> {
+        self.inner.lock().entries.keys().copied().collect()
+    }
+}
+
+impl LogStore for MemStore {
+    fn put_synced(&mut self, key: u64, value: &[u8]) -> io::Result<()> {
+        let mut inner = self.inner.lock();
+        if std::mem::take(&mut inner.faults.fail_next_sync) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        if let Some(at) = inner.faults.tear_next_write_at.take() {
+            let torn = value
+                .get(..at.min(value.len()))
+                .unwrap_or_default()
+                .to_vec();
+            inner.entries.insert(key, torn);
+            return Err(io::Error::other("injected torn write"));
+        }
+        inner.entries.insert(key, value.to_vec());
+        Ok(())
+    }
+
+    fn delete_from(&mut self, from: u64) -> io::Result<()> {
+        self.inner.lock().entries.retain(|&key, _| key < from);
+        Ok(())
+    }
+
+    fn at_or_before(&self, key: u64) -> io::Result<Option<(u64, Vec<u8>)>> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .entries
+            .range(..=key)
+            .next_back()
+            .map(|(k, v)| (*k, v.clone())))
+    }
+
+    fn scan_from(&self, from: u64) -> Box<dyn Iterator<Item = io::Result<(u64, Vec<u8>)>> + '_> {
+        // A snapshot of the range: tests are small, and it keeps the lock short.
+        let inner = self.inner.lock();
+        let entries: Vec<_> = inner
+            .entries
+            .range(from..)
+            .map(|(k, v)| Ok((*k, v.clone())))
+            .collect();
+        Box::new(entries.into_iter())
+    }
+}
