@@ -6,7 +6,11 @@
 //! latency distributions and one-off timings. Run with
 //! `cargo bench --profile release -p ingressoja-benches --bench durable`
 //! (`DURABLE_RECOVERY_TRANSITIONS` overrides the ten million).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,9 +27,20 @@ fn event() -> EventConfig {
         name: "Durable Bench".into(),
         venue: "Disk".into(),
         starts_at_ms: u64::MAX / 4,
-        ticket_types: vec![TicketType { name: "Pista".into(), price_cents: 1, capacity: 1 }],
-        schedule: Schedule { prequeue_opens_at_ms: 0, opens_at_ms: u64::MAX / 8, closes_at_ms: u64::MAX / 4 },
-        policy: Policy { max_queue_len: 50_000_000, ..Policy::default() },
+        ticket_types: vec![TicketType {
+            name: "Pista".into(),
+            price_cents: 1,
+            capacity: 1,
+        }],
+        schedule: Schedule {
+            prequeue_opens_at_ms: 0,
+            opens_at_ms: u64::MAX / 8,
+            closes_at_ms: u64::MAX / 4,
+        },
+        policy: Policy {
+            max_queue_len: 50_000_000,
+            ..Policy::default()
+        },
         shuffle_seed: 1,
     }
 }
@@ -42,7 +57,13 @@ type Reply = tokio::sync::oneshot::Receiver<Result<Applied, RuntimeError>>;
 
 /// Joins `count` fans from `first` on, `window` requests in flight; returns
 /// the elapsed time.
-fn closed_loop(runtime: &Runtime, event: EventId, first: u64, count: u64, window: usize) -> Duration {
+fn closed_loop(
+    runtime: &Runtime,
+    event: EventId,
+    first: u64,
+    count: u64,
+    window: usize,
+) -> Duration {
     let started = Instant::now();
     let mut in_flight: VecDeque<Reply> = VecDeque::with_capacity(window);
     for id in first..first + count {
@@ -50,7 +71,16 @@ fn closed_loop(runtime: &Runtime, event: EventId, first: u64, count: u64, window
             let reply = in_flight.pop_front().unwrap();
             reply.blocking_recv().unwrap().unwrap();
         }
-        in_flight.push_back(runtime.submit(event, Command::Join { customer: CustomerId(id) }).unwrap());
+        in_flight.push_back(
+            runtime
+                .submit(
+                    event,
+                    Command::Join {
+                        customer: CustomerId(id),
+                    },
+                )
+                .unwrap(),
+        );
     }
     for reply in in_flight {
         reply.blocking_recv().unwrap().unwrap();
@@ -108,7 +138,14 @@ fn latency(dir: &std::path::Path) {
                 std::hint::spin_loop();
             }
             let sent = Instant::now();
-            let reply = runtime.submit(event, Command::Join { customer: CustomerId(next) }).unwrap();
+            let reply = runtime
+                .submit(
+                    event,
+                    Command::Join {
+                        customer: CustomerId(next),
+                    },
+                )
+                .unwrap();
             next += 1;
             sender.send((sent, reply)).unwrap();
         }
@@ -133,7 +170,9 @@ fn recovery(dir: &std::path::Path) {
         .unwrap_or(10_000_000);
     let log_only = dir.join("log-only");
     let with_snapshot = dir.join("with-snapshot");
-    println!("\n## Recovery after {transitions} logged transitions (one event, {transitions} queued fans)");
+    println!(
+        "\n## Recovery after {transitions} logged transitions (one event, {transitions} queued fans)"
+    );
     for (path, snapshot_every) in [(&log_only, u64::MAX), (&with_snapshot, 1_000_000)] {
         let runtime = start(path, snapshot_every);
         let event = runtime.create_event(event()).unwrap();
@@ -142,7 +181,10 @@ fn recovery(dir: &std::path::Path) {
             // One more, on request, to time the copy of the full state.
             runtime.snapshot().unwrap();
             let paused_us = runtime.stats().last_snapshot_pause_us;
-            println!("- snapshot pause (shard copying its state, {transitions} fans queued): {:.1} ms", paused_us as f64 / 1000.0);
+            println!(
+                "- snapshot pause (shard copying its state, {transitions} fans queued): {:.1} ms",
+                paused_us as f64 / 1000.0
+            );
         }
         runtime.shutdown();
         let started = Instant::now();
@@ -151,7 +193,11 @@ fn recovery(dir: &std::path::Path) {
         let report = recovered.recovery().clone();
         println!(
             "- {}: written in {:.1} s; serving again after {:.2} s (snapshot at {:?}, {} records replayed)",
-            if snapshot_every == u64::MAX { "log only" } else { "snapshot every 1 M" },
+            if snapshot_every == u64::MAX {
+                "log only"
+            } else {
+                "snapshot every 1 M"
+            },
             write.as_secs_f64(),
             elapsed.as_secs_f64(),
             report.snapshot_seq,
@@ -164,7 +210,10 @@ fn recovery(dir: &std::path::Path) {
 fn main() {
     // criterion's harness passes flags like --bench; a filter argument other
     // than flags selects sections.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let dir = tempfile::tempdir().unwrap();
     if wanted("throughput") {

@@ -1,0 +1,138 @@
+//! The operators' subcommands, run as a person would run them: `wal verify`,
+//! `wal inspect`, `backup create`, `backup verify` and `restore` on a data
+//! directory the runtime wrote, and `wal verify` naming a damaged batch.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use ingressoja::runtime::{DataDir, ManualClock, Runtime, RuntimeOptions};
+use ingressoja_engine::{Command as Cmd, CustomerId, MINUTE_MS};
+
+fn ingressoja(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A data directory with an event and ten joins, each its own batch.
+fn data_dir(root: &Path) -> std::path::PathBuf {
+    let data = root.join("data");
+    let opens_at = 1_800_000_000_000;
+    let runtime = Runtime::start(
+        RuntimeOptions::new(&data),
+        Arc::new(ManualClock::at(opens_at - 20 * MINUTE_MS)),
+    )
+    .unwrap();
+    let mut config = ingressoja::crash_load::event_config();
+    config.schedule =
+        ingressoja_engine::Schedule::with_default_prequeue(opens_at, opens_at + 60 * MINUTE_MS);
+    let event = runtime.create_event(config).unwrap();
+    for id in 0..10 {
+        runtime
+            .apply(
+                event,
+                Cmd::Join {
+                    customer: CustomerId(id),
+                },
+            )
+            .unwrap();
+    }
+    runtime.shutdown();
+    data
+}
+
+#[test]
+fn verify_inspect_backup_and_restore_from_the_command_line() {
+    let root = tempfile::tempdir().unwrap();
+    let data = data_dir(root.path());
+    let data_arg = data.to_str().unwrap();
+
+    let verify = ingressoja(&["wal", "verify", "--data", data_arg]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("11 records, up to sequence 11"),
+        "{}",
+        text(&verify)
+    );
+
+    let inspect = ingressoja(&[
+        "wal", "inspect", "--data", data_arg, "--from", "1", "--limit", "3",
+    ]);
+    assert!(inspect.status.success(), "{}", text(&inspect));
+    let lines: Vec<String> = String::from_utf8_lossy(&inspect.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].contains("event 0 created"), "{lines:?}");
+    assert!(
+        lines[1].contains("Joined { customer: CustomerId(0) }"),
+        "{lines:?}"
+    );
+
+    let backup = root.path().join("backup");
+    let backup_arg = backup.to_str().unwrap();
+    let created = ingressoja(&["backup", "create", backup_arg, "--data", data_arg]);
+    assert!(created.status.success(), "{}", text(&created));
+    let checked = ingressoja(&["backup", "verify", backup_arg]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("up to sequence 11"),
+        "{}",
+        text(&checked)
+    );
+
+    let restored = root.path().join("restored");
+    let restore = ingressoja(&[
+        "restore",
+        backup_arg,
+        "--data",
+        restored.to_str().unwrap(),
+        "--until-seq",
+        "5",
+    ]);
+    assert!(restore.status.success(), "{}", text(&restore));
+    assert!(
+        text(&restore).contains("up to sequence 5"),
+        "{}",
+        text(&restore)
+    );
+
+    let again = ingressoja(&["restore", backup_arg, "--data", restored.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "restoring over a used directory must fail"
+    );
+    assert!(text(&again).contains("not empty"), "{}", text(&again));
+}
+
+#[test]
+fn wal_verify_names_the_first_bad_batch() {
+    let root = tempfile::tempdir().unwrap();
+    let data = data_dir(root.path());
+    {
+        let db = DataDir::create(&data).unwrap().open_db().unwrap();
+        let cf = db.cf_handle("wal").unwrap();
+        let mut value = db.get_cf(cf, 4u64.to_be_bytes()).unwrap().unwrap();
+        value[5] ^= 0x10;
+        db.put_cf(cf, 4u64.to_be_bytes(), value).unwrap();
+    }
+    let verify = ingressoja(&["wal", "verify", "--data", data.to_str().unwrap()]);
+    assert!(!verify.status.success());
+    assert!(
+        text(&verify).contains("bad batch at sequence 4"),
+        "{}",
+        text(&verify)
+    );
+}
