@@ -164,6 +164,11 @@ fn wal(command: WalCommand) -> CliResult {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; RUST_LOG-style filtering arrives with the server.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let result = match cli.command {
         Command::Demo { seed } => demo::run(seed, &mut std::io::stdout().lock()),
         Command::CrashLoad { data, acks, seed } => ingressoja::crash_load::run(&data, &acks, seed),

@@ -43,8 +43,11 @@ pub fn restore(backup: &Path, data: &Path, until: Until) -> Result<RestoreSummar
         return Err(BackupError::TargetNotEmpty(data.display().to_string()));
     }
     let target = DataDir::create(data)?;
-    copy_dir(&backup.join("db"), &target.db_path())?;
-    copy_dir(&backup.join("snapshots"), &target.snapshots_path())?;
+    let files = count_files(&backup.join("db"))? + count_files(&backup.join("snapshots"))?;
+    let bar = super::progress(files, "copying the backup");
+    copy_dir(&backup.join("db"), &target.db_path(), &bar)?;
+    copy_dir(&backup.join("snapshots"), &target.snapshots_path(), &bar)?;
+    bar.finish_and_clear();
 
     let store = DataDir::wal_store(target.open_db()?)?;
     let (mut wal, opened) =
@@ -90,16 +93,30 @@ pub fn restore(backup: &Path, data: &Path, until: Until) -> Result<RestoreSummar
     Ok(summary)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+fn copy_dir(from: &Path, to: &Path, bar: &indicatif::ProgressBar) -> io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let path = entry.path();
         if entry.file_type()?.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()))?;
+            copy_dir(&path, &to.join(entry.file_name()), bar)?;
         } else {
             fs::copy(&path, to.join(entry.file_name()))?;
+            bar.inc(1);
         }
     }
     Ok(())
+}
+
+fn count_files(dir: &Path) -> io::Result<u64> {
+    let mut count = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        count += if entry.file_type()?.is_dir() {
+            count_files(&entry.path())?
+        } else {
+            1
+        };
+    }
+    Ok(count)
 }

@@ -165,6 +165,7 @@ impl Runtime {
         let data = DataDir::create(&options.data_dir)?;
         let snapshots = data.snapshots(options.snapshots_kept)?;
         let (state, wal, recovery) = recovery::recover(store, &snapshots)?;
+        log_recovery(&recovery);
         let shared = Arc::new(shared::Shared::new(recovery.last_seq));
         let (requests, request_rx) = crossbeam_channel::bounded(options.queue_capacity);
         let (writer_tx, writer_rx) = crossbeam_channel::bounded(options.writer_queue);
@@ -321,6 +322,27 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn log_recovery(report: &RecoveryReport) {
+    for skipped in &report.skipped_snapshots {
+        tracing::warn!(snapshot = %skipped, "skipped an unreadable snapshot");
+    }
+    if let Some(cut) = &report.cut {
+        tracing::warn!(
+            from_seq = cut.seq,
+            bytes = cut.bytes,
+            damage = %cut.damage,
+            "cut a torn tail from the log: a batch never acknowledged"
+        );
+    }
+    tracing::info!(
+        snapshot_seq = report.snapshot_seq,
+        replayed = report.replayed,
+        last_seq = report.last_seq,
+        duration_ms = report.duration_ms,
+        "recovered"
+    );
 }
 
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
