@@ -23,6 +23,18 @@ pub struct ShardState {
 }
 
 impl ShardState {
+    /// Checks every event's invariants; returns the tickets sold across events.
+    pub fn check_invariants(&self) -> Result<u64, String> {
+        let mut sold = 0;
+        for (event, engine) in &self.events {
+            engine
+                .check_invariants()
+                .map_err(|v| format!("event {}: {v}", event.0))?;
+            sold += engine.stats().tickets_sold;
+        }
+        Ok(sold)
+    }
+
     /// Applies one log record.
     pub fn apply_record(&mut self, record: &Record) -> Result<(), String> {
         let entry =
