@@ -1,6 +1,6 @@
 # IngressoJa. The two commands a newcomer needs:
-#   make run    builds and runs the sale (until the server lands: a demo drop
-#               through the engine, printed step by step)
+#   make run    builds and serves the sale on http://127.0.0.1:8080, with a
+#               demo event, data in ./data
 #   make test   format check, clippy with warnings as errors, every test
 # Both install the Debian packages they need when they are missing.
 
@@ -23,7 +23,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: help deps run demo test fmt lint unit bench clean
 
 help:
-	@echo "make run    run the sale (for now: a demo drop through the engine)"
+	@echo "make run    serve the sale on http://127.0.0.1:8080 with a demo event"
+	@echo "make demo   play a narrated demo drop through the engine"
 	@echo "make test   fmt check + clippy -D warnings + every test"
 	@echo "make bench  criterion benches (figures go to docs/BENCHMARKS.md)"
 	@echo "make deps   install missing Debian packages"
@@ -39,9 +40,10 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
 
 run: deps
-	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
+	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- serve --demo --data ./data
 
-demo: run
+demo: deps
+	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
 
 test: deps fmt lint unit
 

@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`runtime`]: the durable runtime: shard thread, group-commit log writer,
 //!   snapshots, recovery.
-//! - [`demo`]: the narrated demo drop of `make run`.
+//! - [`http`]: the hyper server: JSON API, errors, configuration, payments.
+//! - [`demo`]: the narrated demo drop (`ingressoja demo`).
 //! - [`ops`]: operators' tools: backup, point-in-time restore, log
 //!   verification and inspection.
 //! - [`crash_load`]: steady load for the crash tests (`ingressoja crash-load`).
 
 pub mod crash_load;
 pub mod demo;
+pub mod http;
 pub mod ops;
 pub mod runtime;

@@ -1,11 +1,19 @@
-//! `ingressoja`: one binary, one subcommand per job: the demo drop that
-//! `make run` plays, backups, point-in-time restore and the log tools. The
-//! sale server (`serve`), `audit` and `admin` join it in later issues.
+//! `ingressoja`: one binary, one subcommand per job: the sale server
+//! (`serve`, what `make run` starts), the narrated demo drop, backups,
+//! point-in-time restore and the log tools. `audit` and `admin` join it in
+//! later issues.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use ingressoja::{demo, ops};
+use ingressoja::http::config::ServerConfig;
+use ingressoja::runtime::{Clock, Runtime, RuntimeOptions, SystemClock};
+use ingressoja::{demo, http, ops};
+
+// mimalloc: fast and steady under many small allocations per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// IngressoJa: ticket sales for high-demand drops.
 #[derive(Parser)]
@@ -17,6 +25,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serves the sale over HTTP.
+    Serve {
+        /// Where to listen (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The data directory (default ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed a demo event on first start (enables development mode).
+        #[arg(long)]
+        demo: bool,
+    },
     /// Play a small drop through the event allocator and print what happens.
     Demo {
         /// Seeds the pre-queue draw and the fans' choices.
@@ -162,6 +185,69 @@ fn wal(command: WalCommand) -> CliResult {
     Ok(())
 }
 
+fn serve(
+    listen: Option<std::net::SocketAddr>,
+    data: Option<PathBuf>,
+    config: Option<PathBuf>,
+    demo: bool,
+) -> CliResult {
+    let mut config = ServerConfig::load(config.as_deref(), |name| std::env::var(name).ok())?;
+    config.listen = listen.unwrap_or(config.listen);
+    config.data = data.unwrap_or(config.data);
+    config.demo |= demo;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let runtime = Runtime::start(RuntimeOptions::new(&config.data), clock.clone())?;
+    if config.demo && runtime.read(|state| state.events.is_empty())? {
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed)?;
+        let event = runtime.create_event(http::demo_event::demo_event(
+            clock.now_ms(),
+            u64::from_le_bytes(seed),
+        ))?;
+        tracing::info!(event = event.0, "created the demo event");
+    }
+    let app = Arc::new(http::App {
+        runtime,
+        tokens: http::identity::TokenKey::random()?,
+        gateway: Arc::new(http::gateway::TestGateway::default()),
+        clock,
+        config: config.clone(),
+    });
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        println!("IngressoJa is serving on http://{}", listener.local_addr()?);
+        http::serve(listener, app.clone(), shutdown_signal()).await;
+        Ok::<(), std::io::Error>(())
+    })?;
+    drop(tokio);
+    // The HTTP side is drained: flush the log and stop the threads.
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.runtime.shutdown();
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr; RUST_LOG-style filtering arrives with the server.
@@ -170,6 +256,12 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
+        Command::Serve {
+            listen,
+            data,
+            config,
+            demo,
+        } => serve(listen, data, config, demo),
         Command::Demo { seed } => demo::run(seed, &mut std::io::stdout().lock()),
         Command::CrashLoad { data, acks, seed } => ingressoja::crash_load::run(&data, &acks, seed),
         Command::Backup(command) => backup(command),

@@ -259,6 +259,32 @@ impl Runtime {
         receiver.blocking_recv().map_err(|_| RuntimeError::Stopped)
     }
 
+    /// Queues a read of the shard's state; the receiver gets its result
+    /// (for async callers; see [`Runtime::read`] about durability).
+    pub fn query<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ShardState) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, RuntimeError> {
+        let (reply, receiver) = oneshot::channel();
+        self.offer(Request::Read(Box::new(move |state| {
+            let _ = reply.send(read(state));
+        })))?;
+        Ok(receiver)
+    }
+
+    /// Queues an event's creation; the receiver gets its id once durable.
+    pub fn submit_event(
+        &self,
+        config: EventConfig,
+    ) -> Result<oneshot::Receiver<Result<EventId, RuntimeError>>, RuntimeError> {
+        let (reply, receiver) = oneshot::channel();
+        self.offer(Request::CreateEvent {
+            config: Box::new(config),
+            reply,
+        })?;
+        Ok(receiver)
+    }
+
     /// Takes a snapshot now; returns the sequence number it covers once written.
     pub fn snapshot(&self) -> Result<u64, RuntimeError> {
         let (reply, receiver) = oneshot::channel();

@@ -1,0 +1,156 @@
+//! The server's configuration: defaults, then a TOML file (`--config`), then
+//! environment variables, then command-line flags, each overriding the last.
+//!
+//! | key | environment | default |
+//! | --- | --- | --- |
+//! | `listen` | `INGRESSOJA_LISTEN` | `127.0.0.1:8080` |
+//! | `data` | `INGRESSOJA_DATA` | `./data` |
+//! | `development` | `INGRESSOJA_DEVELOPMENT` (`true`/`false`) | `false` |
+//! | `demo` | `INGRESSOJA_DEMO` (`true`/`false`) | `false` |
+//! | `max_connections` | `INGRESSOJA_MAX_CONNECTIONS` | `20000` |
+//! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The data directory.
+    pub data: PathBuf,
+    /// Development mode: enables `POST /api/dev/token`.
+    pub development: bool,
+    /// Seeds a demo event on first start (implies development mode).
+    pub demo: bool,
+    /// Open connections beyond this wait to be accepted.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this long.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("./data"),
+            development: false,
+            demo: false,
+            max_connections: 20_000,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid configuration in {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// An environment variable has a value of the wrong kind.
+    #[error("environment variable {name}={value:?} is not valid")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl ServerConfig {
+    /// Defaults, overridden by `file` (if given), then by the environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ServerConfig, ConfigFileError> {
+        let mut config = match file {
+            None => ServerConfig::default(),
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                toml::from_str(&text).map_err(|source| ConfigFileError::Parse {
+                    path: path.display().to_string(),
+                    source,
+                })?
+            }
+        };
+        override_from(&env, "INGRESSOJA_LISTEN", &mut config.listen)?;
+        override_from(&env, "INGRESSOJA_DATA", &mut config.data)?;
+        override_from(&env, "INGRESSOJA_DEVELOPMENT", &mut config.development)?;
+        override_from(&env, "INGRESSOJA_DEMO", &mut config.demo)?;
+        override_from(
+            &env,
+            "INGRESSOJA_MAX_CONNECTIONS",
+            &mut config.max_connections,
+        )?;
+        override_from(
+            &env,
+            "INGRESSOJA_REQUEST_TIMEOUT_MS",
+            &mut config.request_timeout_ms,
+        )?;
+        Ok(config)
+    }
+}
+
+fn override_from<T: std::str::FromStr>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    field: &mut T,
+) -> Result<(), ConfigFileError> {
+    if let Some(value) = env(name) {
+        *field = value
+            .parse()
+            .map_err(|_| ConfigFileError::Env { name, value })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ingressoja.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndevelopment = true\n").unwrap();
+        let env = |name: &str| (name == "INGRESSOJA_LISTEN").then(|| "127.0.0.1:9100".to_string());
+        let config = ServerConfig::load(Some(&file), env).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert!(config.development);
+        assert_eq!(config.data, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "listne = \"x\"\n").unwrap();
+        let error = ServerConfig::load(Some(&file), |_| None).unwrap_err();
+        assert!(error.to_string().contains("listne"), "{error}");
+        let env = |name: &str| (name == "INGRESSOJA_DEMO").then(|| "yes please".to_string());
+        let error = ServerConfig::load(None, env).unwrap_err();
+        assert!(error.to_string().contains("INGRESSOJA_DEMO"), "{error}");
+    }
+}

@@ -1,0 +1,122 @@
+//! The API's error model: every failure is a status code and a JSON body
+//! `{"error":{"code":"…","message":"…"}}` naming the problem. Client mistakes
+//! are 4xx, overload is 429/503 with Retry-After, and only the server's own
+//! failures are 5xx.
+
+use http::StatusCode;
+use ingressoja_engine::Rejection;
+
+use crate::runtime::RuntimeError;
+
+/// An error response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable snake_case code.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// Seconds for a Retry-After header, when retrying later may succeed.
+    pub retry_after_s: Option<u32>,
+}
+
+impl ApiError {
+    /// An error with no Retry-After.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 401: who is asking is unknown.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        let status = match rejection {
+            Rejection::EmptyItems
+            | Rejection::UnknownTicketType(_)
+            | Rejection::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+            Rejection::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
+            Rejection::PaymentFailed => StatusCode::BAD_GATEWAY,
+            Rejection::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::CONFLICT,
+        };
+        let message = match rejection {
+            Rejection::EmptyItems => "the request has no tickets in it".to_string(),
+            Rejection::UnknownTicketType(t) => format!("the event has no ticket type {}", t.0),
+            Rejection::QueueNotOpen => "the queue has not opened yet".into(),
+            Rejection::SaleNotOpen => "the sale has not opened yet".into(),
+            Rejection::SaleClosed => "the sale is over".into(),
+            Rejection::SoldOut => "sold out".into(),
+            Rejection::Paused => "the sale is paused; your place is kept".into(),
+            Rejection::QueueFull => "the queue is full".into(),
+            Rejection::NotInQueue => "join the queue first".into(),
+            Rejection::NotAdmitted => "it is not your turn yet".into(),
+            Rejection::AdmissionExpired => "your turn is over".into(),
+            Rejection::NoHold => "your cart is empty".into(),
+            Rejection::HoldExpired => "your hold expired and the tickets went back on sale".into(),
+            Rejection::NotInCart(t) => format!("your cart has fewer tickets of type {}", t.0),
+            Rejection::LimitReached(_) => "that would put you over the limit per customer".into(),
+            Rejection::InsufficientStock(t) => format!("not enough tickets of type {} left", t.0),
+            Rejection::PaymentDeclined => "the card was declined; your hold is kept".into(),
+            Rejection::PaymentFailed => "the payment gateway failed; your hold is kept".into(),
+            Rejection::AmountMismatch { expected_cents } => {
+                format!("your cart changed; it now costs {expected_cents} cents")
+            }
+            Rejection::InvalidConfig(error) => error.to_string(),
+        };
+        let mut error = ApiError::new(status, rejection.code(), message);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            error.retry_after_s = Some(5);
+        }
+        error
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(error: RuntimeError) -> ApiError {
+        match error {
+            RuntimeError::Overloaded => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "overloaded",
+                message: "too many requests right now; retry shortly".into(),
+                retry_after_s: Some(1),
+            },
+            RuntimeError::UnknownEvent(event) => {
+                ApiError::not_found(format!("no event {}", event.0))
+            }
+            RuntimeError::InvalidConfig(error) => {
+                ApiError::bad_request("invalid_config", error.to_string())
+            }
+            RuntimeError::Durability(_) | RuntimeError::Stopped => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: "the sale cannot record anything right now".into(),
+                retry_after_s: Some(10),
+            },
+        }
+    }
+}

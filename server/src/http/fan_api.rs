@@ -1,0 +1,319 @@
+//! The fans' endpoints: events, queue, cart, checkout, orders, and the
+//! development token. Each handler validates its input, turns it into one
+//! engine command (or a read), and maps the outcome to JSON or an error.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use ingressoja_engine::{Command, CustomerId, Payment, Reply, TicketTypeId, TypeCounts};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::gateway::{Charge, card_digits};
+use super::{App, views};
+use crate::runtime::EventId;
+
+/// A handler's answer: a status and a JSON body.
+pub type Answer = Result<(StatusCode, Value), ApiError>;
+
+async fn read_state<R: Send + 'static>(
+    app: &App,
+    read: impl FnOnce(&crate::runtime::ShardState) -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    let receiver = app.runtime.query(read)?;
+    receiver
+        .await
+        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))
+}
+
+async fn apply(app: &App, event: EventId, command: Command) -> Result<Reply, ApiError> {
+    let receiver = app.runtime.submit(event, command)?;
+    let applied = receiver
+        .await
+        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
+    applied.outcome.map_err(ApiError::from)
+}
+
+/// `GET /api/events`
+pub async fn list_events(app: &App) -> Answer {
+    let events = read_state(app, |state| {
+        state
+            .events
+            .iter()
+            .map(|(&id, engine)| views::event(id, engine))
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    Ok((StatusCode::OK, json!({ "events": events })))
+}
+
+/// `GET /api/events/{id}`
+pub async fn event(app: &App, event: EventId) -> Answer {
+    let found = read_state(app, move |state| {
+        state.events.get(&event).map(|e| views::event(event, e))
+    })
+    .await?;
+    found
+        .map(|v| (StatusCode::OK, v))
+        .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
+}
+
+/// `POST /api/events/{id}/queue`
+pub async fn join(app: &App, event: EventId, customer: CustomerId) -> Answer {
+    let reply = apply(app, event, Command::Join { customer }).await?;
+    let status = if reply == (Reply::Joined { fresh: true }) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let (_, body) = queue_status(app, event, customer).await?;
+    Ok((status, body))
+}
+
+/// `GET /api/events/{id}/queue`
+pub async fn queue_status(app: &App, event: EventId, customer: CustomerId) -> Answer {
+    let status = read_state(app, move |state| {
+        state.events.get(&event).map(|e| e.queue_status(customer))
+    })
+    .await?;
+    let status = status.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+    Ok((StatusCode::OK, views::queue_status(status)))
+}
+
+/// `GET /api/events/{id}/cart`
+pub async fn cart(app: &App, event: EventId, customer: CustomerId) -> Answer {
+    let cart = read_state(app, move |state| {
+        state.events.get(&event).map(|e| views::cart(e, customer))
+    })
+    .await?;
+    cart.map(|v| (StatusCode::OK, v))
+        .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
+}
+
+/// The body of cart changes: `{"items": [{"ticket_type": 0, "quantity": 2}]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsBody {
+    items: Vec<ItemBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    ticket_type: u8,
+    quantity: u16,
+}
+
+impl ItemsBody {
+    fn counts(&self) -> Result<TypeCounts, ApiError> {
+        if self.items.is_empty() || self.items.len() > ingressoja_engine::MAX_TICKET_TYPES {
+            return Err(ApiError::bad_request(
+                "invalid_items",
+                "give between 1 and 16 items",
+            ));
+        }
+        if self.items.iter().any(|i| i.quantity == 0) {
+            return Err(ApiError::bad_request(
+                "invalid_quantity",
+                "quantities must be at least 1",
+            ));
+        }
+        let pairs: Vec<(TicketTypeId, u16)> = self
+            .items
+            .iter()
+            .map(|i| (TicketTypeId(i.ticket_type), i.quantity))
+            .collect();
+        TypeCounts::from_pairs(&pairs).ok_or_else(|| {
+            ApiError::bad_request("invalid_items", "unknown ticket type or quantity too large")
+        })
+    }
+}
+
+/// `POST /api/events/{id}/cart/items` (add) and `DELETE` (remove).
+pub async fn change_items(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+    body: ItemsBody,
+    add: bool,
+) -> Answer {
+    let items = body.counts()?;
+    let command = if add {
+        Command::AddItems { customer, items }
+    } else {
+        Command::RemoveItems { customer, items }
+    };
+    apply(app, event, command).await?;
+    cart(app, event, customer).await
+}
+
+/// `DELETE /api/events/{id}/cart`
+pub async fn release(app: &App, event: EventId, customer: CustomerId) -> Answer {
+    apply(app, event, Command::ReleaseHold { customer }).await?;
+    cart(app, event, customer).await
+}
+
+/// The body of a checkout: `{"card_number": "4242 4242 4242 4242"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    card_number: String,
+}
+
+/// An Idempotency-Key, as the engine stores it: the first 128 bits of its
+/// SHA-256.
+pub fn idempotency_hash(key: &str) -> u128 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// `POST /api/events/{id}/checkout` with an `Idempotency-Key` header.
+pub async fn checkout(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+    key: &str,
+    body: CheckoutBody,
+) -> Answer {
+    let card = card_digits(&body.card_number).ok_or_else(|| {
+        ApiError::bad_request("invalid_card", "a card number has 12 to 19 digits")
+    })?;
+    let key_hash = idempotency_hash(key);
+    let (existing, total) = read_state(app, move |state| {
+        let engine = state.events.get(&event)?;
+        let existing = engine
+            .orders_of(customer)
+            .find(|(_, o)| o.idempotency_key == key_hash)
+            .map(|(id, _)| id);
+        Some((existing, engine.cart(customer).map(|c| c.total_cents)))
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+    if let Some(order) = existing {
+        return order_answer(app, event, customer, order, StatusCode::OK).await;
+    }
+    let Some(amount_cents) = total else {
+        // No cart: let the engine say why (no hold, or it expired) without
+        // charging anything; a rejected checkout changes nothing.
+        let no_charge = Command::Checkout {
+            customer,
+            payment: Payment::Declined,
+            idempotency_key: key_hash,
+            ticket_seed: 0,
+        };
+        apply(app, event, no_charge).await?;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_hold",
+            "your cart is empty",
+        ));
+    };
+    let charge = app.gateway.charge(&card, amount_cents).await;
+    let payment = match charge {
+        Charge::Approved { reference } => Payment::Approved {
+            amount_cents,
+            payment_ref: reference,
+        },
+        Charge::Declined => Payment::Declined,
+        Charge::Failed => Payment::Failed,
+    };
+    let mut seed = [0u8; 16];
+    getrandom::fill(&mut seed).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no_randomness",
+            "the server has no random source",
+        )
+    })?;
+    let command = Command::Checkout {
+        customer,
+        payment,
+        idempotency_key: key_hash,
+        ticket_seed: u128::from_le_bytes(seed),
+    };
+    let outcome = apply(app, event, command).await;
+    let void = |app: &App| {
+        if let Charge::Approved { reference } = charge {
+            app.gateway.void(reference);
+        }
+    };
+    match outcome {
+        Ok(Reply::OrderPlaced {
+            order,
+            duplicate: false,
+        }) => order_answer(app, event, customer, order, StatusCode::CREATED).await,
+        Ok(Reply::OrderPlaced {
+            order,
+            duplicate: true,
+        }) => {
+            void(app);
+            order_answer(app, event, customer, order, StatusCode::OK).await
+        }
+        Ok(_) => {
+            void(app);
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "unexpected_reply",
+                "the checkout did not place an order",
+            ))
+        }
+        Err(error) => {
+            void(app);
+            Err(error)
+        }
+    }
+}
+
+async fn order_answer(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+    order: ingressoja_engine::OrderId,
+    status: StatusCode,
+) -> Answer {
+    let view = read_state(app, move |state| {
+        let engine = state.events.get(&event)?;
+        let found = engine.order(order).filter(|o| o.customer == customer)?;
+        Some(views::order(event, order, found, engine.tickets_of(order)))
+    })
+    .await?;
+    view.map(|v| (status, v))
+        .ok_or_else(|| ApiError::not_found("no such order"))
+}
+
+/// `GET /api/me/orders`
+pub async fn my_orders(app: &App, customer: CustomerId) -> Answer {
+    let orders = read_state(app, move |state| {
+        let mut all = Vec::new();
+        for (&event, engine) in &state.events {
+            for (id, order) in engine.orders_of(customer) {
+                all.push(views::order(event, id, order, engine.tickets_of(id)));
+            }
+        }
+        all
+    })
+    .await?;
+    Ok((StatusCode::OK, json!({ "orders": orders })))
+}
+
+/// The body of a development token request: `{"customer_id": 7}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    customer_id: u64,
+}
+
+/// `POST /api/dev/token` (development mode only).
+pub fn dev_token(app: &Arc<App>, body: TokenBody) -> Answer {
+    let token = app
+        .tokens
+        .issue(CustomerId(body.customer_id), app.clock.now_ms());
+    Ok((
+        StatusCode::CREATED,
+        json!({ "token": token, "customer_id": body.customer_id }),
+    ))
+}

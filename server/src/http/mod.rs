@@ -1,0 +1,103 @@
+//! The HTTP front: hyper 1 on tokio, a JSON API over the durable runtime.
+//!
+//! - `routes.rs`: dispatch, identity, responses.
+//! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes.
+//! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
+//! - `identity.rs`: signed development tokens; `gateway.rs`: payments and
+//!   the sandbox gateway; `config.rs`: configuration (TOML + environment).
+//!
+//! Connections are bounded by a semaphore (`max_connections`), request
+//! headers must arrive within `request_timeout_ms`, and shutdown stops
+//! accepting, lets in-flight requests finish (their replies are durable
+//! before they are sent) and waits up to ten seconds for connections to close.
+
+pub mod body;
+pub mod config;
+pub mod demo_event;
+pub mod error;
+pub mod fan_api;
+pub mod gateway;
+pub mod identity;
+pub mod routes;
+pub mod views;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::runtime::{Clock, Runtime};
+use config::ServerConfig;
+use gateway::PaymentGateway;
+use identity::TokenKey;
+
+/// Everything a request handler needs.
+pub struct App {
+    /// The durable runtime.
+    pub runtime: Runtime,
+    /// The configuration.
+    pub config: ServerConfig,
+    /// Signs and checks development tokens.
+    pub tokens: TokenKey,
+    /// Takes payments.
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// The time for token expiry.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl App {
+    /// Whether development endpoints are on.
+    pub fn development(&self) -> bool {
+        self.config.development || self.config.demo
+    }
+}
+
+/// Serves `listener` until `shutdown` completes, then drains.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let (stop, stopped) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(app.config.max_connections.max(1)));
+    let header_timeout = Duration::from_millis(app.config.request_timeout_ms.max(1));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let app = app.clone();
+                let mut stopped = stopped.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    let service = service_fn(move |request| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(routes::handle(app, request).await) }
+                    });
+                    let connection = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = stopped.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    let _ = stop.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+}

@@ -1,0 +1,177 @@
+//! Dispatch: method and path to handler, identity from the bearer token, and
+//! every answer turned into a JSON response. Unknown paths are 404, known
+//! paths with the wrong method 405; nothing a client sends can produce a 500.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use ingressoja_engine::CustomerId;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::fan_api::{self, Answer};
+use super::{App, body};
+use crate::runtime::EventId;
+
+/// Answers one request.
+pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    match route(&app, request).await {
+        Ok((status, value)) => json_response(status, &value.to_string(), None),
+        Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    body: &str,
+    retry_after_s: Option<u32>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = retry_after_s {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn event_id(text: &str) -> Result<EventId, ApiError> {
+    text.parse()
+        .map(EventId)
+        .map_err(|_| ApiError::not_found(format!("no event {text:?}")))
+}
+
+fn customer(app: &App, request: &Request<Incoming>) -> Result<CustomerId, ApiError> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <token>"))?;
+    app.tokens.verify(token.trim(), app.clock.now_ms())
+}
+
+fn idempotency_key(request: &Request<Incoming>) -> Result<String, ApiError> {
+    let missing = || {
+        ApiError::bad_request(
+            "missing_idempotency_key",
+            "send an Idempotency-Key header (1-255 visible characters)",
+        )
+    };
+    let key = request
+        .headers()
+        .get("idempotency-key")
+        .ok_or_else(missing)?;
+    let key = key.to_str().map_err(|_| missing())?;
+    let valid = (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(key.to_string())
+    } else {
+        Err(missing())
+    }
+}
+
+async fn route(app: &Arc<App>, request: Request<Incoming>) -> Answer {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => health(app),
+        (&Method::GET, ["readyz"]) => Ok((
+            StatusCode::OK,
+            json!({ "ready": true, "recovery": recovery(app) }),
+        )),
+        (&Method::GET, ["api", "events"]) => fan_api::list_events(app).await,
+        (&Method::GET, ["api", "events", id]) => fan_api::event(app, event_id(id)?).await,
+        (&Method::POST, ["api", "events", id, "queue"]) => {
+            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            fan_api::join(app, event, who).await
+        }
+        (&Method::GET, ["api", "events", id, "queue"]) => {
+            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            fan_api::queue_status(app, event, who).await
+        }
+        (&Method::GET, ["api", "events", id, "cart"]) => {
+            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            fan_api::cart(app, event, who).await
+        }
+        (&Method::DELETE, ["api", "events", id, "cart"]) => {
+            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            fan_api::release(app, event, who).await
+        }
+        (&Method::POST | &Method::DELETE, ["api", "events", id, "cart", "items"]) => {
+            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let add = method == Method::POST;
+            let items = body::json(&body::read(request.into_body()).await?)?;
+            fan_api::change_items(app, event, who, items, add).await
+        }
+        (&Method::POST, ["api", "events", id, "checkout"]) => {
+            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let key = idempotency_key(&request)?;
+            let order = body::json(&body::read(request.into_body()).await?)?;
+            fan_api::checkout(app, event, who, &key, order).await
+        }
+        (&Method::GET, ["api", "me", "orders"]) => {
+            fan_api::my_orders(app, customer(app, &request)?).await
+        }
+        (&Method::POST, ["api", "dev", "token"]) if app.development() => {
+            let token = body::json(&body::read(request.into_body()).await?)?;
+            fan_api::dev_token(app, token)
+        }
+        (_, segments) if is_known_path(segments, app.development()) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        )),
+        _ => Err(ApiError::not_found(format!("no route {path}"))),
+    }
+}
+
+fn is_known_path(segments: &[&str], development: bool) -> bool {
+    matches!(
+        segments,
+        ["healthz"]
+            | ["readyz"]
+            | ["api", "events"]
+            | ["api", "events", _]
+            | ["api", "events", _, "queue" | "cart" | "checkout"]
+            | ["api", "events", _, "cart", "items"]
+            | ["api", "me", "orders"]
+    ) || (development && segments == ["api", "dev", "token"])
+}
+
+fn health(app: &App) -> Answer {
+    match app.runtime.poisoned() {
+        None => Ok((
+            StatusCode::OK,
+            json!({ "status": "ok", "durable_seq": app.runtime.durable_seq() }),
+        )),
+        Some(_) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "log_failed",
+            message: "the log failed; this process must be restarted".into(),
+            retry_after_s: Some(10),
+        }),
+    }
+}
+
+fn recovery(app: &App) -> Value {
+    let report = app.runtime.recovery();
+    json!({
+        "snapshot_seq": report.snapshot_seq,
+        "replayed": report.replayed,
+        "last_seq": report.last_seq,
+        "duration_ms": report.duration_ms,
+    })
+}

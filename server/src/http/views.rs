@@ -1,0 +1,118 @@
+//! The JSON shapes of the API: what fans and tools read. Built from engine
+//! values; nothing here changes state.
+
+use ingressoja_engine::{CloseReason, Engine, Order, Phase, QueueStatus, Ticket};
+use serde_json::{Value, json};
+
+use crate::runtime::EventId;
+
+/// An event with its live stock.
+pub fn event(id: EventId, engine: &Engine) -> Value {
+    let config = engine.config();
+    let stock = engine.stock();
+    let types: Vec<Value> = config
+        .ticket_types
+        .iter()
+        .enumerate()
+        .map(|(t, ticket_type)| {
+            let counts = stock.get(t).copied();
+            json!({
+                "id": t,
+                "name": ticket_type.name,
+                "price_cents": ticket_type.price_cents,
+                "capacity": ticket_type.capacity,
+                "available": counts.map_or(0, |s| s.available),
+                "held": counts.map_or(0, |s| s.held),
+                "sold": counts.map_or(0, |s| s.sold),
+                "limit_per_customer": config.policy.per_type_limits.at(t),
+            })
+        })
+        .collect();
+    json!({
+        "id": id.0,
+        "name": config.name,
+        "venue": config.venue,
+        "starts_at_ms": config.starts_at_ms,
+        "prequeue_opens_at_ms": config.schedule.prequeue_opens_at_ms,
+        "opens_at_ms": config.schedule.opens_at_ms,
+        "closes_at_ms": config.schedule.closes_at_ms,
+        "phase": phase(engine.phase()),
+        "paused": engine.is_paused(),
+        "limit_per_customer": config.policy.per_event_limit,
+        "ticket_types": types,
+    })
+}
+
+fn phase(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Scheduled => "scheduled",
+        Phase::Open => "open",
+        Phase::Closed(CloseReason::SoldOut) => "sold_out",
+        Phase::Closed(CloseReason::Ended) => "ended",
+    }
+}
+
+/// Where a customer stands in the queue.
+pub fn queue_status(status: QueueStatus) -> Value {
+    match status {
+        QueueStatus::NotJoined => json!({ "status": "not_joined" }),
+        QueueStatus::PreQueue { prequeue_len } => {
+            json!({ "status": "prequeue", "prequeue_len": prequeue_len })
+        }
+        QueueStatus::Waiting {
+            position,
+            people_ahead,
+            estimated_wait_ms,
+        } => json!({
+            "status": "waiting",
+            "position": position + 1,
+            "people_ahead": people_ahead,
+            "estimated_wait_ms": estimated_wait_ms,
+        }),
+        QueueStatus::Shopping {
+            window_ends_at_ms,
+            hold_expires_at_ms,
+        } => json!({
+            "status": "shopping",
+            "window_ends_at_ms": window_ends_at_ms,
+            "hold_expires_at_ms": hold_expires_at_ms,
+        }),
+        QueueStatus::TurnOver => json!({ "status": "turn_over" }),
+        QueueStatus::Closed(reason) => json!({
+            "status": "closed",
+            "reason": match reason { CloseReason::SoldOut => "sold_out", CloseReason::Ended => "ended" },
+        }),
+    }
+}
+
+/// A customer's cart (empty when they hold nothing).
+pub fn cart(engine: &Engine, customer: ingressoja_engine::CustomerId) -> Value {
+    match engine.cart(customer) {
+        None => json!({ "items": [], "total_cents": 0, "expires_at_ms": null }),
+        Some(cart) => json!({
+            "items": cart.items.iter().map(|(t, q)| json!({ "ticket_type": t.0, "quantity": q })).collect::<Vec<_>>(),
+            "total_cents": cart.total_cents,
+            "expires_at_ms": cart.expires_at_ms,
+        }),
+    }
+}
+
+/// An order with its tickets.
+pub fn order(
+    event: EventId,
+    id: ingressoja_engine::OrderId,
+    order: &Order,
+    tickets: impl Iterator<Item = Ticket>,
+) -> Value {
+    json!({
+        "event": event.0,
+        "id": id.0,
+        "placed_at_ms": order.placed_at_ms,
+        "total_cents": order.total_cents,
+        "tickets": tickets.map(|t| json!({
+            "id": t.id.0,
+            "ticket_type": t.ticket_type.0,
+            "code": format!("{:032X}", t.code),
+        })).collect::<Vec<_>>(),
+    })
+}

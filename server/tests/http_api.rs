@@ -1,0 +1,403 @@
+//! The JSON API over real HTTP on a loopback port: a fan's whole path
+//! (token, queue, cart, checkout, idempotent retry, orders), payment
+//! failures, and a table of bad inputs that must each get a 4xx with a JSON
+//! error naming the problem, never a 500.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+
+use ingressoja::http::config::ServerConfig;
+use ingressoja::http::gateway::TestGateway;
+use ingressoja::http::identity::TokenKey;
+use ingressoja::http::{App, demo_event, serve};
+use ingressoja::runtime::{ManualClock, Runtime, RuntimeOptions};
+use serde_json::Value;
+
+const NOW: u64 = 1_800_000_000_000;
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    tokio: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        std::mem::replace(
+            &mut self.tokio,
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        )
+        .shutdown_timeout(std::time::Duration::from_secs(5));
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(NOW));
+    let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
+    runtime
+        .create_event(demo_event::demo_event(NOW, 7))
+        .unwrap();
+    let app = Arc::new(App {
+        runtime,
+        config: ServerConfig {
+            development: true,
+            ..ServerConfig::default()
+        },
+        tokens: TokenKey::random().unwrap(),
+        gateway: Arc::new(TestGateway::default()),
+        clock,
+    });
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = tokio
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio.spawn(serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        addr,
+        stop: Some(stop),
+        tokio,
+        _dir: dir,
+    }
+}
+
+/// Sends one request (HTTP/1.1, connection closed after) and returns the
+/// status and the JSON body.
+fn send(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Value) {
+    let body = body.unwrap_or("");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str("\r\n");
+    send(server.addr, &head, body.as_bytes())
+}
+
+fn token(server: &Server, customer: u64) -> String {
+    let (status, body) = call(
+        server,
+        "POST",
+        "/api/dev/token",
+        &[],
+        Some(&format!("{{\"customer_id\":{customer}}}")),
+    );
+    assert_eq!(status, 201, "{body}");
+    format!("Bearer {}", body["token"].as_str().unwrap())
+}
+
+#[test]
+fn a_fan_queues_carts_pays_once_and_sees_the_tickets() {
+    let server = start();
+    let auth = token(&server, 1);
+    let me = [("Authorization", auth.as_str())];
+    let (status, queued) = call(&server, "POST", "/api/events/0/queue", &me, None);
+    assert_eq!(
+        (status, queued["status"].as_str()),
+        (201, Some("shopping")),
+        "{queued}"
+    );
+    let (status, _) = call(&server, "POST", "/api/events/0/queue", &me, None);
+    assert_eq!(status, 200, "joining again keeps the place");
+
+    let (status, cart) = call(
+        &server,
+        "POST",
+        "/api/events/0/cart/items",
+        &me,
+        Some(r#"{"items":[{"ticket_type":0,"quantity":2}]}"#),
+    );
+    assert_eq!(
+        (status, cart["total_cents"].as_u64()),
+        (200, Some(50_000)),
+        "{cart}"
+    );
+
+    let pay = [
+        ("Authorization", auth.as_str()),
+        ("Idempotency-Key", "order-1"),
+    ];
+    let card = Some(r#"{"card_number":"4242 4242 4242 4242"}"#);
+    let (status, order) = call(&server, "POST", "/api/events/0/checkout", &pay, card);
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["tickets"].as_array().unwrap().len(), 2);
+    assert_eq!(order["tickets"][0]["code"].as_str().unwrap().len(), 32);
+
+    let (status, again) = call(&server, "POST", "/api/events/0/checkout", &pay, card);
+    assert_eq!(
+        (status, &again["id"]),
+        (200, &order["id"]),
+        "the same key returns the same order"
+    );
+
+    let (status, orders) = call(&server, "GET", "/api/me/orders", &me, None);
+    assert_eq!(status, 200);
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 1, "{orders}");
+    let (_, event) = call(&server, "GET", "/api/events/0", &[], None);
+    assert_eq!(
+        event["ticket_types"][0]["sold"].as_u64(),
+        Some(2),
+        "{event}"
+    );
+}
+
+#[test]
+fn declined_and_failed_payments_sell_nothing_and_keep_the_hold() {
+    let server = start();
+    let auth = token(&server, 2);
+    let me = [("Authorization", auth.as_str())];
+    call(&server, "POST", "/api/events/0/queue", &me, None);
+    call(
+        &server,
+        "POST",
+        "/api/events/0/cart/items",
+        &me,
+        Some(r#"{"items":[{"ticket_type":1,"quantity":1}]}"#),
+    );
+    let pay = [
+        ("Authorization", auth.as_str()),
+        ("Idempotency-Key", "try-1"),
+    ];
+    let (status, error) = call(
+        &server,
+        "POST",
+        "/api/events/0/checkout",
+        &pay,
+        Some(r#"{"card_number":"4000000000000002"}"#),
+    );
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (402, Some("payment_declined")),
+        "{error}"
+    );
+    let pay = [
+        ("Authorization", auth.as_str()),
+        ("Idempotency-Key", "try-2"),
+    ];
+    let (status, error) = call(
+        &server,
+        "POST",
+        "/api/events/0/checkout",
+        &pay,
+        Some(r#"{"card_number":"4000000000000119"}"#),
+    );
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (502, Some("payment_failed")),
+        "{error}"
+    );
+    let (_, cart) = call(&server, "GET", "/api/events/0/cart", &me, None);
+    assert_eq!(cart["total_cents"].as_u64(), Some(45_000), "{cart}");
+    let (_, event) = call(&server, "GET", "/api/events/0", &[], None);
+    assert_eq!(event["ticket_types"][1]["sold"].as_u64(), Some(0));
+}
+
+/// Method, path, headers, body, expected status, expected error code.
+type BadInput<'a> = (
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
+#[test]
+fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
+    let server = start();
+    let auth = token(&server, 3);
+    let me = [("Authorization", auth.as_str())];
+    call(&server, "POST", "/api/events/0/queue", &me, None);
+    let with_key = [("Authorization", auth.as_str()), ("Idempotency-Key", "k")];
+    let too_big = format!(
+        r#"{{"items":[{{"ticket_type":0,"quantity":1}}],"pad":"{}"}}"#,
+        "x".repeat(20_000)
+    );
+    let cases: Vec<BadInput> = vec![
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some("{not json"),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":0,"quantity":1}],"x":1}"#),
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":"zero","quantity":1}]}"#),
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":0,"quantity":0}]}"#),
+            400,
+            "invalid_quantity",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":0,"quantity":-1}]}"#),
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":0,"quantity":70000}]}"#),
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[]}"#),
+            400,
+            "invalid_items",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":9,"quantity":1}]}"#),
+            400,
+            "unknown_ticket_type",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":0,"quantity":5}]}"#),
+            409,
+            "limit_reached",
+        ),
+        (
+            "POST",
+            "/api/events/0/cart/items",
+            &me,
+            Some(&too_big),
+            413,
+            "body_too_large",
+        ),
+        (
+            "POST",
+            "/api/events/99/cart/items",
+            &me,
+            Some(r#"{"items":[{"ticket_type":0,"quantity":1}]}"#),
+            404,
+            "not_found",
+        ),
+        ("GET", "/api/events/nope", &[], None, 404, "not_found"),
+        ("GET", "/api/events/0/cart", &[], None, 401, "unauthorized"),
+        (
+            "GET",
+            "/api/events/0/cart",
+            &[("Authorization", "Bearer 1.99999999999999.abcd")],
+            None,
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/api/events/0/checkout",
+            &me,
+            Some(r#"{"card_number":"4242424242424242"}"#),
+            400,
+            "missing_idempotency_key",
+        ),
+        (
+            "POST",
+            "/api/events/0/checkout",
+            &with_key,
+            Some(r#"{"card_number":"42"}"#),
+            400,
+            "invalid_card",
+        ),
+        (
+            "POST",
+            "/api/events/0/checkout",
+            &with_key,
+            Some(r#"{"card_number":"4242424242424242"}"#),
+            409,
+            "no_hold",
+        ),
+        (
+            "PUT",
+            "/api/events/0/cart",
+            &me,
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", "/nowhere", &[], None, 404, "not_found"),
+    ];
+    for (method, path, headers, body, status, code) in cases {
+        let (got, error) = call(&server, method, path, headers, body);
+        assert_eq!(
+            (got, error["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path} {body:?}: {error}"
+        );
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let (status, health) = call(&server, "GET", "/healthz", &[], None);
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
