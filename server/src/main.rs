@@ -211,6 +211,7 @@ fn serve(
         tokens: http::identity::TokenKey::random()?,
         gateway: Arc::new(http::gateway::TestGateway::default()),
         clock,
+        limits: http::limits::Limits::new(&config.limits),
         config: config.clone(),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ingressoja::http::config::ServerConfig;
 use ingressoja::http::gateway::TestGateway;
 use ingressoja::http::identity::TokenKey;
+use ingressoja::http::limits::{Limits, LimitsConfig};
 use ingressoja::http::{App, demo_event, serve};
 use ingressoja::runtime::{ManualClock, Runtime, RuntimeOptions};
 use serde_json::Value;
@@ -40,6 +41,10 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(LimitsConfig::default())
+}
+
+fn start_with(limits: LimitsConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(NOW));
     let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
@@ -55,6 +60,7 @@ fn start() -> Server {
         tokens: TokenKey::random().unwrap(),
         gateway: Arc::new(TestGateway::default()),
         clock,
+        limits: Limits::new(&limits),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -400,4 +406,40 @@ fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
     }
     let (status, health) = call(&server, "GET", "/healthz", &[], None);
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
+
+#[test]
+fn a_client_over_its_quota_gets_429_with_retry_after() {
+    let server = start_with(LimitsConfig {
+        joins_per_account: 1,
+        ..LimitsConfig::default()
+    });
+    let auth = token(&server, 9);
+    let me = [("Authorization", auth.as_str())];
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| call(&server, "POST", "/api/events/0/queue", &me, None).0)
+        .collect();
+    assert_eq!(statuses, vec![201, 200, 429]);
+    let head = "POST /api/events/0/queue HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n";
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(stream, "{head}Authorization: {auth}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 429"), "{raw}");
+    assert!(raw.to_ascii_lowercase().contains("retry-after: "), "{raw}");
+    assert!(raw.contains("\"rate_limited\""), "{raw}");
+    // Other accounts, and other kinds of request, are not affected.
+    let other = token(&server, 10);
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/events/0/queue",
+            &[("Authorization", other.as_str())],
+            None
+        )
+        .0,
+        201
+    );
+    assert_eq!(call(&server, "GET", "/api/events/0/cart", &me, None).0, 200);
 }

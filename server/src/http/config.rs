@@ -9,6 +9,7 @@
 //! | `demo` | `INGRESSOJA_DEMO` (`true`/`false`) | `false` |
 //! | `max_connections` | `INGRESSOJA_MAX_CONNECTIONS` | `20000` |
 //! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` |
+//! | `[limits]` `reads_per_ip`, `joins_per_ip`, `joins_per_account`, `carts_per_ip`, `carts_per_account` | (file only) | 200, 20, 2, 100, 10 per second, bursts of twice that; 0 turns one off |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A request's headers must arrive within this long.
     pub request_timeout_ms: u64,
+    /// Rate limits (a `[limits]` table).
+    pub limits: super::limits::LimitsConfig,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             demo: false,
             max_connections: 20_000,
             request_timeout_ms: 10_000,
+            limits: super::limits::LimitsConfig::default(),
         }
     }
 }

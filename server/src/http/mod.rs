@@ -4,7 +4,8 @@
 //! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes.
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
 //! - `identity.rs`: signed development tokens; `gateway.rs`: payments and
-//!   the sandbox gateway; `config.rs`: configuration (TOML + environment).
+//!   the sandbox gateway; `config.rs`: configuration (TOML + environment);
+//!   `limits.rs`: rate limits per address and account.
 //!
 //! Connections are bounded by a semaphore (`max_connections`), request
 //! headers must arrive within `request_timeout_ms`, and shutdown stops
@@ -18,6 +19,7 @@ pub mod error;
 pub mod fan_api;
 pub mod gateway;
 pub mod identity;
+pub mod limits;
 pub mod routes;
 pub mod views;
 
@@ -50,6 +52,8 @@ pub struct App {
     pub gateway: Arc<dyn PaymentGateway>,
     /// The time for token expiry.
     pub clock: Arc<dyn Clock>,
+    /// Rate limits.
+    pub limits: limits::Limits,
 }
 
 impl App {
@@ -65,13 +69,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let permits = Arc::new(Semaphore::new(app.config.max_connections.max(1)));
     let header_timeout = Duration::from_millis(app.config.request_timeout_ms.max(1));
     let mut connections = JoinSet::new();
+    let mut trim = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = trim.tick() => app.limits.trim(),
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, remote)) = accepted else { continue };
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let app = app.clone();
                 let mut stopped = stopped.clone();
@@ -79,7 +85,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     let _permit = permit;
                     let service = service_fn(move |request| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(routes::handle(app, request).await) }
+                        async move { Ok::<_, Infallible>(routes::handle(app, remote.ip(), request).await) }
                     });
                     let connection = http1::Builder::new()
                         .timer(TokioTimer::new())

@@ -2,6 +2,7 @@
 //! every answer turned into a JSON response. Unknown paths are 404, known
 //! paths with the wrong method 405; nothing a client sends can produce a 500.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,12 +14,17 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::fan_api::{self, Answer};
+use super::limits::Class;
 use super::{App, body};
 use crate::runtime::EventId;
 
-/// Answers one request.
-pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    match route(&app, request).await {
+/// Answers one request from `remote`.
+pub async fn handle(
+    app: Arc<App>,
+    remote: IpAddr,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    match route(&app, remote, request).await {
         Ok((status, value)) => json_response(status, &value.to_string(), None),
         Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
     }
@@ -82,10 +88,28 @@ fn idempotency_key(request: &Request<Incoming>) -> Result<String, ApiError> {
     }
 }
 
-async fn route(app: &Arc<App>, request: Request<Incoming>) -> Answer {
+/// Which quota a request counts against (health checks count against none).
+fn class_of(method: &Method, segments: &[&str]) -> Option<Class> {
+    match (method, segments) {
+        (_, ["healthz" | "readyz"]) => None,
+        (&Method::POST, ["api", "events", _, "queue"]) => Some(Class::Join),
+        (_, ["api", "events", _, "cart" | "checkout", ..]) if method != Method::GET => {
+            Some(Class::Cart)
+        }
+        _ => Some(Class::Read),
+    }
+}
+
+async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> Answer {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(class) = class_of(&method, &segments) {
+        // The account is counted when the token is valid; an invalid one is
+        // refused by the handler after the per-address check.
+        let account = customer(app, &request).ok();
+        app.limits.check(class, remote, account)?;
+    }
     match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => health(app),
         (&Method::GET, ["readyz"]) => Ok((
