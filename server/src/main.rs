@@ -212,6 +212,7 @@ fn serve(
         gateway: Arc::new(http::gateway::TestGateway::default()),
         clock,
         limits: http::limits::Limits::new(&config.limits),
+        metrics: http::metrics::Metrics::new(),
         config: config.clone(),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -12,6 +12,7 @@ use ingressoja::http::config::ServerConfig;
 use ingressoja::http::gateway::TestGateway;
 use ingressoja::http::identity::TokenKey;
 use ingressoja::http::limits::{Limits, LimitsConfig};
+use ingressoja::http::metrics::Metrics;
 use ingressoja::http::{App, demo_event, serve};
 use ingressoja::runtime::{ManualClock, Runtime, RuntimeOptions};
 use serde_json::Value;
@@ -61,6 +62,7 @@ fn start_with(limits: LimitsConfig) -> Server {
         gateway: Arc::new(TestGateway::default()),
         clock,
         limits: Limits::new(&limits),
+        metrics: Metrics::new(),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -442,4 +444,38 @@ fn a_client_over_its_quota_gets_429_with_retry_after() {
         201
     );
     assert_eq!(call(&server, "GET", "/api/events/0/cart", &me, None).0, 200);
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_show_the_sale() {
+    let server = start();
+    let auth = token(&server, 11);
+    let me = [("Authorization", auth.as_str())];
+    call(&server, "POST", "/api/events/0/queue", &me, None);
+    call(
+        &server,
+        "POST",
+        "/api/events/0/cart/items",
+        &me,
+        Some(r#"{"items":[{"ticket_type":0,"quantity":1}]}"#),
+    );
+    call(&server, "GET", "/api/events/7", &[], None);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for expected in [
+        r#"ingressoja_http_requests_total{route="queue_join",status="201"} 1"#,
+        r#"ingressoja_http_requests_total{route="cart_add",status="200"} 1"#,
+        r#"ingressoja_http_requests_total{route="event_get",status="404"} 1"#,
+        r#"ingressoja_holds_active{event="0"} 1"#,
+        r#"ingressoja_queue_admitted{event="0"} 1"#,
+        "ingressoja_http_request_duration_seconds_bucket",
+        "ingressoja_wal_records_written",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
 }

@@ -5,7 +5,8 @@
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
 //! - `identity.rs`: signed development tokens; `gateway.rs`: payments and
 //!   the sandbox gateway; `config.rs`: configuration (TOML + environment);
-//!   `limits.rs`: rate limits per address and account.
+//!   `limits.rs`: rate limits per address and account; `metrics.rs`:
+//!   Prometheus metrics.
 //!
 //! Connections are bounded by a semaphore (`max_connections`), request
 //! headers must arrive within `request_timeout_ms`, and shutdown stops
@@ -20,6 +21,7 @@ pub mod fan_api;
 pub mod gateway;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod routes;
 pub mod views;
 
@@ -54,6 +56,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Rate limits.
     pub limits: limits::Limits,
+    /// Prometheus metrics.
+    pub metrics: metrics::Metrics,
 }
 
 impl App {

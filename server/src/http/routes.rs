@@ -24,9 +24,52 @@ pub async fn handle(
     remote: IpAddr,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    match route(&app, remote, request).await {
-        Ok((status, value)) => json_response(status, &value.to_string(), None),
-        Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
+    let started = std::time::Instant::now();
+    let name = {
+        let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+        route_name(request.method(), &segments)
+    };
+    let response = if name == "metrics" {
+        match app.metrics.render(&app).await {
+            Ok(text) => {
+                let mut response = Response::new(Full::new(Bytes::from(text)));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
+        }
+    } else {
+        match route(&app, remote, request).await {
+            Ok((status, value)) => json_response(status, &value.to_string(), None),
+            Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
+        }
+    };
+    app.metrics
+        .observe(name, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// A fixed name per route, for metrics (never the raw path).
+fn route_name(method: &Method, segments: &[&str]) -> &'static str {
+    match (method, segments) {
+        (&Method::GET, ["healthz"]) => "healthz",
+        (&Method::GET, ["readyz"]) => "readyz",
+        (&Method::GET, ["metrics"]) => "metrics",
+        (&Method::GET, ["api", "events"]) => "events_list",
+        (&Method::GET, ["api", "events", _]) => "event_get",
+        (&Method::POST, ["api", "events", _, "queue"]) => "queue_join",
+        (&Method::GET, ["api", "events", _, "queue"]) => "queue_status",
+        (&Method::GET, ["api", "events", _, "cart"]) => "cart_get",
+        (&Method::DELETE, ["api", "events", _, "cart"]) => "cart_release",
+        (&Method::POST, ["api", "events", _, "cart", "items"]) => "cart_add",
+        (&Method::DELETE, ["api", "events", _, "cart", "items"]) => "cart_remove",
+        (&Method::POST, ["api", "events", _, "checkout"]) => "checkout",
+        (&Method::GET, ["api", "me", "orders"]) => "my_orders",
+        (&Method::POST, ["api", "dev", "token"]) => "dev_token",
+        _ => "other",
     }
 }
 
@@ -91,7 +134,7 @@ fn idempotency_key(request: &Request<Incoming>) -> Result<String, ApiError> {
 /// Which quota a request counts against (health checks count against none).
 fn class_of(method: &Method, segments: &[&str]) -> Option<Class> {
     match (method, segments) {
-        (_, ["healthz" | "readyz"]) => None,
+        (_, ["healthz" | "readyz" | "metrics"]) => None,
         (&Method::POST, ["api", "events", _, "queue"]) => Some(Class::Join),
         (_, ["api", "events", _, "cart" | "checkout", ..]) if method != Method::GET => {
             Some(Class::Cart)
@@ -167,6 +210,7 @@ fn is_known_path(segments: &[&str], development: bool) -> bool {
         segments,
         ["healthz"]
             | ["readyz"]
+            | ["metrics"]
             | ["api", "events"]
             | ["api", "events", _]
             | ["api", "events", _, "queue" | "cart" | "checkout"]

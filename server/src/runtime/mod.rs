@@ -311,6 +311,11 @@ impl Runtime {
         self.shared.stats()
     }
 
+    /// Requests waiting for the shard (the channel's depth).
+    pub fn queue_depth(&self) -> usize {
+        self.requests.len()
+    }
+
     /// The last durable sequence number.
     pub fn durable_seq(&self) -> u64 {
         self.shared.durable_seq()
