@@ -1,7 +1,8 @@
 //! The HTTP front: hyper 1 on tokio, a JSON API over the durable runtime.
 //!
 //! - `routes.rs`: dispatch, identity, responses.
-//! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes.
+//! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes;
+//!   `sse.rs`: server-sent event streams.
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
 //! - `identity.rs`: signed development tokens; `gateway.rs`: payments and
 //!   the sandbox gateway; `config.rs`: configuration (TOML + environment);
@@ -23,6 +24,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod routes;
+pub mod sse;
 pub mod views;
 
 use std::convert::Infallible;

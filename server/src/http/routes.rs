@@ -2,12 +2,14 @@
 //! every answer turned into a JSON response. Unknown paths are 404, known
 //! paths with the wrong method 405; nothing a client sends can produce a 500.
 
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use ingressoja_engine::CustomerId;
 use serde_json::{Value, json};
@@ -23,7 +25,7 @@ pub async fn handle(
     app: Arc<App>,
     remote: IpAddr,
     request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<BoxBody<Bytes, Infallible>> {
     let started = std::time::Instant::now();
     let name = {
         let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
@@ -32,13 +34,18 @@ pub async fn handle(
     let response = if name == "metrics" {
         match app.metrics.render(&app).await {
             Ok(text) => {
-                let mut response = Response::new(Full::new(Bytes::from(text)));
+                let mut response = Response::new(Full::new(Bytes::from(text)).boxed());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                 );
                 response
             }
+            Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
+        }
+    } else if name == "event_stream" || name == "my_stream" {
+        match stream(&app, remote, request).await {
+            Ok(response) => response,
             Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
         }
     } else {
@@ -62,6 +69,8 @@ fn route_name(method: &Method, segments: &[&str]) -> &'static str {
         (&Method::GET, ["api", "events", _]) => "event_get",
         (&Method::POST, ["api", "events", _, "queue"]) => "queue_join",
         (&Method::GET, ["api", "events", _, "queue"]) => "queue_status",
+        (&Method::GET, ["api", "events", _, "stream"]) => "event_stream",
+        (&Method::GET, ["api", "events", _, "me", "stream"]) => "my_stream",
         (&Method::GET, ["api", "events", _, "cart"]) => "cart_get",
         (&Method::DELETE, ["api", "events", _, "cart"]) => "cart_release",
         (&Method::POST, ["api", "events", _, "cart", "items"]) => "cart_add",
@@ -77,8 +86,8 @@ fn json_response(
     status: StatusCode,
     body: &str,
     retry_after_s: Option<u32>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -141,6 +150,43 @@ fn class_of(method: &Method, segments: &[&str]) -> Option<Class> {
         }
         _ => Some(Class::Read),
     }
+}
+
+/// The two server-sent event streams.
+async fn stream(
+    app: &Arc<App>,
+    remote: IpAddr,
+    request: Request<Incoming>,
+) -> Result<Response<BoxBody<Bytes, Infallible>>, ApiError> {
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let event = event_id(segments.get(2).copied().unwrap_or(""))?;
+    let known = app
+        .runtime
+        .query(move |state| state.events.contains_key(&event))?;
+    if !known
+        .await
+        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))?
+    {
+        return Err(ApiError::not_found(format!("no event {}", event.0)));
+    }
+    if segments.get(3) == Some(&"stream") {
+        app.limits.check(Class::Read, remote, None)?;
+        return Ok(super::sse::event_stream(app.clone(), event));
+    }
+    let who = customer(app, &request)?;
+    app.limits.check(Class::Read, remote, Some(who))?;
+    let resumed_after = request
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    Ok(super::sse::customer_stream(
+        app.clone(),
+        event,
+        who,
+        resumed_after,
+    ))
 }
 
 async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> Answer {
@@ -213,7 +259,8 @@ fn is_known_path(segments: &[&str], development: bool) -> bool {
             | ["metrics"]
             | ["api", "events"]
             | ["api", "events", _]
-            | ["api", "events", _, "queue" | "cart" | "checkout"]
+            | ["api", "events", _, "queue" | "cart" | "checkout" | "stream"]
+            | ["api", "events", _, "me", "stream"]
             | ["api", "events", _, "cart", "items"]
             | ["api", "me", "orders"]
     ) || (development && segments == ["api", "dev", "token"])

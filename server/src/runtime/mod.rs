@@ -38,6 +38,10 @@ pub use data_dir::DataDir;
 pub use log_entry::{EventId, LogEntry};
 pub use recovery::{RecoveryReport, ShardState};
 pub use shared::RuntimeStats;
+pub use writer::Notice;
+
+/// Notices buffered per subscriber before it lags.
+pub const NOTICE_BUFFER: usize = 65_536;
 
 /// Knobs of the runtime, with defaults sized for a 2-core machine.
 #[derive(Clone, Debug)]
@@ -142,6 +146,8 @@ pub struct Runtime {
     /// The database, for online backups (absent when started on another store).
     db: Option<Arc<rocksdb::DB>>,
     snapshots_path: PathBuf,
+    /// Durable changes, for server-sent events.
+    notices: writer::Notices,
 }
 
 impl Runtime {
@@ -184,12 +190,14 @@ impl Runtime {
             records_since_snapshot: 0,
             last_snapshot_ms: now,
         };
+        let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
+        let writer_notices = notices.clone();
         let writer_shared = shared.clone();
         let snapshot_shared = shared.clone();
         let threads = vec![
             spawn("ingressoja-shard", move || shard.run(request_rx))?,
             spawn("ingressoja-wal", move || {
-                writer::run(wal, writer_rx, writer_shared)
+                writer::run(wal, writer_rx, writer_shared, writer_notices)
             })?,
             spawn("ingressoja-snap", move || {
                 snapshotter::run(snapshots, snapshot_rx, snapshot_shared)
@@ -202,6 +210,7 @@ impl Runtime {
             recovery,
             db: None,
             snapshots_path: data.snapshots_path(),
+            notices,
         })
     }
 
@@ -309,6 +318,11 @@ impl Runtime {
     /// Figures for metrics.
     pub fn stats(&self) -> RuntimeStats {
         self.shared.stats()
+    }
+
+    /// Subscribes to durable changes of every event, in log order.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice> {
+        self.notices.subscribe()
     }
 
     /// Requests waiting for the shard (the channel's depth).

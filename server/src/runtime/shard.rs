@@ -18,7 +18,7 @@ use super::log_entry::{EventId, LogEntry};
 use super::recovery::ShardState;
 use super::shared::Shared;
 use super::snapshotter::SnapshotJob;
-use super::writer::{Completion, WriteJob};
+use super::writer::{Completion, Notice, WriteJob};
 use super::{Applied, Request, RuntimeError, RuntimeOptions};
 
 /// Ticks come at most this often: admission paced at 500/s would otherwise
@@ -89,6 +89,7 @@ impl Shard {
         let now = self.now_ms();
         let mut job = WriteJob {
             records: Vec::new(),
+            notices: Vec::new(),
             stamped_at_ms: now,
             completions: Vec::new(),
         };
@@ -108,7 +109,7 @@ impl Shard {
                     command,
                     reply,
                 } => {
-                    let completion = self.apply(event, command, now, reply, &mut job.records);
+                    let completion = self.apply(event, command, now, reply, &mut job);
                     job.completions.extend(completion);
                 }
                 Request::CreateEvent { config, reply } => {
@@ -122,7 +123,7 @@ impl Shard {
                 Request::Shutdown => shutdown = true,
             }
         }
-        self.tick_due_events(now, &mut job.records);
+        self.tick_due_events(now, &mut job);
         self.records_since_snapshot += job.records.len() as u64;
         self.hand_to_writer(job);
         let due = self.records_since_snapshot >= self.options.snapshot_every_records
@@ -139,7 +140,7 @@ impl Shard {
         command: Command,
         now: u64,
         reply: tokio::sync::oneshot::Sender<Result<Applied, RuntimeError>>,
-        records: &mut Vec<Record>,
+        job: &mut WriteJob,
     ) -> Option<Completion> {
         let Some(engine) = self.state.events.get_mut(&event) else {
             let _ = reply.send(Err(RuntimeError::UnknownEvent(event)));
@@ -147,7 +148,7 @@ impl Shard {
         };
         let mut transitions = Vec::new();
         let outcome = engine.apply(command, now, &mut transitions);
-        if let Err(error) = self.log_transitions(event, &transitions, now, records) {
+        if let Err(error) = self.log_transitions(event, &transitions, now, job) {
             let _ = reply.send(Err(error));
             return None;
         }
@@ -175,7 +176,7 @@ impl Shard {
         Ok(event)
     }
 
-    fn tick_due_events(&mut self, now: u64, records: &mut Vec<Record>) {
+    fn tick_due_events(&mut self, now: u64, job: &mut WriteJob) {
         let due: Vec<EventId> = self
             .state
             .events
@@ -194,20 +195,31 @@ impl Shard {
                 // A tick is never rejected.
                 let _ = engine.apply(Command::Tick, now, &mut transitions);
                 // A failure poisons the runtime; nothing more to do here.
-                let _ = self.log_transitions(event, &transitions, now, records);
+                let _ = self.log_transitions(event, &transitions, now, job);
             }
         }
     }
 
+    /// Logs transitions as records and as notices to publish once durable.
     fn log_transitions(
         &mut self,
         event: EventId,
         transitions: &[Transition],
         now: u64,
-        records: &mut Vec<Record>,
+        job: &mut WriteJob,
     ) -> Result<(), RuntimeError> {
         for &transition in transitions {
-            self.push_record(&LogEntry::Transition { event, transition }, now, records)?;
+            let seq = self.next_seq;
+            self.push_record(
+                &LogEntry::Transition { event, transition },
+                now,
+                &mut job.records,
+            )?;
+            job.notices.push(Notice {
+                event,
+                seq,
+                transition,
+            });
         }
         Ok(())
     }

@@ -20,10 +20,28 @@ pub const MAX_GROUP_RECORDS: usize = 65_536;
 /// Called once a job's records are durable (or are known never to be).
 pub type Completion = Box<dyn FnOnce(Result<(), RuntimeError>) + Send>;
 
+/// A durable change, published to subscribers (server-sent events) once its
+/// batch is synced, never before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// Which event changed.
+    pub event: crate::runtime::EventId,
+    /// The change's log sequence number (used as the SSE event id).
+    pub seq: u64,
+    /// What changed.
+    pub transition: ingressoja_engine::Transition,
+}
+
+/// Where notices go: a bounded ring; a subscriber that falls behind by more
+/// than its capacity is told it lagged and must re-read the state.
+pub type Notices = tokio::sync::broadcast::Sender<Notice>;
+
 /// What the shard hands over per batch.
 pub struct WriteJob {
     /// The batch's records, numbered by the shard.
     pub records: Vec<Record>,
+    /// The batch's changes, to publish once durable.
+    pub notices: Vec<Notice>,
     /// The shard's time stamp for the batch.
     pub stamped_at_ms: u64,
     /// Answers to send once the records are durable, in order.
@@ -31,7 +49,12 @@ pub struct WriteJob {
 }
 
 /// Runs until the shard drops its sender.
-pub fn run<S: LogStore>(mut wal: Wal<S>, jobs: Receiver<WriteJob>, shared: Arc<Shared>) {
+pub fn run<S: LogStore>(
+    mut wal: Wal<S>,
+    jobs: Receiver<WriteJob>,
+    shared: Arc<Shared>,
+    notices: Notices,
+) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         let mut records = group[0].records.len();
@@ -44,17 +67,19 @@ pub fn run<S: LogStore>(mut wal: Wal<S>, jobs: Receiver<WriteJob>, shared: Arc<S
                 Err(_) => break,
             }
         }
-        commit(&mut wal, group, &shared);
+        commit(&mut wal, group, &shared, &notices);
     }
 }
 
-fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared) {
+fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared, notices: &Notices) {
     let stamped_at_ms = group.iter().map(|j| j.stamped_at_ms).max().unwrap_or(0);
     let mut records = Vec::with_capacity(group.iter().map(|j| j.records.len()).sum());
     let mut completions = Vec::new();
+    let mut published = Vec::new();
     for job in group {
         records.extend(job.records);
         completions.extend(job.completions);
+        published.extend(job.notices);
     }
     let last_seq = records.last().map(|r| r.seq);
     let count = records.len() as u64;
@@ -79,6 +104,12 @@ fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared) 
             }
         },
     };
+    if result.is_ok() {
+        for notice in published {
+            // No subscriber is fine: nobody is listening.
+            let _ = notices.send(notice);
+        }
+    }
     for completion in completions {
         completion(result.clone());
     }

@@ -1,0 +1,216 @@
+//! Server-sent events: live state pushed to fans.
+//!
+//! - `GET /api/events/{id}/stream`: the event's state (stock, queue, phase)
+//!   on connect, then again whenever a durable change touches the event,
+//!   coalesced to at most four messages a second.
+//! - `GET /api/events/{id}/me/stream` (authenticated): the fan's status
+//!   (place in line, turn, cart) on connect and whenever it changes, plus
+//!   named events for their own changes: `admitted`, `hold`, `hold_expired`,
+//!   `order_confirmed`, `turn_over`, `rejected`.
+//!
+//! Messages carry the log sequence number as their id. Changes are published
+//! only once durable, so a stream never shows what a crash could take back.
+//! On reconnect (`Last-Event-ID`), the first message is the current state,
+//! which already reflects everything missed. Each connection has a small
+//! bounded buffer: a client that does not keep up is disconnected (and
+//! reconnects to fresh state) rather than growing memory; a comment every 15 s
+//! keeps proxies from closing idle streams.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame};
+use ingressoja_engine::{CustomerId, Transition};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use super::{App, views};
+use crate::runtime::{EventId, Notice};
+
+/// Messages buffered per connection before a slow client is dropped.
+pub const BUFFER: usize = 32;
+/// How often an idle stream sends a keep-alive comment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// State messages are sent at most this often.
+pub const COALESCE: Duration = Duration::from_millis(250);
+
+/// A response body fed by a bounded channel.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|next| next.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+fn message(event: &str, id: Option<u64>, data: &Value) -> Bytes {
+    let id = id.map(|id| format!("id: {id}\n")).unwrap_or_default();
+    Bytes::from(format!("{id}event: {event}\ndata: {data}\n\n"))
+}
+
+fn response(receiver: mpsc::Receiver<Bytes>) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut response = Response::new(ChannelBody(receiver).boxed());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // nginx must not buffer a stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Sends without waiting: false when the client is gone or too far behind.
+fn offer(sender: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
+    sender.try_send(bytes).is_ok()
+}
+
+async fn event_state(app: &App, event: EventId) -> Option<Value> {
+    let receiver = app
+        .runtime
+        .query(move |state| state.events.get(&event).map(|e| views::event(event, e)))
+        .ok()?;
+    receiver.await.ok().flatten()
+}
+
+async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Option<Value> {
+    let receiver = app
+        .runtime
+        .query(move |state| {
+            state.events.get(&event).map(|engine| {
+                json!({
+                    "queue": views::queue_status(engine.queue_status(customer)),
+                    "cart": views::cart(engine, customer),
+                })
+            })
+        })
+        .ok()?;
+    receiver.await.ok().flatten()
+}
+
+/// The event's stream.
+pub fn event_stream(app: Arc<App>, event: EventId) -> Response<BoxBody<Bytes, Infallible>> {
+    let (sender, receiver) = mpsc::channel(BUFFER);
+    let mut notices = app.runtime.subscribe();
+    tokio::spawn(async move {
+        let Some(first) = event_state(&app, event).await else {
+            return;
+        };
+        if !offer(&sender, message("state", None, &first)) {
+            return;
+        }
+        let (mut dirty, mut last_seq) = (false, None);
+        let mut coalesce = tokio::time::interval(COALESCE);
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        loop {
+            tokio::select! {
+                notice = notices.recv() => match notice {
+                    Ok(Notice { event: e, seq, .. }) if e == event => { dirty = true; last_seq = Some(seq); }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => dirty = true,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = coalesce.tick(), if dirty => {
+                    dirty = false;
+                    let Some(state) = event_state(&app, event).await else { return };
+                    if !offer(&sender, message("state", last_seq, &state)) { return; }
+                }
+                _ = keep_alive.tick() => if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return },
+                () = sender.closed() => return,
+            }
+        }
+    });
+    response(receiver)
+}
+
+/// A named event for a change of the customer's own, if it is one.
+fn personal(transition: &Transition) -> Option<(&'static str, Value)> {
+    Some(match transition {
+        Transition::ItemsHeld {
+            items,
+            expires_at_ms,
+            ..
+        } => (
+            "hold",
+            json!({ "added": items.iter().map(|(t, q)| json!({"ticket_type": t.0, "quantity": q})).collect::<Vec<_>>(), "expires_at_ms": expires_at_ms }),
+        ),
+        Transition::ItemsReleased { .. } => ("released", json!({})),
+        Transition::HoldExpired { .. } => ("hold_expired", json!({})),
+        Transition::OrderPlaced { .. } => ("order_confirmed", json!({})),
+        Transition::SessionEnded { .. } => ("turn_over", json!({})),
+        _ => return None,
+    })
+}
+
+/// The customer's stream. `resumed_after` is the Last-Event-ID they sent.
+pub fn customer_stream(
+    app: Arc<App>,
+    event: EventId,
+    customer: CustomerId,
+    resumed_after: Option<u64>,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let (sender, receiver) = mpsc::channel(BUFFER);
+    let mut notices = app.runtime.subscribe();
+    tokio::spawn(async move {
+        let Some(mut last) = customer_state(&app, event, customer).await else {
+            return;
+        };
+        let mut first = last.clone();
+        if let Some(seq) = resumed_after {
+            first["resumed_after"] = json!(seq);
+        }
+        if !offer(&sender, message("status", None, &first)) {
+            return;
+        }
+        let mut dirty = false;
+        let mut coalesce = tokio::time::interval(COALESCE);
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        loop {
+            tokio::select! {
+                notice = notices.recv() => match notice {
+                    Ok(notice) if notice.event == event => {
+                        dirty = true;
+                        if notice.transition.customer() == Some(customer)
+                            && let Some((name, data)) = personal(&notice.transition)
+                            && !offer(&sender, message(name, Some(notice.seq), &data))
+                        {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => dirty = true,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = coalesce.tick(), if dirty => {
+                    dirty = false;
+                    let Some(now) = customer_state(&app, event, customer).await else { return };
+                    if now == last { continue; }
+                    let admitted = last["queue"]["status"] != "shopping" && now["queue"]["status"] == "shopping";
+                    if admitted && !offer(&sender, message("admitted", None, &now["queue"])) { return; }
+                    if !offer(&sender, message("status", None, &now)) { return; }
+                    last = now;
+                }
+                _ = keep_alive.tick() => if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return },
+                () = sender.closed() => return,
+            }
+        }
+    });
+    response(receiver)
+}

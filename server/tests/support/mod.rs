@@ -1,0 +1,176 @@
+//! A server on a loopback port for tests, and a bare HTTP/1.1 client: a
+//! request is written by hand and the answer read raw, exactly as a client
+//! would see it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ingressoja::http::config::ServerConfig;
+use ingressoja::http::gateway::TestGateway;
+use ingressoja::http::identity::TokenKey;
+use ingressoja::http::limits::{Limits, LimitsConfig};
+use ingressoja::http::metrics::Metrics;
+use ingressoja::http::{App, demo_event, serve};
+use ingressoja::runtime::{ManualClock, Runtime, RuntimeOptions};
+use serde_json::Value;
+
+pub const NOW: u64 = 1_800_000_000_000;
+
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    tokio: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        std::mem::replace(
+            &mut self.tokio,
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        )
+        .shutdown_timeout(std::time::Duration::from_secs(5));
+    }
+}
+
+pub fn start() -> Server {
+    start_with(LimitsConfig::default())
+}
+
+pub fn start_with(limits: LimitsConfig) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(NOW));
+    let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
+    runtime
+        .create_event(demo_event::demo_event(NOW, 7))
+        .unwrap();
+    let app = Arc::new(App {
+        runtime,
+        config: ServerConfig {
+            development: true,
+            ..ServerConfig::default()
+        },
+        tokens: TokenKey::random().unwrap(),
+        gateway: Arc::new(TestGateway::default()),
+        clock,
+        limits: Limits::new(&limits),
+        metrics: Metrics::new(),
+    });
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = tokio
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio.spawn(serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        addr,
+        stop: Some(stop),
+        tokio,
+        _dir: dir,
+    }
+}
+
+/// Sends one request (HTTP/1.1, connection closed after) and returns the
+/// status and the JSON body.
+pub fn send(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+pub fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Value) {
+    let body = body.unwrap_or("");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str("\r\n");
+    send(server.addr, &head, body.as_bytes())
+}
+
+pub fn token(server: &Server, customer: u64) -> String {
+    let (status, body) = call(
+        server,
+        "POST",
+        "/api/dev/token",
+        &[],
+        Some(&format!("{{\"customer_id\":{customer}}}")),
+    );
+    assert_eq!(status, 201, "{body}");
+    format!("Bearer {}", body["token"].as_str().unwrap())
+}
+
+/// Opens a stream (`GET path` with these headers) and returns the socket.
+pub fn open_stream(server: &Server, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    stream
+}
+
+/// Reads from a stream until `needle` has appeared (polling, 10 s deadline);
+/// returns everything read.
+pub fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buffer = [0u8; 8192];
+    while !seen.contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never arrived; got:\n{seen}"
+        );
+        match stream.read(&mut buffer) {
+            Ok(0) => panic!("the stream closed before {needle:?}; got:\n{seen}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let at = seen.find(needle).unwrap() + needle.len();
+    let through = seen[..at].to_string();
+    seen.replace_range(..at, "");
+    through
+}
