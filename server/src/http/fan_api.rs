@@ -300,20 +300,21 @@ pub async fn my_orders(app: &App, customer: CustomerId) -> Answer {
     Ok((StatusCode::OK, json!({ "orders": orders })))
 }
 
-/// The body of a development token request: `{"customer_id": 7}`.
+/// The body of a development token request: `{"customer_id": 7}`, with
+/// `"admin": true` for an administrator.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     customer_id: u64,
+    #[serde(default)]
+    admin: bool,
 }
 
 /// `POST /api/dev/token` (development mode only).
 pub fn dev_token(app: &Arc<App>, body: TokenBody) -> Answer {
     let token = app
         .tokens
-        .issue(CustomerId(body.customer_id), app.clock.now_ms());
-    Ok((
-        StatusCode::CREATED,
-        json!({ "token": token, "customer_id": body.customer_id }),
-    ))
+        .issue(CustomerId(body.customer_id), body.admin, app.clock.now_ms());
+    let answer = json!({ "token": token, "customer_id": body.customer_id, "admin": body.admin });
+    Ok((StatusCode::CREATED, answer))
 }

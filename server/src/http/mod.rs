@@ -1,6 +1,7 @@
 //! The HTTP front: hyper 1 on tokio, a JSON API over the durable runtime.
 //!
 //! - `routes.rs`: dispatch, identity, responses.
+//! - `admin_api.rs`: the operators' endpoints (admin role);
 //! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes;
 //!   `sse.rs`: server-sent event streams.
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
@@ -14,6 +15,7 @@
 //! accepting, lets in-flight requests finish (their replies are durable
 //! before they are sent) and waits up to ten seconds for connections to close.
 
+pub mod admin_api;
 pub mod body;
 pub mod config;
 pub mod demo_event;

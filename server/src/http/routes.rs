@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use ingressoja_engine::CustomerId;
 use serde_json::{Value, json};
 
+use super::admin_api;
 use super::error::ApiError;
 use super::fan_api::{self, Answer};
 use super::limits::Class;
@@ -78,6 +79,7 @@ fn route_name(method: &Method, segments: &[&str]) -> &'static str {
         (&Method::POST, ["api", "events", _, "checkout"]) => "checkout",
         (&Method::GET, ["api", "me", "orders"]) => "my_orders",
         (&Method::POST, ["api", "dev", "token"]) => "dev_token",
+        (_, ["api", "admin", ..]) => "admin",
         _ => "other",
     }
 }
@@ -108,6 +110,23 @@ fn event_id(text: &str) -> Result<EventId, ApiError> {
 }
 
 fn customer(app: &App, request: &Request<Incoming>) -> Result<CustomerId, ApiError> {
+    identity(app, request).map(|who| who.customer)
+}
+
+fn admin(app: &App, request: &Request<Incoming>) -> Result<CustomerId, ApiError> {
+    let who = identity(app, request)?;
+    if who.admin {
+        Ok(who.customer)
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs an administrator",
+        ))
+    }
+}
+
+fn identity(app: &App, request: &Request<Incoming>) -> Result<super::identity::Identity, ApiError> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -238,6 +257,36 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         (&Method::GET, ["api", "me", "orders"]) => {
             fan_api::my_orders(app, customer(app, &request)?).await
         }
+        (&Method::POST, ["api", "admin", "events"]) => {
+            admin(app, &request)?;
+            let new = body::json(&body::read(request.into_body()).await?)?;
+            admin_api::create_event(app, new).await
+        }
+        (&Method::PUT, ["api", "admin", "events", id, "policy"]) => {
+            let event = event_id(id)?;
+            admin(app, &request)?;
+            let policy = body::json(&body::read(request.into_body()).await?)?;
+            admin_api::update_policy(app, event, policy).await
+        }
+        (&Method::PUT, ["api", "admin", "events", id, "schedule"]) => {
+            let event = event_id(id)?;
+            admin(app, &request)?;
+            let schedule = body::json(&body::read(request.into_body()).await?)?;
+            admin_api::reschedule(app, event, schedule).await
+        }
+        (&Method::POST, ["api", "admin", "events", id, action @ ("pause" | "resume")]) => {
+            let event = event_id(id)?;
+            admin(app, &request)?;
+            admin_api::pause(app, event, *action == "pause").await
+        }
+        (&Method::POST, ["api", "admin", "snapshot"]) => {
+            admin(app, &request)?;
+            admin_api::snapshot(app).await
+        }
+        (&Method::GET, ["api", "admin", "stats"]) => {
+            admin(app, &request)?;
+            admin_api::stats(app).await
+        }
         (&Method::POST, ["api", "dev", "token"]) if app.development() => {
             let token = body::json(&body::read(request.into_body()).await?)?;
             fan_api::dev_token(app, token)
@@ -263,6 +312,14 @@ fn is_known_path(segments: &[&str], development: bool) -> bool {
             | ["api", "events", _, "me", "stream"]
             | ["api", "events", _, "cart", "items"]
             | ["api", "me", "orders"]
+            | ["api", "admin", "events" | "snapshot" | "stats"]
+            | [
+                "api",
+                "admin",
+                "events",
+                _,
+                "policy" | "schedule" | "pause" | "resume"
+            ]
     ) || (development && segments == ["api", "dev", "token"])
 }
 

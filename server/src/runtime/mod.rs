@@ -294,6 +294,14 @@ impl Runtime {
         Ok(receiver)
     }
 
+    /// Queues a snapshot; the receiver gets the sequence number it covers
+    /// once written (for async callers).
+    pub fn request_snapshot(&self) -> Result<oneshot::Receiver<Result<u64, String>>, RuntimeError> {
+        let (reply, receiver) = oneshot::channel();
+        self.offer(Request::Snapshot { reply })?;
+        Ok(receiver)
+    }
+
     /// Takes a snapshot now; returns the sequence number it covers once written.
     pub fn snapshot(&self) -> Result<u64, RuntimeError> {
         let (reply, receiver) = oneshot::channel();

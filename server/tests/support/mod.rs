@@ -122,13 +122,16 @@ pub fn call(
 }
 
 pub fn token(server: &Server, customer: u64) -> String {
-    let (status, body) = call(
-        server,
-        "POST",
-        "/api/dev/token",
-        &[],
-        Some(&format!("{{\"customer_id\":{customer}}}")),
-    );
+    issue(server, customer, false)
+}
+
+pub fn admin_token(server: &Server, customer: u64) -> String {
+    issue(server, customer, true)
+}
+
+fn issue(server: &Server, customer: u64, admin: bool) -> String {
+    let body = format!("{{\"customer_id\":{customer},\"admin\":{admin}}}");
+    let (status, body) = call(server, "POST", "/api/dev/token", &[], Some(&body));
     assert_eq!(status, 201, "{body}");
     format!("Bearer {}", body["token"].as_str().unwrap())
 }

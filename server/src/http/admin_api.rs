@@ -1,0 +1,245 @@
+//! The operators' endpoints (admin role): create an event, change its policy
+//! or schedule, pause and resume the sale, take a snapshot, read the stats.
+
+use http::StatusCode;
+use ingressoja_engine::{Command, EventConfig, MINUTE_MS, Policy, Schedule, TicketType};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::App;
+use super::error::ApiError;
+use super::fan_api::Answer;
+use super::views;
+use crate::runtime::{EventId, RuntimeError};
+
+/// A ticket type in an event's creation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketTypeBody {
+    name: String,
+    price_cents: u64,
+    capacity: u32,
+    #[serde(default = "default_limit")]
+    limit_per_customer: u16,
+}
+
+fn default_limit() -> u16 {
+    4
+}
+
+/// Policy fields; any left out keep their current (or default) value.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    max_active: Option<u32>,
+    admit_per_second: Option<u32>,
+    admission_window_ms: Option<u64>,
+    hold_ttl_ms: Option<u64>,
+    per_event_limit: Option<u16>,
+    per_type_limits: Option<Vec<u16>>,
+    max_queue_len: Option<u32>,
+}
+
+impl PolicyBody {
+    fn apply_to(&self, mut policy: Policy) -> Result<Policy, ApiError> {
+        policy.max_active = self.max_active.unwrap_or(policy.max_active);
+        policy.admit_per_second = self.admit_per_second.unwrap_or(policy.admit_per_second);
+        policy.admission_window_ms = self
+            .admission_window_ms
+            .unwrap_or(policy.admission_window_ms);
+        policy.hold_ttl_ms = self.hold_ttl_ms.unwrap_or(policy.hold_ttl_ms);
+        policy.per_event_limit = self.per_event_limit.unwrap_or(policy.per_event_limit);
+        policy.max_queue_len = self.max_queue_len.unwrap_or(policy.max_queue_len);
+        if let Some(limits) = &self.per_type_limits {
+            if limits.len() > ingressoja_engine::MAX_TICKET_TYPES {
+                return Err(ApiError::bad_request(
+                    "invalid_config",
+                    "at most 16 per-type limits",
+                ));
+            }
+            for (t, &limit) in limits.iter().enumerate() {
+                policy.per_type_limits.set(t, limit);
+            }
+        }
+        Ok(policy)
+    }
+}
+
+/// The body of `POST /api/admin/events`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEventBody {
+    name: String,
+    venue: String,
+    starts_at_ms: u64,
+    opens_at_ms: u64,
+    closes_at_ms: u64,
+    prequeue_opens_at_ms: Option<u64>,
+    ticket_types: Vec<TicketTypeBody>,
+    #[serde(default)]
+    policy: PolicyBody,
+}
+
+/// The body of `PUT /api/admin/events/{id}/schedule`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    prequeue_opens_at_ms: u64,
+    opens_at_ms: u64,
+    closes_at_ms: u64,
+}
+
+fn stopped(_: impl std::fmt::Debug) -> ApiError {
+    ApiError::from(RuntimeError::Stopped)
+}
+
+async fn event_view(app: &App, event: EventId) -> Answer {
+    let view = app
+        .runtime
+        .query(move |state| state.events.get(&event).map(|e| views::event(event, e)))?;
+    let view = view.await.map_err(stopped)?;
+    view.map(|v| (StatusCode::OK, v))
+        .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
+}
+
+/// `POST /api/admin/events`
+pub async fn create_event(app: &App, body: NewEventBody) -> Answer {
+    let mut policy = body.policy.apply_to(Policy::default())?;
+    for (t, ticket_type) in body.ticket_types.iter().enumerate() {
+        policy
+            .per_type_limits
+            .set(t, ticket_type.limit_per_customer);
+    }
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no_randomness",
+            "the server has no random source",
+        )
+    })?;
+    let config = EventConfig {
+        name: body.name,
+        venue: body.venue,
+        starts_at_ms: body.starts_at_ms,
+        ticket_types: body
+            .ticket_types
+            .into_iter()
+            .map(|t| TicketType {
+                name: t.name,
+                price_cents: t.price_cents,
+                capacity: t.capacity,
+            })
+            .collect(),
+        schedule: Schedule {
+            prequeue_opens_at_ms: body
+                .prequeue_opens_at_ms
+                .unwrap_or(body.opens_at_ms.saturating_sub(30 * MINUTE_MS)),
+            opens_at_ms: body.opens_at_ms,
+            closes_at_ms: body.closes_at_ms,
+        },
+        policy,
+        shuffle_seed: u64::from_le_bytes(seed),
+    };
+    let event = app.runtime.submit_event(config)?.await.map_err(stopped)??;
+    let (_, view) = event_view(app, event).await?;
+    Ok((StatusCode::CREATED, view))
+}
+
+async fn command(app: &App, event: EventId, command: Command) -> Answer {
+    let applied = app
+        .runtime
+        .submit(event, command)?
+        .await
+        .map_err(stopped)??;
+    applied.outcome.map_err(ApiError::from)?;
+    event_view(app, event).await
+}
+
+/// `PUT /api/admin/events/{id}/policy`
+pub async fn update_policy(app: &App, event: EventId, body: PolicyBody) -> Answer {
+    let current = app
+        .runtime
+        .query(move |state| state.events.get(&event).map(|e| e.config().policy))?;
+    let current = current
+        .await
+        .map_err(stopped)?
+        .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+    let policy = body.apply_to(current)?;
+    command(app, event, Command::UpdatePolicy { policy }).await
+}
+
+/// `PUT /api/admin/events/{id}/schedule`
+pub async fn reschedule(app: &App, event: EventId, body: ScheduleBody) -> Answer {
+    let schedule = Schedule {
+        prequeue_opens_at_ms: body.prequeue_opens_at_ms,
+        opens_at_ms: body.opens_at_ms,
+        closes_at_ms: body.closes_at_ms,
+    };
+    command(app, event, Command::Reschedule { schedule }).await
+}
+
+/// `POST /api/admin/events/{id}/pause` and `/resume`
+pub async fn pause(app: &App, event: EventId, paused: bool) -> Answer {
+    command(
+        app,
+        event,
+        if paused {
+            Command::Pause
+        } else {
+            Command::Resume
+        },
+    )
+    .await
+}
+
+/// `POST /api/admin/snapshot`
+pub async fn snapshot(app: &App) -> Answer {
+    match app.runtime.request_snapshot()?.await.map_err(stopped)? {
+        Ok(seq) => Ok((StatusCode::CREATED, json!({ "snapshot_seq": seq }))),
+        Err(reason) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "snapshot_failed",
+            reason,
+        )),
+    }
+}
+
+/// `GET /api/admin/stats`
+pub async fn stats(app: &App) -> Answer {
+    let events = app.runtime.query(|state| {
+        state
+            .events
+            .iter()
+            .map(|(id, engine)| {
+                let s = engine.stats();
+                json!({
+                    "event": id.0, "joined": s.joined, "waiting": s.waiting, "admitted": s.served,
+                    "active": s.active, "holds": s.holds, "tickets_held": s.tickets_held,
+                    "tickets_sold": s.tickets_sold, "tickets_available": s.tickets_available, "orders": s.orders,
+                    "paused": s.paused,
+                })
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let events = events.await.map_err(stopped)?;
+    let runtime = app.runtime.stats();
+    Ok((
+        StatusCode::OK,
+        json!({
+            "events": events,
+            "log": {
+                "durable_seq": app.runtime.durable_seq(),
+                "batches_written": runtime.batches_written,
+                "records_written": runtime.records_written,
+                "last_append_us": runtime.last_append_us,
+            },
+            "snapshots": {
+                "written": runtime.snapshots_written,
+                "last_seq": runtime.last_snapshot_seq,
+                "last_pause_us": runtime.last_snapshot_pause_us,
+            },
+            "shard_queue_depth": app.runtime.queue_depth(),
+        }),
+    ))
+}

@@ -1,0 +1,119 @@
+//! The operators' endpoints over HTTP: only an administrator may use them;
+//! events are created and reconfigured through them with the engine's bounds
+//! enforced, and a paused sale refuses carts until resumed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{NOW, admin_token, call, start, token};
+
+const NEW_EVENT: &str = r#"{
+    "name": "Show Extra", "venue": "Arena", "starts_at_ms": 1800100000000,
+    "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+    "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50, "limit_per_customer": 2}],
+    "policy": {"max_active": 100}
+}"#;
+
+#[test]
+fn only_administrators_use_the_admin_endpoints() {
+    let server = start();
+    let fan = token(&server, 1);
+    let (status, error) = call(
+        &server,
+        "POST",
+        "/api/admin/events",
+        &[("Authorization", fan.as_str())],
+        Some(NEW_EVENT),
+    );
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, _) = call(&server, "GET", "/api/admin/stats", &[], None);
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn an_operator_creates_configures_pauses_and_snapshots_a_sale() {
+    let server = start();
+    let admin = admin_token(&server, 100);
+    let ops = [("Authorization", admin.as_str())];
+    let (status, event) = call(&server, "POST", "/api/admin/events", &ops, Some(NEW_EVENT));
+    assert_eq!(status, 201, "{event}");
+    assert_eq!(
+        (
+            event["id"].as_u64(),
+            event["ticket_types"][0]["limit_per_customer"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        event["prequeue_opens_at_ms"].as_u64(),
+        Some(NOW - 30 * 60_000),
+        "30-minute pre-queue by default"
+    );
+
+    let (status, error) = call(
+        &server,
+        "POST",
+        "/api/admin/events",
+        &ops,
+        Some(
+            r#"{"name":"x","venue":"y","starts_at_ms":1,"opens_at_ms":1,"closes_at_ms":2,"ticket_types":[]}"#,
+        ),
+    );
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_config")),
+        "{error}"
+    );
+
+    let (status, updated) = call(
+        &server,
+        "PUT",
+        "/api/admin/events/1/policy",
+        &ops,
+        Some(r#"{"hold_ttl_ms": 120000}"#),
+    );
+    assert_eq!(status, 200, "{updated}");
+    let (status, error) = call(
+        &server,
+        "PUT",
+        "/api/admin/events/1/policy",
+        &ops,
+        Some(r#"{"hold_ttl_ms": 1}"#),
+    );
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_config")),
+        "{error}"
+    );
+
+    // Pausing stops carts; resuming lets them through.
+    let (status, paused) = call(&server, "POST", "/api/admin/events/0/pause", &ops, None);
+    assert_eq!((status, paused["paused"].as_bool()), (200, Some(true)));
+    let fan = token(&server, 7);
+    let me = [("Authorization", fan.as_str())];
+    call(&server, "POST", "/api/events/0/queue", &me, None);
+    let items = Some(r#"{"items":[{"ticket_type":0,"quantity":1}]}"#);
+    let (status, error) = call(&server, "POST", "/api/events/0/cart/items", &me, items);
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("paused"))
+    );
+    call(&server, "POST", "/api/admin/events/0/resume", &ops, None);
+    let (status, _) = call(&server, "POST", "/api/events/0/cart/items", &me, items);
+    assert_eq!(status, 200);
+
+    let (status, snapshot) = call(&server, "POST", "/api/admin/snapshot", &ops, None);
+    assert_eq!(status, 201, "{snapshot}");
+    assert!(snapshot["snapshot_seq"].as_u64().unwrap() > 0);
+    let (status, stats) = call(&server, "GET", "/api/admin/stats", &ops, None);
+    assert_eq!(status, 200);
+    assert_eq!(stats["events"].as_array().unwrap().len(), 2, "{stats}");
+    assert_eq!(
+        stats["events"][0]["tickets_held"].as_u64(),
+        Some(1),
+        "{stats}"
+    );
+}
