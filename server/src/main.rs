@@ -252,11 +252,16 @@ async fn shutdown_signal() {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; RUST_LOG-style filtering arrives with the server.
-    tracing_subscriber::fmt()
+    // Logs go to stderr, as text or, with INGRESSOJA_LOG_FORMAT=json, as
+    // JSON lines for a log collector.
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if std::env::var("INGRESSOJA_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Serve {
             listen,

@@ -143,6 +143,23 @@ impl Limits {
     }
 }
 
+/// Load shedding by priority. New arrivals (queue joins, reads) are refused
+/// once the shard's channel is half full, so the fans already shopping keep
+/// their latency; carts and checkouts are refused only when it is full (by
+/// the runtime itself).
+pub fn shed(class: Class, depth: usize, capacity: usize) -> Result<(), ApiError> {
+    let newcomer = matches!(class, Class::Join | Class::Read);
+    if newcomer && depth.saturating_mul(2) > capacity {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "overloaded",
+            message: "the sale is very busy; your request was not queued, retry shortly".into(),
+            retry_after_s: Some(2),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +187,21 @@ mod tests {
         assert!(
             limits.check(Class::Cart, ip, me).is_ok(),
             "other classes are unaffected"
+        );
+    }
+
+    #[test]
+    fn newcomers_are_shed_at_half_capacity_shoppers_only_when_full() {
+        assert!(shed(Class::Join, 50, 100).is_ok());
+        let refused = shed(Class::Join, 51, 100).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.retry_after_s),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(2))
+        );
+        assert!(shed(Class::Read, 51, 100).is_err());
+        assert!(
+            shed(Class::Cart, 99, 100).is_ok(),
+            "admitted fans keep going"
         );
     }
 

@@ -333,6 +333,11 @@ impl Runtime {
         self.notices.subscribe()
     }
 
+    /// How many requests the shard's channel holds at most.
+    pub fn queue_capacity(&self) -> usize {
+        self.requests.capacity().unwrap_or(usize::MAX)
+    }
+
     /// Requests waiting for the shard (the channel's depth).
     pub fn queue_depth(&self) -> usize {
         self.requests.len()
