@@ -23,10 +23,10 @@ fn documented() -> BTreeSet<(String, String)> {
         }
         if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
             path = format!("/{p}");
-        } else if let Some(method) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
-            if ["get", "post", "put", "delete", "patch"].contains(&method) {
-                found.insert((method.to_uppercase(), path.clone()));
-            }
+        } else if let Some(method) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':'))
+            && ["get", "post", "put", "delete", "patch"].contains(&method)
+        {
+            found.insert((method.to_uppercase(), path.clone()));
         }
     }
     found
