@@ -1,5 +1,386 @@
-//! The stress tool: many thousands of virtual customers arriving in a spike,
-//! queueing, waiting on SSE, carting and paying against a running server, with
-//! latency percentiles per step and a final consistency check via the API.
+//! The stress tool: a whole drop against a running server over real HTTP.
 //!
-//! Built in issue 4 (the sale server), which it needs; empty until then.
+//! It creates its own event (admin API; the server must run in development
+//! mode), then sends `fans` virtual fans at it in a front-loaded arrival
+//! spike. Each fan takes a token, joins the queue, polls its place until its
+//! turn, puts one to three tickets in its cart, and then pays (some after a
+//! declined card) or abandons the cart. 429 and 503 are retried after their
+//! Retry-After, as a real client would. Every step's latency goes into an
+//! HdrHistogram. At the end it verifies through the API that, for every
+//! ticket type, available + held + sold = capacity, nothing is left in a
+//! hold, the tickets the fans report buying add up to the tickets sold, and
+//! nobody bought more than the limit.
+//!
+//! - `client.rs`: the keep-alive JSON client.
+//! - `main.rs`: arguments, progress bar, printing and the JSON summary.
+
+pub mod client;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use http::{Method, StatusCode};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use client::{Broken, Client};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `host:port` of the server.
+    pub addr: String,
+    /// Virtual fans.
+    pub fans: u64,
+    /// Tickets in the event (split 60/30/10 over three types).
+    pub tickets: u32,
+    /// Fans arrive within this many seconds (front-loaded).
+    pub spike_seconds: u64,
+    /// Fans in flight at once at most.
+    pub concurrency: usize,
+    /// The event's max active shoppers.
+    pub max_active: u32,
+    /// The event's admissions per second.
+    pub admit_per_second: u32,
+    /// Seeds the fans' choices.
+    pub seed: u64,
+}
+
+/// Latencies and counts, shared by the fans.
+#[derive(Default)]
+pub struct Report {
+    steps: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
+    codes: Mutex<BTreeMap<String, u64>>,
+    bought: Mutex<u64>,
+    over_limit: Mutex<u64>,
+    fans_done: std::sync::atomic::AtomicU64,
+}
+
+impl Report {
+    fn record(&self, step: &'static str, started: Instant) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut steps = self.steps.lock();
+        let histogram = steps.entry(step).or_insert_with(|| {
+            Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
+        });
+        let _ = histogram.record(micros.max(1));
+    }
+
+    fn count(&self, code: &str) {
+        *self.codes.lock().entry(code.to_string()).or_default() += 1;
+    }
+
+    /// Fans that finished their journey.
+    pub fn fans_done(&self) -> u64 {
+        self.fans_done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct Summary {
+    /// Everything measured, as JSON.
+    pub json: Value,
+    /// Whether every consistency check passed.
+    pub consistent: bool,
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One request, retried after Retry-After on 429/503 (at most 30 times).
+async fn call(
+    client: &mut Client,
+    report: &Report,
+    step: &'static str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<(StatusCode, Value), Broken> {
+    for _ in 0..30 {
+        let started = Instant::now();
+        let (status, answer) = client.call(method.clone(), path, headers, body).await?;
+        report.record(step, started);
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            report.count(answer["error"]["code"].as_str().unwrap_or("shed"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if !status.is_success() {
+            report.count(answer["error"]["code"].as_str().unwrap_or("http_error"));
+        }
+        return Ok((status, answer));
+    }
+    Err(Broken("gave up after 30 retries".into()))
+}
+
+async fn fan(
+    options: Arc<Options>,
+    report: Arc<Report>,
+    event: u64,
+    id: u64,
+) -> Result<(), Broken> {
+    let rng = mix(options.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut client = Client::connect(&options.addr).await?;
+    let (_, token) = call(
+        &mut client,
+        &report,
+        "token",
+        Method::POST,
+        "/api/dev/token",
+        &[],
+        Some(&json!({ "customer_id": id })),
+    )
+    .await?;
+    client.auth = token["token"].as_str().map(|t| format!("Bearer {t}"));
+    let base = format!("/api/events/{event}");
+    call(
+        &mut client,
+        &report,
+        "join",
+        Method::POST,
+        &format!("{base}/queue"),
+        &[],
+        None,
+    )
+    .await?;
+    let waiting = Instant::now();
+    loop {
+        let (_, status) = call(
+            &mut client,
+            &report,
+            "status",
+            Method::GET,
+            &format!("{base}/queue"),
+            &[],
+            None,
+        )
+        .await?;
+        match status["status"].as_str() {
+            Some("shopping") => break,
+            Some("waiting" | "prequeue") if waiting.elapsed() < Duration::from_secs(600) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+    report.record("wait_for_turn", waiting);
+    let ticket_type = match rng % 10 {
+        0..=5 => 0,
+        6..=8 => 1,
+        _ => 2,
+    };
+    let quantity = 1 + (rng >> 8) % 3;
+    let items = json!({ "items": [{ "ticket_type": ticket_type, "quantity": quantity }] });
+    let (status, _) = call(
+        &mut client,
+        &report,
+        "hold",
+        Method::POST,
+        &format!("{base}/cart/items"),
+        &[],
+        Some(&items),
+    )
+    .await?;
+    if !status.is_success() {
+        return Ok(());
+    }
+    let intent = (rng >> 16) % 100;
+    if intent < 20 {
+        call(
+            &mut client,
+            &report,
+            "release",
+            Method::DELETE,
+            &format!("{base}/cart"),
+            &[],
+            None,
+        )
+        .await?;
+        return Ok(());
+    }
+    let key = format!("stress-{id}");
+    let headers = [("idempotency-key", key.as_str())];
+    if intent < 30 {
+        let declined = json!({ "card_number": "4000000000000002" });
+        let decline_key = format!("stress-{id}-declined");
+        call(
+            &mut client,
+            &report,
+            "checkout",
+            Method::POST,
+            &format!("{base}/checkout"),
+            &[("idempotency-key", decline_key.as_str())],
+            Some(&declined),
+        )
+        .await?;
+    }
+    let card = json!({ "card_number": "4242424242424242" });
+    let (status, order) = call(
+        &mut client,
+        &report,
+        "checkout",
+        Method::POST,
+        &format!("{base}/checkout"),
+        &headers,
+        Some(&card),
+    )
+    .await?;
+    if status.is_success() {
+        let bought = order["tickets"].as_array().map_or(0, |t| t.len() as u64);
+        *report.bought.lock() += bought;
+        if bought > 4 {
+            *report.over_limit.lock() += 1;
+        }
+    } else {
+        // A failed checkout leaves the hold: give it back.
+        call(
+            &mut client,
+            &report,
+            "release",
+            Method::DELETE,
+            &format!("{base}/cart"),
+            &[],
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs the drop; `progress` is called as fans finish.
+pub async fn run(
+    options: Options,
+    progress: impl Fn(u64) + Send + Sync + 'static,
+) -> Result<Summary, Broken> {
+    let options = Arc::new(options);
+    let report = Arc::new(Report::default());
+    let mut admin = Client::connect(&options.addr).await?;
+    let (_, token) = admin
+        .call(
+            Method::POST,
+            "/api/dev/token",
+            &[],
+            Some(&json!({ "customer_id": 0, "admin": true })),
+        )
+        .await?;
+    admin.auth = token["token"].as_str().map(|t| format!("Bearer {t}"));
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(0);
+    let t = options.tickets;
+    let event_body = json!({
+        "name": "Stress drop", "venue": "Loopback", "starts_at_ms": now_ms + 86_400_000,
+        "prequeue_opens_at_ms": now_ms, "opens_at_ms": now_ms + 1_000, "closes_at_ms": now_ms + 3_600_000,
+        "ticket_types": [
+            { "name": "Pista", "price_cents": 25_000, "capacity": (t * 6 / 10).max(1) },
+            { "name": "Pista Premium", "price_cents": 45_000, "capacity": (t * 3 / 10).max(1) },
+            { "name": "Camarote", "price_cents": 90_000, "capacity": (t / 10).max(1) },
+        ],
+        "policy": { "max_active": options.max_active, "admit_per_second": options.admit_per_second },
+    });
+    let (status, event) = admin
+        .call(Method::POST, "/api/admin/events", &[], Some(&event_body))
+        .await?;
+    if status != StatusCode::CREATED {
+        return Err(Broken(format!(
+            "cannot create the event ({status}): {event}"
+        )));
+    }
+    let event_id = event["id"].as_u64().unwrap_or(0);
+
+    let started = Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    let progress = Arc::new(progress);
+    let mut tasks = tokio::task::JoinSet::new();
+    let spike_ms = options.spike_seconds.max(1) * 1_000;
+    for id in 1..=options.fans {
+        // Front-loaded: the earlier of two uniform draws.
+        let a = mix(options.seed ^ id) % spike_ms;
+        let b = mix(options.seed ^ id ^ 0xABCD) % spike_ms;
+        let arrival = started + Duration::from_millis(a.min(b));
+        let (options, report, permits, progress) = (
+            options.clone(),
+            report.clone(),
+            permits.clone(),
+            progress.clone(),
+        );
+        tasks.spawn(async move {
+            tokio::time::sleep_until(arrival.into()).await;
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            if let Err(Broken(reason)) = fan(options, report.clone(), event_id, id).await {
+                report.count(&format!(
+                    "broken: {}",
+                    reason.split(':').next().unwrap_or("")
+                ));
+            }
+            let done = report
+                .fans_done
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            progress(done);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+
+    let (_, event) = admin
+        .call(Method::GET, &format!("/api/events/{event_id}"), &[], None)
+        .await?;
+    let mut consistent = true;
+    let mut sold_total = 0;
+    let mut held_total = 0;
+    for ticket_type in event["ticket_types"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let n = |k: &str| ticket_type[k].as_u64().unwrap_or(u64::MAX);
+        consistent &=
+            n("available") + n("held") + n("sold") == n("capacity") && n("sold") <= n("capacity");
+        sold_total += n("sold");
+        held_total += n("held");
+    }
+    let bought = *report.bought.lock();
+    let over_limit = *report.over_limit.lock();
+    consistent &= held_total == 0 && bought == sold_total && over_limit == 0;
+
+    let steps: BTreeMap<&str, Value> = report
+        .steps
+        .lock()
+        .iter()
+        .map(|(step, h)| {
+            (*step, json!({
+                "count": h.len(),
+                "p50_us": h.value_at_quantile(0.5), "p90_us": h.value_at_quantile(0.9),
+                "p99_us": h.value_at_quantile(0.99), "p999_us": h.value_at_quantile(0.999), "max_us": h.max(),
+            }))
+        })
+        .collect();
+    let requests: u64 = report.steps.lock().values().map(|h| h.len()).sum();
+    let json = json!({
+        "fans": options.fans,
+        "tickets": sold_total + held_total + event["ticket_types"].as_array().map_or(0, |ts| ts.iter().map(|t| t["available"].as_u64().unwrap_or(0)).sum()),
+        "seconds": elapsed.as_secs_f64(),
+        "requests": requests,
+        "requests_per_second": requests as f64 / elapsed.as_secs_f64().max(0.001),
+        "steps": steps,
+        "responses_by_error_code": *report.codes.lock(),
+        "verification": {
+            "sold": sold_total, "held_at_end": held_total, "bought_by_fans": bought,
+            "fans_over_limit": over_limit, "consistent": consistent,
+        },
+    });
+    Ok(Summary { json, consistent })
+}

@@ -1,0 +1,73 @@
+//! The stress tool against an in-process server: a small drop sells out,
+//! and the tool's own verification (stock adds up, no hold left, what the
+//! fans bought equals what was sold, nobody over the limit) passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use ingressoja::http::config::ServerConfig;
+use ingressoja::http::gateway::TestGateway;
+use ingressoja::http::identity::TokenKey;
+use ingressoja::http::limits::{Limits, LimitsConfig};
+use ingressoja::http::metrics::Metrics;
+use ingressoja::http::{App, serve};
+use ingressoja::runtime::{Runtime, RuntimeOptions, SystemClock};
+use ingressoja_stress::{Options, run};
+
+#[test]
+fn a_small_drop_sells_out_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock);
+    let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
+    let off = LimitsConfig {
+        reads_per_ip: 0,
+        joins_per_ip: 0,
+        joins_per_account: 0,
+        carts_per_ip: 0,
+        carts_per_account: 0,
+    };
+    let app = Arc::new(App {
+        runtime,
+        config: ServerConfig {
+            development: true,
+            limits: off,
+            ..ServerConfig::default()
+        },
+        tokens: TokenKey::random().unwrap(),
+        gateway: Arc::new(TestGateway::default()),
+        clock,
+        limits: Limits::new(&off),
+        metrics: Metrics::new(),
+    });
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let summary = tokio.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, async move {
+            let _ = stopped.await;
+        }));
+        let options = Options {
+            addr,
+            fans: 400,
+            tickets: 100,
+            spike_seconds: 1,
+            concurrency: 400,
+            max_active: 400,
+            admit_per_second: 2_000,
+            seed: 5,
+        };
+        let summary = run(options, |_| {}).await.unwrap();
+        let _ = stop.send(());
+        let _ = server.await;
+        summary
+    });
+    let verification = &summary.json["verification"];
+    assert!(summary.consistent, "{}", summary.json);
+    assert_eq!(verification["sold"].as_u64(), Some(100), "{}", summary.json);
+    assert!(summary.json["steps"]["checkout"]["count"].as_u64().unwrap() > 0);
+}
