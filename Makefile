@@ -20,13 +20,14 @@ CARGO_FLAGS := --release --locked
 APT_PACKAGES := build-essential pkg-config libclang-dev clang
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps run demo test fmt lint unit bench clean
+.PHONY: help deps run demo test fmt lint unit bench bench-http clean
 
 help:
 	@echo "make run    serve the sale on http://127.0.0.1:8080 with a demo event"
 	@echo "make demo   play a narrated demo drop through the engine"
 	@echo "make test   fmt check + clippy -D warnings + every test"
 	@echo "make bench  criterion benches (figures go to docs/BENCHMARKS.md)"
+	@echo "make bench-http  wrk against nginx and against the server"
 	@echo "make deps   install missing Debian packages"
 
 deps:
@@ -64,6 +65,12 @@ unit:
 
 bench: deps
 	$(CARGO) bench --locked --profile release -p ingressoja-benches
+
+# wrk against nginx and against the server, same run (installs both if missing).
+bench-http: deps
+	@for p in nginx-light wrk; do dpkg -s $$p >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; break; }; done
+	$(CARGO) build $(CARGO_FLAGS) -p ingressoja-server
+	benches/http/compare.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# HTTP benchmark, one run, same machine: wrk against nginx serving a static
+# 200, against IngressoJa's read path (GET an event) and its hold path
+# (add/remove a ticket: a durable change per request), all over keep-alive.
+# Usage: benches/http/compare.sh   (DURATION=10s CONNECTIONS=64 THREADS=2 FANS=400)
+set -euo pipefail
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+FANS=${FANS:-400}
+BIN=${INGRESSOJA:-${CARGO_TARGET_DIR:-$HOME/.cache/ingressoja/target}/release/ingressoja}
+HERE=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cat > "$work/nginx.conf" <<CONF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/error.log;
+daemon off;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:18200; location / { return 200 "ok"; } } }
+CONF
+nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+
+cat > "$work/ingressoja.toml" <<CONF
+development = true
+[limits]
+reads_per_ip = 0
+joins_per_ip = 0
+joins_per_account = 0
+carts_per_ip = 0
+carts_per_account = 0
+CONF
+"$BIN" serve --demo --config "$work/ingressoja.toml" --data "$work/data" --listen 127.0.0.1:18201 > "$work/server.log" 2>&1 & pids+=($!)
+
+for port in 18200 18201; do
+  for _ in $(seq 1 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
+done
+
+# Fans with a turn: a token each, joined (the demo sale is open; max_active 2000).
+: > "$work/fans"
+for id in $(seq 1 "$FANS"); do
+  token=$(curl -s -X POST 127.0.0.1:18201/api/dev/token -d "{\"customer_id\":$id}" | sed 's/.*"token":"\([^"]*\)".*/\1/')
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $token" 127.0.0.1:18201/api/events/0/queue
+  echo "$token" >> "$work/fans"
+done
+
+run() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | grep -E "Requests/sec|Latency|50%|99%|Non-2xx"; }
+echo "== nginx, static 200"
+run http://127.0.0.1:18200/
+echo "== ingressoja, GET /api/events/0 (read)"
+run http://127.0.0.1:18201/api/events/0
+echo "== ingressoja, hold path (POST/DELETE cart items, durable)"
+FANS_FILE="$work/fans" THREADS="$THREADS" run -s "$HERE/hold.lua" http://127.0.0.1:18201/
