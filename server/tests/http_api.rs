@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use ingressoja::http::limits::LimitsConfig;
-use support::{call, start, start_with, token};
+use support::{call, start, start_configured, start_with, token};
 
 #[test]
 fn a_fan_queues_carts_pays_once_and_sees_the_tickets() {
@@ -357,4 +357,35 @@ fn metrics_count_requests_by_route_and_show_the_sale() {
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let server = start_configured(ingressoja::http::config::ServerConfig {
+        development: true,
+        request_timeout_ms: 300,
+        ..Default::default()
+    });
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET /api/events HTTP/1.1\r\nHost: slow")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // The server closes the connection (EOF), after at most a 408, well
+    // before our own 10 s read timeout.
+    let _ = stream.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "still open after {:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
 }

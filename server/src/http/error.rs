@@ -120,3 +120,37 @@ impl From<RuntimeError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_and_failures_map_to_retryable_503s_and_client_mistakes_to_4xx() {
+        let overloaded = ApiError::from(RuntimeError::Overloaded);
+        assert_eq!(
+            (overloaded.status, overloaded.code, overloaded.retry_after_s),
+            (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1))
+        );
+        let failed = ApiError::from(RuntimeError::Durability("disk".into()));
+        assert_eq!(
+            (failed.status, failed.retry_after_s.is_some()),
+            (StatusCode::SERVICE_UNAVAILABLE, true)
+        );
+        assert_eq!(
+            ApiError::from(Rejection::EmptyItems).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::from(Rejection::SoldOut).status,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            ApiError::from(Rejection::PaymentDeclined).status,
+            StatusCode::PAYMENT_REQUIRED
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(&ApiError::from(Rejection::SoldOut).body()).unwrap();
+        assert_eq!(body["error"]["code"], "sold_out");
+    }
+}

@@ -214,3 +214,36 @@ pub fn customer_stream(
     });
     response(receiver)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off_once_its_buffer_is_full() {
+        let (sender, mut receiver) = mpsc::channel(BUFFER);
+        for i in 0..BUFFER {
+            assert!(
+                offer(&sender, Bytes::from(format!("message {i}"))),
+                "message {i} fits"
+            );
+        }
+        // The stream task stops (and the body ends) on the first refusal.
+        assert!(!offer(&sender, Bytes::from_static(b"one too many")));
+        drop(sender);
+        let mut delivered = 0;
+        while receiver.recv().await.is_some() {
+            delivered += 1;
+        }
+        assert_eq!(
+            delivered, BUFFER,
+            "memory per connection is bounded by the buffer"
+        );
+    }
+
+    #[test]
+    fn messages_are_framed_with_id_event_and_data() {
+        let framed = message("hold", Some(42), &json!({"a": 1}));
+        assert_eq!(&framed[..], b"id: 42\nevent: hold\ndata: {\"a\":1}\n\n");
+    }
+}

@@ -46,6 +46,15 @@ pub fn start() -> Server {
 }
 
 pub fn start_with(limits: LimitsConfig) -> Server {
+    start_configured(ServerConfig {
+        development: true,
+        limits,
+        ..ServerConfig::default()
+    })
+}
+
+pub fn start_configured(config: ServerConfig) -> Server {
+    let limits = config.limits;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(NOW));
     let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
@@ -54,10 +63,7 @@ pub fn start_with(limits: LimitsConfig) -> Server {
         .unwrap();
     let app = Arc::new(App {
         runtime,
-        config: ServerConfig {
-            development: true,
-            ..ServerConfig::default()
-        },
+        config,
         tokens: TokenKey::random().unwrap(),
         gateway: Arc::new(TestGateway::default()),
         clock,
