@@ -213,6 +213,7 @@ fn serve(
         clock,
         limits: http::limits::Limits::new(&config.limits),
         metrics: http::metrics::Metrics::new(),
+        hub: Default::default(),
         config: config.clone(),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -38,6 +38,7 @@ fn a_small_drop_sells_out_and_verifies() {
         clock,
         limits: Limits::new(&off),
         metrics: Metrics::new(),
+        hub: Default::default(),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

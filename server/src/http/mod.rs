@@ -3,7 +3,7 @@
 //! - `routes.rs`: dispatch, identity, responses.
 //! - `admin_api.rs`: the operators' endpoints (admin role);
 //! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes;
-//!   `sse.rs`: server-sent event streams.
+//!   `sse.rs`: server-sent event streams; `hub.rs`: their fan-out.
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
 //! - `identity.rs`: signed development tokens; `gateway.rs`: payments and
 //!   the sandbox gateway; `config.rs`: configuration (TOML + environment);
@@ -22,6 +22,7 @@ pub mod demo_event;
 pub mod error;
 pub mod fan_api;
 pub mod gateway;
+pub mod hub;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
@@ -62,6 +63,8 @@ pub struct App {
     pub limits: limits::Limits,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
+    /// Fans-out durable changes to the event streams.
+    pub hub: hub::Hub,
 }
 
 impl App {
@@ -77,6 +80,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let permits = Arc::new(Semaphore::new(app.config.max_connections.max(1)));
     let header_timeout = Duration::from_millis(app.config.request_timeout_ms.max(1));
     let mut connections = JoinSet::new();
+    let hub = tokio::spawn(hub::Hub::run(app.clone()));
     let mut trim = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
     loop {
@@ -114,4 +118,5 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let _ = stop.send(true);
     let drained = async { while connections.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+    hub.abort();
 }

@@ -1,8 +1,8 @@
 //! Server-sent events: live state pushed to fans.
 //!
 //! - `GET /api/events/{id}/stream`: the event's state (stock, queue, phase)
-//!   on connect, then again whenever a durable change touches the event,
-//!   coalesced to at most four messages a second.
+//!   on connect, then each state the hub publishes (at most four a second,
+//!   only when something changed; see `hub.rs`).
 //! - `GET /api/events/{id}/me/stream` (authenticated): the fan's status
 //!   (place in line, turn, cart) on connect and whenever it changes, plus
 //!   named events for their own changes: `admitted`, `hold`, `hold_expired`,
@@ -29,18 +29,15 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame};
 use ingressoja_engine::{CustomerId, Transition};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::{App, views};
-use crate::runtime::{EventId, Notice};
+use crate::runtime::EventId;
 
 /// Messages buffered per connection before a slow client is dropped.
 pub const BUFFER: usize = 32;
 /// How often an idle stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// State messages are sent at most this often.
-pub const COALESCE: Duration = Duration::from_millis(250);
 
 /// A response body fed by a bounded channel.
 struct ChannelBody(mpsc::Receiver<Bytes>);
@@ -108,7 +105,7 @@ async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Opti
 /// The event's stream.
 pub fn event_stream(app: Arc<App>, event: EventId) -> Response<BoxBody<Bytes, Infallible>> {
     let (sender, receiver) = mpsc::channel(BUFFER);
-    let mut notices = app.runtime.subscribe();
+    let mut published = app.hub.watch_event(event);
     tokio::spawn(async move {
         let Some(first) = event_state(&app, event).await else {
             return;
@@ -116,21 +113,17 @@ pub fn event_stream(app: Arc<App>, event: EventId) -> Response<BoxBody<Bytes, In
         if !offer(&sender, message("state", None, &first)) {
             return;
         }
-        let (mut dirty, mut last_seq) = (false, None);
-        let mut coalesce = tokio::time::interval(COALESCE);
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         loop {
             tokio::select! {
-                notice = notices.recv() => match notice {
-                    Ok(Notice { event: e, seq, .. }) if e == event => { dirty = true; last_seq = Some(seq); }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => dirty = true,
-                    Err(RecvError::Closed) => return,
-                },
-                _ = coalesce.tick(), if dirty => {
-                    dirty = false;
-                    let Some(state) = event_state(&app, event).await else { return };
-                    if !offer(&sender, message("state", last_seq, &state)) { return; }
+                changed = published.changed() => {
+                    if changed.is_err() { return; }
+                    let latest = published.borrow_and_update().clone();
+                    if let Some(latest) = latest
+                        && !offer(&sender, message("state", Some(latest.seq), &latest.state))
+                    {
+                        return;
+                    }
                 }
                 _ = keep_alive.tick() => if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return },
                 () = sender.closed() => return,
@@ -167,7 +160,8 @@ pub fn customer_stream(
     resumed_after: Option<u64>,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let (sender, receiver) = mpsc::channel(BUFFER);
-    let mut notices = app.runtime.subscribe();
+    let mut own = app.hub.register(event, customer);
+    let mut published = app.hub.watch_event(event);
     tokio::spawn(async move {
         let Some(mut last) = customer_state(&app, event, customer).await else {
             return;
@@ -179,37 +173,49 @@ pub fn customer_stream(
         if !offer(&sender, message("status", None, &first)) {
             return;
         }
-        let mut dirty = false;
-        let mut coalesce = tokio::time::interval(COALESCE);
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         loop {
-            tokio::select! {
-                notice = notices.recv() => match notice {
-                    Ok(notice) if notice.event == event => {
-                        dirty = true;
-                        if notice.transition.customer() == Some(customer)
-                            && let Some((name, data)) = personal(&notice.transition)
-                            && !offer(&sender, message(name, Some(notice.seq), &data))
-                        {
-                            return;
-                        }
+            let refresh = tokio::select! {
+                change = own.recv() => {
+                    // None: the hub dropped this stream for falling behind.
+                    let Some((seq, transition)) = change else { return };
+                    if let Some((name, data)) = personal(&transition)
+                        && !offer(&sender, message(name, Some(seq), &data))
+                    {
+                        return;
                     }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => dirty = true,
-                    Err(RecvError::Closed) => return,
-                },
-                _ = coalesce.tick(), if dirty => {
-                    dirty = false;
-                    let Some(now) = customer_state(&app, event, customer).await else { return };
-                    if now == last { continue; }
-                    let admitted = last["queue"]["status"] != "shopping" && now["queue"]["status"] == "shopping";
-                    if admitted && !offer(&sender, message("admitted", None, &now["queue"])) { return; }
-                    if !offer(&sender, message("status", None, &now)) { return; }
-                    last = now;
+                    true
                 }
-                _ = keep_alive.tick() => if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return },
+                changed = published.changed() => {
+                    if changed.is_err() { return; }
+                    published.borrow_and_update();
+                    // The sale moved: only a fan still waiting can be affected.
+                    matches!(last["queue"]["status"].as_str(), Some("waiting" | "prequeue"))
+                }
+                _ = keep_alive.tick() => {
+                    if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return; }
+                    false
+                }
                 () = sender.closed() => return,
+            };
+            if !refresh {
+                continue;
             }
+            let Some(now) = customer_state(&app, event, customer).await else {
+                return;
+            };
+            if now == last {
+                continue;
+            }
+            let admitted =
+                last["queue"]["status"] != "shopping" && now["queue"]["status"] == "shopping";
+            if admitted && !offer(&sender, message("admitted", None, &now["queue"])) {
+                return;
+            }
+            if !offer(&sender, message("status", None, &now)) {
+                return;
+            }
+            last = now;
         }
     });
     response(receiver)

@@ -69,6 +69,7 @@ pub fn start_configured(config: ServerConfig) -> Server {
         clock,
         limits: Limits::new(&limits),
         metrics: Metrics::new(),
+        hub: Default::default(),
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
