@@ -193,16 +193,7 @@ async fn fan(
     }
     let intent = (rng >> 16) % 100;
     if intent < 20 {
-        call(
-            &mut client,
-            &report,
-            "release",
-            Method::DELETE,
-            &format!("{base}/cart"),
-            &[],
-            None,
-        )
-        .await?;
+        release(&mut client, &report, &base).await?;
         return Ok(());
     }
     let key = format!("stress-{id}");
@@ -235,21 +226,12 @@ async fn fan(
     if status.is_success() {
         let bought = order["tickets"].as_array().map_or(0, |t| t.len() as u64);
         *report.bought.lock() += bought;
-        if bought > 4 {
+        if bought > limit {
             *report.over_limit.lock() += 1;
         }
     } else {
         // A failed checkout leaves the hold: give it back.
-        call(
-            &mut client,
-            &report,
-            "release",
-            Method::DELETE,
-            &format!("{base}/cart"),
-            &[],
-            None,
-        )
-        .await?;
+        release(&mut client, &report, &base).await?;
     }
     Ok(())
 }
@@ -297,6 +279,7 @@ pub async fn run(
         )));
     }
     let event_id = event["id"].as_u64().unwrap_or(0);
+    let limit = event["limit_per_customer"].as_u64().unwrap_or(0);
 
     let started = Instant::now();
     let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
@@ -319,7 +302,7 @@ pub async fn run(
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            if let Err(Broken(reason)) = fan(options, report.clone(), event_id, id).await {
+            if let Err(Broken(reason)) = fan(options, report.clone(), event_id, limit, id).await {
                 report.count(&format!(
                     "broken: {}",
                     reason.split(':').next().unwrap_or("")
