@@ -120,10 +120,19 @@ async fn call(
     Err(Broken("gave up after 30 retries".into()))
 }
 
+/// Gives the whole cart back.
+async fn release(client: &mut Client, report: &Report, base: &str) -> Result<(), Broken> {
+    let path = format!("{base}/cart");
+    call(client, report, "release", Method::DELETE, &path, &[], None)
+        .await
+        .map(|_| ())
+}
+
 async fn fan(
     options: Arc<Options>,
     report: Arc<Report>,
     event: u64,
+    limit: u64,
     id: u64,
 ) -> Result<(), Broken> {
     let rng = mix(options.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
