@@ -389,3 +389,35 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
         "{text}"
     );
 }
+
+#[test]
+fn a_fan_who_leaves_gives_back_the_hold_and_the_slot() {
+    let server = start();
+    let auth = token(&server, 31);
+    let me = [("Authorization", auth.as_str())];
+    call(&server, "POST", "/api/events/0/queue", &me, None);
+    call(
+        &server,
+        "POST",
+        "/api/events/0/cart/items",
+        &me,
+        Some(r#"{"items":[{"ticket_type":2,"quantity":2}]}"#),
+    );
+    let (status, left) = call(&server, "DELETE", "/api/events/0/queue", &me, None);
+    assert_eq!(
+        (status, left["status"].as_str()),
+        (200, Some("turn_over")),
+        "{left}"
+    );
+    let (_, event) = call(&server, "GET", "/api/events/0", &[], None);
+    assert_eq!(
+        event["ticket_types"][2]["held"].as_u64(),
+        Some(0),
+        "{event}"
+    );
+    let (status, error) = call(&server, "DELETE", "/api/events/0/queue", &me, None);
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("admission_expired"))
+    );
+}

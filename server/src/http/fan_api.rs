@@ -72,6 +72,13 @@ pub async fn join(app: &App, event: EventId, customer: CustomerId) -> Answer {
     Ok((status, body))
 }
 
+/// `DELETE /api/events/{id}/queue`: the fan is done; their hold (if any) is
+/// released and the slot goes to the next in line.
+pub async fn leave(app: &App, event: EventId, customer: CustomerId) -> Answer {
+    apply(app, event, Command::Leave { customer }).await?;
+    queue_status(app, event, customer).await
+}
+
 /// `GET /api/events/{id}/queue`
 pub async fn queue_status(app: &App, event: EventId, customer: CustomerId) -> Answer {
     let status = read_state(app, move |state| {

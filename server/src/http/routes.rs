@@ -72,6 +72,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/events/{event}/stream", "event_stream"),
     ("POST", "/api/events/{event}/queue", "queue_join"),
     ("GET", "/api/events/{event}/queue", "queue_status"),
+    ("DELETE", "/api/events/{event}/queue", "queue_leave"),
     ("GET", "/api/events/{event}/me/stream", "my_stream"),
     ("GET", "/api/events/{event}/cart", "cart_get"),
     ("DELETE", "/api/events/{event}/cart", "cart_release"),
@@ -99,6 +100,7 @@ fn route_name(method: &Method, segments: &[&str]) -> &'static str {
         (&Method::GET, ["api", "events", _]) => "event_get",
         (&Method::POST, ["api", "events", _, "queue"]) => "queue_join",
         (&Method::GET, ["api", "events", _, "queue"]) => "queue_status",
+        (&Method::DELETE, ["api", "events", _, "queue"]) => "queue_leave",
         (&Method::GET, ["api", "events", _, "stream"]) => "event_stream",
         (&Method::GET, ["api", "events", _, "me", "stream"]) => "my_stream",
         (&Method::GET, ["api", "events", _, "cart"]) => "cart_get",
@@ -263,6 +265,10 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         (&Method::POST, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(app, &request)?);
             fan_api::join(app, event, who).await
+        }
+        (&Method::DELETE, ["api", "events", id, "queue"]) => {
+            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            fan_api::leave(app, event, who).await
         }
         (&Method::GET, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(app, &request)?);
