@@ -71,7 +71,12 @@ fn a_backup_taken_under_load_restores_to_a_consistent_state() {
         })
     };
     // Take the backup while joins are being acknowledged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while runtime.durable_seq() < 1_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never got going"
+        );
         thread::yield_now();
     }
     let backup = dir.path().join("backup");
