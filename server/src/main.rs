@@ -206,16 +206,7 @@ fn serve(
         ))?;
         tracing::info!(event = event.0, "created the demo event");
     }
-    let app = Arc::new(http::App {
-        runtime,
-        tokens: http::identity::TokenKey::random()?,
-        gateway: Arc::new(http::gateway::TestGateway::default()),
-        clock,
-        limits: http::limits::Limits::new(&config.limits),
-        metrics: http::metrics::Metrics::new(),
-        hub: Default::default(),
-        config: config.clone(),
-    });
+    let app = Arc::new(http::App::new(runtime, config.clone(), clock)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

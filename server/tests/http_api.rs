@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use ingressoja::http::limits::LimitsConfig;
-use support::{call, start, start_configured, start_with, token};
+use support::{call, join_and_hold, start, start_configured, start_with, token};
 
 #[test]
 fn a_fan_queues_carts_pays_once_and_sees_the_tickets() {
@@ -72,13 +72,10 @@ fn declined_and_failed_payments_sell_nothing_and_keep_the_hold() {
     let server = start();
     let auth = token(&server, 2);
     let me = [("Authorization", auth.as_str())];
-    call(&server, "POST", "/api/events/0/queue", &me, None);
-    call(
+    join_and_hold(
         &server,
-        "POST",
-        "/api/events/0/cart/items",
-        &me,
-        Some(r#"{"items":[{"ticket_type":1,"quantity":1}]}"#),
+        &auth,
+        r#"{"items":[{"ticket_type":1,"quantity":1}]}"#,
     );
     let pay = [
         ("Authorization", auth.as_str()),
@@ -329,14 +326,10 @@ fn a_client_over_its_quota_gets_429_with_retry_after() {
 fn metrics_count_requests_by_route_and_show_the_sale() {
     let server = start();
     let auth = token(&server, 11);
-    let me = [("Authorization", auth.as_str())];
-    call(&server, "POST", "/api/events/0/queue", &me, None);
-    call(
+    join_and_hold(
         &server,
-        "POST",
-        "/api/events/0/cart/items",
-        &me,
-        Some(r#"{"items":[{"ticket_type":0,"quantity":1}]}"#),
+        &auth,
+        r#"{"items":[{"ticket_type":0,"quantity":1}]}"#,
     );
     call(&server, "GET", "/api/events/7", &[], None);
     let mut stream = TcpStream::connect(server.addr).unwrap();
@@ -395,13 +388,10 @@ fn a_fan_who_leaves_gives_back_the_hold_and_the_slot() {
     let server = start();
     let auth = token(&server, 31);
     let me = [("Authorization", auth.as_str())];
-    call(&server, "POST", "/api/events/0/queue", &me, None);
-    call(
+    join_and_hold(
         &server,
-        "POST",
-        "/api/events/0/cart/items",
-        &me,
-        Some(r#"{"items":[{"ticket_type":2,"quantity":2}]}"#),
+        &auth,
+        r#"{"items":[{"ticket_type":2,"quantity":2}]}"#,
     );
     let (status, left) = call(&server, "DELETE", "/api/events/0/queue", &me, None);
     assert_eq!(

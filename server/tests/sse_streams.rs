@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{call, open_stream, read_until, start, token};
+use support::{call, join_and_hold, open_stream, read_until, start, token};
 
 #[test]
 fn the_event_stream_follows_the_stock() {
@@ -23,14 +23,10 @@ fn the_event_stream_follows_the_stock() {
     read_until(&mut stream, &mut seen, "\n\n");
 
     let auth = token(&server, 21);
-    let me = [("Authorization", auth.as_str())];
-    call(&server, "POST", "/api/events/0/queue", &me, None);
-    call(
+    join_and_hold(
         &server,
-        "POST",
-        "/api/events/0/cart/items",
-        &me,
-        Some(r#"{"items":[{"ticket_type":2,"quantity":3}]}"#),
+        &auth,
+        r#"{"items":[{"ticket_type":2,"quantity":3}]}"#,
     );
     // A later state shows the three Camarote tickets held.
     read_until(&mut stream, &mut seen, r#""available":497"#);
@@ -84,14 +80,10 @@ fn a_fans_stream_follows_them_from_admission_to_the_order() {
 fn a_reconnect_with_last_event_id_starts_from_the_current_state() {
     let server = start();
     let auth = token(&server, 23);
-    let me = [("Authorization", auth.as_str())];
-    call(&server, "POST", "/api/events/0/queue", &me, None);
-    call(
+    join_and_hold(
         &server,
-        "POST",
-        "/api/events/0/cart/items",
-        &me,
-        Some(r#"{"items":[{"ticket_type":1,"quantity":2}]}"#),
+        &auth,
+        r#"{"items":[{"ticket_type":1,"quantity":2}]}"#,
     );
     let resume = [("Authorization", auth.as_str()), ("Last-Event-ID", "3")];
     let mut stream = open_stream(&server, "/api/events/0/me/stream", &resume);

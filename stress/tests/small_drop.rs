@@ -6,10 +6,7 @@
 use std::sync::Arc;
 
 use ingressoja::http::config::ServerConfig;
-use ingressoja::http::gateway::TestGateway;
-use ingressoja::http::identity::TokenKey;
-use ingressoja::http::limits::{Limits, LimitsConfig};
-use ingressoja::http::metrics::Metrics;
+use ingressoja::http::limits::LimitsConfig;
 use ingressoja::http::{App, serve};
 use ingressoja::runtime::{Runtime, RuntimeOptions, SystemClock};
 use ingressoja_stress::{Options, run};
@@ -26,20 +23,12 @@ fn a_small_drop_sells_out_and_verifies() {
         carts_per_ip: 0,
         carts_per_account: 0,
     };
-    let app = Arc::new(App {
-        runtime,
-        config: ServerConfig {
-            development: true,
-            limits: off,
-            ..ServerConfig::default()
-        },
-        tokens: TokenKey::random().unwrap(),
-        gateway: Arc::new(TestGateway::default()),
-        clock,
-        limits: Limits::new(&off),
-        metrics: Metrics::new(),
-        hub: Default::default(),
-    });
+    let config = ServerConfig {
+        development: true,
+        limits: off,
+        ..ServerConfig::default()
+    };
+    let app = Arc::new(App::new(runtime, config, clock).unwrap());
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -110,14 +110,7 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Answer {
             .per_type_limits
             .set(t, ticket_type.limit_per_customer);
     }
-    let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no_randomness",
-            "the server has no random source",
-        )
-    })?;
+    let seed = super::random_bytes::<8>()?;
     let config = EventConfig {
         name: body.name,
         venue: body.venue,

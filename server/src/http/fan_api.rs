@@ -228,14 +228,7 @@ pub async fn checkout(
         Charge::Declined => Payment::Declined,
         Charge::Failed => Payment::Failed,
     };
-    let mut seed = [0u8; 16];
-    getrandom::fill(&mut seed).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no_randomness",
-            "the server has no random source",
-        )
-    })?;
+    let seed = super::random_bytes::<16>()?;
     let command = Command::Checkout {
         customer,
         payment,

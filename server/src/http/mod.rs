@@ -68,10 +68,43 @@ pub struct App {
 }
 
 impl App {
+    /// An app over a started runtime, with a fresh token key, the sandbox
+    /// payment gateway, and limits and metrics from the configuration.
+    pub fn new(
+        runtime: Runtime,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, getrandom::Error> {
+        Ok(App {
+            runtime,
+            tokens: TokenKey::random()?,
+            gateway: Arc::new(gateway::TestGateway::default()),
+            clock,
+            limits: limits::Limits::new(&config.limits),
+            metrics: metrics::Metrics::new(),
+            hub: hub::Hub::default(),
+            config,
+        })
+    }
+
     /// Whether development endpoints are on.
     pub fn development(&self) -> bool {
         self.config.development || self.config.demo
     }
+}
+
+/// `N` bytes from the operating system's random source, or a 500 naming the
+/// problem (ticket codes and shuffle seeds must never be predictable).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], error::ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|_| {
+        error::ApiError::new(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "no_randomness",
+            "the server has no random source",
+        )
+    })?;
+    Ok(bytes)
 }
 
 /// Serves `listener` until `shutdown` completes, then drains.

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::admin_api;
 use super::error::ApiError;
 use super::fan_api::{self, Answer};
+use super::identity::Identity;
 use super::limits::Class;
 use super::{App, body};
 use crate::runtime::EventId;
@@ -140,12 +141,14 @@ fn event_id(text: &str) -> Result<EventId, ApiError> {
         .map_err(|_| ApiError::not_found(format!("no event {text:?}")))
 }
 
-fn customer(app: &App, request: &Request<Incoming>) -> Result<CustomerId, ApiError> {
-    identity(app, request).map(|who| who.customer)
+/// The customer a request acts for (the token is verified once per request,
+/// in `route`, and passed here).
+fn customer(who: &Result<Identity, ApiError>) -> Result<CustomerId, ApiError> {
+    who.clone().map(|who| who.customer)
 }
 
-fn admin(app: &App, request: &Request<Incoming>) -> Result<CustomerId, ApiError> {
-    let who = identity(app, request)?;
+fn admin(who: &Result<Identity, ApiError>) -> Result<CustomerId, ApiError> {
+    let who = who.clone()?;
     if who.admin {
         Ok(who.customer)
     } else {
@@ -157,7 +160,7 @@ fn admin(app: &App, request: &Request<Incoming>) -> Result<CustomerId, ApiError>
     }
 }
 
-fn identity(app: &App, request: &Request<Incoming>) -> Result<super::identity::Identity, ApiError> {
+fn identity(app: &App, request: &Request<Incoming>) -> Result<Identity, ApiError> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -224,7 +227,7 @@ async fn stream(
         app.limits.check(Class::Read, remote, None)?;
         return Ok(super::sse::event_stream(app.clone(), event));
     }
-    let who = customer(app, &request)?;
+    let who = customer(&identity(app, &request))?;
     app.limits.check(Class::Read, remote, Some(who))?;
     let resumed_after = request
         .headers()
@@ -243,10 +246,11 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let who = identity(app, &request);
     if let Some(class) = class_of(&method, &segments) {
         // The account is counted when the token is valid; an invalid one is
         // refused by the handler after the per-address check.
-        let account = customer(app, &request).ok();
+        let account = customer(&who).ok();
         super::limits::shed(
             class,
             app.runtime.queue_depth(),
@@ -263,68 +267,66 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         (&Method::GET, ["api", "events"]) => fan_api::list_events(app).await,
         (&Method::GET, ["api", "events", id]) => fan_api::event(app, event_id(id)?).await,
         (&Method::POST, ["api", "events", id, "queue"]) => {
-            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let (event, who) = (event_id(id)?, customer(&who)?);
             fan_api::join(app, event, who).await
         }
         (&Method::DELETE, ["api", "events", id, "queue"]) => {
-            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let (event, who) = (event_id(id)?, customer(&who)?);
             fan_api::leave(app, event, who).await
         }
         (&Method::GET, ["api", "events", id, "queue"]) => {
-            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let (event, who) = (event_id(id)?, customer(&who)?);
             fan_api::queue_status(app, event, who).await
         }
         (&Method::GET, ["api", "events", id, "cart"]) => {
-            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let (event, who) = (event_id(id)?, customer(&who)?);
             fan_api::cart(app, event, who).await
         }
         (&Method::DELETE, ["api", "events", id, "cart"]) => {
-            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let (event, who) = (event_id(id)?, customer(&who)?);
             fan_api::release(app, event, who).await
         }
         (&Method::POST | &Method::DELETE, ["api", "events", id, "cart", "items"]) => {
-            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let (event, who) = (event_id(id)?, customer(&who)?);
             let add = method == Method::POST;
             let items = body::json(&body::read(request.into_body()).await?)?;
             fan_api::change_items(app, event, who, items, add).await
         }
         (&Method::POST, ["api", "events", id, "checkout"]) => {
-            let (event, who) = (event_id(id)?, customer(app, &request)?);
+            let (event, who) = (event_id(id)?, customer(&who)?);
             let key = idempotency_key(&request)?;
             let order = body::json(&body::read(request.into_body()).await?)?;
             fan_api::checkout(app, event, who, &key, order).await
         }
-        (&Method::GET, ["api", "me", "orders"]) => {
-            fan_api::my_orders(app, customer(app, &request)?).await
-        }
+        (&Method::GET, ["api", "me", "orders"]) => fan_api::my_orders(app, customer(&who)?).await,
         (&Method::POST, ["api", "admin", "events"]) => {
-            admin(app, &request)?;
+            admin(&who)?;
             let new = body::json(&body::read(request.into_body()).await?)?;
             admin_api::create_event(app, new).await
         }
         (&Method::PUT, ["api", "admin", "events", id, "policy"]) => {
             let event = event_id(id)?;
-            admin(app, &request)?;
+            admin(&who)?;
             let policy = body::json(&body::read(request.into_body()).await?)?;
             admin_api::update_policy(app, event, policy).await
         }
         (&Method::PUT, ["api", "admin", "events", id, "schedule"]) => {
             let event = event_id(id)?;
-            admin(app, &request)?;
+            admin(&who)?;
             let schedule = body::json(&body::read(request.into_body()).await?)?;
             admin_api::reschedule(app, event, schedule).await
         }
         (&Method::POST, ["api", "admin", "events", id, action @ ("pause" | "resume")]) => {
             let event = event_id(id)?;
-            admin(app, &request)?;
+            admin(&who)?;
             admin_api::pause(app, event, *action == "pause").await
         }
         (&Method::POST, ["api", "admin", "snapshot"]) => {
-            admin(app, &request)?;
+            admin(&who)?;
             admin_api::snapshot(app).await
         }
         (&Method::GET, ["api", "admin", "stats"]) => {
-            admin(app, &request)?;
+            admin(&who)?;
             admin_api::stats(app).await
         }
         (&Method::POST, ["api", "dev", "token"]) if app.development() => {

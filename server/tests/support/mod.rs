@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ingressoja::http::config::ServerConfig;
-use ingressoja::http::gateway::TestGateway;
-use ingressoja::http::identity::TokenKey;
-use ingressoja::http::limits::{Limits, LimitsConfig};
-use ingressoja::http::metrics::Metrics;
+use ingressoja::http::limits::LimitsConfig;
 use ingressoja::http::{App, demo_event, serve};
 use ingressoja::runtime::{ManualClock, Runtime, RuntimeOptions};
 use serde_json::Value;
@@ -54,23 +51,13 @@ pub fn start_with(limits: LimitsConfig) -> Server {
 }
 
 pub fn start_configured(config: ServerConfig) -> Server {
-    let limits = config.limits;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(NOW));
     let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
     runtime
         .create_event(demo_event::demo_event(NOW, 7))
         .unwrap();
-    let app = Arc::new(App {
-        runtime,
-        config,
-        tokens: TokenKey::random().unwrap(),
-        gateway: Arc::new(TestGateway::default()),
-        clock,
-        limits: Limits::new(&limits),
-        metrics: Metrics::new(),
-        hub: Default::default(),
-    });
+    let app = Arc::new(App::new(runtime, config, clock).unwrap());
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -130,6 +117,15 @@ pub fn call(
 
 pub fn token(server: &Server, customer: u64) -> String {
     issue(server, customer, false)
+}
+
+/// Joins event 0 as `auth` (a `Bearer …` header value) and holds `items`
+/// (an items JSON body); the fan is admitted at once in the demo event.
+pub fn join_and_hold(server: &Server, auth: &str, items: &str) {
+    let me = [("Authorization", auth)];
+    call(server, "POST", "/api/events/0/queue", &me, None);
+    let (status, cart) = call(server, "POST", "/api/events/0/cart/items", &me, Some(items));
+    assert_eq!(status, 200, "{cart}");
 }
 
 pub fn admin_token(server: &Server, customer: u64) -> String {
