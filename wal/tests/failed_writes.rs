@@ -7,17 +7,10 @@
     clippy::cast_possible_truncation
 )]
 
-use ingressoja_wal::{AppendError, Faults, MemStore, Record, Wal};
+mod support;
 
-fn records(first: u64, n: u64) -> Vec<Record> {
-    (first..first + n)
-        .map(|seq| Record {
-            seq,
-            timestamp_ms: seq,
-            payload: vec![seq as u8; 16],
-        })
-        .collect()
-}
+use ingressoja_wal::{AppendError, Faults, MemStore, Wal};
+use support::records;
 
 #[test]
 fn a_failed_sync_poisons_the_log() {

@@ -6,17 +6,10 @@
     clippy::cast_possible_truncation
 )]
 
-use ingressoja_wal::{Damage, MemStore, OpenError, Record, Wal};
+mod support;
 
-fn records(first: u64, n: u64) -> Vec<Record> {
-    (first..first + n)
-        .map(|seq| Record {
-            seq,
-            timestamp_ms: 1_000 + seq,
-            payload: format!("transition {seq}").into_bytes(),
-        })
-        .collect()
-}
+use ingressoja_wal::{Damage, MemStore, OpenError, Wal};
+use support::{payload, records};
 
 /// A log of batches of 3, 4 and 5 records (seqs 1-3, 4-7, 8-12).
 fn three_batches() -> MemStore {
@@ -196,8 +189,5 @@ fn reading_from_any_sequence_number() {
         assert_eq!(seqs, (from..=12).collect::<Vec<_>>(), "from {from}");
     }
     let first = wal.read_from(9).next().unwrap().unwrap();
-    assert_eq!(
-        (first.timestamp_ms, first.payload),
-        (1_009, b"transition 9".to_vec())
-    );
+    assert_eq!((first.timestamp_ms, first.payload), (1_009, payload(9)));
 }

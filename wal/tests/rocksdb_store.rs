@@ -7,17 +7,10 @@
     clippy::cast_possible_truncation
 )]
 
-use ingressoja_wal::{OpenError, Record, RocksStore, Wal, open_db};
+mod support;
 
-fn records(first: u64, n: u64) -> Vec<Record> {
-    (first..first + n)
-        .map(|seq| Record {
-            seq,
-            timestamp_ms: seq * 10,
-            payload: seq.to_le_bytes().to_vec(),
-        })
-        .collect()
-}
+use ingressoja_wal::{OpenError, RocksStore, Wal, open_db};
+use support::{payload, records};
 
 #[test]
 fn batches_survive_reopening_the_database() {
@@ -38,7 +31,7 @@ fn batches_survive_reopening_the_database() {
     );
     let mut seen = 0;
     let (mut wal, report) = Wal::open(store, 150, |r| {
-        assert_eq!(r.payload, r.seq.to_le_bytes());
+        assert_eq!(r.payload, payload(r.seq));
         seen += 1;
         Ok(())
     })
