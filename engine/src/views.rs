@@ -45,6 +45,22 @@ pub enum QueueStatus {
     Closed(CloseReason),
 }
 
+impl QueueStatus {
+    /// The status of a fan waiting at 0-based `position` once `served` fans
+    /// have been admitted. Public so that a stream can follow a waiting
+    /// fan's place from the event's published cursor alone, without asking
+    /// the shard for every fan at every step.
+    pub fn waiting(position: u32, served: u32, admit_per_second: u32) -> QueueStatus {
+        let people_ahead = position.saturating_sub(served);
+        let rate = u64::from(admit_per_second.max(1));
+        QueueStatus::Waiting {
+            position,
+            people_ahead,
+            estimated_wait_ms: (u64::from(people_ahead) * 1_000).div_ceil(rate),
+        }
+    }
+}
+
 /// A customer's cart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cart {
@@ -120,15 +136,11 @@ impl Engine {
             None => QueueStatus::PreQueue {
                 prequeue_len: self.queue.len(),
             },
-            Some(position) => {
-                let people_ahead = position.saturating_sub(self.queue.served());
-                let rate = u64::from(self.config.policy.admit_per_second.max(1));
-                QueueStatus::Waiting {
-                    position,
-                    people_ahead,
-                    estimated_wait_ms: (u64::from(people_ahead) * 1_000).div_ceil(rate),
-                }
-            }
+            Some(position) => QueueStatus::waiting(
+                position,
+                self.queue.served(),
+                self.config.policy.admit_per_second,
+            ),
         }
     }
 

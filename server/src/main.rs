@@ -195,6 +195,7 @@ fn serve(
     config.listen = listen.unwrap_or(config.listen);
     config.data = data.unwrap_or(config.data);
     config.demo |= demo;
+    config.max_connections = affordable_connections(config.max_connections);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runtime = Runtime::start(RuntimeOptions::new(&config.data), clock.clone())?;
     if config.demo && runtime.read(|state| state.events.is_empty())? {
@@ -211,7 +212,7 @@ fn serve(
         .enable_all()
         .build()?;
     tokio.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let listener = http::bind(config.listen)?;
         println!("IngressoJa is serving on http://{}", listener.local_addr()?);
         http::serve(listener, app.clone(), shutdown_signal()).await;
         Ok::<(), std::io::Error>(())
@@ -222,6 +223,36 @@ fn serve(
         app.runtime.shutdown();
     }
     Ok(())
+}
+
+/// Descriptors kept for RocksDB's files, logs and the process itself.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// Raises the open-files limit to what the system allows (every connection,
+/// and every open server-sent event stream, is a descriptor) and lowers
+/// `wanted` connections to what that limit can hold, saying so: a server that
+/// accepts more than it can open fails in worse ways (accept errors, RocksDB
+/// unable to open a file).
+fn affordable_connections(wanted: usize) -> usize {
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => files,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-files limit");
+            return wanted;
+        }
+    };
+    let affordable =
+        usize::try_from(files.saturating_sub(RESERVED_DESCRIPTORS).max(1)).unwrap_or(usize::MAX);
+    if wanted > affordable {
+        tracing::warn!(
+            max_connections = wanted,
+            open_files_limit = files,
+            using = affordable,
+            "the open-files limit cannot hold max_connections; raise it (ulimit -n) to accept more"
+        );
+        return affordable;
+    }
+    wanted
 }
 
 async fn shutdown_signal() {

@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{call, join_and_hold, open_stream, read_until, start, token};
+use support::{admin_token, call, join_and_hold, open_stream, read_until, start, token};
 
 #[test]
 fn the_event_stream_follows_the_stock() {
@@ -102,4 +102,62 @@ fn a_reconnect_with_last_event_id_starts_from_the_current_state() {
     );
     let (status, _) = call(&server, "GET", "/api/events/5/stream", &[], None);
     assert_eq!(status, 404);
+}
+
+#[test]
+fn waiting_fans_see_their_place_move_and_their_turn_come() {
+    let server = start();
+    let admin = admin_token(&server, 100);
+    let one_at_a_time = r#"{
+        "name": "Show Pequeno", "venue": "Bar", "starts_at_ms": 1800100000000,
+        "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+        "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50}],
+        "policy": {"max_active": 1}
+    }"#;
+    let (status, event) = call(
+        &server,
+        "POST",
+        "/api/admin/events",
+        &[("Authorization", admin.as_str())],
+        Some(one_at_a_time),
+    );
+    assert_eq!(status, 201, "{event}");
+    let [first, second, third] = [41, 42, 43].map(|fan| token(&server, fan));
+    for auth in [&first, &second, &third] {
+        let (status, joined) = call(
+            &server,
+            "POST",
+            "/api/events/1/queue",
+            &[("Authorization", auth.as_str())],
+            None,
+        );
+        assert_eq!(status, 201, "{joined}");
+    }
+    let mut streams = [&second, &third].map(|auth| {
+        open_stream(
+            &server,
+            "/api/events/1/me/stream",
+            &[("Authorization", auth.as_str())],
+        )
+    });
+    let mut seen = [String::new(), String::new()];
+    read_until(&mut streams[0], &mut seen[0], r#""people_ahead":0"#);
+    read_until(&mut streams[1], &mut seen[1], r#""people_ahead":1"#);
+
+    // The shopper leaves: the second fan's turn comes, the third moves up.
+    let (status, _) = call(
+        &server,
+        "DELETE",
+        "/api/events/1/queue",
+        &[("Authorization", first.as_str())],
+        None,
+    );
+    assert_eq!(status, 200);
+    read_until(&mut streams[0], &mut seen[0], "event: admitted");
+    seen[1].clear();
+    read_until(
+        &mut streams[1],
+        &mut seen[1],
+        r#""people_ahead":0,"position":3,"status":"waiting""#,
+    );
 }

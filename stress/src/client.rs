@@ -1,9 +1,12 @@
 //! A small keep-alive HTTP/1.1 JSON client on hyper's connection API: one
-//! connection per virtual fan, as a phone would hold, no pooling.
+//! connection per virtual fan, as a phone would hold, no pooling; and a
+//! server-sent event reader for the fan's stream, on a connection of its
+//! own as a browser's `EventSource` would open.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -37,6 +40,37 @@ impl Client {
             sender,
             host: addr.to_string(),
             auth: None,
+        })
+    }
+
+    /// Opens a server-sent event stream at `path` on this connection (which
+    /// then serves nothing else).
+    pub async fn stream(self, path: &str) -> Result<Events, Broken> {
+        let mut sender = self.sender;
+        let mut builder = Request::builder()
+            .uri(path)
+            .header("host", &self.host)
+            .header("accept", "text/event-stream");
+        if let Some(auth) = &self.auth {
+            builder = builder.header("authorization", auth);
+        }
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Broken(format!("request: {e}")))?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| Broken(format!("connection: {e}")))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Broken(format!("send: {e}")))?;
+        if !response.status().is_success() {
+            return Err(Broken(format!("stream: {}", response.status())));
+        }
+        Ok(Events {
+            body: response.into_body(),
+            pending: String::new(),
         })
     }
 
@@ -82,5 +116,52 @@ impl Client {
             .map_err(|e| Broken(format!("body: {e}")))?
             .to_bytes();
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}
+
+/// The messages of a server-sent event stream.
+pub struct Events {
+    body: Incoming,
+    pending: String,
+}
+
+/// Messages longer than this mean the stream is not what it should be.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+impl Events {
+    /// The next message as (event name, data), or `None` once the server
+    /// closed the stream. Comments (keep-alives) are skipped.
+    pub async fn next(&mut self) -> Result<Option<(String, Value)>, Broken> {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let block: String = self.pending.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        name = value.to_string();
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data.push_str(value);
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Ok(Some((
+                    name,
+                    serde_json::from_str(&data).unwrap_or(Value::Null),
+                )));
+            }
+            if self.pending.len() > MAX_MESSAGE {
+                return Err(Broken("stream: message too long".into()));
+            }
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
+            let frame = frame.map_err(|e| Broken(format!("stream: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                self.pending.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
     }
 }

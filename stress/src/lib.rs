@@ -2,9 +2,10 @@
 //!
 //! It creates its own event (admin API; the server must run in development
 //! mode), then sends `fans` virtual fans at it in a front-loaded arrival
-//! spike. Each fan takes a token, joins the queue, polls its place until its
-//! turn, puts one to three tickets in its cart, and then pays (some after a
-//! declined card) or abandons the cart. 429 and 503 are retried after their
+//! spike. Each fan takes a token, joins the queue, waits for its turn on its
+//! own server-sent event stream (a second connection, as a browser's
+//! `EventSource`), puts one to three tickets in its cart, then pays (some
+//! after a declined card) or abandons the cart, and leaves the queue. 429 and 503 are retried after their
 //! Retry-After, as a real client would. Every step's latency goes into an
 //! HdrHistogram. At the end it verifies through the API that, for every
 //! ticket type, available + held + sold = capacity, nothing is left in a
@@ -120,6 +121,66 @@ async fn call(
     Err(Broken("gave up after 30 retries".into()))
 }
 
+/// How a fan waits for their turn: on their own server-sent event stream,
+/// as the waiting room page does, reconnecting (with Last-Event-ID semantics:
+/// the first message is the current state) if the server closes it. True
+/// once they are shopping; false if their turn will not come (sale closed,
+/// turn over) or ten minutes passed.
+async fn wait_for_turn(
+    options: &Options,
+    report: &Report,
+    auth: Option<String>,
+    base: &str,
+) -> Result<bool, Broken> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let path = format!("{base}/me/stream");
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let mut connection = Client::connect(&options.addr).await?;
+        connection.auth.clone_from(&auth);
+        let mut events = match connection.stream(&path).await {
+            Ok(events) => events,
+            Err(Broken(reason)) => {
+                // Shed (429/503): come back later, as EventSource would.
+                report.count(&reason);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        report.record("stream_open", started);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        loop {
+            let Ok(next) = tokio::time::timeout(remaining, events.next()).await else {
+                return Ok(false);
+            };
+            let Some((name, data)) = next? else {
+                report.count("stream_closed_by_server");
+                break;
+            };
+            let status = if name == "admitted" {
+                "shopping"
+            } else {
+                data["queue"]["status"].as_str().unwrap_or("")
+            };
+            match status {
+                "shopping" => return Ok(true),
+                "waiting" | "prequeue" | "" => {}
+                _ => return Ok(false),
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Leaves the queue when done, giving the slot to the next in line (409
+/// when the turn already ended: nothing to give back).
+async fn leave(client: &mut Client, report: &Report, base: &str) -> Result<(), Broken> {
+    let path = format!("{base}/queue");
+    call(client, report, "leave", Method::DELETE, &path, &[], None)
+        .await
+        .map(|_| ())
+}
+
 /// Gives the whole cart back.
 async fn release(client: &mut Client, report: &Report, base: &str) -> Result<(), Broken> {
     let path = format!("{base}/cart");
@@ -160,50 +221,52 @@ async fn fan(
     )
     .await?;
     let waiting = Instant::now();
-    loop {
-        let (_, status) = call(
-            &mut client,
-            &report,
-            "status",
-            Method::GET,
-            &format!("{base}/queue"),
-            &[],
-            None,
-        )
-        .await?;
-        match status["status"].as_str() {
-            Some("shopping") => break,
-            Some("waiting" | "prequeue") if waiting.elapsed() < Duration::from_secs(600) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            _ => return Ok(()),
-        }
+    if !wait_for_turn(&options, &report, client.auth.clone(), &base).await? {
+        leave(&mut client, &report, &base).await?;
+        return Ok(());
     }
     report.record("wait_for_turn", waiting);
-    let ticket_type = match rng % 10 {
+    let preferred = match rng % 10 {
         0..=5 => 0,
         6..=8 => 1,
         _ => 2,
     };
     let quantity = 1 + (rng >> 8) % 3;
-    let items = json!({ "items": [{ "ticket_type": ticket_type, "quantity": quantity }] });
-    let (status, _) = call(
-        &mut client,
-        &report,
-        "hold",
-        Method::POST,
-        &format!("{base}/cart/items"),
-        &[],
-        Some(&items),
-    )
-    .await?;
+    let mut status = StatusCode::CONFLICT;
+    // Another fan's hold may come back (abandoned, expired, declined): a
+    // fan who found nothing settles for one ticket of any type and tries
+    // again for a while, as someone watching the stock on the page would.
+    for attempt in 0..40u64 {
+        let (ticket_type, quantity) = if attempt == 0 {
+            (preferred, quantity)
+        } else {
+            ((preferred + attempt) % 3, 1)
+        };
+        let items = json!({ "items": [{ "ticket_type": ticket_type, "quantity": quantity }] });
+        let (answer, error) = call(
+            &mut client,
+            &report,
+            "hold",
+            Method::POST,
+            &format!("{base}/cart/items"),
+            &[],
+            Some(&items),
+        )
+        .await?;
+        status = answer;
+        if status.is_success() || error["error"]["code"] != "insufficient_stock" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     if !status.is_success() {
-        return Ok(());
+        return leave(&mut client, &report, &base).await;
     }
     let intent = (rng >> 16) % 100;
     if intent < 20 {
+        // Abandons the cart, then the queue.
         release(&mut client, &report, &base).await?;
-        return Ok(());
+        return leave(&mut client, &report, &base).await;
     }
     let key = format!("stress-{id}");
     let headers = [("idempotency-key", key.as_str())];
@@ -238,11 +301,10 @@ async fn fan(
         if bought > limit {
             *report.over_limit.lock() += 1;
         }
-    } else {
-        // A failed checkout leaves the hold: give it back.
-        release(&mut client, &report, &base).await?;
     }
-    Ok(())
+    // Done (paid, or gave up after a failed payment): leaving gives back
+    // any hold and the shopping slot to the next in line at once.
+    leave(&mut client, &report, &base).await
 }
 
 /// Runs the drop; `progress` is called as fans finish.

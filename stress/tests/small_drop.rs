@@ -1,4 +1,5 @@
 //! The stress tool against an in-process server: a small drop sells out,
+//! every fan waits for its turn on its event stream and leaves when done,
 //! and the tool's own verification (stock adds up, no hold left, what the
 //! fans bought equals what was sold, nobody over the limit) passes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -59,5 +60,17 @@ fn a_small_drop_sells_out_and_verifies() {
     let verification = &summary.json["verification"];
     assert!(summary.consistent, "{}", summary.json);
     assert_eq!(verification["sold"].as_u64(), Some(100), "{}", summary.json);
-    assert!(summary.json["steps"]["checkout"]["count"].as_u64().unwrap() > 0);
+    let steps = &summary.json["steps"];
+    assert!(steps["checkout"]["count"].as_u64().unwrap() > 0);
+    // Every fan waited on its own event stream, and left when done.
+    assert!(
+        steps["stream_open"]["count"].as_u64().unwrap() >= 400,
+        "{steps}"
+    );
+    assert_eq!(
+        steps["wait_for_turn"]["count"].as_u64(),
+        Some(400),
+        "{steps}"
+    );
+    assert_eq!(steps["leave"]["count"].as_u64(), Some(400), "{steps}");
 }

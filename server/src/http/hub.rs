@@ -83,6 +83,17 @@ impl Hub {
         }
     }
 
+    /// Forgets the streams of fans who went away. A fan's entry is also
+    /// cleaned when a change of theirs is routed; this catches those who
+    /// leave and never change anything again, so the map stays bounded by
+    /// the open streams.
+    pub fn forget_closed(&self) {
+        self.personal.lock().retain(|_, senders| {
+            senders.retain(|sender| !sender.is_closed());
+            !senders.is_empty()
+        });
+    }
+
     fn watched(&self) -> Vec<EventId> {
         let mut events = self.events.lock();
         // Forget events nobody watches any more.
@@ -167,6 +178,18 @@ mod tests {
         let mut other = hub.register(event, CustomerId(2));
         hub.route(event, fan, 1_000, change);
         assert!(other.try_recv().is_err());
+    }
+
+    #[test]
+    fn streams_of_fans_who_left_are_forgotten() {
+        let hub = Hub::default();
+        let gone = hub.register(EventId(0), CustomerId(1));
+        let _stays = hub.register(EventId(0), CustomerId(2));
+        drop(gone);
+        hub.forget_closed();
+        let personal = hub.personal.lock();
+        assert!(!personal.contains_key(&(EventId(0), CustomerId(1))));
+        assert!(personal.contains_key(&(EventId(0), CustomerId(2))));
     }
 
     #[test]

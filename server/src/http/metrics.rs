@@ -1,7 +1,8 @@
 //! Prometheus metrics (`GET /metrics`, prometheus-client): requests by route
 //! and status, latency by route, and, read from the runtime at scrape time,
 //! per-event queue length, admitted, active shoppers, holds and tickets, the
-//! shard's channel depth, and the log's batches, records and last fsync.
+//! shard's channel depth, the log's batches, records and last fsync, and the
+//! server-sent event streams open.
 //! Route labels are a fixed set of names, never raw paths, so the number of
 //! series stays bounded whatever clients send.
 
@@ -49,6 +50,8 @@ pub struct Metrics {
     wal_records: Gauge,
     wal_last_append_us: Gauge,
     snapshot_pause_us: Gauge,
+    /// Server-sent event streams open now (see `sse.rs`).
+    pub sse_streams: Gauge,
 }
 
 impl Default for Metrics {
@@ -137,6 +140,11 @@ impl Metrics {
                 &mut registry,
                 "snapshot_pause_microseconds",
                 "How long the shard paused for the last snapshot",
+            ),
+            sse_streams: single(
+                &mut registry,
+                "sse_streams_open",
+                "Server-sent event streams open now",
             ),
             registry,
             requests,

@@ -107,6 +107,24 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], error::ApiError> {
     Ok(bytes)
 }
 
+/// Pending connections the kernel may queue before `accept` (capped by
+/// `net.core.somaxconn`). Tokio's default of 1 024 overflows in an arrival
+/// spike, and an overflowing SYN queue makes phones retry after a second
+/// or more.
+const LISTEN_BACKLOG: u32 = 8_192;
+
+/// Binds the listening socket with a backlog sized for arrival spikes.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `listener` until `shutdown` completes, then drains.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = watch::channel(false);
@@ -120,7 +138,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = trim.tick() => app.limits.trim(),
+            _ = trim.tick() => {
+                app.limits.trim();
+                app.hub.forget_closed();
+            }
             accepted = listener.accept() => {
                 let Ok((stream, remote)) = accepted else { continue };
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };

@@ -27,7 +27,7 @@ use http::{HeaderValue, Response, header};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame};
-use ingressoja_engine::{CustomerId, Transition};
+use ingressoja_engine::{CustomerId, QueueStatus, Transition};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -74,6 +74,22 @@ fn response(receiver: mpsc::Receiver<Bytes>) -> Response<BoxBody<Bytes, Infallib
     response
 }
 
+/// Counts a stream as open for as long as its task lives.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(app: &App) -> Open {
+        app.metrics.sse_streams.inc();
+        Open(app.metrics.sse_streams.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Sends without waiting: false when the client is gone or too far behind.
 fn offer(sender: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
     sender.try_send(bytes).is_ok()
@@ -87,26 +103,66 @@ async fn event_state(app: &App, event: EventId) -> Option<Value> {
     receiver.await.ok().flatten()
 }
 
-async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Option<Value> {
-    let receiver = app
-        .runtime
-        .query(move |state| {
-            state.events.get(&event).map(|engine| {
-                json!({
-                    "queue": views::queue_status(engine.queue_status(customer)),
-                    "cart": views::cart(engine, customer),
-                })
+/// A fan's status as the shard sees it.
+enum Fetched {
+    State(Value),
+    /// The event does not exist.
+    Gone,
+    /// The shard's queue is full (or it stopped): try again later.
+    Busy,
+}
+
+async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Fetched {
+    let query = app.runtime.query(move |state| {
+        state.events.get(&event).map(|engine| {
+            json!({
+                "queue": views::queue_status(engine.queue_status(customer)),
+                "cart": views::cart(engine, customer),
             })
         })
-        .ok()?;
-    receiver.await.ok().flatten()
+    });
+    let Ok(receiver) = query else {
+        return Fetched::Busy;
+    };
+    match receiver.await {
+        Ok(Some(state)) => Fetched::State(state),
+        Ok(None) => Fetched::Gone,
+        Err(_) => Fetched::Busy,
+    }
+}
+
+/// What the sale's newest published state means for a fan whose last known
+/// status is `last`: the fan's new queue status when it follows from the
+/// published cursor alone (a waiting fan not yet reached, a fan in the
+/// pre-queue before opening), or `None` when only the shard can tell (their
+/// turn may have come, the sale opened or closed). This keeps the cost of
+/// 10 000 waiting fans' streams off the shard: it is asked once per fan when
+/// the cursor reaches them, not once per fan per published change.
+fn follow_locally(last: &Value, published: &Value) -> Option<Value> {
+    let queue = &published["queue"];
+    let served = u32::try_from(queue["served"].as_u64()?).ok()?;
+    match (last["status"].as_str()?, published["phase"].as_str()?) {
+        ("waiting", "open") => {
+            let position = u32::try_from(last["position"].as_u64()?.checked_sub(1)?).ok()?;
+            let rate = u32::try_from(queue["admit_per_second"].as_u64()?).ok()?;
+            (position >= served)
+                .then(|| views::queue_status(QueueStatus::waiting(position, served, rate)))
+        }
+        ("prequeue", "scheduled") => {
+            let prequeue_len = u32::try_from(queue["joined"].as_u64()?).ok()?;
+            Some(views::queue_status(QueueStatus::PreQueue { prequeue_len }))
+        }
+        _ => None,
+    }
 }
 
 /// The event's stream.
 pub fn event_stream(app: Arc<App>, event: EventId) -> Response<BoxBody<Bytes, Infallible>> {
     let (sender, receiver) = mpsc::channel(BUFFER);
     let mut published = app.hub.watch_event(event);
+    let open = Open::new(&app);
     tokio::spawn(async move {
+        let _open = open;
         let Some(first) = event_state(&app, event).await else {
             return;
         };
@@ -152,6 +208,9 @@ fn personal(transition: &Transition) -> Option<(&'static str, Value)> {
     })
 }
 
+/// How long a stream waits before asking a busy shard again.
+const RETRY: Duration = Duration::from_millis(500);
+
 /// The customer's stream. `resumed_after` is the Last-Event-ID they sent.
 pub fn customer_stream(
     app: Arc<App>,
@@ -162,9 +221,18 @@ pub fn customer_stream(
     let (sender, receiver) = mpsc::channel(BUFFER);
     let mut own = app.hub.register(event, customer);
     let mut published = app.hub.watch_event(event);
+    let open = Open::new(&app);
     tokio::spawn(async move {
-        let Some(mut last) = customer_state(&app, event, customer).await else {
-            return;
+        let _open = open;
+        // In a spike the shard may be too busy to answer at once: the
+        // stream waits for it rather than failing the fan.
+        let mut last = loop {
+            match customer_state(&app, event, customer).await {
+                Fetched::State(state) => break state,
+                Fetched::Gone => return,
+                Fetched::Busy if sender.is_closed() => return,
+                Fetched::Busy => tokio::time::sleep(RETRY).await,
+            }
         };
         let mut first = last.clone();
         if let Some(seq) = resumed_after {
@@ -174,6 +242,9 @@ pub fn customer_stream(
             return;
         }
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        let retry = tokio::time::sleep(RETRY);
+        tokio::pin!(retry);
+        let mut stale = false;
         loop {
             let refresh = tokio::select! {
                 change = own.recv() => {
@@ -188,10 +259,23 @@ pub fn customer_stream(
                 }
                 changed = published.changed() => {
                     if changed.is_err() { return; }
-                    published.borrow_and_update();
-                    // The sale moved: only a fan still waiting can be affected.
-                    matches!(last["queue"]["status"].as_str(), Some("waiting" | "prequeue"))
+                    let sale = published.borrow_and_update().clone();
+                    let local = sale.and_then(|sale| follow_locally(&last["queue"], &sale.state));
+                    match local {
+                        Some(queue) if queue == last["queue"] => false,
+                        Some(queue) => {
+                            last["queue"] = queue;
+                            if !offer(&sender, message("status", None, &last)) {
+                                return;
+                            }
+                            false
+                        }
+                        // Only a fan still waiting can be affected by the
+                        // sale moving; the shard tells whether it is their turn.
+                        None => matches!(last["queue"]["status"].as_str(), Some("waiting" | "prequeue")),
+                    }
                 }
+                () = &mut retry, if stale => true,
                 _ = keep_alive.tick() => {
                     if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return; }
                     false
@@ -201,9 +285,16 @@ pub fn customer_stream(
             if !refresh {
                 continue;
             }
-            let Some(now) = customer_state(&app, event, customer).await else {
-                return;
+            let now = match customer_state(&app, event, customer).await {
+                Fetched::State(now) => now,
+                Fetched::Gone => return,
+                Fetched::Busy => {
+                    stale = true;
+                    retry.as_mut().reset(tokio::time::Instant::now() + RETRY);
+                    continue;
+                }
             };
+            stale = false;
             if now == last {
                 continue;
             }
@@ -245,6 +336,45 @@ mod tests {
             delivered, BUFFER,
             "memory per connection is bounded by the buffer"
         );
+    }
+
+    fn sale(phase: &str, joined: u64, served: u64) -> Value {
+        json!({"phase": phase, "queue": {"joined": joined, "served": served, "admit_per_second": 10}})
+    }
+
+    #[test]
+    fn a_waiting_fan_is_followed_from_the_cursor_until_it_reaches_them() {
+        let waiting = json!({"status": "waiting", "position": 31, "people_ahead": 25});
+        // 0-based place 30; 20 admitted: 10 ahead, a second at 10/s.
+        assert_eq!(
+            follow_locally(&waiting, &sale("open", 100, 20)),
+            Some(
+                json!({"status": "waiting", "position": 31, "people_ahead": 10, "estimated_wait_ms": 1000})
+            )
+        );
+        assert_eq!(
+            follow_locally(&waiting, &sale("open", 100, 30)).map(|q| q["people_ahead"].clone()),
+            Some(json!(0)),
+            "next in line, not yet admitted"
+        );
+        assert_eq!(
+            follow_locally(&waiting, &sale("open", 100, 31)),
+            None,
+            "the cursor passed them: only the shard knows whether they shop"
+        );
+        assert_eq!(follow_locally(&waiting, &sale("sold_out", 100, 20)), None);
+    }
+
+    #[test]
+    fn a_prequeued_fan_is_followed_until_the_sale_opens() {
+        let prequeue = json!({"status": "prequeue", "prequeue_len": 5});
+        assert_eq!(
+            follow_locally(&prequeue, &sale("scheduled", 9, 0)),
+            Some(json!({"status": "prequeue", "prequeue_len": 9}))
+        );
+        assert_eq!(follow_locally(&prequeue, &sale("open", 9, 0)), None);
+        let shopping = json!({"status": "shopping"});
+        assert_eq!(follow_locally(&shopping, &sale("open", 9, 5)), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::runtime::EventId;
 pub fn event(id: EventId, engine: &Engine) -> Value {
     let config = engine.config();
     let stock = engine.stock();
+    let stats = engine.stats();
     let types: Vec<Value> = config
         .ticket_types
         .iter()
@@ -40,6 +41,13 @@ pub fn event(id: EventId, engine: &Engine) -> Value {
         "paused": engine.is_paused(),
         "limit_per_customer": config.policy.per_event_limit,
         "ticket_types": types,
+        "queue": {
+            "joined": stats.joined,
+            "waiting": stats.waiting,
+            "served": stats.served,
+            "active": stats.active,
+            "admit_per_second": config.policy.admit_per_second,
+        },
     })
 }
 

@@ -18,6 +18,8 @@ pub const NOW: u64 = 1_800_000_000_000;
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The server's state, for tests that reach behind the API.
+    pub app: Arc<App>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     tokio: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -51,9 +53,16 @@ pub fn start_with(limits: LimitsConfig) -> Server {
 }
 
 pub fn start_configured(config: ServerConfig) -> Server {
+    start_tuned(config, |_| {})
+}
+
+/// A server whose runtime options `tune` adjusts (a small shard queue, …).
+pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(NOW));
-    let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
+    let mut options = RuntimeOptions::new(dir.path());
+    tune(&mut options);
+    let runtime = Runtime::start(options, clock.clone()).unwrap();
     runtime
         .create_event(demo_event::demo_event(NOW, 7))
         .unwrap();
@@ -68,11 +77,12 @@ pub fn start_configured(config: ServerConfig) -> Server {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio.spawn(serve(listener, app, async move {
+    tokio.spawn(serve(listener, app.clone(), async move {
         let _ = stopped.await;
     }));
     Server {
         addr,
+        app,
         stop: Some(stop),
         tokio,
         _dir: dir,
@@ -82,15 +92,28 @@ pub fn start_configured(config: ServerConfig) -> Server {
 /// Sends one request (HTTP/1.1, connection closed after) and returns the
 /// status and the JSON body.
 pub fn send(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
+    parse(&send_raw(addr, head, body))
+}
+
+/// The status and JSON body of a raw answer.
+fn parse(text: &str) -> (u16, Value) {
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+/// Sends one request and returns the whole answer as text, headers and all.
+pub fn send_raw(addr: SocketAddr, head: &str, body: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
+    // A server that never answers fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let json = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 pub fn call(
@@ -100,6 +123,17 @@ pub fn call(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, Value) {
+    parse(&call_raw(server, method, path, headers, body))
+}
+
+/// Like [`call`], returning the whole answer as text, headers and all.
+pub fn call_raw(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> String {
     let body = body.unwrap_or("");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -112,7 +146,7 @@ pub fn call(
         head.push_str("Content-Type: application/json\r\n");
     }
     head.push_str("\r\n");
-    send(server.addr, &head, body.as_bytes())
+    send_raw(server.addr, &head, body.as_bytes())
 }
 
 pub fn token(server: &Server, customer: u64) -> String {
