@@ -69,7 +69,7 @@ bench: deps
 # wrk against nginx and against the server, same run (installs both if missing).
 bench-http: deps
 	@for p in nginx-light wrk; do dpkg -s $$p >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; break; }; done
-	$(CARGO) build $(CARGO_FLAGS) -p ingressoja-server
+	$(CARGO) build $(CARGO_FLAGS) -p ingressoja-server -p ingressoja-stress
 	benches/http/compare.sh
 
 clean:

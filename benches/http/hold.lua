@@ -1,7 +1,9 @@
 -- wrk script for the hold path: each thread drives its own fans (tokens from
 -- FANS_FILE, one per line, split between threads); each request alternately
 -- adds one Pista ticket to, or removes it from, the next fan's cart, so every
--- request is a durable state change.
+-- request is a durable state change. With DELAY_MS set, each connection
+-- waits that long between requests: a paced, open load (below saturation)
+-- whose latency is what a fan sees at that rate.
 local tokens = {}
 local turn = {}
 local next_fan = 1
@@ -30,4 +32,9 @@ function request()
   local method = turn[i] and "POST" or "DELETE"
   return wrk.format(method, "/api/events/0/cart/items",
     { ["Authorization"] = "Bearer " .. tokens[i], ["Content-Type"] = "application/json" }, add)
+end
+
+local pace = tonumber(os.getenv("DELAY_MS") or "0")
+if pace > 0 then
+  function delay() return pace end
 end

@@ -133,24 +133,33 @@ impl Events {
     /// closed the stream. Comments (keep-alives) are skipped.
     pub async fn next(&mut self) -> Result<Option<(String, Value)>, Broken> {
         loop {
-            if let Some(end) = self.pending.find("\n\n") {
-                let block: String = self.pending.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event: ") {
-                        name = value.to_string();
-                    } else if let Some(value) = line.strip_prefix("data: ") {
-                        data.push_str(value);
-                    }
+            let Some(block) = self.next_block().await? else {
+                return Ok(None);
+            };
+            let mut name = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event: ") {
+                    name = value.to_string();
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data.push_str(value);
                 }
-                if data.is_empty() {
-                    continue;
-                }
+            }
+            if !data.is_empty() {
                 return Ok(Some((
                     name,
                     serde_json::from_str(&data).unwrap_or(Value::Null),
                 )));
+            }
+        }
+    }
+
+    /// The next block of lines up to a blank line, unparsed (for watchers
+    /// that count messages and must not spend the CPU the server needs).
+    pub async fn next_block(&mut self) -> Result<Option<String>, Broken> {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                return Ok(Some(self.pending.drain(..end + 2).collect()));
             }
             if self.pending.len() > MAX_MESSAGE {
                 return Err(Broken("stream: message too long".into()));

@@ -12,10 +12,12 @@
 //! hold, the tickets the fans report buying add up to the tickets sold, and
 //! nobody bought more than the limit.
 //!
-//! - `client.rs`: the keep-alive JSON client.
+//! - `client.rs`: the keep-alive JSON client and the event-stream reader.
+//! - `watch.rs`: watchers holding many event streams open (`--watch`).
 //! - `main.rs`: arguments, progress bar, printing and the JSON summary.
 
 pub mod client;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

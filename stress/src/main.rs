@@ -3,6 +3,10 @@
 //! when the final consistency check fails.
 
 use clap::Parser;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ingressoja_stress::watch::Watching;
 use ingressoja_stress::{Options, run};
 
 /// Simulates a whole drop against a running IngressoJa server.
@@ -34,6 +38,14 @@ struct Args {
     /// Seeds the fans' choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Instead of a drop: hold this many streams of `--watch-event` open (a
+    /// fan each with the sale's page open) until interrupted, printing how
+    /// many are open and the messages received every second.
+    #[arg(long)]
+    watch: Option<u64>,
+    /// The event the watchers watch.
+    #[arg(long, default_value_t = 0)]
+    watch_event: u64,
     /// Where to write the JSON summary.
     #[arg(long, default_value = "stress-summary.json")]
     summary: std::path::PathBuf,
@@ -51,6 +63,13 @@ fn main() -> std::process::ExitCode {
         admit_per_second: args.admit_per_second,
         seed: args.seed,
     };
+    // Each fan holds a connection (two while waiting on its stream).
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("cannot raise the open-files limit: {error}");
+    }
+    if let Some(streams) = args.watch {
+        return watch(&options.addr, args.watch_event, streams);
+    }
     let bar = indicatif::ProgressBar::new(options.fans);
     let progress_bar = bar.clone();
     let Ok(tokio) = tokio::runtime::Builder::new_multi_thread()
@@ -81,4 +100,33 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn watch(addr: &str, event: u64, streams: u64) -> std::process::ExitCode {
+    let Ok(tokio) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the async runtime");
+        return std::process::ExitCode::FAILURE;
+    };
+    let watching = Arc::new(Watching::default());
+    let task = ingressoja_stress::watch::watch(addr.to_string(), event, streams, watching.clone());
+    tokio.block_on(async move {
+        let watchers = tokio::spawn(task);
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = every.tick() => println!(
+                    "open {} messages {} failures {}",
+                    watching.open.load(Ordering::Relaxed),
+                    watching.messages.load(Ordering::Relaxed),
+                    watching.failures.load(Ordering::Relaxed),
+                ),
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        watchers.abort();
+    });
+    std::process::ExitCode::SUCCESS
 }

@@ -2,18 +2,25 @@
 //! so that thousands of open streams cost work proportional to what they
 //! show, not to everything that happens.
 //!
-//! One task consumes the runtime's durable notices. Per event it keeps a
-//! `watch` channel holding the latest published state; an event with changes
-//! is re-read and published at most every [`PUBLISH_EVERY`], so a stream of
-//! that event wakes at most that often whatever the traffic. A fan's own
-//! changes (hold, expiry, order, turn over) are routed to that fan's streams
-//! only, through small bounded channels; a full one means the fan's client
-//! is not keeping up, and its stream is closed.
+//! One task consumes the runtime's durable notices. Per event it keeps the
+//! latest published state, rendered once as the stream message every
+//! watcher sends as is (10 000 streams must not mean 10 000 serializations
+//! per update). A changed event is re-read at most every [`TICK`], and each
+//! stream sees at most one update per [`PUBLISH_EVERY`] whatever the
+//! traffic. Streams are spread over [`LANES`] watch channels published in
+//! turn, one lane per tick: waking 10 000 streams at the same instant would
+//! queue every other request behind them (a latency spike every quarter
+//! second); in lanes, each 10 ms tick wakes a 25th of them. A fan's own changes (hold,
+//! expiry, order, turn over) are routed to that fan's streams only, through
+//! small bounded channels; a full one means the fan's client is not keeping
+//! up, and its stream is closed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ingressoja_engine::{CustomerId, Transition};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -23,19 +30,48 @@ use tokio::sync::{mpsc, watch};
 use super::{App, views};
 use crate::runtime::EventId;
 
-/// An event's state is published at most this often.
+/// A stream sees an event's state at most this often.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// Streams of an event are spread over this many lanes, published in turn.
+pub const LANES: usize = 25;
+/// The hub publishes one lane per tick.
+pub const TICK: Duration = Duration::from_millis(250 / LANES as u64);
 /// A fan's own changes buffered per stream before it is cut off.
 pub const PERSONAL_BUFFER: usize = 32;
 
-/// The latest published state of an event: its view and the log sequence
-/// number of the newest change it includes.
+/// The latest published state of an event: its view, the log sequence
+/// number of the newest change it includes, and the stream message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Published {
     /// The event's JSON view.
     pub state: Value,
     /// The newest change included.
     pub seq: u64,
+    /// `state` as a server-sent event message, rendered once for all.
+    pub message: Bytes,
+}
+
+type Lane = watch::Sender<Option<Arc<Published>>>;
+
+/// An event's lanes and what was last published.
+struct Watched {
+    lanes: Vec<Lane>,
+    latest: Option<Arc<Published>>,
+    next_lane: AtomicUsize,
+}
+
+impl Watched {
+    fn new() -> Watched {
+        Watched {
+            lanes: (0..LANES).map(|_| watch::channel(None).0).collect(),
+            latest: None,
+            next_lane: AtomicUsize::new(0),
+        }
+    }
+
+    fn watchers(&self) -> usize {
+        self.lanes.iter().map(watch::Sender::receiver_count).sum()
+    }
 }
 
 type Personal = mpsc::Sender<(u64, Transition)>;
@@ -43,18 +79,18 @@ type Personal = mpsc::Sender<(u64, Transition)>;
 /// See the module documentation.
 #[derive(Default)]
 pub struct Hub {
-    events: Mutex<HashMap<EventId, watch::Sender<Option<Arc<Published>>>>>,
+    events: Mutex<HashMap<EventId, Watched>>,
     personal: Mutex<HashMap<(EventId, CustomerId), Vec<Personal>>>,
 }
 
 impl Hub {
-    /// The published state of an event, to watch.
+    /// The published state of an event, to watch (on the next lane in
+    /// turn, so the watchers of an event spread evenly).
     pub fn watch_event(&self, event: EventId) -> watch::Receiver<Option<Arc<Published>>> {
-        self.events
-            .lock()
-            .entry(event)
-            .or_insert_with(|| watch::channel(None).0)
-            .subscribe()
+        let mut events = self.events.lock();
+        let watched = events.entry(event).or_insert_with(Watched::new);
+        let lane = watched.next_lane.fetch_add(1, Ordering::Relaxed) % LANES;
+        watched.lanes[lane].subscribe()
     }
 
     /// A channel of the fan's own changes in this event.
@@ -97,13 +133,35 @@ impl Hub {
     fn watched(&self) -> Vec<EventId> {
         let mut events = self.events.lock();
         // Forget events nobody watches any more.
-        events.retain(|_, sender| sender.receiver_count() > 0);
+        events.retain(|_, watched| watched.watchers() > 0);
         events.keys().copied().collect()
     }
 
-    fn publish(&self, event: EventId, published: Published) {
-        if let Some(sender) = self.events.lock().get(&event) {
-            sender.send_replace(Some(Arc::new(published)));
+    /// Records an event's newest state (rendered once here).
+    fn update(&self, event: EventId, state: Value, seq: u64) {
+        let message = super::sse::message("state", Some(seq), &state);
+        if let Some(watched) = self.events.lock().get_mut(&event) {
+            watched.latest = Some(Arc::new(Published {
+                state,
+                seq,
+                message,
+            }));
+        }
+    }
+
+    /// Publishes every event's newest state on `lane`, where it is new.
+    fn publish_lane(&self, lane: usize) {
+        for watched in self.events.lock().values() {
+            let Some(latest) = &watched.latest else {
+                continue;
+            };
+            watched.lanes[lane % LANES].send_if_modified(|current| {
+                let stale = current.as_ref().is_none_or(|c| c.seq != latest.seq);
+                if stale {
+                    *current = Some(latest.clone());
+                }
+                stale
+            });
         }
     }
 
@@ -112,8 +170,9 @@ impl Hub {
         let hub = &app.hub;
         let mut notices = app.runtime.subscribe();
         let mut dirty: HashMap<EventId, u64> = HashMap::new();
-        let mut publish = tokio::time::interval(PUBLISH_EVERY);
-        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut lane = 0;
         loop {
             tokio::select! {
                 notice = notices.recv() => match notice {
@@ -131,18 +190,22 @@ impl Hub {
                     }
                     Err(RecvError::Closed) => return,
                 },
-                _ = publish.tick(), if !dirty.is_empty() => {
-                    let watched = hub.watched();
-                    for (event, seq) in dirty.drain() {
-                        if !watched.contains(&event) {
-                            continue;
-                        }
-                        let view = app.runtime.query(move |state| state.events.get(&event).map(|e| views::event(event, e)));
-                        let Ok(receiver) = view else { continue };
-                        if let Ok(Some(state)) = receiver.await {
-                            hub.publish(event, Published { state, seq });
+                _ = tick.tick() => {
+                    if !dirty.is_empty() {
+                        let watched = hub.watched();
+                        for (event, seq) in dirty.drain() {
+                            if !watched.contains(&event) {
+                                continue;
+                            }
+                            let view = app.runtime.query(move |state| state.events.get(&event).map(|e| views::event(event, e)));
+                            let Ok(receiver) = view else { continue };
+                            if let Ok(Some(state)) = receiver.await {
+                                hub.update(event, state, seq);
+                            }
                         }
                     }
+                    hub.publish_lane(lane);
+                    lane = (lane + 1) % LANES;
                 }
             }
         }
@@ -190,6 +253,37 @@ mod tests {
         let personal = hub.personal.lock();
         assert!(!personal.contains_key(&(EventId(0), CustomerId(1))));
         assert!(personal.contains_key(&(EventId(0), CustomerId(2))));
+    }
+
+    #[tokio::test]
+    async fn watchers_are_spread_over_lanes_published_in_turn() {
+        let hub = Hub::default();
+        let event = EventId(0);
+        let mut watchers: Vec<_> = (0..LANES * 2).map(|_| hub.watch_event(event)).collect();
+        hub.update(event, serde_json::json!({"x": 1}), 7);
+        hub.publish_lane(0);
+        let woken = |watchers: &mut Vec<watch::Receiver<Option<Arc<Published>>>>| {
+            watchers
+                .iter_mut()
+                .filter(|w| w.has_changed().unwrap_or(false))
+                .count()
+        };
+        assert_eq!(woken(&mut watchers), 2, "one lane: a 25th of them");
+        for lane in 1..LANES {
+            hub.publish_lane(lane);
+        }
+        assert_eq!(woken(&mut watchers), LANES * 2, "a full turn reaches all");
+        let published = watchers[3].borrow_and_update().clone().unwrap();
+        assert_eq!(published.seq, 7);
+        assert!(published.message.starts_with(b"id: 7\nevent: state\n"));
+        // Nothing new: a second turn wakes nobody.
+        for watcher in &mut watchers {
+            watcher.borrow_and_update();
+        }
+        for lane in 0..LANES {
+            hub.publish_lane(lane);
+        }
+        assert_eq!(woken(&mut watchers), 0);
     }
 
     #[test]

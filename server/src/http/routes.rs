@@ -225,7 +225,7 @@ async fn stream(
     }
     if segments.get(3) == Some(&"stream") {
         app.limits.check(Class::Read, remote, None)?;
-        return Ok(super::sse::event_stream(app.clone(), event));
+        return super::sse::event_stream(app.clone(), event).await;
     }
     let who = customer(&identity(app, &request))?;
     app.limits.check(Class::Read, remote, Some(who))?;

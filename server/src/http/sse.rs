@@ -2,7 +2,8 @@
 //!
 //! - `GET /api/events/{id}/stream`: the event's state (stock, queue, phase)
 //!   on connect, then each state the hub publishes (at most four a second,
-//!   only when something changed; see `hub.rs`).
+//!   only when something changed, rendered once for every stream; see
+//!   `hub.rs`).
 //! - `GET /api/events/{id}/me/stream` (authenticated): the fan's status
 //!   (place in line, turn, cart) on connect and whenever it changes, plus
 //!   named events for their own changes: `admitted`, `hold`, `hold_expired`,
@@ -17,6 +18,7 @@
 //! keeps proxies from closing idle streams.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,10 +31,13 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame};
 use ingressoja_engine::{CustomerId, QueueStatus, Transition};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use super::error::ApiError;
+use super::hub::Published;
 use super::{App, views};
 use crate::runtime::EventId;
+use crate::runtime::RuntimeError;
 
 /// Messages buffered per connection before a slow client is dropped.
 pub const BUFFER: usize = 32;
@@ -56,13 +61,14 @@ impl Body for ChannelBody {
     }
 }
 
-fn message(event: &str, id: Option<u64>, data: &Value) -> Bytes {
+/// One server-sent event message.
+pub(super) fn message(event: &str, id: Option<u64>, data: &Value) -> Bytes {
     let id = id.map(|id| format!("id: {id}\n")).unwrap_or_default();
     Bytes::from(format!("{id}event: {event}\ndata: {data}\n\n"))
 }
 
-fn response(receiver: mpsc::Receiver<Bytes>) -> Response<BoxBody<Bytes, Infallible>> {
-    let mut response = Response::new(ChannelBody(receiver).boxed());
+fn response(body: BoxBody<Bytes, Infallible>) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -93,14 +99,6 @@ impl Drop for Open {
 /// Sends without waiting: false when the client is gone or too far behind.
 fn offer(sender: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
     sender.try_send(bytes).is_ok()
-}
-
-async fn event_state(app: &App, event: EventId) -> Option<Value> {
-    let receiver = app
-        .runtime
-        .query(move |state| state.events.get(&event).map(|e| views::event(event, e)))
-        .ok()?;
-    receiver.await.ok().flatten()
 }
 
 /// A fan's status as the shard sees it.
@@ -156,37 +154,92 @@ fn follow_locally(last: &Value, published: &Value) -> Option<Value> {
     }
 }
 
-/// The event's stream.
-pub fn event_stream(app: Arc<App>, event: EventId) -> Response<BoxBody<Bytes, Infallible>> {
-    let (sender, receiver) = mpsc::channel(BUFFER);
-    let mut published = app.hub.watch_event(event);
-    let open = Open::new(&app);
-    tokio::spawn(async move {
-        let _open = open;
-        let Some(first) = event_state(&app, event).await else {
-            return;
-        };
-        if !offer(&sender, message("state", None, &first)) {
-            return;
+/// The body of an event's stream: the first state, then each state the
+/// hub publishes on the stream's lane, read straight from the watch channel
+/// when hyper asks for more, with no task or buffer of its own. A client
+/// that reads slowly is never behind by more than one state: the channel
+/// holds only the newest, so memory per stream is constant.
+struct EventBody {
+    first: Option<Bytes>,
+    changed: Changed,
+    keep_alive: tokio::time::Interval,
+    _open: Open,
+}
+
+type Lane = watch::Receiver<Option<Arc<Published>>>;
+type Changed = Pin<Box<dyn Future<Output = Option<Lane>> + Send + Sync>>;
+
+/// Resolves (handing the receiver back) once the lane has a new state.
+fn next_change(mut lane: Lane) -> Changed {
+    Box::pin(async move {
+        lane.changed().await.ok()?;
+        Some(lane)
+    })
+}
+
+impl Body for EventBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
-        loop {
-            tokio::select! {
-                changed = published.changed() => {
-                    if changed.is_err() { return; }
-                    let latest = published.borrow_and_update().clone();
-                    if let Some(latest) = latest
-                        && !offer(&sender, message("state", Some(latest.seq), &latest.state))
-                    {
-                        return;
-                    }
-                }
-                _ = keep_alive.tick() => if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return },
-                () = sender.closed() => return,
+        while let Poll::Ready(lane) = this.changed.as_mut().poll(cx) {
+            // None: the hub is gone (shutting down); the stream ends.
+            let Some(mut lane) = lane else {
+                return Poll::Ready(None);
+            };
+            let latest = lane.borrow_and_update().clone();
+            this.changed = next_change(lane);
+            if let Some(latest) = latest {
+                this.keep_alive.reset();
+                return Poll::Ready(Some(Ok(Frame::data(latest.message.clone()))));
             }
         }
-    });
-    response(receiver)
+        if this.keep_alive.poll_tick(cx).is_ready() {
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                b": keep-alive\n\n",
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
+/// The event's stream. Its first message is the state the hub last
+/// published (at most a quarter second old), so 10 000 fans opening the
+/// page in the same second do not each ask the shard; the shard is asked
+/// only when nothing was published yet.
+pub async fn event_stream(
+    app: Arc<App>,
+    event: EventId,
+) -> Result<Response<BoxBody<Bytes, Infallible>>, ApiError> {
+    let mut lane = app.hub.watch_event(event);
+    let published = lane.borrow_and_update().clone();
+    let first = match published {
+        Some(published) => published.message.clone(),
+        None => {
+            let state = app
+                .runtime
+                .query(move |state| state.events.get(&event).map(|e| views::event(event, e)))?
+                .await
+                .map_err(|_| ApiError::from(RuntimeError::Stopped))?
+                .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+            message("state", None, &state)
+        }
+    };
+    let start = tokio::time::Instant::now() + KEEP_ALIVE;
+    let body = EventBody {
+        first: Some(first),
+        changed: next_change(lane),
+        keep_alive: tokio::time::interval_at(start, KEEP_ALIVE),
+        _open: Open::new(&app),
+    };
+    Ok(response(body.boxed()))
 }
 
 /// A named event for a change of the customer's own, if it is one.
@@ -309,7 +362,7 @@ pub fn customer_stream(
             last = now;
         }
     });
-    response(receiver)
+    response(ChannelBody(receiver).boxed())
 }
 
 #[cfg(test)]
