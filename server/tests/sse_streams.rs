@@ -161,3 +161,61 @@ fn waiting_fans_see_their_place_move_and_their_turn_come() {
         r#""people_ahead":0,"position":3,"status":"waiting""#,
     );
 }
+
+#[test]
+fn a_fan_is_told_of_a_hold_expiring_soon_and_of_a_refused_request() {
+    let server = start();
+    let admin = admin_token(&server, 100);
+    let short_holds = r#"{
+        "name": "Show Rápido", "venue": "Bar", "starts_at_ms": 1800100000000,
+        "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+        "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50, "limit_per_customer": 2}],
+        "policy": {"hold_ttl_ms": 60000}
+    }"#;
+    let (status, event) = call(
+        &server,
+        "POST",
+        "/api/admin/events",
+        &[("Authorization", admin.as_str())],
+        Some(short_holds),
+    );
+    assert_eq!(status, 201, "{event}");
+    let auth = token(&server, 51);
+    let me = [("Authorization", auth.as_str())];
+    assert_eq!(
+        call(&server, "POST", "/api/events/1/queue", &me, None).0,
+        201
+    );
+    let mut stream = open_stream(&server, "/api/events/1/me/stream", &me);
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "event: status");
+
+    // Over the limit: refused, and the fan's page hears why.
+    let (status, _) = call(
+        &server,
+        "POST",
+        "/api/events/1/cart/items",
+        &me,
+        Some(r#"{"items":[{"ticket_type":0,"quantity":3}]}"#),
+    );
+    assert_eq!(status, 409);
+    let refused = read_until(&mut stream, &mut seen, r#""code":"limit_reached""#);
+    assert!(refused.contains("event: rejected"), "{refused}");
+
+    // A one-minute hold is within the last minute at once.
+    let (status, _) = call(
+        &server,
+        "POST",
+        "/api/events/1/cart/items",
+        &me,
+        Some(r#"{"items":[{"ticket_type":0,"quantity":1}]}"#),
+    );
+    assert_eq!(status, 200);
+    seen.clear();
+    let warned = read_until(&mut stream, &mut seen, "event: expiring_soon");
+    read_until(&mut stream, &mut seen, r#""expires_at_ms":1800000060000"#);
+    assert!(
+        warned.contains("event: hold\n"),
+        "the hold comes first: {warned}"
+    );
+}

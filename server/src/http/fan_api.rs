@@ -29,11 +29,18 @@ async fn read_state<R: Send + 'static>(
 }
 
 async fn apply(app: &App, event: EventId, command: Command) -> Result<Reply, ApiError> {
+    let customer = command.customer();
     let receiver = app.runtime.submit(event, command)?;
     let applied = receiver
         .await
         .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
-    applied.outcome.map_err(ApiError::from)
+    applied.outcome.map_err(|rejection| {
+        let error = ApiError::from(rejection);
+        if let Some(customer) = customer {
+            app.hub.reject(event, customer, error.code, &error.message);
+        }
+        error
+    })
 }
 
 /// `GET /api/events`

@@ -74,7 +74,22 @@ impl Watched {
     }
 }
 
-type Personal = mpsc::Sender<(u64, Transition)>;
+/// What a fan's own streams are told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Note {
+    /// A durable change of theirs, at this log sequence number.
+    Change(u64, Transition),
+    /// A request of theirs was refused (the error's code and message), so
+    /// every open page of theirs can say why, not only the one that asked.
+    Rejected {
+        /// The error code, as in the API's JSON errors.
+        code: &'static str,
+        /// What to tell the fan.
+        message: String,
+    },
+}
+
+type Personal = mpsc::Sender<Note>;
 
 /// See the module documentation.
 #[derive(Default)]
@@ -94,11 +109,7 @@ impl Hub {
     }
 
     /// A channel of the fan's own changes in this event.
-    pub fn register(
-        &self,
-        event: EventId,
-        customer: CustomerId,
-    ) -> mpsc::Receiver<(u64, Transition)> {
+    pub fn register(&self, event: EventId, customer: CustomerId) -> mpsc::Receiver<Note> {
         let (sender, receiver) = mpsc::channel(PERSONAL_BUFFER);
         self.personal
             .lock()
@@ -109,10 +120,23 @@ impl Hub {
     }
 
     fn route(&self, event: EventId, customer: CustomerId, seq: u64, transition: Transition) {
+        self.deliver(event, customer, &Note::Change(seq, transition));
+    }
+
+    /// Tells the fan's open streams that a request of theirs was refused.
+    pub fn reject(&self, event: EventId, customer: CustomerId, code: &'static str, message: &str) {
+        let note = Note::Rejected {
+            code,
+            message: message.to_string(),
+        };
+        self.deliver(event, customer, &note);
+    }
+
+    fn deliver(&self, event: EventId, customer: CustomerId, note: &Note) {
         let mut personal = self.personal.lock();
         if let Some(senders) = personal.get_mut(&(event, customer)) {
             // A closed stream, or one too far behind, is dropped here.
-            senders.retain(|sender| sender.try_send((seq, transition)).is_ok());
+            senders.retain(|sender| sender.try_send(note.clone()).is_ok());
             if senders.is_empty() {
                 personal.remove(&(event, customer));
             }

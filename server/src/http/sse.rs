@@ -6,8 +6,10 @@
 //!   `hub.rs`).
 //! - `GET /api/events/{id}/me/stream` (authenticated): the fan's status
 //!   (place in line, turn, cart) on connect and whenever it changes, plus
-//!   named events for their own changes: `admitted`, `hold`, `hold_expired`,
-//!   `order_confirmed`, `turn_over`, `rejected`.
+//!   named events for their own changes: `admitted`, `hold`, `released`,
+//!   `expiring_soon` (a minute before the hold expires), `hold_expired`,
+//!   `order_confirmed`, `turn_over`, and `rejected` (with the error's code
+//!   and message) when a request of theirs is refused.
 //!
 //! Messages carry the log sequence number as their id. Changes are published
 //! only once durable, so a stream never shows what a crash could take back.
@@ -34,7 +36,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::error::ApiError;
-use super::hub::Published;
+use super::hub::{Note, Published};
 use super::{App, views};
 use crate::runtime::EventId;
 use crate::runtime::RuntimeError;
@@ -261,6 +263,9 @@ fn personal(transition: &Transition) -> Option<(&'static str, Value)> {
     })
 }
 
+/// A fan is told their hold is expiring this long before it does.
+pub const EXPIRING_SOON_MS: u64 = 60_000;
+
 /// How long a stream waits before asking a busy shard again.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -298,17 +303,51 @@ pub fn customer_stream(
         let retry = tokio::time::sleep(RETRY);
         tokio::pin!(retry);
         let mut stale = false;
+        // The hold whose expiry is to be announced, and the last announced.
+        let warning = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(warning);
+        let (mut warn_for, mut warned) = (None, None);
         loop {
+            // A hold not yet announced (none, once released or bought).
+            let pending = last["cart"]["expires_at_ms"]
+                .as_u64()
+                .filter(|&at| Some(at) != warned);
+            if pending != warn_for {
+                warn_for = pending;
+                if let Some(expires_at_ms) = pending {
+                    let due = expires_at_ms.saturating_sub(EXPIRING_SOON_MS);
+                    let wait = Duration::from_millis(due.saturating_sub(app.clock.now_ms()));
+                    warning.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+            }
             let refresh = tokio::select! {
-                change = own.recv() => {
+                note = own.recv() => match note {
                     // None: the hub dropped this stream for falling behind.
-                    let Some((seq, transition)) = change else { return };
-                    if let Some((name, data)) = personal(&transition)
-                        && !offer(&sender, message(name, Some(seq), &data))
-                    {
+                    None => return,
+                    Some(Note::Change(seq, transition)) => {
+                        if let Some((name, data)) = personal(&transition)
+                            && !offer(&sender, message(name, Some(seq), &data))
+                        {
+                            return;
+                        }
+                        true
+                    }
+                    Some(Note::Rejected { code, message: text }) => {
+                        let data = json!({ "code": code, "message": text });
+                        if !offer(&sender, message("rejected", None, &data)) {
+                            return;
+                        }
+                        false
+                    }
+                },
+                () = &mut warning, if warn_for.is_some() => {
+                    let expires_at_ms = warn_for.take();
+                    let data = json!({ "expires_at_ms": expires_at_ms });
+                    if !offer(&sender, message("expiring_soon", None, &data)) {
                         return;
                     }
-                    true
+                    warned = expires_at_ms;
+                    false
                 }
                 changed = published.changed() => {
                     if changed.is_err() { return; }
