@@ -347,8 +347,23 @@ fn metrics_count_requests_by_route_and_show_the_sale() {
         r#"ingressoja_queue_admitted{event="0"} 1"#,
         "ingressoja_http_request_duration_seconds_bucket",
         "ingressoja_wal_records_written",
+        "ingressoja_sse_streams_open 0",
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    // The join and the hold were each a durable group commit.
+    for histogram in [
+        "ingressoja_wal_batch_records",
+        "ingressoja_wal_append_seconds",
+    ] {
+        let count: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{histogram}_count ")))
+            .unwrap_or_else(|| panic!("no {histogram} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(count >= 2, "{histogram}: {count} commits");
     }
 }
 

@@ -1,7 +1,8 @@
 //! Prometheus metrics (`GET /metrics`, prometheus-client): requests by route
 //! and status, latency by route, and, read from the runtime at scrape time,
 //! per-event queue length, admitted, active shoppers, holds and tickets, the
-//! shard's channel depth, the log's batches, records and last fsync, and the
+//! shard's channel depth, the log's batches, records, batch sizes and fsync
+//! times (histograms, fed by the writer after each commit), and the
 //! server-sent event streams open.
 //! Route labels are a fixed set of names, never raw paths, so the number of
 //! series stays bounded whatever clients send.
@@ -52,6 +53,10 @@ pub struct Metrics {
     snapshot_pause_us: Gauge,
     /// Server-sent event streams open now (see `sse.rs`).
     pub sse_streams: Gauge,
+    /// Records per group commit.
+    pub wal_batch_records: Histogram,
+    /// Write + fsync time per group commit.
+    pub wal_append_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -110,6 +115,18 @@ impl Metrics {
             "tickets_available",
             "Tickets free to add to a cart, per event",
         );
+        let wal_batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        registry.register(
+            "wal_batch_records",
+            "Records per group commit",
+            wal_batch_records.clone(),
+        );
+        let wal_append_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "wal_append_seconds",
+            "Write + fsync time per group commit",
+            wal_append_seconds.clone(),
+        );
         let single = |registry: &mut Registry, name: &str, help: &str| {
             let gauge = Gauge::default();
             registry.register(name, help, gauge.clone());
@@ -146,6 +163,8 @@ impl Metrics {
                 "sse_streams_open",
                 "Server-sent event streams open now",
             ),
+            wal_batch_records,
+            wal_append_seconds,
             registry,
             requests,
             latency,

@@ -75,13 +75,22 @@ impl App {
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<App, getrandom::Error> {
+        let metrics = metrics::Metrics::new();
+        let (records, append) = (
+            metrics.wal_batch_records.clone(),
+            metrics.wal_append_seconds.clone(),
+        );
+        runtime.observe_commits(move |count, micros| {
+            records.observe(count as f64);
+            append.observe(micros as f64 / 1e6);
+        });
         Ok(App {
             runtime,
             tokens: TokenKey::random()?,
             gateway: Arc::new(gateway::TestGateway::default()),
             clock,
             limits: limits::Limits::new(&config.limits),
-            metrics: metrics::Metrics::new(),
+            metrics,
             hub: hub::Hub::default(),
             config,
         })

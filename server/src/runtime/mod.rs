@@ -323,6 +323,12 @@ impl Runtime {
         crate::ops::backup::create_backup(db, &self.snapshots_path, target)
     }
 
+    /// Calls `observer(records, micros)` after every group commit, from
+    /// the log writer's thread (it must be quick); false if one is set.
+    pub fn observe_commits(&self, observer: impl Fn(u64, u64) + Send + Sync + 'static) -> bool {
+        self.shared.observe_commits(Box::new(observer))
+    }
+
     /// Figures for metrics.
     pub fn stats(&self) -> RuntimeStats {
         self.shared.stats()

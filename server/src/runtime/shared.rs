@@ -2,6 +2,8 @@
 //! failed write has poisoned it, and figures for metrics. Everything else is
 //! owned by exactly one thread.
 
+use std::sync::OnceLock;
+
 use parking_lot::{Condvar, Mutex};
 
 /// Figures the threads record for metrics and benches.
@@ -22,6 +24,23 @@ pub struct RuntimeStats {
     pub last_snapshot_seq: u64,
 }
 
+/// Called after each group commit with its record count and the write +
+/// fsync time in microseconds (the server feeds its histograms with it).
+pub type CommitObserver = Box<dyn Fn(u64, u64) + Send + Sync>;
+
+#[derive(Default)]
+struct Observer(OnceLock<CommitObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Observer(set)"
+        } else {
+            "Observer(none)"
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Durability {
     seq: u64,
@@ -34,6 +53,7 @@ pub struct Shared {
     durability: Mutex<Durability>,
     changed: Condvar,
     stats: Mutex<RuntimeStats>,
+    observer: Observer,
 }
 
 impl Shared {
@@ -85,6 +105,18 @@ impl Shared {
     /// Updates the figures.
     pub fn record(&self, change: impl FnOnce(&mut RuntimeStats)) {
         change(&mut self.stats.lock());
+    }
+
+    /// Sets the commit observer; false if one was already set.
+    pub fn observe_commits(&self, observer: CommitObserver) -> bool {
+        self.observer.0.set(observer).is_ok()
+    }
+
+    /// Reports a group commit to the observer, if any.
+    pub fn committed(&self, records: u64, micros: u64) {
+        if let Some(observe) = self.observer.0.get() {
+            observe(records, micros);
+        }
     }
 
     /// The figures now.

@@ -96,6 +96,7 @@ fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared, 
                     s.records_written += count;
                     s.last_append_us = elapsed_us;
                 });
+                shared.committed(count, elapsed_us);
                 Ok(())
             }
             Err(error) => {
