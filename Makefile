@@ -18,9 +18,12 @@ CARGO_FLAGS := --release --locked
 
 # Debian packages: a C/C++ toolchain and libclang for RocksDB's bindings.
 APT_PACKAGES := build-essential pkg-config libclang-dev clang
+# What the tests need besides: oathtool (codes from another TOTP
+# implementation, for the two-factor interoperability test).
+TEST_PACKAGES := oathtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps run demo test fmt lint unit bench bench-http clean
+.PHONY: help deps test-deps run demo test fmt lint unit bench bench-http clean
 
 help:
 	@echo "make run    serve the sale on http://127.0.0.1:8080 with a demo event"
@@ -40,13 +43,22 @@ deps:
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
 
+test-deps:
+	@missing=""; \
+	for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for the tests:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 run: deps
 	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- serve --demo --data ./data
 
 demo: deps
 	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
 
-test: deps fmt lint unit
+test: deps test-deps fmt lint unit
 
 fmt:
 	$(CARGO) fmt --all -- --check

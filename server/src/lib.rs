@@ -2,6 +2,10 @@
 //! tests drive it without a process.
 //!
 //! # Layout
+//! - [`accounts`]: accounts, passwords, two-factor codes, sessions, login
+//!   throttling.
+//! - [`audit`]: the hash-chained audit log of everything that is not a sale
+//!   transition (those are in the write-ahead log, itself chained).
 //! - [`runtime`]: the durable runtime: shard thread, group-commit log writer,
 //!   snapshots, recovery.
 //! - [`http`]: the hyper server: JSON API, errors, configuration, payments.
@@ -10,6 +14,8 @@
 //!   verification and inspection.
 //! - [`crash_load`]: steady load for the crash tests (`ingressoja crash-load`).
 
+pub mod accounts;
+pub mod audit;
 pub mod crash_load;
 pub mod demo;
 pub mod http;

@@ -11,7 +11,7 @@ const NEW_EVENT: &str = r#"{
     "name": "Show Extra", "venue": "Arena", "starts_at_ms": 1800100000000,
     "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
     "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50, "limit_per_customer": 2}],
-    "policy": {"max_active": 100}
+    "policy": {"max_active": 100, "pow_difficulty": 0, "require_two_factor": false}
 }"#;
 
 #[test]

@@ -136,3 +136,104 @@ fn wal_verify_names_the_first_bad_batch() {
         text(&verify)
     );
 }
+
+/// Runs `ingressoja args…` with `input` on standard input.
+fn ingressoja_with_input(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn admin_create_is_audited_and_audit_verify_names_a_changed_byte() {
+    let root = tempfile::tempdir().unwrap();
+    let data = data_dir(root.path());
+    let data_arg = data.to_str().unwrap();
+    for email in ["ops@example.com", "ops2@example.com"] {
+        let made = ingressoja_with_input(
+            &[
+                "admin",
+                "create",
+                email,
+                "--data",
+                data_arg,
+                "--password-stdin",
+            ],
+            "a long admin password\n",
+        );
+        assert!(made.status.success(), "{}", text(&made));
+        assert!(
+            text(&made).contains(&format!("administrator {email} created")),
+            "{}",
+            text(&made)
+        );
+    }
+    let again = ingressoja_with_input(
+        &[
+            "admin",
+            "create",
+            "OPS@example.com",
+            "--data",
+            data_arg,
+            "--password-stdin",
+        ],
+        "a long admin password\n",
+    );
+    assert!(
+        !again.status.success(),
+        "the email is taken: {}",
+        text(&again)
+    );
+    let generated = ingressoja(&["admin", "create", "ops3@example.com", "--data", data_arg]);
+    assert!(
+        text(&generated).contains("password (shown once): "),
+        "{}",
+        text(&generated)
+    );
+
+    let verified = ingressoja(&["audit", "verify", "--data", data_arg]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(
+        text(&verified).contains("audit log OK: 3 entries; sale log OK"),
+        "{}",
+        text(&verified)
+    );
+    let exported = ingressoja(&["audit", "export", "--since", "0", "--data", data_arg]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&exported.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["action"], "admin_created");
+    assert_eq!(lines[1]["email"], "ops2@example.com");
+
+    // One byte of the second entry changed behind the server's back.
+    {
+        let db = DataDir::create(&data).unwrap().open_db().unwrap();
+        let audit = db.cf_handle(ingressoja::audit::AUDIT).unwrap();
+        let key = [b"r".as_slice(), &2u64.to_be_bytes()].concat();
+        let mut bytes = db.get_cf(audit, &key).unwrap().unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        db.put_cf(audit, &key, bytes).unwrap();
+    }
+    let broken = ingressoja(&["audit", "verify", "--data", data_arg]);
+    assert!(!broken.status.success());
+    assert!(
+        text(&broken).contains("audit record 2:"),
+        "{}",
+        text(&broken)
+    );
+}

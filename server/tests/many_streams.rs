@@ -1,7 +1,7 @@
 //! Ten thousand fans watching one sale: the `ingressoja serve` binary (its
 //! own process, so each side has its own descriptors) holds 10 000 open
 //! event streams at once, counts them in /metrics, and delivers one change
-//! of stock to every one of them.
+//! (a fan joining, with the demo event's proof of work) to every one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const STREAMS: usize = 10_000;
+const DEMO_DIFFICULTY: u8 = ingressoja::http::settings::DEFAULT_POW_DIFFICULTY;
 
 /// The server process, killed when the test ends however it ends.
 struct Server(Child);
@@ -120,7 +121,7 @@ fn poll_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn ten_thousand_open_streams_each_see_the_stock_change() {
+fn ten_thousand_open_streams_each_see_a_fan_join() {
     let files = rlimit::increase_nofile_limit(u64::MAX).unwrap();
     assert!(
         files >= STREAMS as u64 + 1_000,
@@ -135,8 +136,8 @@ fn ten_thousand_open_streams_each_see_the_stock_change() {
         .unwrap();
     let opened = Arc::new(AtomicUsize::new(0));
     let updated = Arc::new(AtomicUsize::new(0));
-    // The demo event's Camarote has 500 tickets; a hold of three shows 497.
-    let needle = r#""available":497"#;
+    // One fan joining shows in the event's state.
+    let needle = r#""joined":1,"#;
     for _ in 0..STREAMS {
         tokio.spawn(watch(addr.clone(), opened.clone(), updated.clone(), needle));
     }
@@ -153,27 +154,37 @@ fn ten_thousand_open_streams_each_see_the_stock_change() {
         .unwrap();
     assert!(open >= STREAMS, "{open} streams counted open");
 
-    let token = tokio.block_on(request(
+    let session = tokio.block_on(request(
         &addr,
-        "POST /api/dev/token HTTP/1.1",
-        r#"{"customer_id":7}"#,
+        "POST /api/dev/session HTTP/1.1",
+        r#"{"email":"watcher@test.invalid"}"#,
     ));
-    let token = token
+    let token = session
         .split(r#""token":""#)
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("a token")
         .to_string();
-    let auth = format!("POST /api/events/0/queue HTTP/1.1\r\nAuthorization: Bearer {token}");
-    let joined = tokio.block_on(request(&addr, &auth, ""));
-    assert!(joined.starts_with("HTTP/1.1 201"), "{joined}");
-    let hold = format!("POST /api/events/0/cart/items HTTP/1.1\r\nAuthorization: Bearer {token}");
-    let held = tokio.block_on(request(
+    // The demo event asks for proof of work at join, as a real sale does.
+    let me = format!("Authorization: Bearer {token}");
+    let challenge = tokio.block_on(request(
         &addr,
-        &hold,
-        r#"{"items":[{"ticket_type":2,"quantity":3}]}"#,
+        &format!("GET /api/events/0/challenge HTTP/1.1\r\n{me}"),
+        "",
     ));
-    assert!(held.starts_with("HTTP/1.1 200"), "{held}");
+    let challenge = challenge
+        .split(r#""challenge":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a challenge")
+        .to_string();
+    let solution = ingressoja::http::pow::solve(&challenge, DEMO_DIFFICULTY);
+    let joined = tokio.block_on(request(
+        &addr,
+        &format!("POST /api/events/0/queue HTTP/1.1\r\n{me}"),
+        &format!(r#"{{"challenge":"{challenge}","solution":"{solution}"}}"#),
+    ));
+    assert!(joined.starts_with("HTTP/1.1 201"), "{joined}");
     poll_until(
         "the change reaching every stream",
         Duration::from_secs(60),

@@ -112,7 +112,7 @@ fn waiting_fans_see_their_place_move_and_their_turn_come() {
         "name": "Show Pequeno", "venue": "Bar", "starts_at_ms": 1800100000000,
         "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
         "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50}],
-        "policy": {"max_active": 1}
+        "policy": {"max_active": 1, "pow_difficulty": 0, "require_two_factor": false}
     }"#;
     let (status, event) = call(
         &server,
@@ -170,7 +170,7 @@ fn a_fan_is_told_of_a_hold_expiring_soon_and_of_a_refused_request() {
         "name": "Show Rápido", "venue": "Bar", "starts_at_ms": 1800100000000,
         "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
         "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50, "limit_per_customer": 2}],
-        "policy": {"hold_ttl_ms": 60000}
+        "policy": {"hold_ttl_ms": 60000, "pow_difficulty": 0, "require_two_factor": false}
     }"#;
     let (status, event) = call(
         &server,

@@ -1,8 +1,11 @@
 //! The stress tool: a whole drop against a running server over real HTTP.
 //!
-//! It creates its own event (admin API; the server must run in development
-//! mode), then sends `fans` virtual fans at it in a front-loaded arrival
-//! spike. Each fan takes a token, joins the queue, waits for its turn on its
+//! An operator creates the event (admin API: capacity, policy, proof-of-work
+//! difficulty, and `require_two_factor: false`, since virtual fans have no
+//! authenticator); the server must run in development mode, which hands the
+//! fans sessions. The tool sends `fans` virtual fans at the event in a
+//! front-loaded arrival spike. Each fan takes a session, solves the join's
+//! proof of work, joins the queue, waits for its turn on its
 //! own server-sent event stream (a second connection, as a browser's
 //! `EventSource`), puts one to three tickets in its cart, then pays (some
 //! after a declined card) or abandons the cart, and leaves the queue. 429 and 503 are retried after their
@@ -37,16 +40,12 @@ pub struct Options {
     pub addr: String,
     /// Virtual fans.
     pub fans: u64,
-    /// Tickets in the event (split 60/30/10 over three types).
-    pub tickets: u32,
+    /// The event the drop is for.
+    pub event: u64,
     /// Fans arrive within this many seconds (front-loaded).
     pub spike_seconds: u64,
     /// Fans in flight at once at most.
     pub concurrency: usize,
-    /// The event's max active shoppers.
-    pub max_active: u32,
-    /// The event's admissions per second.
-    pub admit_per_second: u32,
     /// Seeds the fans' choices.
     pub seed: u64,
 }
@@ -200,18 +199,51 @@ async fn fan(
 ) -> Result<(), Broken> {
     let rng = mix(options.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut client = Client::connect(&options.addr).await?;
-    let (_, token) = call(
+    let email = format!("stress-{}-{id}@load.invalid", options.seed);
+    let (_, session) = call(
         &mut client,
         &report,
-        "token",
+        "session",
         Method::POST,
-        "/api/dev/token",
+        "/api/dev/session",
         &[],
-        Some(&json!({ "customer_id": id })),
+        Some(&json!({ "email": email })),
     )
     .await?;
-    client.auth = token["token"].as_str().map(|t| format!("Bearer {t}"));
+    client.auth = session["token"].as_str().map(|t| format!("Bearer {t}"));
     let base = format!("/api/events/{event}");
+    let (_, challenge) = call(
+        &mut client,
+        &report,
+        "challenge",
+        Method::GET,
+        &format!("{base}/challenge"),
+        &[],
+        None,
+    )
+    .await?;
+    let started = Instant::now();
+    let proof = match (
+        challenge["challenge"].as_str(),
+        challenge["difficulty"].as_u64(),
+    ) {
+        (Some(text), Some(difficulty)) if difficulty > 0 => {
+            let (text, difficulty) = (
+                text.to_string(),
+                u8::try_from(difficulty).unwrap_or(u8::MAX),
+            );
+            // CPU work: off the async workers, as a browser's Web Worker.
+            let solution = tokio::task::spawn_blocking(move || {
+                let solution = pow_solution(&text, difficulty);
+                (text, solution)
+            })
+            .await
+            .map_err(|e| Broken(format!("solver: {e}")))?;
+            report.record("proof_of_work", started);
+            Some(json!({ "challenge": solution.0, "solution": solution.1 }))
+        }
+        _ => None,
+    };
     call(
         &mut client,
         &report,
@@ -219,7 +251,7 @@ async fn fan(
         Method::POST,
         &format!("{base}/queue"),
         &[],
-        None,
+        proof.as_ref(),
     )
     .await?;
     let waiting = Instant::now();
@@ -309,6 +341,23 @@ async fn fan(
     leave(&mut client, &report, &base).await
 }
 
+/// A solution of a join challenge: SHA-256(challenge ":" n) with
+/// `difficulty` leading zero bits (what the waiting room's worker does).
+pub fn pow_solution(challenge: &str, difficulty: u8) -> String {
+    use sha2::{Digest, Sha256};
+    (0u64..)
+        .find(|n| {
+            let digest = Sha256::digest(format!("{challenge}:{n}").as_bytes());
+            let zeros = digest
+                .iter()
+                .position(|b| *b != 0)
+                .map_or(256, |i| i * 8 + digest[i].leading_zeros() as usize);
+            zeros >= usize::from(difficulty)
+        })
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
 /// Runs the drop; `progress` is called as fans finish.
 pub async fn run(
     options: Options,
@@ -316,42 +365,14 @@ pub async fn run(
 ) -> Result<Summary, Broken> {
     let options = Arc::new(options);
     let report = Arc::new(Report::default());
-    let mut admin = Client::connect(&options.addr).await?;
-    let (_, token) = admin
-        .call(
-            Method::POST,
-            "/api/dev/token",
-            &[],
-            Some(&json!({ "customer_id": 0, "admin": true })),
-        )
+    let mut reader = Client::connect(&options.addr).await?;
+    let event_id = options.event;
+    let (status, event) = reader
+        .call(Method::GET, &format!("/api/events/{event_id}"), &[], None)
         .await?;
-    admin.auth = token["token"].as_str().map(|t| format!("Bearer {t}"));
-    let now_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
-    )
-    .unwrap_or(0);
-    let t = options.tickets;
-    let event_body = json!({
-        "name": "Stress drop", "venue": "Loopback", "starts_at_ms": now_ms + 86_400_000,
-        "prequeue_opens_at_ms": now_ms, "opens_at_ms": now_ms + 1_000, "closes_at_ms": now_ms + 3_600_000,
-        "ticket_types": [
-            { "name": "Pista", "price_cents": 25_000, "capacity": (t * 6 / 10).max(1) },
-            { "name": "Pista Premium", "price_cents": 45_000, "capacity": (t * 3 / 10).max(1) },
-            { "name": "Camarote", "price_cents": 90_000, "capacity": (t / 10).max(1) },
-        ],
-        "policy": { "max_active": options.max_active, "admit_per_second": options.admit_per_second },
-    });
-    let (status, event) = admin
-        .call(Method::POST, "/api/admin/events", &[], Some(&event_body))
-        .await?;
-    if status != StatusCode::CREATED {
-        return Err(Broken(format!(
-            "cannot create the event ({status}): {event}"
-        )));
+    if status != StatusCode::OK {
+        return Err(Broken(format!("no event {event_id} ({status}): {event}")));
     }
-    let event_id = event["id"].as_u64().unwrap_or(0);
     let limit = event["limit_per_customer"].as_u64().unwrap_or(0);
 
     let started = Instant::now();
@@ -391,7 +412,7 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
 
-    let (_, event) = admin
+    let (_, event) = reader
         .call(Method::GET, &format!("/api/events/{event_id}"), &[], None)
         .await?;
     let mut consistent = true;

@@ -20,21 +20,16 @@ struct Args {
     /// Virtual fans.
     #[arg(long, default_value_t = 10_000)]
     fans: u64,
-    /// Tickets on sale.
-    #[arg(long, default_value_t = 5_000)]
-    tickets: u32,
+    /// The event (made by an operator through the admin API, with
+    /// `require_two_factor: false`).
+    #[arg(long, default_value_t = 0)]
+    event: u64,
     /// Fans arrive within this many seconds.
     #[arg(long, default_value_t = 10)]
     spike_seconds: u64,
     /// Fans in flight at once.
     #[arg(long, default_value_t = 4_000)]
     concurrency: usize,
-    /// The event's max active shoppers.
-    #[arg(long, default_value_t = 2_000)]
-    max_active: u32,
-    /// The event's admissions per second.
-    #[arg(long, default_value_t = 1_000)]
-    admit_per_second: u32,
     /// Seeds the fans' choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -56,11 +51,9 @@ fn main() -> std::process::ExitCode {
     let options = Options {
         addr: args.addr,
         fans: args.fans,
-        tickets: args.tickets,
+        event: args.event,
         spike_seconds: args.spike_seconds,
         concurrency: args.concurrency,
-        max_active: args.max_active,
-        admit_per_second: args.admit_per_second,
         seed: args.seed,
     };
     // Each fan holds a connection (two while waiting on its stream).

@@ -8,8 +8,40 @@ use std::sync::Arc;
 
 use ingressoja::http::config::ServerConfig;
 use ingressoja::http::limits::LimitsConfig;
+use ingressoja::http::settings::EventSecurity;
 use ingressoja::http::{App, serve};
-use ingressoja::runtime::{Runtime, RuntimeOptions, SystemClock};
+use ingressoja::runtime::{Clock, Runtime, RuntimeOptions, SystemClock};
+use ingressoja_engine::{EventConfig, Policy, Schedule, TicketType};
+
+/// 100 tickets over three types, opening in a second.
+fn event_config(now: u64) -> EventConfig {
+    let ticket = |name: &str, price_cents, capacity| TicketType {
+        name: name.into(),
+        price_cents,
+        capacity,
+    };
+    EventConfig {
+        name: "Stress drop".into(),
+        venue: "Loopback".into(),
+        starts_at_ms: now + 86_400_000,
+        ticket_types: vec![
+            ticket("Pista", 25_000, 60),
+            ticket("Pista Premium", 45_000, 30),
+            ticket("Camarote", 90_000, 10),
+        ],
+        schedule: Schedule {
+            prequeue_opens_at_ms: now,
+            opens_at_ms: now + 1_000,
+            closes_at_ms: now + 3_600_000,
+        },
+        policy: Policy {
+            max_active: 400,
+            admit_per_second: 2_000,
+            ..Policy::default()
+        },
+        shuffle_seed: 5,
+    }
+}
 use ingressoja_stress::{Options, run};
 
 #[test]
@@ -29,7 +61,20 @@ fn a_small_drop_sells_out_and_verifies() {
         limits: off,
         ..ServerConfig::default()
     };
+    // The event as an operator would make it for a load test: a small
+    // proof of work, no two-factor (virtual fans have no authenticator).
+    let now = SystemClock.now_ms();
+    let event = runtime.create_event(event_config(now)).unwrap();
     let app = Arc::new(App::new(runtime, config, clock).unwrap());
+    app.settings
+        .set(
+            event,
+            EventSecurity {
+                pow_difficulty: 8,
+                require_two_factor: false,
+            },
+        )
+        .unwrap();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,11 +90,9 @@ fn a_small_drop_sells_out_and_verifies() {
         let options = Options {
             addr,
             fans: 400,
-            tickets: 100,
+            event: u64::from(event.0),
             spike_seconds: 1,
             concurrency: 400,
-            max_active: 400,
-            admit_per_second: 2_000,
             seed: 5,
         };
         let summary = run(options, |_| {}).await.unwrap();
@@ -65,6 +108,11 @@ fn a_small_drop_sells_out_and_verifies() {
     // Every fan waited on its own event stream, and left when done.
     assert!(
         steps["stream_open"]["count"].as_u64().unwrap() >= 400,
+        "{steps}"
+    );
+    assert_eq!(
+        steps["proof_of_work"]["count"].as_u64(),
+        Some(400),
         "{steps}"
     );
     assert_eq!(

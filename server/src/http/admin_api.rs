@@ -1,6 +1,7 @@
 //! The operators' endpoints (admin role): create an event, change its policy
 //! or schedule, pause and resume the sale, take a snapshot, read the stats.
 
+use crate::http::settings::MAX_POW_DIFFICULTY;
 use http::StatusCode;
 use ingressoja_engine::{Command, EventConfig, MINUTE_MS, Policy, Schedule, TicketType};
 use serde::Deserialize;
@@ -38,9 +39,37 @@ pub struct PolicyBody {
     per_event_limit: Option<u16>,
     per_type_limits: Option<Vec<u16>>,
     max_queue_len: Option<u32>,
+    /// Leading zero bits of the join's proof of work (server-side setting).
+    pow_difficulty: Option<u8>,
+    /// Whether buying needs a two-factor login (server-side setting).
+    require_two_factor: Option<bool>,
 }
 
 impl PolicyBody {
+    /// Applies the server-side settings to `event` (they live outside the
+    /// engine: see `settings.rs`).
+    fn apply_security(&self, app: &App, event: EventId) -> Result<(), ApiError> {
+        let mut security = app.settings.event(event);
+        if let Some(difficulty) = self.pow_difficulty {
+            if difficulty > MAX_POW_DIFFICULTY {
+                return Err(ApiError::bad_request(
+                    "invalid_config",
+                    format!("pow_difficulty is at most {MAX_POW_DIFFICULTY}"),
+                ));
+            }
+            security.pow_difficulty = difficulty;
+        }
+        security.require_two_factor = self
+            .require_two_factor
+            .unwrap_or(security.require_two_factor);
+        if security != app.settings.event(event) {
+            app.settings
+                .set(event, security)
+                .map_err(|e| ApiError::internal("settings_unavailable", e))?;
+        }
+        Ok(())
+    }
+
     fn apply_to(&self, mut policy: Policy) -> Result<Policy, ApiError> {
         policy.max_active = self.max_active.unwrap_or(policy.max_active);
         policy.admit_per_second = self.admit_per_second.unwrap_or(policy.admit_per_second);
@@ -134,7 +163,18 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Answer {
         policy,
         shuffle_seed: u64::from_le_bytes(seed),
     };
+    if body
+        .policy
+        .pow_difficulty
+        .is_some_and(|d| d > MAX_POW_DIFFICULTY)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            format!("pow_difficulty is at most {MAX_POW_DIFFICULTY}"),
+        ));
+    }
     let event = app.runtime.submit_event(config)?.await.map_err(stopped)??;
+    body.policy.apply_security(app, event)?;
     let (_, view) = event_view(app, event).await?;
     Ok((StatusCode::CREATED, view))
 }
@@ -159,7 +199,9 @@ pub async fn update_policy(app: &App, event: EventId, body: PolicyBody) -> Answe
         .map_err(stopped)?
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
     let policy = body.apply_to(current)?;
-    command(app, event, Command::UpdatePolicy { policy }).await
+    let answer = command(app, event, Command::UpdatePolicy { policy }).await?;
+    body.apply_security(app, event)?;
+    Ok(answer)
 }
 
 /// `PUT /api/admin/events/{id}/schedule`
@@ -235,4 +277,44 @@ pub async fn stats(app: &App) -> Answer {
             "shard_queue_depth": app.runtime.queue_depth(),
         }),
     ))
+}
+
+/// `GET /api/admin/audit?account=&event=&since_ms=&until_ms=&limit=`:
+/// audit entries, newest first (at most 1 000).
+pub fn audit(app: &App, query: &str) -> Answer {
+    let mut filter = crate::audit::Filter::default();
+    let mut limit = 100;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = || {
+            value.parse::<u64>().map_err(|_| {
+                ApiError::bad_request("invalid_query", format!("{name} must be a whole number"))
+            })
+        };
+        match name {
+            "account" => filter.account = Some(number()?),
+            "event" => {
+                filter.event =
+                    Some(u32::try_from(number()?).map_err(|_| {
+                        ApiError::bad_request("invalid_query", "event is too large")
+                    })?);
+            }
+            "since_ms" => filter.since_ms = Some(number()?),
+            "until_ms" => filter.until_ms = Some(number()?),
+            "limit" => limit = usize::try_from(number()?.clamp(1, 1_000)).unwrap_or(1_000),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "unknown parameter {name:?} (account, event, since_ms, until_ms, limit)"
+                    ),
+                ));
+            }
+        }
+    }
+    let entries = app
+        .audit
+        .query(&filter, limit)
+        .map_err(|e| ApiError::internal("audit_unavailable", e))?;
+    Ok((StatusCode::OK, json!({ "entries": entries })))
 }

@@ -6,6 +6,7 @@
 //! | `listen` | `INGRESSOJA_LISTEN` | `127.0.0.1:8080` |
 //! | `data` | `INGRESSOJA_DATA` | `./data` |
 //! | `development` | `INGRESSOJA_DEVELOPMENT` (`true`/`false`) | `false` |
+//! | `secure_cookies` | `INGRESSOJA_SECURE_COOKIES` (`true`/`false`) | `false` |
 //! | `demo` | `INGRESSOJA_DEMO` (`true`/`false`) | `false` |
 //! | `max_connections` | `INGRESSOJA_MAX_CONNECTIONS` | `20000` |
 //! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` |
@@ -24,8 +25,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The data directory.
     pub data: PathBuf,
-    /// Development mode: enables `POST /api/dev/token`.
+    /// Development mode: enables `POST /api/dev/session`.
     pub development: bool,
+    /// Marks the session cookie `Secure` (set when clients reach the server
+    /// over HTTPS, e.g. through a TLS-terminating proxy).
+    pub secure_cookies: bool,
     /// Seeds a demo event on first start (implies development mode).
     pub demo: bool,
     /// Open connections beyond this wait to be accepted.
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("./data"),
             development: false,
+            secure_cookies: false,
             demo: false,
             max_connections: 20_000,
             request_timeout_ms: 10_000,
@@ -103,6 +108,11 @@ impl ServerConfig {
         override_from(&env, "INGRESSOJA_DATA", &mut config.data)?;
         override_from(&env, "INGRESSOJA_DEVELOPMENT", &mut config.development)?;
         override_from(&env, "INGRESSOJA_DEMO", &mut config.demo)?;
+        override_from(
+            &env,
+            "INGRESSOJA_SECURE_COOKIES",
+            &mut config.secure_cookies,
+        )?;
         override_from(
             &env,
             "INGRESSOJA_MAX_CONNECTIONS",

@@ -47,6 +47,16 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 500: the server's own failure (logged here, not shown to the client).
+    pub fn internal(code: &'static str, error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(code, %error, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            "the server failed; try again",
+        )
+    }
+
     /// The JSON body.
     pub fn body(&self) -> String {
         serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()

@@ -2,8 +2,6 @@
 //! development token. Each handler validates its input, turns it into one
 //! engine command (or a read), and maps the outcome to JSON or an error.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use ingressoja_engine::{Command, CustomerId, Payment, Reply, TicketTypeId, TypeCounts};
 use serde::Deserialize;
@@ -67,8 +65,59 @@ pub async fn event(app: &App, event: EventId) -> Answer {
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
 
-/// `POST /api/events/{id}/queue`
-pub async fn join(app: &App, event: EventId, customer: CustomerId) -> Answer {
+/// A join's proof of work (see `pow.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinProof {
+    challenge: String,
+    solution: String,
+}
+
+/// `GET /api/events/{id}/challenge`: a proof-of-work challenge for joining.
+pub async fn challenge(app: &App, event: EventId, customer: CustomerId) -> Answer {
+    let exists = read_state(app, move |state| state.events.contains_key(&event)).await?;
+    if !exists {
+        return Err(ApiError::not_found(format!("no event {}", event.0)));
+    }
+    let difficulty = app.settings.event(event).pow_difficulty;
+    let (challenge, expires_at_ms) =
+        app.challenges
+            .issue(event, customer.0, difficulty, app.clock.now_ms())?;
+    Ok((
+        StatusCode::OK,
+        json!({ "challenge": challenge, "difficulty": difficulty, "expires_at_ms": expires_at_ms }),
+    ))
+}
+
+/// `POST /api/events/{id}/queue`, with a solved challenge when the event
+/// asks for proof of work. Joining again (already in line) needs none.
+pub async fn join(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+    proof: Option<JoinProof>,
+) -> Answer {
+    let difficulty = app.settings.event(event).pow_difficulty;
+    if difficulty > 0 {
+        let (_, status) = queue_status(app, event, customer).await?;
+        if status["status"] == "not_joined" {
+            let proof = proof.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "proof_of_work_required",
+                    "solve a challenge from GET /api/events/{id}/challenge and send {challenge, solution}",
+                )
+            })?;
+            app.challenges.check(
+                &proof.challenge,
+                &proof.solution,
+                event,
+                customer.0,
+                difficulty,
+                app.clock.now_ms(),
+            )?;
+        }
+    }
     let reply = apply(app, event, Command::Join { customer }).await?;
     let status = if reply == (Reply::Joined { fresh: true }) {
         StatusCode::CREATED
@@ -305,23 +354,4 @@ pub async fn my_orders(app: &App, customer: CustomerId) -> Answer {
     })
     .await?;
     Ok((StatusCode::OK, json!({ "orders": orders })))
-}
-
-/// The body of a development token request: `{"customer_id": 7}`, with
-/// `"admin": true` for an administrator.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenBody {
-    customer_id: u64,
-    #[serde(default)]
-    admin: bool,
-}
-
-/// `POST /api/dev/token` (development mode only).
-pub fn dev_token(app: &Arc<App>, body: TokenBody) -> Answer {
-    let token = app
-        .tokens
-        .issue(CustomerId(body.customer_id), body.admin, app.clock.now_ms());
-    let answer = json!({ "token": token, "customer_id": body.customer_id, "admin": body.admin });
-    Ok((StatusCode::CREATED, answer))
 }

@@ -5,8 +5,11 @@
 //! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes;
 //!   `sse.rs`: server-sent event streams; `hub.rs`: their fan-out.
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
-//! - `identity.rs`: signed development tokens; `gateway.rs`: payments and
-//!   the sandbox gateway; `config.rs`: configuration (TOML + environment);
+//! - `account_api.rs`: register, login with two factors, logout, password,
+//!   enrollment; `session.rs`: who is asking (session cookie or bearer
+//!   token) and CSRF; `pow.rs`: proof-of-work challenges at queue join;
+//!   `settings.rs`: per-event security settings.
+//! - `gateway.rs`: payments and the sandbox gateway; `config.rs`: configuration (TOML + environment);
 //!   `limits.rs`: rate limits per address and account; `metrics.rs`:
 //!   Prometheus metrics.
 //!
@@ -15,6 +18,7 @@
 //! accepting, lets in-flight requests finish (their replies are durable
 //! before they are sent) and waits up to ten seconds for connections to close.
 
+pub mod account_api;
 pub mod admin_api;
 pub mod body;
 pub mod config;
@@ -23,10 +27,12 @@ pub mod error;
 pub mod fan_api;
 pub mod gateway;
 pub mod hub;
-pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod pow;
 pub mod routes;
+pub mod session;
+pub mod settings;
 pub mod sse;
 pub mod views;
 
@@ -42,10 +48,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::accounts::Accounts;
+use crate::accounts::throttle::LoginThrottle;
+use crate::audit::AuditLog;
 use crate::runtime::{Clock, Runtime};
 use config::ServerConfig;
 use gateway::PaymentGateway;
-use identity::TokenKey;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -53,8 +61,18 @@ pub struct App {
     pub runtime: Runtime,
     /// The configuration.
     pub config: ServerConfig,
-    /// Signs and checks development tokens.
-    pub tokens: TokenKey,
+    /// Accounts and sessions.
+    pub accounts: Accounts,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Failed-login delays.
+    pub throttle: LoginThrottle,
+    /// Per-event security settings.
+    pub settings: settings::Settings,
+    /// Proof-of-work challenges.
+    pub challenges: pow::Challenges,
+    /// Bounds concurrent password hashing.
+    pub hashing: tokio::sync::Semaphore,
     /// Takes payments.
     pub gateway: Arc<dyn PaymentGateway>,
     /// The time for token expiry.
@@ -74,7 +92,12 @@ impl App {
         runtime: Runtime,
         config: ServerConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<App, getrandom::Error> {
+    ) -> std::io::Result<App> {
+        let db = runtime
+            .db()
+            .ok_or_else(|| std::io::Error::other("the runtime has no database for accounts"))?;
+        let settings = settings::Settings::open(db.clone())?;
+        let challenges = pow::Challenges::new(settings.secret("pow")?);
         let metrics = metrics::Metrics::new();
         let (records, append) = (
             metrics.wal_batch_records.clone(),
@@ -86,7 +109,12 @@ impl App {
         });
         Ok(App {
             runtime,
-            tokens: TokenKey::random()?,
+            accounts: Accounts::open(db.clone())?,
+            audit: AuditLog::open(db)?,
+            throttle: LoginThrottle::default(),
+            settings,
+            challenges,
+            hashing: tokio::sync::Semaphore::new(account_api::HASHING_AT_ONCE),
             gateway: Arc::new(gateway::TestGateway::default()),
             clock,
             limits: limits::Limits::new(&config.limits),
@@ -150,6 +178,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             _ = trim.tick() => {
                 app.limits.trim();
                 app.hub.forget_closed();
+                app.throttle.trim(app.clock.now_ms());
+                app.challenges.trim(app.clock.now_ms());
             }
             accepted = listener.accept() => {
                 let Ok((stream, remote)) = accepted else { continue };

@@ -14,11 +14,12 @@ use hyper::body::Incoming;
 use ingressoja_engine::CustomerId;
 use serde_json::{Value, json};
 
+use super::account_api;
 use super::admin_api;
 use super::error::ApiError;
 use super::fan_api::{self, Answer};
-use super::identity::Identity;
 use super::limits::Class;
+use super::session::Identity;
 use super::{App, body};
 use crate::runtime::EventId;
 
@@ -41,6 +42,17 @@ pub async fn handle(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                 );
+                response
+            }
+            Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
+        }
+    } else if ACCOUNT_ROUTES.contains(&name) {
+        match accounts(&app, remote, name, request).await {
+            Ok(reply) => {
+                let mut response = json_response(reply.status, &reply.body.to_string(), None);
+                if let Some(cookie) = reply.cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                    response.headers_mut().insert(header::SET_COOKIE, cookie);
+                }
                 response
             }
             Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
@@ -80,8 +92,17 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/events/{event}/cart/items", "cart_add"),
     ("DELETE", "/api/events/{event}/cart/items", "cart_remove"),
     ("POST", "/api/events/{event}/checkout", "checkout"),
+    ("GET", "/api/events/{event}/challenge", "join_challenge"),
     ("GET", "/api/me/orders", "my_orders"),
-    ("POST", "/api/dev/token", "dev_token"),
+    ("POST", "/api/accounts", "register"),
+    ("POST", "/api/session", "login"),
+    ("POST", "/api/session/code", "login_code"),
+    ("DELETE", "/api/session", "logout"),
+    ("GET", "/api/me", "me"),
+    ("POST", "/api/me/password", "password_change"),
+    ("POST", "/api/me/two-factor", "two_factor_enroll"),
+    ("POST", "/api/me/two-factor/confirm", "two_factor_confirm"),
+    ("POST", "/api/dev/session", "dev_session"),
     ("POST", "/api/admin/events", "admin"),
     ("PUT", "/api/admin/events/{event}/policy", "admin"),
     ("PUT", "/api/admin/events/{event}/schedule", "admin"),
@@ -89,6 +110,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/admin/events/{event}/resume", "admin"),
     ("POST", "/api/admin/snapshot", "admin"),
     ("GET", "/api/admin/stats", "admin"),
+    ("GET", "/api/admin/audit", "admin"),
 ];
 
 /// A fixed name per route, for metrics (never the raw path).
@@ -109,8 +131,17 @@ fn route_name(method: &Method, segments: &[&str]) -> &'static str {
         (&Method::POST, ["api", "events", _, "cart", "items"]) => "cart_add",
         (&Method::DELETE, ["api", "events", _, "cart", "items"]) => "cart_remove",
         (&Method::POST, ["api", "events", _, "checkout"]) => "checkout",
+        (&Method::GET, ["api", "events", _, "challenge"]) => "join_challenge",
         (&Method::GET, ["api", "me", "orders"]) => "my_orders",
-        (&Method::POST, ["api", "dev", "token"]) => "dev_token",
+        (&Method::POST, ["api", "accounts"]) => "register",
+        (&Method::POST, ["api", "session"]) => "login",
+        (&Method::POST, ["api", "session", "code"]) => "login_code",
+        (&Method::DELETE, ["api", "session"]) => "logout",
+        (&Method::GET, ["api", "me"]) => "me",
+        (&Method::POST, ["api", "me", "password"]) => "password_change",
+        (&Method::POST, ["api", "me", "two-factor"]) => "two_factor_enroll",
+        (&Method::POST, ["api", "me", "two-factor", "confirm"]) => "two_factor_confirm",
+        (&Method::POST, ["api", "dev", "session"]) => "dev_session",
         (_, ["api", "admin", ..]) => "admin",
         _ => "other",
     }
@@ -141,36 +172,87 @@ fn event_id(text: &str) -> Result<EventId, ApiError> {
         .map_err(|_| ApiError::not_found(format!("no event {text:?}")))
 }
 
-/// The customer a request acts for (the token is verified once per request,
-/// in `route`, and passed here).
+/// The customer a request acts for (the session is looked up once per
+/// request, in `route`, and passed here).
 fn customer(who: &Result<Identity, ApiError>) -> Result<CustomerId, ApiError> {
-    who.clone().map(|who| who.customer)
+    who.as_ref().map(|who| who.customer).map_err(Clone::clone)
 }
 
-fn admin(who: &Result<Identity, ApiError>) -> Result<CustomerId, ApiError> {
-    let who = who.clone()?;
-    if who.admin {
-        Ok(who.customer)
-    } else {
-        Err(ApiError::new(
+/// An administrator's identity: the admin role, and a login that showed
+/// the second factor.
+fn admin(who: &Result<Identity, ApiError>) -> Result<&Identity, ApiError> {
+    let who = who.as_ref().map_err(Clone::clone)?;
+    if !who.account.admin {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "this needs an administrator",
-        ))
+        ));
     }
+    if !who.two_factor() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "two_factor_required",
+            "administrators log in with two factors",
+        ));
+    }
+    Ok(who)
+}
+
+/// A buyer's identity: where the event asks for it, a login that showed
+/// the second factor.
+async fn buyer(
+    app: &App,
+    event: EventId,
+    who: &Result<Identity, ApiError>,
+) -> Result<CustomerId, ApiError> {
+    let who = who.as_ref().map_err(Clone::clone)?;
+    if app.settings.event(event).require_two_factor && !who.two_factor() {
+        // An unknown event is a 404 whatever the login.
+        let known = app
+            .runtime
+            .query(move |state| state.events.contains_key(&event))?;
+        if !known
+            .await
+            .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))?
+        {
+            return Err(ApiError::not_found(format!("no event {}", event.0)));
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "two_factor_required",
+            "this sale needs an account with two-factor login: turn it on, then log in again",
+        ));
+    }
+    Ok(who.customer)
 }
 
 fn identity(app: &App, request: &Request<Incoming>) -> Result<Identity, ApiError> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <token>"))?;
-    app.tokens.verify(token.trim(), app.clock.now_ms())
+    super::session::identify(app, request.method(), request.headers(), false)
+}
+
+/// Records an administrator's action in the audit log.
+fn audit_admin(
+    app: &App,
+    who: &Identity,
+    remote: IpAddr,
+    action: &str,
+    event: Option<EventId>,
+    detail: String,
+) -> Result<(), ApiError> {
+    app.audit
+        .record(crate::audit::Entry {
+            at_ms: app.clock.now_ms(),
+            action: action.into(),
+            account: Some(who.account.id),
+            email: Some(who.account.email.clone()),
+            event: event.map(|e| e.0),
+            ip: Some(remote.to_string()),
+            detail,
+            ..crate::audit::Entry::default()
+        })
+        .map(|_| ())
+        .map_err(|e| ApiError::internal("audit_failed", e))
 }
 
 fn idempotency_key(request: &Request<Incoming>) -> Result<String, ApiError> {
@@ -242,6 +324,77 @@ async fn stream(
     ))
 }
 
+/// Routes whose answers may set or clear the session cookie.
+const ACCOUNT_ROUTES: &[&str] = &[
+    "register",
+    "login",
+    "login_code",
+    "logout",
+    "me",
+    "password_change",
+    "two_factor_enroll",
+    "two_factor_confirm",
+    "dev_session",
+];
+
+/// The account endpoints (see `account_api.rs`).
+async fn accounts(
+    app: &Arc<App>,
+    remote: IpAddr,
+    name: &str,
+    request: Request<Incoming>,
+) -> Result<account_api::Reply, ApiError> {
+    let (parts, body) = request.into_parts();
+    if name != "me" {
+        // Writes count against the cart/checkout quota per address; failed
+        // logins also meet the growing delays of `accounts/throttle.rs`.
+        super::limits::shed(
+            Class::Cart,
+            app.runtime.queue_depth(),
+            app.runtime.queue_capacity(),
+        )?;
+        app.limits.check(Class::Cart, remote, None)?;
+    }
+    let who = |pending| super::session::identify(app, &parts.method, &parts.headers, pending);
+    match name {
+        "register" => {
+            let credentials = body::json(&body::read(body).await?)?;
+            account_api::register(app, remote, credentials).await
+        }
+        "login" => {
+            let credentials = body::json(&body::read(body).await?)?;
+            let previous = super::session::token_of(&parts.headers).map(|(token, _)| token);
+            account_api::login(app, remote, previous, credentials).await
+        }
+        "login_code" => {
+            let who = who(true)?;
+            let code = body::json(&body::read(body).await?)?;
+            account_api::login_code(app, remote, who, code).await
+        }
+        "logout" => account_api::logout(app, remote, &who(true)?),
+        "me" => Ok(account_api::me(&who(false)?)),
+        "password_change" => {
+            let who = who(false)?;
+            let change = body::json(&body::read(body).await?)?;
+            account_api::change_password(app, remote, who, change).await
+        }
+        "two_factor_enroll" => account_api::enroll(app, remote, who(false)?).await,
+        "two_factor_confirm" => {
+            let who = who(false)?;
+            let confirmation = body::json(&body::read(body).await?)?;
+            account_api::confirm(app, remote, who, confirmation).await
+        }
+        "dev_session" if app.development() => {
+            let wanted = body::json(&body::read(body).await?)?;
+            account_api::dev_session(app, wanted).await
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no route {}",
+            parts.uri.path()
+        ))),
+    }
+}
+
 async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> Answer {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -266,9 +419,20 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         )),
         (&Method::GET, ["api", "events"]) => fan_api::list_events(app).await,
         (&Method::GET, ["api", "events", id]) => fan_api::event(app, event_id(id)?).await,
+        (&Method::GET, ["api", "events", id, "challenge"]) => {
+            let event = event_id(id)?;
+            let who = customer(&who)?;
+            fan_api::challenge(app, event, who).await
+        }
         (&Method::POST, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(&who)?);
-            fan_api::join(app, event, who).await
+            let bytes = body::read(request.into_body()).await?;
+            let proof = if bytes.is_empty() {
+                None
+            } else {
+                Some(body::json(&bytes)?)
+            };
+            fan_api::join(app, event, who, proof).await
         }
         (&Method::DELETE, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(&who)?);
@@ -287,51 +451,88 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
             fan_api::release(app, event, who).await
         }
         (&Method::POST | &Method::DELETE, ["api", "events", id, "cart", "items"]) => {
-            let (event, who) = (event_id(id)?, customer(&who)?);
+            let event = event_id(id)?;
             let add = method == Method::POST;
+            let who = if add {
+                buyer(app, event, &who).await?
+            } else {
+                customer(&who)?
+            };
             let items = body::json(&body::read(request.into_body()).await?)?;
             fan_api::change_items(app, event, who, items, add).await
         }
         (&Method::POST, ["api", "events", id, "checkout"]) => {
-            let (event, who) = (event_id(id)?, customer(&who)?);
+            let event = event_id(id)?;
+            let who = buyer(app, event, &who).await?;
             let key = idempotency_key(&request)?;
             let order = body::json(&body::read(request.into_body()).await?)?;
             fan_api::checkout(app, event, who, &key, order).await
         }
         (&Method::GET, ["api", "me", "orders"]) => fan_api::my_orders(app, customer(&who)?).await,
         (&Method::POST, ["api", "admin", "events"]) => {
-            admin(&who)?;
+            let who = admin(&who)?;
             let new = body::json(&body::read(request.into_body()).await?)?;
-            admin_api::create_event(app, new).await
+            let (status, view) = admin_api::create_event(app, new).await?;
+            let event = view["id"]
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .map(EventId);
+            let name = view["name"].as_str().unwrap_or("").to_string();
+            audit_admin(app, who, remote, "event_created", event, name)?;
+            Ok((status, view))
         }
         (&Method::PUT, ["api", "admin", "events", id, "policy"]) => {
             let event = event_id(id)?;
-            admin(&who)?;
-            let policy = body::json(&body::read(request.into_body()).await?)?;
-            admin_api::update_policy(app, event, policy).await
+            let who = admin(&who)?;
+            let bytes = body::read(request.into_body()).await?;
+            let policy = body::json(&bytes)?;
+            let answer = admin_api::update_policy(app, event, policy).await?;
+            let detail = String::from_utf8_lossy(&bytes).chars().take(500).collect();
+            audit_admin(app, who, remote, "policy_changed", Some(event), detail)?;
+            Ok(answer)
         }
         (&Method::PUT, ["api", "admin", "events", id, "schedule"]) => {
             let event = event_id(id)?;
-            admin(&who)?;
-            let schedule = body::json(&body::read(request.into_body()).await?)?;
-            admin_api::reschedule(app, event, schedule).await
+            let who = admin(&who)?;
+            let bytes = body::read(request.into_body()).await?;
+            let schedule = body::json(&bytes)?;
+            let answer = admin_api::reschedule(app, event, schedule).await?;
+            let detail = String::from_utf8_lossy(&bytes).chars().take(500).collect();
+            audit_admin(app, who, remote, "schedule_changed", Some(event), detail)?;
+            Ok(answer)
         }
         (&Method::POST, ["api", "admin", "events", id, action @ ("pause" | "resume")]) => {
             let event = event_id(id)?;
-            admin(&who)?;
-            admin_api::pause(app, event, *action == "pause").await
+            let who = admin(&who)?;
+            let answer = admin_api::pause(app, event, *action == "pause").await?;
+            let name = if *action == "pause" {
+                "sale_paused"
+            } else {
+                "sale_resumed"
+            };
+            audit_admin(app, who, remote, name, Some(event), String::new())?;
+            Ok(answer)
         }
         (&Method::POST, ["api", "admin", "snapshot"]) => {
-            admin(&who)?;
-            admin_api::snapshot(app).await
+            let who = admin(&who)?;
+            let answer = admin_api::snapshot(app).await?;
+            audit_admin(
+                app,
+                who,
+                remote,
+                "snapshot_taken",
+                None,
+                answer.1.to_string(),
+            )?;
+            Ok(answer)
         }
         (&Method::GET, ["api", "admin", "stats"]) => {
             admin(&who)?;
             admin_api::stats(app).await
         }
-        (&Method::POST, ["api", "dev", "token"]) if app.development() => {
-            let token = body::json(&body::read(request.into_body()).await?)?;
-            fan_api::dev_token(app, token)
+        (&Method::GET, ["api", "admin", "audit"]) => {
+            admin(&who)?;
+            admin_api::audit(app, request.uri().query().unwrap_or(""))
         }
         (_, segments) if is_known_path(segments, app.development()) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -353,8 +554,14 @@ fn is_known_path(segments: &[&str], development: bool) -> bool {
             | ["api", "events", _, "queue" | "cart" | "checkout" | "stream"]
             | ["api", "events", _, "me", "stream"]
             | ["api", "events", _, "cart", "items"]
-            | ["api", "me", "orders"]
-            | ["api", "admin", "events" | "snapshot" | "stats"]
+            | ["api", "events", _, "challenge"]
+            | ["api", "me"]
+            | ["api", "me", "orders" | "password" | "two-factor"]
+            | ["api", "me", "two-factor", "confirm"]
+            | ["api", "accounts"]
+            | ["api", "session"]
+            | ["api", "session", "code"]
+            | ["api", "admin", "events" | "snapshot" | "stats" | "audit"]
             | [
                 "api",
                 "admin",
@@ -362,7 +569,7 @@ fn is_known_path(segments: &[&str], development: bool) -> bool {
                 _,
                 "policy" | "schedule" | "pause" | "resume"
             ]
-    ) || (development && segments == ["api", "dev", "token"])
+    ) || (development && segments == ["api", "dev", "session"])
 }
 
 fn health(app: &App) -> Answer {

@@ -1,6 +1,6 @@
-//! The data directory: `db/` is the RocksDB database (the log lives in its
-//! `wal` column family; later issues add accounts, sessions and audit
-//! families), `snapshots/` holds the shard's snapshots.
+//! The data directory: `db/` is the RocksDB database (column families `wal`
+//! for the sale log, `accounts`, `sessions`, `audit` and `settings`),
+//! `snapshots/` holds the shard's snapshots.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,16 @@ use ingressoja_wal::{RocksStore, open_db};
 use rocksdb::DB;
 
 /// Column families of the database; all are opened together.
-pub const COLUMN_FAMILIES: &[&str] = &["wal"];
+pub const COLUMN_FAMILIES: &[&str] = &[
+    WAL_FAMILY,
+    crate::accounts::store::ACCOUNTS,
+    crate::accounts::store::SESSIONS,
+    crate::audit::AUDIT,
+    SETTINGS_FAMILY,
+];
+/// Column family of server settings (per-event security settings, the
+/// proof-of-work key).
+pub const SETTINGS_FAMILY: &str = "settings";
 /// The column family of the sale log.
 pub const WAL_FAMILY: &str = "wal";
 

@@ -214,6 +214,12 @@ impl Runtime {
         })
     }
 
+    /// The database (absent when started on another store), shared with
+    /// accounts, sessions, the audit log and settings.
+    pub fn db(&self) -> Option<Arc<rocksdb::DB>> {
+        self.db.clone()
+    }
+
     /// What recovery found at start.
     pub fn recovery(&self) -> &RecoveryReport {
         &self.recovery

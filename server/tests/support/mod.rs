@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use ingressoja::http::config::ServerConfig;
 use ingressoja::http::limits::LimitsConfig;
+use ingressoja::http::settings::EventSecurity;
 use ingressoja::http::{App, demo_event, serve};
-use ingressoja::runtime::{ManualClock, Runtime, RuntimeOptions};
+use ingressoja::runtime::{EventId, ManualClock, Runtime, RuntimeOptions};
 use serde_json::Value;
 
 pub const NOW: u64 = 1_800_000_000_000;
@@ -20,6 +21,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The server's state, for tests that reach behind the API.
     pub app: Arc<App>,
+    /// The server's clock, which tests move.
+    pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     tokio: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -66,7 +69,18 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
     runtime
         .create_event(demo_event::demo_event(NOW, 7))
         .unwrap();
-    let app = Arc::new(App::new(runtime, config, clock).unwrap());
+    let app = Arc::new(App::new(runtime, config, clock.clone()).unwrap());
+    // The demo event without proof of work or two-factor, so that tests of
+    // other things need neither; `security.rs` tests both on its own event.
+    app.settings
+        .set(
+            EventId(0),
+            EventSecurity {
+                pow_difficulty: 0,
+                require_two_factor: false,
+            },
+        )
+        .unwrap();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -83,6 +97,7 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
     Server {
         addr,
         app,
+        clock,
         stop: Some(stop),
         tokio,
         _dir: dir,
@@ -149,8 +164,13 @@ pub fn call_raw(
     send_raw(server.addr, &head, body.as_bytes())
 }
 
-pub fn token(server: &Server, customer: u64) -> String {
-    issue(server, customer, false)
+/// A development session (a bearer header value) for fan `n`: the same `n`
+/// is the same account.
+pub fn token(server: &Server, n: u64) -> String {
+    let body = format!("{{\"email\":\"fan{n}@test.invalid\"}}");
+    let (status, body) = call(server, "POST", "/api/dev/session", &[], Some(&body));
+    assert_eq!(status, 201, "{body}");
+    format!("Bearer {}", body["token"].as_str().unwrap())
 }
 
 /// Joins event 0 as `auth` (a `Bearer …` header value) and holds `items`
@@ -162,15 +182,56 @@ pub fn join_and_hold(server: &Server, auth: &str, items: &str) {
     assert_eq!(status, 200, "{cart}");
 }
 
-pub fn admin_token(server: &Server, customer: u64) -> String {
-    issue(server, customer, true)
+/// The password test accounts are made with.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The session token a response set in its cookie.
+pub fn session_cookie(raw: &str) -> String {
+    raw.lines()
+        .find_map(|line| {
+            let lower = line.to_ascii_lowercase();
+            lower.starts_with("set-cookie: ij_session=").then(|| {
+                line["set-cookie: ij_session=".len()..]
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+        })
+        .unwrap_or_else(|| panic!("no session cookie in\n{raw}"))
 }
 
-fn issue(server: &Server, customer: u64, admin: bool) -> String {
-    let body = format!("{{\"customer_id\":{customer},\"admin\":{admin}}}");
-    let (status, body) = call(server, "POST", "/api/dev/token", &[], Some(&body));
-    assert_eq!(status, 201, "{body}");
-    format!("Bearer {}", body["token"].as_str().unwrap())
+/// The TOTP secret stored for an account.
+pub fn secret_of(server: &Server, email: &str) -> Vec<u8> {
+    let account = server.app.accounts.find(email).unwrap().unwrap();
+    account.two_factor.unwrap().secret
+}
+
+/// An administrator `n` as an operator gets one: made as `ingressoja admin
+/// create` makes it, logged in with the password, two-factor enrolled and
+/// confirmed with a code; a bearer header value of that two-factor session.
+pub fn admin_token(server: &Server, n: u64) -> String {
+    let email = format!("admin{n}@test.invalid");
+    let hash = ingressoja::accounts::password::hash(PASSWORD).unwrap();
+    server.app.accounts.create(&email, hash, true, NOW).unwrap();
+    let credentials = format!("{{\"email\":\"{email}\",\"password\":\"{PASSWORD}\"}}");
+    let raw = call_raw(server, "POST", "/api/session", &[], Some(&credentials));
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let bearer = format!("Bearer {}", session_cookie(&raw));
+    let me = [("Authorization", bearer.as_str())];
+    let (status, enrollment) = call(server, "POST", "/api/me/two-factor", &me, None);
+    assert_eq!(status, 200, "{enrollment}");
+    let now_s = ingressoja::runtime::Clock::now_ms(server.clock.as_ref()) / 1_000;
+    let code = ingressoja::accounts::totp::code_at(&secret_of(server, &email), now_s);
+    let raw = call_raw(
+        server,
+        "POST",
+        "/api/me/two-factor/confirm",
+        &me,
+        Some(&format!("{{\"code\":\"{code}\"}}")),
+    );
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    format!("Bearer {}", session_cookie(&raw))
 }
 
 /// Opens a stream (`GET path` with these headers) and returns the socket.

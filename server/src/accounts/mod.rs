@@ -1,0 +1,16 @@
+//! Accounts and how people prove who they are: registration and login with
+//! argon2id passwords, TOTP second factor with recovery codes, sessions, and
+//! login throttling. Everything here is storage and rules; the HTTP
+//! handlers live in `http/account_api.rs`.
+//!
+//! - `store.rs`: accounts and sessions in RocksDB.
+//! - `password.rs`: argon2id hashing.
+//! - `totp.rs`: TOTP codes (single use) and recovery codes.
+//! - `throttle.rs`: growing delays after failed logins.
+
+pub mod password;
+pub mod store;
+pub mod throttle;
+pub mod totp;
+
+pub use store::{Account, AccountError, Accounts, Session, TwoFactor, normalize_email};

@@ -1,0 +1,119 @@
+//! Per-event security settings the HTTP layer enforces (the engine knows
+//! nothing of accounts or bots): the proof-of-work difficulty at queue join
+//! and whether buying needs a two-factor login. Stored in the `settings`
+//! column family (`event:` + id → postcard), synced, and kept in memory for
+//! the hot path; an event without an entry has the defaults.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rocksdb::{DB, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::EventId;
+use crate::runtime::data_dir::SETTINGS_FAMILY;
+
+/// Leading zero bits of the default proof of work: about 130 000 SHA-256
+/// hashes, around a second in a phone's browser.
+pub const DEFAULT_POW_DIFFICULTY: u8 = 17;
+/// The highest difficulty an operator may set (about 16 M hashes).
+pub const MAX_POW_DIFFICULTY: u8 = 24;
+
+/// See the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSecurity {
+    /// Leading zero bits a join's proof of work needs (0: none).
+    pub pow_difficulty: u8,
+    /// Carts and checkout need a login with two factors.
+    pub require_two_factor: bool,
+}
+
+impl Default for EventSecurity {
+    fn default() -> EventSecurity {
+        EventSecurity {
+            pow_difficulty: DEFAULT_POW_DIFFICULTY,
+            require_two_factor: true,
+        }
+    }
+}
+
+/// The settings of every event.
+pub struct Settings {
+    db: Arc<DB>,
+    events: RwLock<HashMap<EventId, EventSecurity>>,
+}
+
+fn key(event: EventId) -> Vec<u8> {
+    [b"event:".as_slice(), &event.0.to_be_bytes()].concat()
+}
+
+fn family(db: &DB) -> io::Result<&rocksdb::ColumnFamily> {
+    db.cf_handle(SETTINGS_FAMILY)
+        .ok_or_else(|| io::Error::other(format!("no column family {SETTINGS_FAMILY}")))
+}
+
+impl Settings {
+    /// Loads every stored setting.
+    pub fn open(db: Arc<DB>) -> io::Result<Settings> {
+        let mut events = HashMap::new();
+        for item in db.prefix_iterator_cf(family(&db)?, b"event:") {
+            let (k, v) = item.map_err(|e| io::Error::other(e.into_string()))?;
+            let Some(id) = k
+                .strip_prefix(b"event:")
+                .and_then(|id| <[u8; 4]>::try_from(id).ok())
+            else {
+                break;
+            };
+            let security = postcard::from_bytes(&v)
+                .map_err(|e| io::Error::other(format!("event settings are damaged: {e}")))?;
+            events.insert(EventId(u32::from_be_bytes(id)), security);
+        }
+        Ok(Settings {
+            db,
+            events: RwLock::new(events),
+        })
+    }
+
+    /// An event's settings.
+    pub fn event(&self, event: EventId) -> EventSecurity {
+        self.events.read().get(&event).copied().unwrap_or_default()
+    }
+
+    /// Stores an event's settings (synced).
+    pub fn set(&self, event: EventId, security: EventSecurity) -> io::Result<()> {
+        let mut synced = WriteOptions::default();
+        synced.set_sync(true);
+        let bytes = postcard::to_stdvec(&security).map_err(io::Error::other)?;
+        self.db
+            .put_cf_opt(family(&self.db)?, key(event), bytes, &synced)
+            .map_err(|e| io::Error::other(e.into_string()))?;
+        self.events.write().insert(event, security);
+        Ok(())
+    }
+
+    /// A secret kept in the settings (generated on first use), such as the
+    /// proof-of-work signing key: it survives restarts, so challenges
+    /// handed out before one still verify after it.
+    pub fn secret(&self, name: &str) -> io::Result<[u8; 32]> {
+        let settings = family(&self.db)?;
+        let key = [b"secret:".as_slice(), name.as_bytes()].concat();
+        if let Some(bytes) = self
+            .db
+            .get_cf(settings, &key)
+            .map_err(|e| io::Error::other(e.into_string()))?
+        {
+            return <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| io::Error::other(format!("the secret {name} is damaged")));
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| io::Error::other(e.to_string()))?;
+        let mut synced = WriteOptions::default();
+        synced.set_sync(true);
+        self.db
+            .put_cf_opt(settings, &key, secret, &synced)
+            .map_err(|e| io::Error::other(e.into_string()))?;
+        Ok(secret)
+    }
+}

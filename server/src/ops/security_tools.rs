@@ -1,0 +1,112 @@
+//! `ingressoja admin create` and `ingressoja audit verify|export`.
+//!
+//! `admin create` opens the database for writing, so the server must be
+//! stopped (RocksDB's lock says so otherwise); the audit tools open it
+//! read-only and work beside a running server.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use crate::accounts::{Accounts, normalize_email, password, store::random_hex};
+use crate::audit::{self, AuditLog, Entry};
+use crate::runtime::DataDir;
+use crate::runtime::data_dir::COLUMN_FAMILIES;
+
+type ToolResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// What `admin create` made.
+#[derive(Debug)]
+pub struct CreatedAdmin {
+    /// The account id.
+    pub id: u64,
+    /// The normalized email.
+    pub email: String,
+    /// The password, when one was generated (shown once).
+    pub generated_password: Option<String>,
+}
+
+/// Makes an administrator account. The password is read from `password`
+/// (one line) or, when `None`, generated and returned.
+pub fn create_admin(
+    data: &Path,
+    email: &str,
+    password: Option<&mut dyn BufRead>,
+) -> ToolResult<CreatedAdmin> {
+    let email = normalize_email(email)?;
+    let (password, generated) = match password {
+        Some(input) => {
+            let mut line = String::new();
+            input.read_line(&mut line)?;
+            (line.trim_end_matches(['\r', '\n']).to_string(), false)
+        }
+        None => (random_hex(12)?, true),
+    };
+    if password.chars().count() < password::MIN_LENGTH {
+        return Err(format!(
+            "a password has at least {} characters",
+            password::MIN_LENGTH
+        )
+        .into());
+    }
+    let data = DataDir::create(data)?;
+    let db = data.open_db().map_err(|e| {
+        format!(
+            "cannot open {} ({e}); is the server running? stop it first",
+            data.db_path().display()
+        )
+    })?;
+    let accounts = Accounts::open(db.clone())?;
+    let hash = password::hash(&password)?;
+    let now = crate::runtime::Clock::now_ms(&crate::runtime::SystemClock);
+    let account = accounts.create(&email, hash, true, now)?;
+    AuditLog::open(db)?.record(Entry {
+        at_ms: now,
+        action: "admin_created".into(),
+        account: Some(account.id),
+        email: Some(email.clone()),
+        ip: Some("command line".into()),
+        detail: "ingressoja admin create".into(),
+        ..Entry::default()
+    })?;
+    Ok(CreatedAdmin {
+        id: account.id,
+        email,
+        generated_password: generated.then_some(password),
+    })
+}
+
+/// What `audit verify` checked.
+#[derive(Debug)]
+pub struct AuditSummary {
+    /// Audit entries in an unbroken chain.
+    pub audit_entries: u64,
+    /// Sale-log batches in an unbroken chain.
+    pub log_batches: u64,
+    /// Sale-log records.
+    pub log_records: u64,
+}
+
+/// Checks both chains: the audit log's and the sale log's. The error names
+/// the first broken link.
+pub fn verify(data: &Path) -> ToolResult<AuditSummary> {
+    let data = DataDir::create(data)?;
+    let db = ingressoja_wal::open_db_read_only(&data.db_path(), COLUMN_FAMILIES)?;
+    let audit_entries = match audit::verify(&db)? {
+        Ok(verified) => verified.entries,
+        Err(broken) => return Err(broken.into()),
+    };
+    drop(db);
+    let log = super::log_tools::verify_log(&data.db_path())?;
+    Ok(AuditSummary {
+        audit_entries,
+        log_batches: log.batches,
+        log_records: log.records,
+    })
+}
+
+/// Writes audit entries at or after `since_ms` as JSON lines.
+pub fn export(data: &Path, since_ms: u64, out: &mut impl Write) -> ToolResult<u64> {
+    let data = DataDir::create(data)?;
+    let db = ingressoja_wal::open_db_read_only(&data.db_path(), COLUMN_FAMILIES)?;
+    Ok(audit::export(&db, since_ms, out)?)
+}
