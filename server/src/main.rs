@@ -71,6 +71,15 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Solves a join challenge (what the waiting room's worker does), for
+    /// trying the API from a shell.
+    Pow {
+        /// The challenge from GET /api/events/{id}/challenge.
+        challenge: String,
+        /// Its difficulty (leading zero bits).
+        #[arg(long)]
+        difficulty: u8,
+    },
     /// Load for the crash tests: runs until killed, logging acknowledgements.
     #[command(hide = true)]
     CrashLoad {
@@ -386,6 +395,13 @@ fn main() -> std::process::ExitCode {
         Command::Wal(command) => wal(command),
         Command::Admin(command) => admin(command),
         Command::Audit(command) => audit(command),
+        Command::Pow {
+            challenge,
+            difficulty,
+        } => {
+            println!("{}", http::pow::solve(&challenge, difficulty));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

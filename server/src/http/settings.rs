@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::EventId;
 use crate::runtime::data_dir::SETTINGS_FAMILY;
 
-/// Leading zero bits of the default proof of work: about 130 000 SHA-256
-/// hashes, around a second in a phone's browser.
-pub const DEFAULT_POW_DIFFICULTY: u8 = 17;
+/// Leading zero bits of the default proof of work: 262 144 SHA-256 hashes
+/// expected, 0.4 s for JavaScript on one core of the 2-core test machine
+/// (`node benches/pow/rate.mjs`: 0.65 M hashes/s), so about a second on a
+/// phone two or three times slower.
+pub const DEFAULT_POW_DIFFICULTY: u8 = 18;
 /// The highest difficulty an operator may set (about 16 M hashes).
 pub const MAX_POW_DIFFICULTY: u8 = 24;
 
