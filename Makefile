@@ -18,12 +18,17 @@ CARGO_FLAGS := --release --locked
 
 # Debian packages: a C/C++ toolchain and libclang for RocksDB's bindings.
 APT_PACKAGES := build-essential pkg-config libclang-dev clang
-# What the tests need besides: oathtool (codes from another TOTP
-# implementation, for the two-factor interoperability test).
-TEST_PACKAGES := oathtool
+# What the tests need besides, as command:package: oathtool (codes from
+# another TOTP implementation, for the two-factor interoperability test),
+# chromium and node/npm for the browser tests (playwright-core drives
+# Debian's chromium). Checked by command, not by package: a machine may have
+# node and npm from elsewhere (NodeSource's nodejs bundles npm, and Debian's
+# npm package would conflict with it).
+TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm
+BROWSER_TESTS := server/tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps test-deps run demo test fmt lint unit bench bench-http clean
+.PHONY: help deps test-deps run demo test fmt lint unit browser bench bench-http clean
 
 help:
 	@echo "make run    serve the sale on http://127.0.0.1:8080 with a demo event"
@@ -45,7 +50,7 @@ deps:
 
 test-deps:
 	@missing=""; \
-	for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for tool in $(TEST_TOOLS); do command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages for the tests:$$missing"; \
 		$(SUDO) apt-get update -qq && \
@@ -58,7 +63,7 @@ run: deps
 demo: deps
 	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
 
-test: deps test-deps fmt lint unit
+test: deps test-deps fmt lint unit browser
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -74,6 +79,14 @@ unit:
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } \
 		END { printf "tests: %d passed, %d failed\n", passed, failed; exit (passed == 0 || failed > 0) }' \
 		$(CARGO_TARGET_DIR)/test-output.txt
+
+# The pages in a real browser, against the binary `unit` just built. npm
+# installs playwright-core (pinned by package-lock.json) when missing; the
+# tests fail, never skip, when chromium cannot start. Screenshots of failed
+# pages go to $(CARGO_TARGET_DIR)/browser-failures.
+browser:
+	@[ -d $(BROWSER_TESTS)/node_modules/playwright-core ] || (cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund)
+	cd $(BROWSER_TESTS) && node --test --test-concurrency=1
 
 bench: deps
 	$(CARGO) bench --locked --profile release -p ingressoja-benches

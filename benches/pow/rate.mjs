@@ -1,7 +1,7 @@
 // How fast JavaScript (V8, as in Chromium) hashes proof-of-work candidates
 // with the synchronous SHA-256 of sha256.mjs, checked against node:crypto.
 // Run: node benches/pow/rate.mjs
-import { sha256First32 } from "./sha256.mjs";
+import { sha256First32 } from "../../server/web/sha256.js";
 import { createHash } from "node:crypto";
 const challenge = "0.42.1800000300000.17.00112233445566778899aabbccddeeff.0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const prefix = new TextEncoder().encode(challenge + ":");

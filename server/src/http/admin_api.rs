@@ -252,12 +252,19 @@ pub async fn stats(app: &App) -> Answer {
                     "event": id.0, "joined": s.joined, "waiting": s.waiting, "admitted": s.served,
                     "active": s.active, "holds": s.holds, "tickets_held": s.tickets_held,
                     "tickets_sold": s.tickets_sold, "tickets_available": s.tickets_available, "orders": s.orders,
-                    "paused": s.paused,
+                    "paused": s.paused, "phase": format!("{:?}", s.phase),
                 })
             })
             .collect::<Vec<_>>()
     })?;
-    let events = events.await.map_err(stopped)?;
+    let mut events = events.await.map_err(stopped)?;
+    for event in &mut events {
+        let id = event["event"]
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .unwrap_or(0);
+        event["holds_expired"] = json!(app.hub.expired_holds(EventId(id)));
+    }
     let runtime = app.runtime.stats();
     Ok((
         StatusCode::OK,
@@ -317,4 +324,30 @@ pub fn audit(app: &App, query: &str) -> Answer {
         .query(&filter, limit)
         .map_err(|e| ApiError::internal("audit_unavailable", e))?;
     Ok((StatusCode::OK, json!({ "entries": entries })))
+}
+
+/// `POST /api/admin/backup`: an online, consistent backup into
+/// `DATA/backups/backup-<ms>` (checked with `ingressoja backup verify`).
+pub async fn backup(app: &std::sync::Arc<App>) -> Answer {
+    let target = app
+        .config
+        .data
+        .join("backups")
+        .join(format!("backup-{}", app.clock.now_ms()));
+    let worker = app.clone();
+    let path = target.clone();
+    tokio::task::spawn_blocking(move || worker.runtime.backup(&path))
+        .await
+        .map_err(|e| ApiError::internal("worker_failed", e))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backup_failed",
+                e.to_string(),
+            )
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        json!({ "backup": target.display().to_string() }),
+    ))
 }

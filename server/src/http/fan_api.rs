@@ -337,8 +337,11 @@ async fn order_answer(
         Some(views::order(event, order, found, engine.tickets_of(order)))
     })
     .await?;
-    view.map(|v| (status, v))
-        .ok_or_else(|| ApiError::not_found("no such order"))
+    view.map(|mut v| {
+        views::add_ticket_qr_codes(&mut v);
+        (status, v)
+    })
+    .ok_or_else(|| ApiError::not_found("no such order"))
 }
 
 /// `GET /api/me/orders`
@@ -353,5 +356,8 @@ pub async fn my_orders(app: &App, customer: CustomerId) -> Answer {
         all
     })
     .await?;
+    // Rendered here, not in the shard's read: QR codes are the slow part.
+    let mut orders = orders;
+    orders.iter_mut().for_each(views::add_ticket_qr_codes);
     Ok((StatusCode::OK, json!({ "orders": orders })))
 }

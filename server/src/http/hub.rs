@@ -96,6 +96,9 @@ type Personal = mpsc::Sender<Note>;
 pub struct Hub {
     events: Mutex<HashMap<EventId, Watched>>,
     personal: Mutex<HashMap<(EventId, CustomerId), Vec<Personal>>>,
+    /// Holds that expired per event since this process started (for the
+    /// dashboard's funnel; the engine counts what is, not what expired).
+    expired: Mutex<HashMap<EventId, u64>>,
 }
 
 impl Hub {
@@ -141,6 +144,11 @@ impl Hub {
                 personal.remove(&(event, customer));
             }
         }
+    }
+
+    /// Holds of `event` that expired since the process started.
+    pub fn expired_holds(&self, event: EventId) -> u64 {
+        self.expired.lock().get(&event).copied().unwrap_or(0)
     }
 
     /// Forgets the streams of fans who went away. A fan's entry is also
@@ -202,6 +210,9 @@ impl Hub {
                 notice = notices.recv() => match notice {
                     Ok(notice) => {
                         dirty.insert(notice.event, notice.seq);
+                        if matches!(notice.transition, Transition::HoldExpired { .. }) {
+                            *hub.expired.lock().entry(notice.event).or_default() += 1;
+                        }
                         if let Some(customer) = notice.transition.customer() {
                             hub.route(notice.event, customer, notice.seq, notice.transition);
                         }

@@ -9,6 +9,7 @@
 //!   enrollment; `session.rs`: who is asking (session cookie or bearer
 //!   token) and CSRF; `pow.rs`: proof-of-work challenges at queue join;
 //!   `settings.rs`: per-event security settings.
+//! - `assets.rs`: the web pages (`server/web/`), embedded in the binary.
 //! - `gateway.rs`: payments and the sandbox gateway; `config.rs`: configuration (TOML + environment);
 //!   `limits.rs`: rate limits per address and account; `metrics.rs`:
 //!   Prometheus metrics.
@@ -20,6 +21,7 @@
 
 pub mod account_api;
 pub mod admin_api;
+pub mod assets;
 pub mod body;
 pub mod config;
 pub mod demo_event;

@@ -30,6 +30,12 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let started = std::time::Instant::now();
+    if request.method() == Method::GET && super::assets::is_asset(request.uri().path()) {
+        let response = super::assets::serve(request.uri().path());
+        app.metrics
+            .observe("page", response.status().as_u16(), started.elapsed());
+        return response;
+    }
     let name = {
         let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
         route_name(request.method(), &segments)
@@ -111,6 +117,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/admin/snapshot", "admin"),
     ("GET", "/api/admin/stats", "admin"),
     ("GET", "/api/admin/audit", "admin"),
+    ("POST", "/api/admin/backup", "admin"),
 ];
 
 /// A fixed name per route, for metrics (never the raw path).
@@ -526,6 +533,12 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
             )?;
             Ok(answer)
         }
+        (&Method::POST, ["api", "admin", "backup"]) => {
+            let who = admin(&who)?;
+            let answer = admin_api::backup(app).await?;
+            audit_admin(app, who, remote, "backup_taken", None, answer.1.to_string())?;
+            Ok(answer)
+        }
         (&Method::GET, ["api", "admin", "stats"]) => {
             admin(&who)?;
             admin_api::stats(app).await
@@ -561,7 +574,11 @@ fn is_known_path(segments: &[&str], development: bool) -> bool {
             | ["api", "accounts"]
             | ["api", "session"]
             | ["api", "session", "code"]
-            | ["api", "admin", "events" | "snapshot" | "stats" | "audit"]
+            | [
+                "api",
+                "admin",
+                "events" | "snapshot" | "stats" | "audit" | "backup"
+            ]
             | [
                 "api",
                 "admin",

@@ -124,3 +124,31 @@ pub fn order(
         })).collect::<Vec<_>>(),
     })
 }
+
+/// What a ticket's QR code holds: the event, the ticket and its code.
+pub fn ticket_qr_text(event: u64, ticket: u64, code: &str) -> String {
+    format!("INGRESSOJA:{event}:{ticket}:{code}")
+}
+
+/// Adds an SVG QR code to every ticket of an order view, for the fan's
+/// phone to show at the gate.
+pub fn add_ticket_qr_codes(order: &mut Value) {
+    let event = order["event"].as_u64().unwrap_or(0);
+    let Some(tickets) = order["tickets"].as_array_mut() else {
+        return;
+    };
+    for ticket in tickets {
+        let text = ticket_qr_text(
+            event,
+            ticket["id"].as_u64().unwrap_or(0),
+            ticket["code"].as_str().unwrap_or(""),
+        );
+        if let Ok(code) = qrcode::QrCode::new(text.as_bytes()) {
+            let svg = code
+                .render::<qrcode::render::svg::Color>()
+                .min_dimensions(160, 160)
+                .build();
+            ticket["qr_svg"] = json!(svg);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+// An operator in a real browser: logs in, turns on two-factor as admin
+// pages require, creates an event with the form, and watches the live
+// dashboard move as a fan joins and buys; the audit log shows the actions.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { ADMIN, Api, PASSWORD, browser, solve, startServer, totp, withPage } from "./support.mjs";
+
+let server, chrome;
+before(async () => { server = await startServer(); chrome = await browser(); });
+after(async () => { await chrome?.close(); await server?.stop(); });
+
+test("an admin creates an event and watches the dashboard move", async () => {
+  await withPage(chrome, "admin", async (page) => {
+    await page.goto(server.url + "/#/login");
+    await page.getByLabel("E-mail").fill(ADMIN.email);
+    await page.getByLabel("Senha").fill(ADMIN.password);
+    await page.getByRole("button", { name: "Entrar" }).click();
+    await page.getByRole("link", { name: "Administração" }).click();
+    await page.getByText("Administradores precisam entrar com verificação em duas etapas.").waitFor();
+    await page.getByRole("button", { name: "Ativar agora" }).click();
+    const secret = (await page.getByTestId("totp-secret").textContent()).trim();
+    await page.getByLabel("Código").fill(totp(secret));
+    await page.getByRole("button", { name: "Confirmar" }).click();
+    await page.getByRole("link", { name: "Já guardei" }).click();
+    await page.getByRole("link", { name: "Administração" }).click();
+
+    await page.getByRole("link", { name: "Eventos" }).nth(1).click();
+    await page.getByLabel("Nome").first().fill("Show do Painel");
+    await page.getByLabel("Local").fill("Ginásio");
+    await page.getByLabel("Dificuldade anti-robô (bits)").last().fill("8");
+    await page.getByLabel("Exigir verificação em duas etapas para comprar").last().uncheck();
+    await page.getByRole("button", { name: "Criar evento" }).click();
+    const created = await page.getByText(/Evento \d+ criado\./).textContent();
+    const id = Number(created.match(/\d+/)[0]);
+
+    await page.getByRole("link", { name: "Painel ao vivo" }).click();
+    await page.getByTestId("funnel-joined").waitFor();
+    assert.equal(await page.getByTestId("funnel-joined").textContent(), "0");
+    // A fan (through the API) joins and buys; the dashboard follows.
+    const fan = new Api(server.url);
+    const { cookie } = await fan.call("POST", "/api/accounts", { email: "fan@example.com", password: PASSWORD });
+    const me = new Api(server.url, cookie);
+    const { json: challenge } = await me.call("GET", `/api/events/${id}/challenge`);
+    await me.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
+    await page.waitForFunction(() => document.querySelector("[data-testid=funnel-joined]")?.textContent === "1", null, { timeout: 10000 });
+    await me.call("POST", `/api/events/${id}/cart/items`, { items: [{ ticket_type: 0, quantity: 2 }] });
+    await page.waitForFunction(() => document.querySelector("[data-testid=funnel-holding]")?.textContent === "1", null, { timeout: 10000 });
+    const pay = await fetch(`${server.url}/api/events/${id}/checkout`, {
+      method: "POST", headers: { Authorization: `Bearer ${cookie}`, "Content-Type": "application/json", "Idempotency-Key": "painel-1" },
+      body: JSON.stringify({ card_number: "4242424242424242" }),
+    });
+    assert.equal(pay.status, 201);
+    await page.waitForFunction(() => document.querySelector("[data-testid=funnel-bought]")?.textContent === "1", null, { timeout: 10000 });
+
+    await page.getByRole("button", { name: "Snapshot" }).click();
+    await page.getByText(/Snapshot gravado/).waitFor();
+    await page.getByRole("link", { name: "Auditoria" }).click();
+    await page.getByRole("cell", { name: "event_created" }).first().waitFor();
+    assert.ok(await page.getByRole("cell", { name: "two_factor_enabled" }).count() >= 1);
+  });
+});

@@ -1,0 +1,119 @@
+// A fan's paths through the pages in a real browser: the whole journey
+// (register, two-factor, log out, log in with a code, queue with proof of
+// work, admission, cart with countdown, payment, ticket with QR code); a
+// declined card (and the language switch); the per-customer limit; a hold
+// that expires.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { adminApi, browser, createEvent, registerWithTwoFactor, startServer, totp, withPage, PASSWORD } from "./support.mjs";
+
+let server, admin, chrome;
+before(async () => {
+  server = await startServer();
+  admin = await adminApi(server.url);
+  chrome = await browser();
+});
+after(async () => { await chrome?.close(); await server?.stop(); });
+
+/** From the event list to shopping: the queue, its proof of work, the turn. */
+async function queueUp(page, eventName) {
+  await page.getByRole("link", { name: "Eventos" }).click();
+  await page.getByRole("link", { name: eventName }).click();
+  await page.getByRole("link", { name: "Entrar na fila" }).click();
+  await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
+}
+
+async function hold(page, type, quantity) {
+  await page.getByLabel(type).selectOption(String(quantity));
+  await page.getByRole("button", { name: "Adicionar ao carrinho" }).click();
+}
+
+test("a fan registers, turns on two-factor, logs in with a code, queues, buys and sees the ticket", async () => {
+  const event = "Festival do Caminho Completo";
+  await createEvent(admin, event);
+  await withPage(chrome, "whole-path", async (page) => {
+    const { secret, codes } = await registerWithTwoFactor(page, server.url, "ana@example.com");
+    assert.equal(codes.length, 10);
+    await page.getByRole("button", { name: "Sair" }).click();
+    await page.getByRole("heading", { name: "Entrar" }).waitFor();
+    await page.getByLabel("E-mail").fill("ana@example.com");
+    await page.getByLabel("Senha").fill(PASSWORD);
+    await page.getByRole("button", { name: "Entrar" }).click();
+    // The enrollment used this step's code; the next step's is fresh.
+    await page.getByLabel("Código").fill(totp(secret, 1));
+    await page.getByRole("button", { name: "Verificar" }).click();
+    await page.getByRole("link", { name: "Meus ingressos" }).waitFor();
+
+    await queueUp(page, event);
+    await hold(page, "Pista", 2);
+    await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    const first = await page.locator("#countdown").textContent();
+    assert.match(first, /Reservado por mais [0-9]+:[0-9]{2}/);
+    await page.waitForFunction((before) => document.getElementById("countdown").textContent !== before, first, { timeout: 5000 });
+    assert.match(await page.getByTestId("total").textContent(), /500,00/);
+    await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
+    await page.getByRole("button", { name: "Pagar" }).click();
+    await page.getByTestId("confirmed").waitFor();
+
+    await page.getByRole("link", { name: "Meus ingressos" }).first().click();
+    await page.getByRole("heading", { name: "Meus ingressos" }).waitFor();
+    const tickets = page.getByTestId("ticket");
+    await tickets.first().waitFor();
+    assert.equal(await tickets.count(), 2);
+    assert.equal(await tickets.first().locator("svg").count(), 1, "a QR code per ticket");
+  });
+});
+
+test("a declined card sells nothing and keeps the hold", async () => {
+  const event = "Show do Cartão Recusado";
+  await createEvent(admin, event);
+  await withPage(chrome, "declined", async (page) => {
+    await registerWithTwoFactor(page, server.url, "bia@example.com");
+    await queueUp(page, event);
+    await hold(page, "Pista", 1);
+    await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    await page.getByLabel("Número do cartão").fill("4000 0000 0000 0002");
+    await page.getByRole("button", { name: "Pagar" }).click();
+    await page.locator("#pay-result").getByText("Pagamento recusado pelo cartão. Sua reserva continua.").waitFor();
+    assert.match(await page.getByTestId("total").textContent(), /250,00/, "the hold is still there");
+    assert.equal(await page.getByTestId("confirmed").count(), 0);
+    // English on request; Portuguese is the default.
+    await page.getByRole("button", { name: "English" }).click();
+    await page.getByRole("link", { name: "My tickets" }).waitFor();
+    assert.equal(await page.evaluate(() => document.documentElement.lang), "en");
+    await page.getByRole("button", { name: "Português" }).click();
+    await page.getByRole("link", { name: "Meus ingressos" }).waitFor();
+  });
+});
+
+test("the per-customer limit is offered and enforced", async () => {
+  const event = "Show do Limite";
+  await createEvent(admin, event);
+  await withPage(chrome, "limit", async (page) => {
+    await registerWithTwoFactor(page, server.url, "caio@example.com");
+    await queueUp(page, event);
+    // Camarote allows 2 per person: the choice stops there.
+    const options = await page.getByLabel("Camarote").locator("option").allTextContents();
+    assert.deepEqual(options, ["0", "1", "2"]);
+    await hold(page, "Camarote", 2);
+    await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    await hold(page, "Camarote", 1);
+    await page.locator("#cart-notice").getByText("Você atingiu o limite de ingressos por pessoa.").waitFor();
+  });
+});
+
+test("a hold that is not paid expires and the fan is told", { timeout: 150000 }, async () => {
+  const event = "Show da Reserva Curta";
+  await createEvent(admin, event, { policy: { hold_ttl_ms: 60000 } });
+  await withPage(chrome, "expiry", async (page) => {
+    await registerWithTwoFactor(page, server.url, "duda@example.com");
+    await queueUp(page, event);
+    await hold(page, "Pista", 1);
+    // A one-minute hold is in its last minute at once.
+    const warning = page.locator("#hold-warning");
+    await warning.getByText("Sua reserva expira em menos de um minuto.").waitFor({ timeout: 10000 });
+    await warning.getByText("Sua reserva expirou e os ingressos voltaram à venda.").waitFor({ timeout: 100000 });
+    await page.getByText("Seu carrinho está vazio.").waitFor();
+    assert.equal(await page.locator("#countdown").textContent(), "");
+  });
+});

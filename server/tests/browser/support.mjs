@@ -1,0 +1,157 @@
+// Shared by the browser tests: the `ingressoja` binary started on a free
+// loopback port with a fresh data directory and an administrator (made with
+// `ingressoja admin create`, as an operator would), TOTP codes computed
+// from a secret (RFC 6238), the join's proof of work, and chromium through
+// playwright-core with a screenshot of the page when a test fails.
+import { spawn, spawnSync } from "node:child_process";
+import { createHash, createHmac } from "node:crypto";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const target = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, ".cache/ingressoja/target");
+export const BIN = process.env.INGRESSOJA ?? join(target, "release/ingressoja");
+export const ADMIN = { email: "ops@example.com", password: "a long admin password" };
+export const PASSWORD = "uma senha bem comprida";
+const SHOTS = resolve(target, "browser-failures");
+
+/** Starts a server; resolves to { url, stop }. */
+export async function startServer() {
+  const data = mkdtempSync(join(tmpdir(), "ingressoja-browser-"));
+  const made = spawnSync(BIN, ["admin", "create", ADMIN.email, "--data", data, "--password-stdin"], { input: ADMIN.password + "\n" });
+  if (made.status !== 0) throw new Error("admin create failed: " + made.stderr);
+  const child = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--data", data], { stdio: ["ignore", "pipe", "pipe"] });
+  let logs = "";
+  child.stderr.on("data", (d) => { logs += d; });
+  const url = await new Promise((ok, fail) => {
+    let out = "";
+    const timer = setTimeout(() => fail(new Error("the server did not start: " + logs)), 20000);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/serving on (http:\/\/[\d.:]+)/);
+      if (m) { clearTimeout(timer); ok(m[1]); }
+    });
+    child.on("exit", (code) => fail(new Error(`the server exited (${code}): ${logs}`)));
+  });
+  return {
+    url,
+    logs: () => logs,
+    /** Stops the server (graceful, then killed after 10 s) and removes
+     * its data once it has exited. */
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((done) => child.once("exit", done));
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+function base32(text) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of text.replace(/=+$/, "").toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  return Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+}
+
+/** The TOTP code of a base-32 secret, `stepsAhead` steps from now. */
+export function totp(secret, stepsAhead = 0) {
+  const step = Math.floor(Date.now() / 30000) + stepsAhead;
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac("sha1", base32(secret)).update(counter).digest();
+  const offset = mac[19] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
+export function solve(challenge, difficulty) {
+  for (let n = 0; ; n++) {
+    const digest = createHash("sha256").update(`${challenge}:${n}`).digest();
+    if ((digest.readUInt32BE(0) >>> (32 - difficulty)) === 0 || difficulty === 0) return String(n);
+  }
+}
+
+/** A small API client with a bearer session (for setting things up). */
+export class Api {
+  constructor(url, token) { this.url = url; this.token = token; }
+  async call(method, path, body) {
+    const response = await fetch(this.url + path, {
+      method, headers: { "Content-Type": "application/json", ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
+    return { json, cookie: response.headers.get("set-cookie")?.match(/ij_session=([^;]*)/)?.[1] };
+  }
+}
+
+/** The administrator's two-factor session (enrolled on first use). */
+export async function adminApi(url) {
+  const api = new Api(url);
+  const login = await api.call("POST", "/api/session", ADMIN);
+  const session = new Api(url, login.cookie);
+  const { json } = await session.call("POST", "/api/me/two-factor");
+  const confirmed = await session.call("POST", "/api/me/two-factor/confirm", { code: totp(json.secret) });
+  return new Api(url, confirmed.cookie);
+}
+
+/** Makes an event; `policy` may set pow_difficulty, require_two_factor … */
+export async function createEvent(admin, name, { policy = {}, types } = {}) {
+  const now = Date.now();
+  const { json } = await admin.call("POST", "/api/admin/events", {
+    name, venue: "Arena de Teste", starts_at_ms: now + 86400000, opens_at_ms: now - 1000, prequeue_opens_at_ms: now - 2000,
+    closes_at_ms: now + 3600000,
+    ticket_types: types ?? [{ name: "Pista", price_cents: 25000, capacity: 100, limit_per_customer: 4 },
+      { name: "Camarote", price_cents: 90000, capacity: 10, limit_per_customer: 2 }],
+    policy,
+  });
+  return json.id;
+}
+
+/** Chromium, headless, a fresh profile; a test fails (never skips) when it
+ * cannot start. */
+export async function browser() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: ["--no-sandbox"] });
+}
+
+/** Runs `body(page)` in a new context; on failure saves a screenshot. */
+export async function withPage(chrome, name, body) {
+  const context = await chrome.newContext({ viewport: { width: 390, height: 844 }, locale: "pt-BR" });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  try {
+    await body(page);
+    if (problems.length) throw new Error("errors in the page: " + problems.join("; "));
+  } catch (error) {
+    mkdirSync(SHOTS, { recursive: true });
+    const path = join(SHOTS, `${name}.png`);
+    await page.screenshot({ path, fullPage: true }).catch(() => {});
+    error.message += `\n(screenshot: ${path}; page errors: ${problems.join("; ") || "none"})`;
+    throw error;
+  } finally {
+    await context.close();
+  }
+}
+
+/** Registers through the pages and enrolls two-factor with a code computed
+ * from the shown secret; returns the secret and the recovery codes. */
+export async function registerWithTwoFactor(page, url, email) {
+  await page.goto(url + "/#/register");
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Senha").fill(PASSWORD);
+  await page.getByRole("button", { name: "Criar conta" }).click();
+  const secret = (await page.getByTestId("totp-secret").textContent()).trim();
+  await page.locator(".qr svg").first().waitFor();
+  await page.getByLabel("Código").fill(totp(secret));
+  await page.getByRole("button", { name: "Confirmar" }).click();
+  await page.getByTestId("recovery-codes").locator("li").first().waitFor();
+  const codes = await page.getByTestId("recovery-codes").locator("li").allTextContents();
+  await page.getByRole("link", { name: "Já guardei" }).click();
+  return { secret, codes };
+}

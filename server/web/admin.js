@@ -1,0 +1,231 @@
+// The operators' pages: a live dashboard plotted as the sale happens (sales
+// per second, queue length, admitted, active holds, p99 latency of the
+// buying requests, and the funnel joined → admitted → holding → bought →
+// expired), events created and edited (policy, security settings, pause and
+// resume), the audit log, and snapshot and backup buttons. Admin endpoints
+// need a login with two factors; without one the page offers enrollment.
+import { t } from "./i18n.js";
+import { api, esc, page, state, showError, brl, when, renderEnroll, announce } from "./app.js";
+
+const POINTS = 60;
+/** The routes whose latency the dashboard's p99 follows (a fan buying). */
+const BUYING = ["queue_join", "cart_add", "checkout"];
+
+export async function renderAdmin(parts) {
+  if (!state.me?.admin) { page(t("admin.title"), `<p class="error">${esc(t("admin.forbidden"))}</p>`); return; }
+  if (!state.twoFactorSession) {
+    page(t("admin.title"), `<p class="warning">${esc(t("admin.needTwoFactor"))}</p>
+      ${state.me.two_factor ? `<p><a href="#/login">${esc(t("nav.login"))}</a></p>` : `<button type="button" id="enroll">${esc(t("admin.enroll"))}</button>`}`);
+    document.getElementById("enroll")?.addEventListener("click", () => renderEnroll());
+    return;
+  }
+  const tab = parts[0] ?? "dashboard";
+  const tabs = [["dashboard", t("admin.dashboard")], ["events", t("admin.events")], ["audit", t("admin.audit")]];
+  const nav = `<nav aria-label="${esc(t("admin.title"))}" class="card">${tabs.map(([id, text]) =>
+    `<a href="#/admin/${id}" ${id === tab ? 'aria-current="page"' : ""}>${esc(text)}</a>`).join(" · ")}
+    <button type="button" class="secondary" id="snapshot">${esc(t("admin.snapshot"))}</button>
+    <button type="button" class="secondary" id="backup">${esc(t("admin.backup"))}</button>
+    <p id="ops-result" role="status"></p></nav>`;
+  if (tab === "events") await renderEvents(nav);
+  else if (tab === "audit") await renderAudit(nav);
+  else await renderDashboard(nav);
+  const result = document.getElementById("ops-result");
+  for (const [id, path, key] of [["snapshot", "/api/admin/snapshot", "admin.snapshotTaken"], ["backup", "/api/admin/backup", "admin.backupTaken"]]) {
+    document.getElementById(id).addEventListener("click", async () => {
+      try {
+        const answer = await api("POST", path);
+        result.className = "ok";
+        result.textContent = t(key, { seq: answer.snapshot_seq ?? "", path: answer.backup ?? "" });
+      } catch (e) { showError(result, e); }
+    });
+  }
+}
+
+// ---- dashboard ------------------------------------------------------------------
+
+/** Cumulative latency buckets of the buying routes, from /metrics. */
+async function latencyBuckets() {
+  const text = await (await fetch("/metrics")).text();
+  const buckets = new Map();
+  for (const line of text.split("\n")) {
+    const m = line.match(/^ingressoja_http_request_duration_seconds_bucket\{(.*)\} (\d+)/);
+    if (!m) continue;
+    const route = m[1].match(/route="([^"]+)"/)?.[1];
+    const le = m[1].match(/le="([^"]+)"/)?.[1];
+    if (!BUYING.includes(route)) continue;
+    const bound = le === "+Inf" ? Infinity : Number(le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(m[2]));
+  }
+  return [...buckets.entries()].sort((a, b) => a[0] - b[0]);
+}
+
+/** The p99 (ms) of requests between two bucket readings (null: none). */
+function p99Between(before, after) {
+  const counts = after.map(([bound, n], i) => [bound, n - (before[i]?.[1] ?? 0)]);
+  const total = counts.at(-1)?.[1] ?? 0;
+  if (total <= 0) return null;
+  const bucket = counts.find(([, n]) => n >= total * 0.99);
+  return bucket && Number.isFinite(bucket[0]) ? bucket[0] * 1000 : null;
+}
+
+function plot(canvas, values, label) {
+  const ctx = canvas.getContext("2d");
+  const width = (canvas.width = canvas.clientWidth * devicePixelRatio);
+  const height = (canvas.height = canvas.clientHeight * devicePixelRatio);
+  ctx.clearRect(0, 0, width, height);
+  const known = values.filter((v) => v !== null);
+  const max = Math.max(1, ...known);
+  ctx.strokeStyle = "#0b5d3b"; ctx.lineWidth = 2 * devicePixelRatio; ctx.beginPath();
+  values.forEach((v, i) => {
+    if (v === null) return;
+    const x = (i / (POINTS - 1)) * width, y = height - (v / max) * (height - 20 * devicePixelRatio) - 4;
+    i === 0 || values[i - 1] === null ? ctx.moveTo(x, y) : ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+  ctx.fillStyle = "#1a1a1a"; ctx.font = `${12 * devicePixelRatio}px sans-serif`;
+  ctx.fillText(`${label}: ${known.at(-1) ?? "–"} (max ${Math.round(max)})`, 6, 14 * devicePixelRatio);
+  canvas.setAttribute("aria-label", `${label}: ${known.at(-1) ?? "–"}`);
+}
+
+async function renderDashboard(nav) {
+  const { events } = await api("GET", "/api/events");
+  const chosen = Number(sessionStorage.getItem("dashboard-event") ?? events[0]?.id ?? 0);
+  const series = { sales: [], waiting: [], admitted: [], holds: [], p99: [] };
+  const charts = [["sales", t("dash.sales")], ["waiting", t("dash.waiting")], ["admitted", t("dash.admitted")], ["holds", t("dash.holds")], ["p99", t("dash.p99")]];
+  page(t("admin.dashboard"), `${nav}
+    <label for="dash-event">${esc(t("dash.event"))}</label>
+    <select id="dash-event">${events.map((e) => `<option value="${e.id}" ${e.id === chosen ? "selected" : ""}>${esc(e.name)}</option>`).join("")}</select>
+    <h2>${esc(t("dash.funnel"))}</h2><div class="funnel" id="funnel" aria-live="polite"></div>
+    <div class="charts">${charts.map(([id, label]) => `<canvas id="chart-${id}" role="img" aria-label="${esc(label)}"></canvas>`).join("")}</div>`);
+  document.getElementById("dash-event").addEventListener("change", (e) => {
+    sessionStorage.setItem("dashboard-event", e.target.value);
+    renderDashboard(nav);
+  });
+  let lastSold = null, lastBuckets = null, lastAt = null;
+  const sample = async () => {
+    const [stats, buckets] = await Promise.all([api("GET", "/api/admin/stats"), latencyBuckets()]);
+    const s = stats.events.find((e) => e.event === chosen);
+    if (!s) return;
+    const now = performance.now();
+    const push = (name, value) => { series[name].push(value); if (series[name].length > POINTS) series[name].shift(); };
+    push("sales", lastSold === null ? 0 : Math.round(((s.tickets_sold - lastSold) * 1000) / (now - lastAt)));
+    push("waiting", s.waiting); push("admitted", s.admitted); push("holds", s.holds);
+    push("p99", lastBuckets ? p99Between(lastBuckets, buckets) : null);
+    lastSold = s.tickets_sold; lastBuckets = buckets; lastAt = now;
+    document.getElementById("funnel").innerHTML = [["joined", s.joined], ["admitted", s.admitted], ["holding", s.holds], ["bought", s.orders], ["expired", s.holds_expired]]
+      .map(([k, v]) => `<div><span class="muted">${esc(t("funnel." + k))}</span><br><strong data-testid="funnel-${k}">${v}</strong></div>`).join("");
+    for (const [id, label] of charts) plot(document.getElementById(`chart-${id}`), series[id], label);
+  };
+  await sample().catch(() => {});
+  const timer = setInterval(() => sample().catch(() => {}), 1000);
+  state.cleanup.push(() => clearInterval(timer));
+}
+
+// ---- events ---------------------------------------------------------------------
+
+function localInput(ms) {
+  const d = new Date(ms - new Date().getTimezoneOffset() * 60000);
+  return d.toISOString().slice(0, 16);
+}
+
+function policyFields(prefix, policy = {}) {
+  const field = (name, label, value, attrs = "") =>
+    `<label for="${prefix}-${name}">${esc(label)}</label><input id="${prefix}-${name}" name="${name}" type="number" value="${value ?? ""}" ${attrs}>`;
+  return field("max_active", t("policy.maxActive"), policy.max_active, 'min="1"')
+    + field("admit_per_second", t("policy.admitPerSecond"), policy.admit_per_second, 'min="1"')
+    + field("hold_minutes", t("policy.holdMinutes"), policy.hold_minutes, 'min="1" max="30"')
+    + field("per_event_limit", t("policy.perEventLimit"), policy.per_event_limit, 'min="1"')
+    + field("pow_difficulty", t("policy.pow"), policy.pow_difficulty, 'min="0" max="24"')
+    + `<label><input id="${prefix}-require_two_factor" name="require_two_factor" type="checkbox" ${policy.require_two_factor === false ? "" : "checked"}> ${esc(t("policy.twoFactor"))}</label>`;
+}
+
+function readPolicy(form) {
+  const number = (name) => { const v = form.elements[name]?.value; return v === "" || v === undefined ? undefined : Number(v); };
+  const policy = {
+    max_active: number("max_active"), admit_per_second: number("admit_per_second"),
+    per_event_limit: number("per_event_limit"), pow_difficulty: number("pow_difficulty"),
+    require_two_factor: form.elements.require_two_factor.checked,
+  };
+  const hold = number("hold_minutes");
+  if (hold !== undefined) policy.hold_ttl_ms = hold * 60000;
+  return Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined));
+}
+
+async function renderEvents(nav) {
+  const { events } = await api("GET", "/api/events");
+  const now = Date.now();
+  page(t("admin.events"), `${nav}
+    ${events.map((e) => `<section class="card"><h2>${esc(e.name)}</h2>
+      <p>${esc(t("phase." + e.phase))}${e.paused ? " · " + esc(t("sale.paused")) : ""} · ${esc(when(e.opens_at_ms))} – ${esc(when(e.closes_at_ms))}</p>
+      <p>${e.ticket_types.map((tt) => `${esc(tt.name)}: ${tt.sold}/${tt.capacity}`).join(" · ")}</p>
+      <button type="button" data-pause="${e.id}" data-paused="${e.paused}">${esc(t(e.paused ? "admin.resume" : "admin.pause"))}</button>
+      <details><summary>${esc(t("admin.editPolicy"))}</summary>
+        <form data-policy="${e.id}">${policyFields(`p${e.id}`)}<button type="submit">${esc(t("admin.save"))}</button><p role="status"></p></form></details>
+    </section>`).join("")}
+    <form class="card" id="new-event"><h2>${esc(t("admin.newEvent"))}</h2>
+      <label for="ne-name">${esc(t("admin.name"))}</label><input id="ne-name" name="name" required>
+      <label for="ne-venue">${esc(t("admin.venue"))}</label><input id="ne-venue" name="venue" required>
+      <div class="row"><div><label for="ne-opens">${esc(t("admin.opens"))}</label><input id="ne-opens" name="opens" type="datetime-local" value="${localInput(now)}" required></div>
+      <div><label for="ne-closes">${esc(t("admin.closes"))}</label><input id="ne-closes" name="closes" type="datetime-local" value="${localInput(now + 7 * 86400000)}" required></div></div>
+      <fieldset><legend>${esc(t("admin.ticketType"))}</legend>
+        <label for="ne-type">${esc(t("admin.name"))}</label><input id="ne-type" name="type" value="Pista" required>
+        <label for="ne-price">${esc(t("admin.priceReais"))}</label><input id="ne-price" name="price" type="number" min="0" step="0.01" value="250" required>
+        <label for="ne-capacity">${esc(t("admin.capacity"))}</label><input id="ne-capacity" name="capacity" type="number" min="1" value="1000" required>
+        <label for="ne-limit">${esc(t("admin.typeLimit"))}</label><input id="ne-limit" name="limit" type="number" min="1" value="4" required>
+      </fieldset>
+      ${policyFields("ne", { max_active: 2000, admit_per_second: 500, hold_minutes: 8, per_event_limit: 4, pow_difficulty: 18 })}
+      <button type="submit">${esc(t("admin.create"))}</button><p id="new-event-result" role="status"></p></form>`);
+  document.querySelectorAll("[data-pause]").forEach((b) => b.addEventListener("click", async () => {
+    const action = b.dataset.paused === "true" ? "resume" : "pause";
+    await api("POST", `/api/admin/events/${b.dataset.pause}/${action}`).catch((e) => alert(e.message));
+    renderEvents(nav);
+  }));
+  document.querySelectorAll("[data-policy]").forEach((form) => form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const status = form.querySelector("[role=status]");
+    try { await api("PUT", `/api/admin/events/${form.dataset.policy}/policy`, readPolicy(form)); status.className = "ok"; status.textContent = t("admin.saved"); }
+    catch (error) { showError(status, error); }
+  }));
+  document.getElementById("new-event").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = e.target.elements;
+    const opens = new Date(f.opens.value).getTime(), closes = new Date(f.closes.value).getTime();
+    const body = {
+      name: f.name.value, venue: f.venue.value, opens_at_ms: opens, closes_at_ms: closes, starts_at_ms: closes,
+      ticket_types: [{ name: f.type.value, price_cents: Math.round(Number(f.price.value) * 100), capacity: Number(f.capacity.value), limit_per_customer: Number(f.limit.value) }],
+      policy: readPolicy(e.target),
+    };
+    const result = document.getElementById("new-event-result");
+    try {
+      const event = await api("POST", "/api/admin/events", body);
+      result.className = "ok"; result.textContent = t("admin.created", { id: event.id });
+      announce(result.textContent);
+      sessionStorage.setItem("dashboard-event", String(event.id));
+    } catch (error) { showError(result, error); }
+  });
+}
+
+// ---- audit ----------------------------------------------------------------------
+
+async function renderAudit(nav) {
+  page(t("admin.audit"), `${nav}<form class="card row" id="audit-filter">
+      <div><label for="af-account">${esc(t("audit.account"))}</label><input id="af-account" name="account" type="number" min="0"></div>
+      <div><label for="af-event">${esc(t("audit.event"))}</label><input id="af-event" name="event" type="number" min="0"></div>
+      <div><button type="submit">${esc(t("audit.filter"))}</button></div></form>
+    <div id="audit-rows"></div>`);
+  const load = async () => {
+    const f = document.getElementById("audit-filter").elements;
+    const query = new URLSearchParams({ limit: "200" });
+    if (f.account.value) query.set("account", f.account.value);
+    if (f.event.value) query.set("event", f.event.value);
+    const { entries } = await api("GET", `/api/admin/audit?${query}`);
+    document.getElementById("audit-rows").innerHTML = `<table><thead><tr>
+      <th scope="col">#</th><th scope="col">${esc(t("audit.when"))}</th><th scope="col">${esc(t("audit.action"))}</th>
+      <th scope="col">${esc(t("audit.who"))}</th><th scope="col">${esc(t("audit.where"))}</th><th scope="col">${esc(t("audit.detail"))}</th></tr></thead>
+      <tbody>${entries.map((e) => `<tr><td>${e.seq}</td><td>${esc(when(e.at_ms))}</td><td>${esc(e.action)}</td>
+        <td>${esc(e.email ?? "")}${e.account ? ` (${e.account})` : ""}</td><td>${esc(e.ip ?? "")}</td><td>${esc(e.detail)}${e.event !== null && e.event !== undefined ? ` · ${esc(t("audit.event"))} ${e.event}` : ""}</td></tr>`).join("")}</tbody></table>`;
+  };
+  document.getElementById("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); load(); });
+  await load();
+}
+

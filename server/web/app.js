@@ -1,0 +1,481 @@
+// The fan's pages: events, login with two factors, registration with
+// enrollment, the waiting room (proof of work in a Web Worker, live place
+// over server-sent events), the purchase with its hold countdown, and my
+// tickets. Hash routes (#/...) so the server serves one page. Every state
+// change sends the session's CSRF token; live updates are announced to
+// screen readers through one polite live region.
+import { t, lang, setLang } from "./i18n.js";
+import { renderAdmin } from "./admin.js";
+
+export const state = { me: null, csrf: null, cleanup: [] };
+const main = document.getElementById("main");
+
+/** Escapes text for HTML. */
+export function esc(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+export function brl(cents) {
+  return new Intl.NumberFormat(lang() === "en" ? "en-US" : "pt-BR", { style: "currency", currency: "BRL" }).format(cents / 100);
+}
+
+export function when(ms) {
+  return new Intl.DateTimeFormat(lang() === "en" ? "en-GB" : "pt-BR", { dateStyle: "medium", timeStyle: "short" }).format(new Date(ms));
+}
+
+/** Says `text` to screen readers (and nothing visual). */
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  region.textContent = "";
+  setTimeout(() => { region.textContent = text; }, 50);
+}
+
+/** An API error: status, code and a message for people. */
+export class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+
+/** Calls the API as the logged-in fan (cookie session, CSRF header). */
+export async function api(method, path, body, headers = {}) {
+  const init = { method, credentials: "same-origin", headers: { ...headers } };
+  if (method !== "GET") init.headers["X-CSRF-Token"] = state.csrf ?? "";
+  if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  let response;
+  try { response = await fetch(path, init); } catch { throw new ApiError(0, "network", t("error.network")); }
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const code = answer?.error?.code ?? "http_" + response.status;
+    throw new ApiError(response.status, code, t("code." + code, null, answer?.error?.message ?? code));
+  }
+  if (answer.csrf_token) state.csrf = answer.csrf_token;
+  return answer;
+}
+
+/** Loads who is logged in (null when nobody). */
+async function loadMe() {
+  try {
+    const me = await api("GET", "/api/me");
+    state.me = me.account; state.csrf = me.csrf_token; state.twoFactorSession = me.session_two_factor;
+  } catch { state.me = null; state.csrf = null; state.twoFactorSession = false; }
+}
+
+function renderNav() {
+  const links = [["#/", t("nav.events")]];
+  if (state.me) {
+    links.push(["#/tickets", t("nav.tickets")]);
+    if (state.me.admin) links.push(["#/admin", t("nav.admin")]);
+  } else {
+    links.push(["#/login", t("nav.login")], ["#/register", t("nav.register")]);
+  }
+  const nav = document.getElementById("nav");
+  nav.innerHTML = links.map(([href, text]) => `<a href="${href}">${esc(text)}</a>`).join("")
+    + (state.me ? `<button type="button" class="link" id="logout">${esc(t("nav.logout"))}</button>` : "");
+  document.getElementById("logout")?.addEventListener("click", async () => {
+    await api("DELETE", "/api/session").catch(() => {});
+    state.me = null; state.csrf = null;
+    location.hash = "#/login";
+    announce(t("auth.loggedOut"));
+  });
+  const language = document.getElementById("language");
+  language.textContent = t("nav.language");
+  language.onclick = () => { setLang(lang() === "en" ? "pt" : "en"); route(); };
+  document.getElementById("skip-link").textContent = t("nav.skip");
+}
+
+/** Shows a page: a title (focused, for screen readers) and its body. */
+export function page(title, html) {
+  document.title = `${title} · IngressoJá`;
+  main.innerHTML = `<h1 tabindex="-1" id="page-title">${esc(title)}</h1>${html}`;
+  document.getElementById("page-title").focus();
+}
+
+export function showError(element, error) {
+  element.textContent = error?.message ?? String(error);
+  element.className = "error";
+}
+
+// ---- events ---------------------------------------------------------------
+
+async function renderEvents() {
+  const { events } = await api("GET", "/api/events");
+  page(t("events.title"), events.length === 0 ? `<p>${esc(t("events.none"))}</p>` : events.map((e) => `
+    <article class="card">
+      <h2><a href="#/event/${e.id}">${esc(e.name)}</a></h2>
+      <p>${esc(e.venue)} · ${esc(when(e.starts_at_ms))}</p>
+      <p>${esc(t("phase." + e.phase))}${e.paused ? " · " + esc(t("sale.paused")) : ""} ·
+         ${esc(t("events.from", { price: brl(Math.min(...e.ticket_types.map((tt) => tt.price_cents))) }))}</p>
+    </article>`).join(""));
+}
+
+function stockRows(event) {
+  return event.ticket_types.map((tt) => `
+    <tr><th scope="row">${esc(tt.name)}</th><td>${esc(brl(tt.price_cents))}</td>
+    <td data-testid="available-${tt.id}">${tt.available > 0 ? esc(t("event.left", { n: tt.available })) : esc(t("event.soldOut"))}</td></tr>`).join("");
+}
+
+async function renderEvent(id) {
+  const event = await api("GET", `/api/events/${id}`);
+  page(event.name, `
+    <p>${esc(event.venue)} · ${esc(when(event.starts_at_ms))}</p>
+    <p id="event-phase">${esc(t("phase." + event.phase))}</p>
+    <table><caption class="sr-only">${esc(t("event.types"))}</caption>
+      <thead><tr><th scope="col">${esc(t("event.type"))}</th><th scope="col">${esc(t("event.price"))}</th><th scope="col">${esc(t("event.stock"))}</th></tr></thead>
+      <tbody id="stock">${stockRows(event)}</tbody></table>
+    <p><a class="button" href="#/event/${id}/sale" id="join-link">${esc(t("event.join"))}</a></p>`);
+  const stream = new EventSource(`/api/events/${id}/stream`);
+  stream.addEventListener("state", (message) => {
+    const live = JSON.parse(message.data);
+    document.getElementById("stock").innerHTML = stockRows(live);
+    document.getElementById("event-phase").textContent = t("phase." + live.phase) + (live.paused ? " · " + t("sale.paused") : "");
+  });
+  state.cleanup.push(() => stream.close());
+}
+
+// ---- accounts ---------------------------------------------------------------
+
+function credentials() {
+  return { email: document.getElementById("email").value, password: document.getElementById("password").value };
+}
+
+function credentialsForm(id, submit, extra = "") {
+  return `<form id="${id}" class="card" novalidate>
+    <label for="email">${esc(t("auth.email"))}</label><input id="email" name="email" type="email" autocomplete="email" required>
+    <label for="password">${esc(t("auth.password"))}</label><input id="password" name="password" type="password" autocomplete="${id === "register" ? "new-password" : "current-password"}" minlength="10" required>
+    ${extra}
+    <button type="submit">${esc(submit)}</button><p id="form-error" role="alert"></p></form>`;
+}
+
+function renderLogin() {
+  page(t("auth.loginTitle"), credentialsForm("login", t("auth.login")) + `<p><a href="#/register">${esc(t("auth.noAccount"))}</a></p>`);
+  document.getElementById("login").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    const error = document.getElementById("form-error");
+    try {
+      const answer = await api("POST", "/api/session", credentials());
+      if (answer.stage === "two_factor") return renderCodeStep();
+      await finishLogin();
+    } catch (e) { showError(error, e); }
+  });
+}
+
+function renderCodeStep() {
+  page(t("auth.codeTitle"), `<form id="code-form" class="card" novalidate>
+    <p>${esc(t("auth.codeHelp"))}</p>
+    <label for="code">${esc(t("auth.code"))}</label>
+    <input id="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required>
+    <button type="submit">${esc(t("auth.verify"))}</button>
+    <button type="button" class="link" id="use-recovery">${esc(t("auth.useRecovery"))}</button>
+    <p id="form-error" role="alert"></p></form>`);
+  let recovery = false;
+  document.getElementById("use-recovery").addEventListener("click", () => {
+    recovery = true;
+    const input = document.getElementById("code");
+    input.removeAttribute("pattern"); input.removeAttribute("maxlength"); input.inputMode = "text";
+    document.querySelector("label[for=code]").textContent = t("auth.recoveryCode");
+    input.focus();
+  });
+  document.getElementById("code-form").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    const value = document.getElementById("code").value.trim();
+    try {
+      await api("POST", "/api/session/code", recovery ? { recovery_code: value } : { code: value });
+      await finishLogin();
+    } catch (e) { showError(document.getElementById("form-error"), e); }
+  });
+}
+
+async function finishLogin() {
+  await loadMe();
+  announce(t("auth.loggedIn"));
+  const back = sessionStorage.getItem("after-login");
+  sessionStorage.removeItem("after-login");
+  location.hash = back ?? "#/";
+  route();
+}
+
+function renderRegister() {
+  page(t("auth.registerTitle"), credentialsForm("register", t("auth.register"), `<p class="muted">${esc(t("auth.passwordRule"))}</p>`));
+  document.getElementById("register").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    try {
+      await api("POST", "/api/accounts", credentials());
+      await loadMe();
+      renderNav();
+      await renderEnroll();
+    } catch (e) { showError(document.getElementById("form-error"), e); }
+  });
+}
+
+/** Two-factor enrollment: QR code, secret, first code, recovery codes once. */
+export async function renderEnroll() {
+  const enrollment = await api("POST", "/api/me/two-factor");
+  page(t("enroll.title"), `<div class="card">
+    <p>${esc(t("enroll.scan"))}</p>
+    <div class="qr" role="img" aria-label="${esc(t("enroll.qrLabel"))}">${enrollment.qr_svg}</div>
+    <p>${esc(t("enroll.orType"))}</p><p class="secret" data-testid="totp-secret">${esc(enrollment.secret)}</p>
+    <form id="confirm" novalidate>
+      <label for="code">${esc(t("auth.code"))}</label>
+      <input id="code" inputmode="numeric" autocomplete="one-time-code" maxlength="6" required>
+      <button type="submit">${esc(t("enroll.confirm"))}</button><p id="form-error" role="alert"></p>
+    </form></div>`);
+  document.getElementById("confirm").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    try {
+      const confirmed = await api("POST", "/api/me/two-factor/confirm", { code: document.getElementById("code").value.trim() });
+      await loadMe();
+      page(t("enroll.codesTitle"), `<div class="card"><p class="warning">${esc(t("enroll.codesOnce"))}</p>
+        <ul class="codes" data-testid="recovery-codes">${confirmed.recovery_codes.map((c) => `<li>${esc(c)}</li>`).join("")}</ul>
+        <a class="button" href="#/" id="codes-saved">${esc(t("enroll.saved"))}</a></div>`);
+      renderNav();
+    } catch (e) { showError(document.getElementById("form-error"), e); }
+  });
+}
+
+// ---- waiting room and purchase ------------------------------------------------
+
+function solveInWorker(challenge, difficulty, onProgress) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker("/pow-worker.js", { type: "module" });
+    state.cleanup.push(() => worker.terminate());
+    worker.onmessage = ({ data }) => {
+      if (data.solution !== undefined) { worker.terminate(); resolve(data.solution); }
+      else onProgress(data.tried);
+    };
+    worker.onerror = (e) => { worker.terminate(); reject(e); };
+    worker.postMessage({ challenge, difficulty });
+  });
+}
+
+function waitingHtml(queue) {
+  switch (queue.status) {
+    case "prequeue": return `<p>${esc(t("wait.prequeue"))}</p><p>${esc(t("wait.prequeueCount", { n: queue.prequeue_len }))}</p>`;
+    case "waiting": return `<p class="big" data-testid="position">${esc(t("wait.position", { n: queue.position }))}</p>
+      <p>${esc(t("wait.ahead", { n: queue.people_ahead }))}</p>
+      <p>${esc(t("wait.eta", { s: Math.ceil(queue.estimated_wait_ms / 1000) }))}</p>`;
+    case "closed": return `<p class="error" data-testid="closed">${esc(t(queue.reason === "sold_out" ? "sale.soldOut" : "sale.ended"))}</p>`;
+    case "turn_over": return `<p class="warning">${esc(t("wait.turnOver"))}</p>`;
+    default: return "";
+  }
+}
+
+async function renderSale(id) {
+  if (!state.me) { sessionStorage.setItem("after-login", location.hash); location.hash = "#/login"; return; }
+  const event = await api("GET", `/api/events/${id}`);
+  page(event.name, `<div id="paused" role="status"></div><section class="card" id="waiting" aria-live="polite"></section>
+    <section id="shop" hidden></section><p id="sale-error" role="alert"></p>`);
+  const waiting = document.getElementById("waiting");
+  const saleError = document.getElementById("sale-error");
+  let queue = await api("GET", `/api/events/${id}/queue`);
+  if (queue.status === "not_joined") {
+    waiting.innerHTML = `<p>${esc(t("pow.preparing"))}</p><progress id="pow-progress" max="1" value="0" aria-label="${esc(t("pow.progress"))}"></progress>`;
+    try {
+      const { challenge, difficulty } = await api("GET", `/api/events/${id}/challenge`);
+      let body;
+      if (difficulty > 0) {
+        const expected = 2 ** difficulty;
+        const solution = await solveInWorker(challenge, difficulty, (tried) => {
+          document.getElementById("pow-progress").value = Math.min(tried / expected, 0.99);
+        });
+        body = { challenge, solution };
+      }
+      queue = await api("POST", `/api/events/${id}/queue`, body);
+      announce(t("wait.joined"));
+    } catch (e) { showError(saleError, e); waiting.innerHTML = ""; return; }
+  }
+  const shop = new Shop(id, event);
+  const show = (status) => {
+    queue = status.queue ?? queue;
+    if (queue.status === "shopping") {
+      waiting.hidden = true; shop.open(status.cart);
+    } else {
+      waiting.hidden = false; waiting.innerHTML = waitingHtml(queue); shop.close();
+    }
+  };
+  show({ queue });
+  const stream = new EventSource(`/api/events/${id}/me/stream`);
+  state.cleanup.push(() => stream.close());
+  stream.addEventListener("status", (m) => show(JSON.parse(m.data)));
+  stream.addEventListener("admitted", () => announce(t("wait.admitted")));
+  stream.addEventListener("expiring_soon", () => shop.notice(t("cart.expiringSoon"), "warning", "hold-warning"));
+  stream.addEventListener("hold_expired", () => shop.expired());
+  // A refusal of a request made from this or another of the fan's pages,
+  // in the page's language.
+  stream.addEventListener("rejected", (m) => {
+    const refusal = JSON.parse(m.data);
+    shop.notice(t("code." + refusal.code, null, refusal.message), "error");
+  });
+  const sale = new EventSource(`/api/events/${id}/stream`);
+  state.cleanup.push(() => sale.close());
+  sale.addEventListener("state", (m) => {
+    const live = JSON.parse(m.data);
+    document.getElementById("paused").innerHTML = live.paused ? `<p class="warning">${esc(t("sale.paused"))}</p>` : "";
+    shop.stock(live);
+  });
+}
+
+/** The purchase panel: types and quantities, the cart with its countdown,
+ * removal, and payment. */
+class Shop {
+  constructor(id, event) { this.id = id; this.event = event; this.el = document.getElementById("shop"); this.timer = null; this.built = false; }
+
+  open(cart) {
+    if (!this.built) this.build();
+    this.el.hidden = false;
+    if (cart) this.showCart(cart);
+  }
+
+  close() { this.el.hidden = true; }
+
+  build() {
+    this.built = true;
+    const limit = this.event.limit_per_customer;
+    const options = (max) => Array.from({ length: max + 1 }, (_, n) => `<option value="${n}">${n}</option>`).join("");
+    this.el.innerHTML = `<div class="card"><h2>${esc(t("shop.title"))}</h2><p class="muted">${esc(t("shop.limit", { n: limit }))}</p>
+      <form id="add-form">${this.event.ticket_types.map((tt) => `
+        <label for="qty-${tt.id}">${esc(tt.name)} · ${esc(brl(tt.price_cents))} <span class="muted" id="left-${tt.id}"></span></label>
+        <select id="qty-${tt.id}" data-type="${tt.id}">${options(Math.min(tt.limit_per_customer, limit))}</select>`).join("")}
+        <button type="submit">${esc(t("shop.add"))}</button></form></div>
+      <div class="card" id="cart" aria-labelledby="cart-title"><h2 id="cart-title">${esc(t("cart.title"))}</h2><div id="cart-body"></div>
+        <p class="countdown" id="countdown" aria-live="off"></p><p id="cart-notice" role="status"></p>
+        <p id="hold-warning" role="alert"></p></div>
+      <form class="card" id="pay-form" novalidate><h2>${esc(t("pay.title"))}</h2>
+        <label for="card">${esc(t("pay.card"))}</label><input id="card" inputmode="numeric" autocomplete="cc-number" required>
+        <p class="muted">${esc(t("pay.testCards"))}</p>
+        <button type="submit" id="pay">${esc(t("pay.pay"))}</button><p id="pay-result" role="alert"></p></form>`;
+    document.getElementById("add-form").addEventListener("submit", (e) => { e.preventDefault(); this.add(); });
+    document.getElementById("pay-form").addEventListener("submit", (e) => { e.preventDefault(); this.pay(); });
+    this.stock(this.event);
+  }
+
+  stock(live) {
+    for (const tt of live.ticket_types) {
+      const left = document.getElementById(`left-${tt.id}`);
+      if (left) left.textContent = tt.available > 0 ? t("event.left", { n: tt.available }) : t("event.soldOut");
+    }
+  }
+
+  /** A line about the last action (`cart-notice`) or, apart so that one
+   * never hides the other, about the hold's time (`hold-warning`). */
+  notice(text, kind, id = "cart-notice") {
+    const el = document.getElementById(id);
+    if (!el) return;
+    el.textContent = text; el.className = kind;
+  }
+
+  async add() {
+    const items = [...document.querySelectorAll("#add-form select")]
+      .map((s) => ({ ticket_type: Number(s.dataset.type), quantity: Number(s.value) }))
+      .filter((i) => i.quantity > 0);
+    if (items.length === 0) return this.notice(t("shop.pickSome"), "error");
+    try {
+      this.showCart(await api("POST", `/api/events/${this.id}/cart/items`, { items }));
+      this.notice(t("cart.held"), "ok");
+      announce(t("cart.held"));
+    } catch (e) { this.notice(e.message, "error"); }
+  }
+
+  async remove(type, quantity) {
+    try { this.showCart(await api("DELETE", `/api/events/${this.id}/cart/items`, { items: [{ ticket_type: type, quantity }] })); }
+    catch (e) { this.notice(e.message, "error"); }
+  }
+
+  showCart(cart) {
+    const body = document.getElementById("cart-body");
+    if (!body) return;
+    const name = (type) => this.event.ticket_types[type]?.name ?? type;
+    body.innerHTML = cart.items.length === 0 ? `<p>${esc(t("cart.empty"))}</p>` : `<ul>${cart.items.map((i) => `
+      <li>${i.quantity} × ${esc(name(i.ticket_type))}
+      <button type="button" class="secondary" data-remove="${i.ticket_type}" data-quantity="${i.quantity}">${esc(t("cart.remove"))}</button></li>`).join("")}</ul>
+      <p>${esc(t("cart.total"))}: <strong data-testid="total">${esc(brl(cart.total_cents))}</strong></p>`;
+    body.querySelectorAll("[data-remove]").forEach((b) => b.addEventListener("click", () => this.remove(Number(b.dataset.remove), Number(b.dataset.quantity))));
+    this.countdown(cart.expires_at_ms);
+  }
+
+  countdown(expiresAt) {
+    clearInterval(this.timer);
+    const el = document.getElementById("countdown");
+    if (!expiresAt) { el.textContent = ""; return; }
+    const tick = () => {
+      const left = Math.max(0, expiresAt - Date.now());
+      const m = Math.floor(left / 60000), s = Math.floor((left % 60000) / 1000);
+      el.textContent = t("cart.countdown", { time: `${m}:${String(s).padStart(2, "0")}` });
+      if (left === 0) clearInterval(this.timer);
+    };
+    tick();
+    this.timer = setInterval(tick, 1000);
+    state.cleanup.push(() => clearInterval(this.timer));
+  }
+
+  expired() {
+    clearInterval(this.timer);
+    document.getElementById("countdown").textContent = "";
+    document.getElementById("cart-body").innerHTML = `<p>${esc(t("cart.empty"))}</p>`;
+    this.notice(t("cart.expired"), "error", "hold-warning");
+    announce(t("cart.expired"));
+  }
+
+  async pay() {
+    const result = document.getElementById("pay-result");
+    const button = document.getElementById("pay");
+    // One key per attempt: a retry after a network error reuses it and can
+    // never buy twice.
+    this.key = this.key ?? crypto.randomUUID();
+    button.disabled = true;
+    result.textContent = t("pay.paying"); result.className = "muted";
+    try {
+      const order = await api("POST", `/api/events/${this.id}/checkout`, { card_number: document.getElementById("card").value }, { "Idempotency-Key": this.key });
+      clearInterval(this.timer);
+      this.el.innerHTML = `<div class="card"><p class="ok big" data-testid="confirmed">${esc(t("pay.confirmed"))}</p>
+        <p>${esc(t("pay.orderTotal", { n: order.tickets.length, total: brl(order.total_cents) }))}</p>
+        <a class="button" href="#/tickets">${esc(t("nav.tickets"))}</a></div>`;
+      announce(t("pay.confirmed"));
+    } catch (e) {
+      if (e.code !== "network") this.key = null;
+      showError(result, e);
+      announce(e.message);
+    } finally { button.disabled = false; }
+  }
+}
+
+// ---- my tickets -----------------------------------------------------------------
+
+async function renderTickets() {
+  if (!state.me) { location.hash = "#/login"; return; }
+  const [{ orders }, { events }] = await Promise.all([api("GET", "/api/me/orders"), api("GET", "/api/events")]);
+  const eventName = (id) => events.find((e) => e.id === id)?.name ?? "";
+  const typeName = (event, type) => events.find((e) => e.id === event)?.ticket_types[type]?.name ?? "";
+  page(t("tickets.title"), orders.length === 0 ? `<p>${esc(t("tickets.none"))}</p>` : orders.map((o) => `
+    <section class="card"><h2>${esc(eventName(o.event))}</h2>
+      <p>${esc(t("tickets.order", { id: o.id, when: when(o.placed_at_ms), total: brl(o.total_cents) }))}</p>
+      <div class="tickets">${o.tickets.map((tk) => `<figure class="ticket" data-testid="ticket">
+        <div class="qr" role="img" aria-label="${esc(t("tickets.qr", { code: tk.code }))}">${tk.qr_svg}</div>
+        <figcaption>${esc(typeName(o.event, tk.ticket_type))}<br><code>${esc(tk.code)}</code></figcaption></figure>`).join("")}</div>
+    </section>`).join(""));
+}
+
+// ---- routing --------------------------------------------------------------------
+
+export async function route() {
+  state.cleanup.splice(0).forEach((f) => f());
+  document.documentElement.lang = lang() === "en" ? "en" : "pt-BR";
+  renderNav();
+  const path = (location.hash || "#/").slice(1);
+  const parts = path.split("/").filter(Boolean);
+  try {
+    if (parts.length === 0) await renderEvents();
+    else if (parts[0] === "login") renderLogin();
+    else if (parts[0] === "register") renderRegister();
+    else if (parts[0] === "enroll") await renderEnroll();
+    else if (parts[0] === "tickets") await renderTickets();
+    else if (parts[0] === "admin") await renderAdmin(parts.slice(1));
+    else if (parts[0] === "event" && parts[2] === "sale") await renderSale(Number(parts[1]));
+    else if (parts[0] === "event") await renderEvent(Number(parts[1]));
+    else page(t("notFound"), "");
+  } catch (e) {
+    page(t("error.title"), `<p class="error" role="alert">${esc(e.message)}</p>`);
+  }
+}
+
+window.addEventListener("hashchange", route);
+await loadMe();
+route();
