@@ -525,6 +525,19 @@ fn challenge(server: &Server, auth: &str, event: u64) -> String {
     answer["challenge"].as_str().unwrap().to_string()
 }
 
+/// Asks for a challenge, solves it and joins: the status.
+fn solve_and_join(server: &Server, auth: &str, event: u64) -> u16 {
+    let mine = challenge(server, auth, event);
+    join(
+        server,
+        auth,
+        event,
+        &mine,
+        &ingressoja::http::pow::solve(&mine, 8),
+    )
+    .0
+}
+
 fn join(server: &Server, auth: &str, event: u64, challenge: &str, solution: &str) -> (u16, Value) {
     let proof = format!(r#"{{"challenge":"{challenge}","solution":"{solution}"}}"#);
     call(
@@ -610,18 +623,7 @@ fn buying_needs_a_two_factor_login_where_the_event_asks_for_it() {
     let cart = format!("/api/events/{event}/cart/items");
     let items = r#"{"items":[{"ticket_type":0,"quantity":1}]}"#;
     let password_only = token(&server, 51);
-    let mine = challenge(&server, &password_only, event);
-    assert_eq!(
-        join(
-            &server,
-            &password_only,
-            event,
-            &mine,
-            &ingressoja::http::pow::solve(&mine, 8)
-        )
-        .0,
-        201
-    );
+    assert_eq!(solve_and_join(&server, &password_only, event), 201);
     let (status, error) = call(
         &server,
         "POST",
@@ -643,18 +645,7 @@ fn buying_needs_a_two_factor_login_where_the_event_asks_for_it() {
         &code_at(&secret, NOW / 1_000 + 30),
     );
     let ivo = format!("Bearer {session}");
-    let mine = challenge(&server, &ivo, event);
-    assert_eq!(
-        join(
-            &server,
-            &ivo,
-            event,
-            &mine,
-            &ingressoja::http::pow::solve(&mine, 8)
-        )
-        .0,
-        201
-    );
+    assert_eq!(solve_and_join(&server, &ivo, event), 201);
     let (status, held) = call(
         &server,
         "POST",

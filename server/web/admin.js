@@ -29,6 +29,10 @@ export async function renderAdmin(parts) {
   if (tab === "events") await renderEvents(nav);
   else if (tab === "audit") await renderAudit(nav);
   else await renderDashboard(nav);
+}
+
+/** The snapshot and backup buttons of the admin bar (after each render). */
+function wireOps() {
   const result = document.getElementById("ops-result");
   for (const [id, path, key] of [["snapshot", "/api/admin/snapshot", "admin.snapshotTaken"], ["backup", "/api/admin/backup", "admin.backupTaken"]]) {
     document.getElementById(id).addEventListener("click", async () => {
@@ -97,6 +101,7 @@ async function renderDashboard(nav) {
     <select id="dash-event">${events.map((e) => `<option value="${e.id}" ${e.id === chosen ? "selected" : ""}>${esc(e.name)}</option>`).join("")}</select>
     <h2>${esc(t("dash.funnel"))}</h2><div class="funnel" id="funnel" aria-live="polite"></div>
     <div class="charts">${charts.map(([id, label]) => `<canvas id="chart-${id}" role="img" aria-label="${esc(label)}"></canvas>`).join("")}</div>`);
+  wireOps();
   document.getElementById("dash-event").addEventListener("change", (e) => {
     sessionStorage.setItem("dashboard-event", e.target.value);
     renderDashboard(nav);
@@ -160,7 +165,11 @@ async function renderEvents(nav) {
       <p>${e.ticket_types.map((tt) => `${esc(tt.name)}: ${tt.sold}/${tt.capacity}`).join(" · ")}</p>
       <button type="button" data-pause="${e.id}" data-paused="${e.paused}">${esc(t(e.paused ? "admin.resume" : "admin.pause"))}</button>
       <details><summary>${esc(t("admin.editPolicy"))}</summary>
-        <form data-policy="${e.id}">${policyFields(`p${e.id}`)}<button type="submit">${esc(t("admin.save"))}</button><p role="status"></p></form></details>
+        <form data-policy="${e.id}">${policyFields(`p${e.id}`)}<button type="submit">${esc(t("admin.save"))}</button><p role="status"></p></form>
+        <form data-schedule="${e.id}" data-prequeue="${e.prequeue_opens_at_ms}" data-opens="${e.opens_at_ms}" data-closes="${e.closes_at_ms}">
+          <label for="s${e.id}-opens">${esc(t("admin.opens"))}</label><input id="s${e.id}-opens" name="opens" type="datetime-local" value="${localInput(e.opens_at_ms)}" required>
+          <label for="s${e.id}-closes">${esc(t("admin.closes"))}</label><input id="s${e.id}-closes" name="closes" type="datetime-local" value="${localInput(e.closes_at_ms)}" required>
+          <button type="submit">${esc(t("admin.saveSchedule"))}</button><p role="status"></p></form></details>
     </section>`).join("")}
     <form class="card" id="new-event"><h2>${esc(t("admin.newEvent"))}</h2>
       <label for="ne-name">${esc(t("admin.name"))}</label><input id="ne-name" name="name" required>
@@ -175,6 +184,7 @@ async function renderEvents(nav) {
       </fieldset>
       ${policyFields("ne", { max_active: 2000, admit_per_second: 500, hold_minutes: 8, per_event_limit: 4, pow_difficulty: 18 })}
       <button type="submit">${esc(t("admin.create"))}</button><p id="new-event-result" role="status"></p></form>`);
+  wireOps();
   document.querySelectorAll("[data-pause]").forEach((b) => b.addEventListener("click", async () => {
     const action = b.dataset.paused === "true" ? "resume" : "pause";
     await api("POST", `/api/admin/events/${b.dataset.pause}/${action}`).catch((e) => alert(e.message));
@@ -186,6 +196,23 @@ async function renderEvents(nav) {
     try { await api("PUT", `/api/admin/events/${form.dataset.policy}/policy`, readPolicy(form)); status.className = "ok"; status.textContent = t("admin.saved"); }
     catch (error) { showError(status, error); }
   }));
+  document.querySelectorAll("[data-schedule]").forEach((form) => form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const status = form.querySelector("[role=status]");
+    // A field left as shown keeps its exact instant (the input has minutes
+    // only, and an opening that already happened cannot move).
+    const instant = (name) => {
+      const before = Number(form.dataset[name]);
+      const value = form.elements[name].value;
+      return value === localInput(before) ? before : new Date(value).getTime();
+    };
+    const opens = instant("opens");
+    const before = Number(form.dataset.opens);
+    const prequeue = Number(form.dataset.prequeue);
+    const body = { prequeue_opens_at_ms: opens === before ? prequeue : opens - (before - prequeue), opens_at_ms: opens, closes_at_ms: instant("closes") };
+    try { await api("PUT", `/api/admin/events/${form.dataset.schedule}/schedule`, body); status.className = "ok"; status.textContent = t("admin.saved"); }
+    catch (error) { showError(status, error); }
+  }));
   document.getElementById("new-event").addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = e.target.elements;
@@ -195,13 +222,15 @@ async function renderEvents(nav) {
       ticket_types: [{ name: f.type.value, price_cents: Math.round(Number(f.price.value) * 100), capacity: Number(f.capacity.value), limit_per_customer: Number(f.limit.value) }],
       policy: readPolicy(e.target),
     };
-    const result = document.getElementById("new-event-result");
     try {
       const event = await api("POST", "/api/admin/events", body);
-      result.className = "ok"; result.textContent = t("admin.created", { id: event.id });
-      announce(result.textContent);
       sessionStorage.setItem("dashboard-event", String(event.id));
-    } catch (error) { showError(result, error); }
+      // The list shows the new event at once; the bar says so.
+      await renderEvents(nav);
+      const done = document.getElementById("ops-result");
+      done.className = "ok"; done.textContent = t("admin.created", { id: event.id });
+      announce(done.textContent);
+    } catch (error) { showError(document.getElementById("new-event-result"), error); }
   });
 }
 
@@ -213,6 +242,7 @@ async function renderAudit(nav) {
       <div><label for="af-event">${esc(t("audit.event"))}</label><input id="af-event" name="event" type="number" min="0"></div>
       <div><button type="submit">${esc(t("audit.filter"))}</button></div></form>
     <div id="audit-rows"></div>`);
+  wireOps();
   const load = async () => {
     const f = document.getElementById("audit-filter").elements;
     const query = new URLSearchParams({ limit: "200" });

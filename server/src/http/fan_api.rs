@@ -73,12 +73,19 @@ pub struct JoinProof {
     solution: String,
 }
 
+/// 404 unless `event` exists.
+pub async fn require_event(app: &App, event: EventId) -> Result<(), ApiError> {
+    let exists = read_state(app, move |state| state.events.contains_key(&event)).await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no event {}", event.0)))
+    }
+}
+
 /// `GET /api/events/{id}/challenge`: a proof-of-work challenge for joining.
 pub async fn challenge(app: &App, event: EventId, customer: CustomerId) -> Answer {
-    let exists = read_state(app, move |state| state.events.contains_key(&event)).await?;
-    if !exists {
-        return Err(ApiError::not_found(format!("no event {}", event.0)));
-    }
+    require_event(app, event).await?;
     let difficulty = app.settings.event(event).pow_difficulty;
     let (challenge, expires_at_ms) =
         app.challenges

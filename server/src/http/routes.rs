@@ -216,15 +216,7 @@ async fn buyer(
     let who = who.as_ref().map_err(Clone::clone)?;
     if app.settings.event(event).require_two_factor && !who.two_factor() {
         // An unknown event is a 404 whatever the login.
-        let known = app
-            .runtime
-            .query(move |state| state.events.contains_key(&event))?;
-        if !known
-            .await
-            .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))?
-        {
-            return Err(ApiError::not_found(format!("no event {}", event.0)));
-        }
+        fan_api::require_event(app, event).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "two_factor_required",
@@ -303,15 +295,7 @@ async fn stream(
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let event = event_id(segments.get(2).copied().unwrap_or(""))?;
-    let known = app
-        .runtime
-        .query(move |state| state.events.contains_key(&event))?;
-    if !known
-        .await
-        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))?
-    {
-        return Err(ApiError::not_found(format!("no event {}", event.0)));
-    }
+    fan_api::require_event(app, event).await?;
     if segments.get(3) == Some(&"stream") {
         app.limits.check(Class::Read, remote, None)?;
         return super::sse::event_stream(app.clone(), event).await;

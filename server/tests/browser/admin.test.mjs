@@ -1,6 +1,7 @@
 // An operator in a real browser: logs in, turns on two-factor as admin
-// pages require, creates an event with the form, and watches the live
-// dashboard move as a fan joins and buys; the audit log shows the actions.
+// pages require, creates an event with the form, moves its closing date,
+// and watches the live dashboard move as a fan joins and buys; the audit
+// log shows the actions.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { ADMIN, Api, PASSWORD, browser, solve, startServer, totp, withPage } from "./support.mjs";
@@ -32,6 +33,15 @@ test("an admin creates an event and watches the dashboard move", async () => {
     await page.getByRole("button", { name: "Criar evento" }).click();
     const created = await page.getByText(/Evento \d+ criado\./).textContent();
     const id = Number(created.match(/\d+/)[0]);
+
+    // Editing: the sale now closes a day later.
+    const card = page.locator("section.card", { hasText: "Show do Painel" });
+    await card.getByText("Editar regras").click();
+    const closes = card.getByLabel("Fim das vendas");
+    const later = new Date(new Date(await closes.inputValue()).getTime() + 86400000 - new Date().getTimezoneOffset() * 60000);
+    await closes.fill(later.toISOString().slice(0, 16));
+    await card.getByRole("button", { name: "Salvar datas" }).click();
+    await card.getByText("Alterações salvas.").waitFor();
 
     await page.getByRole("link", { name: "Painel ao vivo" }).click();
     await page.getByTestId("funnel-joined").waitFor();
