@@ -412,6 +412,9 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
 
+    // A fresh connection: the server closes idle keep-alive connections,
+    // and this one sat idle through the drop.
+    let mut reader = Client::connect(&options.addr).await?;
     let (_, event) = reader
         .call(Method::GET, &format!("/api/events/{event_id}"), &[], None)
         .await?;

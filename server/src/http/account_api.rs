@@ -123,8 +123,9 @@ pub fn audit(
     ip: IpAddr,
     detail: impl Into<String>,
 ) -> Result<(), ApiError> {
-    app.audit
-        .record(Entry {
+    // A synced write: the worker hands its other tasks on while it waits.
+    tokio::task::block_in_place(|| {
+        app.audit.record(Entry {
             at_ms: app.clock.now_ms(),
             action: action.into(),
             account: account.map(|a| a.id),
@@ -135,8 +136,9 @@ pub fn audit(
             detail: detail.into(),
             ..Entry::default()
         })
-        .map(|_| ())
-        .map_err(|e| ApiError::internal("audit_failed", e))
+    })
+    .map(|_| ())
+    .map_err(|e| ApiError::internal("audit_failed", e))
 }
 
 /// What a client may know of an account.
@@ -176,6 +178,11 @@ fn email_error(error: AccountError) -> ApiError {
     }
 }
 
+/// Ends a session (a synced write, waited for off the async tasks).
+fn revoke(app: &App, token: &str) -> Result<(), ApiError> {
+    tokio::task::block_in_place(|| app.accounts.revoke_session(token)).map_err(storage)
+}
+
 /// Starts a session and answers with its cookie.
 fn start_session(
     app: &App,
@@ -185,10 +192,12 @@ fn start_session(
     status: StatusCode,
     mut body: Value,
 ) -> Result<Reply, ApiError> {
-    let (token, session) = app
-        .accounts
-        .create_session(account, awaiting_code, two_factor, app.clock.now_ms())
-        .map_err(storage)?;
+    let now = app.clock.now_ms();
+    let (token, session) = tokio::task::block_in_place(|| {
+        app.accounts
+            .create_session(account, awaiting_code, two_factor, now)
+    })
+    .map_err(storage)?;
     let ttl = if awaiting_code {
         PENDING_TTL_MS
     } else {
@@ -299,7 +308,7 @@ pub async fn login(
     app.throttle.succeeded(&email);
     // A login always starts a new session (no fixation): the old one ends.
     if let Some(previous) = previous {
-        app.accounts.revoke_session(&previous).map_err(storage)?;
+        revoke(app, &previous)?;
     }
     if account.has_two_factor() {
         audit(
@@ -406,7 +415,7 @@ pub async fn login_code(
         }
     };
     app.throttle.succeeded(&email);
-    app.accounts.revoke_session(&who.token).map_err(storage)?;
+    revoke(app, &who.token)?;
     let account = app
         .accounts
         .get(id)
@@ -419,7 +428,7 @@ pub async fn login_code(
 
 /// `DELETE /api/session`: log out.
 pub fn logout(app: &App, ip: IpAddr, who: &Identity) -> Result<Reply, ApiError> {
-    app.accounts.revoke_session(&who.token).map_err(storage)?;
+    revoke(app, &who.token)?;
     audit(
         app,
         "session_revoked",
@@ -601,7 +610,7 @@ pub async fn confirm(
     audit(app, "two_factor_enabled", Some(&account), None, ip, "")?;
     // Showing the code proves the second factor: the session is replaced
     // by one that has it.
-    app.accounts.revoke_session(&who.token).map_err(storage)?;
+    revoke(app, &who.token)?;
     let body = json!({ "account": account_view(&account), "recovery_codes": codes });
     start_session(app, &account, false, true, StatusCode::OK, body)
 }
@@ -622,10 +631,9 @@ pub async fn dev_session(app: &Arc<App>, body: DevSession) -> Result<Reply, ApiE
     })
     .await?
     .map_err(email_error)?;
-    let (token, session) = app
-        .accounts
-        .create_session(&account, false, false, now)
-        .map_err(storage)?;
+    let (token, session) =
+        tokio::task::block_in_place(|| app.accounts.create_session(&account, false, false, now))
+            .map_err(storage)?;
     Ok(Reply {
         status: StatusCode::CREATED,
         body: json!({ "token": token, "account": account_view(&account), "csrf_token": session.csrf }),

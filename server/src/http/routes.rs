@@ -239,8 +239,8 @@ fn audit_admin(
     event: Option<EventId>,
     detail: String,
 ) -> Result<(), ApiError> {
-    app.audit
-        .record(crate::audit::Entry {
+    tokio::task::block_in_place(|| {
+        app.audit.record(crate::audit::Entry {
             at_ms: app.clock.now_ms(),
             action: action.into(),
             account: Some(who.account.id),
@@ -250,8 +250,9 @@ fn audit_admin(
             detail,
             ..crate::audit::Entry::default()
         })
-        .map(|_| ())
-        .map_err(|e| ApiError::internal("audit_failed", e))
+    })
+    .map(|_| ())
+    .map_err(|e| ApiError::internal("audit_failed", e))
 }
 
 fn idempotency_key(request: &Request<Incoming>) -> Result<String, ApiError> {
