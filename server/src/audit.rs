@@ -15,7 +15,7 @@
 //! reordering entries breaks the sequence. Every append is synced before the action it records is
 //! answered.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -187,7 +187,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, entry: &Entry) -> bool {
+    /// Whether `entry` is one the query wants.
+    pub fn matches(&self, entry: &Entry) -> bool {
         self.account.is_none_or(|a| entry.account == Some(a))
             && self.event.is_none_or(|e| entry.event == Some(e))
             && self.since_ms.is_none_or(|t| entry.at_ms >= t)
@@ -267,23 +268,27 @@ pub fn verify(db: &DB) -> io::Result<Result<Verified, Broken>> {
     Ok(Ok(Verified { entries: last }))
 }
 
-/// Writes entries at or after `since_ms` as JSON lines; returns how many.
-pub fn export(db: &DB, since_ms: u64, out: &mut impl Write) -> io::Result<u64> {
-    let mut written = 0;
-    for item in db.iterator_cf(family(db)?, IteratorMode::From(b"r", Direction::Forward)) {
-        let (key, value) = item.map_err(to_io)?;
-        if !key.starts_with(b"r") {
-            break;
-        }
-        let stored: Stored = postcard::from_bytes(&value)
-            .map_err(|e| io::Error::other(format!("audit record {key:?} is damaged: {e}")))?;
-        if stored.entry.at_ms >= since_ms {
-            serde_json::to_writer(&mut *out, &stored.entry)?;
-            out.write_all(b"\n")?;
-            written += 1;
-        }
-    }
-    Ok(written)
+/// Entries stamped at or after `since_ms`, oldest first.
+pub fn since(db: &DB, since_ms: u64) -> io::Result<impl Iterator<Item = io::Result<Entry>> + '_> {
+    let entries = db
+        .iterator_cf(family(db)?, IteratorMode::From(b"r", Direction::Forward))
+        .map_while(|item| match item {
+            Ok((key, value)) if key.starts_with(b"r") => Some(Ok((key, value))),
+            Ok(_) => None,
+            Err(error) => Some(Err(to_io(error))),
+        })
+        .filter_map(move |item| {
+            let stored = item.and_then(|(key, value)| {
+                postcard::from_bytes::<Stored>(&value)
+                    .map_err(|e| io::Error::other(format!("audit record {key:?} is damaged: {e}")))
+            });
+            match stored {
+                Ok(stored) if stored.entry.at_ms < since_ms => None,
+                Ok(stored) => Some(Ok(stored.entry)),
+                Err(error) => Some(Err(error)),
+            }
+        });
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -340,9 +345,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(recent.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5, 4]);
-        let mut out = Vec::new();
-        assert_eq!(export(&log.db, 40, &mut out).unwrap(), 2);
-        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
+        let exported: Vec<u64> = since(&log.db, 40)
+            .unwrap()
+            .map(|e| e.unwrap().seq)
+            .collect();
+        assert_eq!(exported, vec![4, 5]);
     }
 
     #[test]

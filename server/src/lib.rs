@@ -6,6 +6,8 @@
 //!   throttling.
 //! - [`audit`]: the hash-chained audit log of everything that is not a sale
 //!   transition (those are in the write-ahead log, itself chained).
+//! - [`sale_trail`]: the sale log read as an audit trail (who, what, when,
+//!   from where), for the admin query and `audit export`.
 //! - [`runtime`]: the durable runtime: shard thread, group-commit log writer,
 //!   snapshots, recovery.
 //! - [`http`]: the hyper server: JSON API, errors, configuration, payments.
@@ -21,3 +23,4 @@ pub mod demo;
 pub mod http;
 pub mod ops;
 pub mod runtime;
+pub mod sale_trail;

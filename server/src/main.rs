@@ -160,7 +160,10 @@ enum AuditCommand {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
     },
-    /// Writes audit entries as JSON lines to standard output.
+    /// Writes both logs as JSON lines to standard output, in time order:
+    /// the audit log (`"log":"audit"`: accounts, sessions, admin actions)
+    /// and the sale log (`"log":"sale"`: every sale transition, with the
+    /// fan's address for what their requests did).
     Export {
         /// Entries at or after this instant, in ms since the epoch.
         #[arg(long, default_value_t = 0)]
@@ -207,7 +210,10 @@ fn audit(command: AuditCommand) -> CliResult {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = ops::security_tools::export(&data, since, &mut out)?;
             std::io::Write::flush(&mut out)?;
-            eprintln!("{written} entries");
+            eprintln!(
+                "{} audit entries, {} sale records",
+                written.audit, written.sale
+            );
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{NOW, admin_token, call, start, token};
+use support::{NOW, admin_token, call, join_and_hold, start, token};
 
 const NEW_EVENT: &str = r#"{
     "name": "Show Extra", "venue": "Arena", "starts_at_ms": 1800100000000,
@@ -115,5 +115,78 @@ fn an_operator_creates_configures_pauses_and_snapshots_a_sale() {
         stats["events"][0]["tickets_held"].as_u64(),
         Some(1),
         "{stats}"
+    );
+}
+
+#[test]
+fn sale_actions_are_audited_with_who_what_when_and_where_from() {
+    let server = start();
+    let admin = admin_token(&server, 101);
+    let ops = [("Authorization", admin.as_str())];
+    let fan = token(&server, 7);
+    let me = [("Authorization", fan.as_str())];
+    join_and_hold(
+        &server,
+        &fan,
+        r#"{"items":[{"ticket_type":0,"quantity":2}]}"#,
+    );
+    let (status, order) = call(
+        &server,
+        "POST",
+        "/api/events/0/checkout",
+        &[
+            ("Authorization", fan.as_str()),
+            ("Idempotency-Key", "audit-1"),
+        ],
+        Some(r#"{"card_number":"4242 4242 4242 4242"}"#),
+    );
+    assert_eq!(status, 201, "{order}");
+    let (_, who) = call(&server, "GET", "/api/me", &me, None);
+    let account = who["account"]["id"].as_u64().unwrap();
+
+    let (status, trail) = call(
+        &server,
+        "GET",
+        &format!("/api/admin/audit?log=sale&account={account}&event=0"),
+        &ops,
+        None,
+    );
+    assert_eq!(status, 200, "{trail}");
+    assert_eq!(trail["complete"], true);
+    let seen: Vec<(&str, &str)> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["ip"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("order_placed", "127.0.0.1"),
+            ("items_held", "127.0.0.1"),
+            ("joined", "127.0.0.1"),
+        ],
+        "newest first, each from the fan's address: {trail}"
+    );
+    let held = &trail["entries"][1];
+    assert_eq!(
+        held["detail"].as_str().unwrap().split(" until ").next(),
+        Some("type 0 × 2")
+    );
+    assert_eq!(held["account"], account);
+    assert!(held["at_ms"].as_u64().unwrap() >= NOW, "{held}");
+
+    // The default log is the accounts' one; an unknown log is the client's mistake.
+    let (status, accounts) = call(&server, "GET", "/api/admin/audit", &ops, None);
+    assert_eq!((status, accounts["log"].as_str()), (200, Some("audit")));
+    let (status, error) = call(&server, "GET", "/api/admin/audit?log=sales", &ops, None);
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
     );
 }

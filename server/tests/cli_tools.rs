@@ -216,6 +216,7 @@ fn admin_create_is_audited_and_audit_verify_names_a_changed_byte() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["log"], "audit");
     assert_eq!(lines[1]["action"], "admin_created");
     assert_eq!(lines[1]["email"], "ops2@example.com");
 

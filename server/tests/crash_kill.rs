@@ -102,7 +102,10 @@ fn recover_and_check(data: &Path, acks: &[(u64, String, u64)], round: u64) {
     let mut logged: HashMap<u64, (String, u64)> = HashMap::new();
     for record in wal.read_from(first) {
         let record = record.unwrap();
-        if let Ok(LogEntry::Transition { transition, .. }) = LogEntry::decode(&record.payload) {
+        if let Some((_, transition)) = LogEntry::decode(&record.payload)
+            .ok()
+            .and_then(|e| e.transition())
+        {
             match transition {
                 Transition::ItemsHeld { customer, .. } => {
                     logged.insert(record.seq, ("held".into(), customer.0))

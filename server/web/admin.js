@@ -238,6 +238,8 @@ async function renderEvents(nav) {
 
 async function renderAudit(nav) {
   page(t("admin.audit"), `${nav}<form class="card row" id="audit-filter">
+      <div><label for="af-log">${esc(t("audit.log"))}</label><select id="af-log" name="log">
+        <option value="audit">${esc(t("audit.log.audit"))}</option><option value="sale">${esc(t("audit.log.sale"))}</option></select></div>
       <div><label for="af-account">${esc(t("audit.account"))}</label><input id="af-account" name="account" type="number" min="0"></div>
       <div><label for="af-event">${esc(t("audit.event"))}</label><input id="af-event" name="event" type="number" min="0"></div>
       <div><button type="submit">${esc(t("audit.filter"))}</button></div></form>
@@ -245,11 +247,11 @@ async function renderAudit(nav) {
   wireOps();
   const load = async () => {
     const f = document.getElementById("audit-filter").elements;
-    const query = new URLSearchParams({ limit: "200" });
+    const query = new URLSearchParams({ limit: "200", log: f.log.value });
     if (f.account.value) query.set("account", f.account.value);
     if (f.event.value) query.set("event", f.event.value);
-    const { entries } = await api("GET", `/api/admin/audit?${query}`);
-    document.getElementById("audit-rows").innerHTML = `<table><thead><tr>
+    const { entries, complete } = await api("GET", `/api/admin/audit?${query}`);
+    document.getElementById("audit-rows").innerHTML = `${complete === false ? `<p role="status">${esc(t("audit.partial"))}</p>` : ""}<table><thead><tr>
       <th scope="col">#</th><th scope="col">${esc(t("audit.when"))}</th><th scope="col">${esc(t("audit.action"))}</th>
       <th scope="col">${esc(t("audit.who"))}</th><th scope="col">${esc(t("audit.where"))}</th><th scope="col">${esc(t("audit.detail"))}</th></tr></thead>
       <tbody>${entries.map((e) => `<tr><td>${e.seq}</td><td>${esc(when(e.at_ms))}</td><td>${esc(e.action)}</td>

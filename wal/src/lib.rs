@@ -5,8 +5,9 @@
 //! # Layout
 //! - [`format`]: records, batches, checksums, the hash chain, keys.
 //! - [`log`]: [`Wal`]: open-or-recover, append (poisoned after a failed
-//!   write), read from a sequence number, truncate for point-in-time restore;
-//!   [`verify`] walks the whole chain.
+//!   write), read from a sequence number ([`read_from`]) or back from one
+//!   ([`read_back`]), truncate for point-in-time restore; [`verify`] walks
+//!   the whole chain.
 //! - [`store`]: the [`LogStore`] trait and [`MemStore`], an in-memory store
 //!   that injects failed syncs and torn writes for tests.
 //! - [`rocks`]: [`RocksStore`], a log in a RocksDB column family.
@@ -20,6 +21,6 @@ pub mod store;
 
 pub use error::{AppendError, OpenError, VerifyError};
 pub use format::{Damage, FORMAT_VERSION, Hash, Record};
-pub use log::{ChainSummary, OpenReport, TailCut, Wal, read_from, verify};
+pub use log::{ChainSummary, OpenReport, TailCut, Wal, read_back, read_from, verify};
 pub use rocks::{RocksStore, open_db, open_db_read_only};
 pub use store::{Faults, LogStore, MemStore};

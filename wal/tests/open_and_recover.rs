@@ -191,3 +191,46 @@ fn reading_from_any_sequence_number() {
     let first = wal.read_from(9).next().unwrap().unwrap();
     assert_eq!((first.timestamp_ms, first.payload), (1_009, payload(9)));
 }
+
+#[test]
+fn reading_back_from_any_sequence_number_gives_newest_first() {
+    let store = three_batches();
+    for from in 0..=14 {
+        let seqs: Vec<u64> = ingressoja_wal::read_back(&store, from)
+            .map(|r| r.unwrap().seq)
+            .collect();
+        let expected: Vec<u64> = (1..=from.min(12)).rev().collect();
+        assert_eq!(seqs, expected, "back from {from}");
+    }
+    let newest = ingressoja_wal::read_back(&store, u64::MAX)
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!((newest.seq, newest.payload), (12, payload(12)));
+}
+
+#[test]
+fn reading_back_stops_at_a_damaged_batch_and_names_it() {
+    let store = three_batches();
+    store.damage(4, |bytes| bytes[0] ^= 1);
+    let read: Vec<_> = ingressoja_wal::read_back(&store, u64::MAX).collect();
+    let seqs: Vec<u64> = read
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![12, 11, 10, 9, 8],
+        "the batch after the damage is read"
+    );
+    assert!(
+        matches!(
+            read.last(),
+            Some(Err(ingressoja_wal::VerifyError::Bad { seq: 4, .. }))
+        ),
+        "{:?}",
+        read.last()
+    );
+    assert_eq!(read.len(), 6, "nothing is read past the damaged batch");
+}

@@ -2,6 +2,8 @@
 //! development token. Each handler validates its input, turns it into one
 //! engine command (or a read), and maps the outcome to JSON or an error.
 
+use std::net::IpAddr;
+
 use http::StatusCode;
 use ingressoja_engine::{Command, CustomerId, Payment, Reply, TicketTypeId, TypeCounts};
 use serde::Deserialize;
@@ -26,9 +28,15 @@ async fn read_state<R: Send + 'static>(
         .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))
 }
 
-async fn apply(app: &App, event: EventId, command: Command) -> Result<Reply, ApiError> {
+/// Applies a fan's command sent from `from` (logged with what it causes).
+async fn apply(
+    app: &App,
+    event: EventId,
+    command: Command,
+    from: IpAddr,
+) -> Result<Reply, ApiError> {
     let customer = command.customer();
-    let receiver = app.runtime.submit(event, command)?;
+    let receiver = app.runtime.submit_from(event, command, Some(from))?;
     let applied = receiver
         .await
         .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
@@ -102,6 +110,7 @@ pub async fn join(
     app: &App,
     event: EventId,
     customer: CustomerId,
+    from: IpAddr,
     proof: Option<JoinProof>,
 ) -> Answer {
     let difficulty = app.settings.event(event).pow_difficulty;
@@ -125,7 +134,7 @@ pub async fn join(
             )?;
         }
     }
-    let reply = apply(app, event, Command::Join { customer }).await?;
+    let reply = apply(app, event, Command::Join { customer }, from).await?;
     let status = if reply == (Reply::Joined { fresh: true }) {
         StatusCode::CREATED
     } else {
@@ -137,8 +146,8 @@ pub async fn join(
 
 /// `DELETE /api/events/{id}/queue`: the fan is done; their hold (if any) is
 /// released and the slot goes to the next in line.
-pub async fn leave(app: &App, event: EventId, customer: CustomerId) -> Answer {
-    apply(app, event, Command::Leave { customer }).await?;
+pub async fn leave(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
+    apply(app, event, Command::Leave { customer }, from).await?;
     queue_status(app, event, customer).await
 }
 
@@ -206,6 +215,7 @@ pub async fn change_items(
     app: &App,
     event: EventId,
     customer: CustomerId,
+    from: IpAddr,
     body: ItemsBody,
     add: bool,
 ) -> Answer {
@@ -215,13 +225,13 @@ pub async fn change_items(
     } else {
         Command::RemoveItems { customer, items }
     };
-    apply(app, event, command).await?;
+    apply(app, event, command, from).await?;
     cart(app, event, customer).await
 }
 
 /// `DELETE /api/events/{id}/cart`
-pub async fn release(app: &App, event: EventId, customer: CustomerId) -> Answer {
-    apply(app, event, Command::ReleaseHold { customer }).await?;
+pub async fn release(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
+    apply(app, event, Command::ReleaseHold { customer }, from).await?;
     cart(app, event, customer).await
 }
 
@@ -246,6 +256,7 @@ pub async fn checkout(
     app: &App,
     event: EventId,
     customer: CustomerId,
+    from: IpAddr,
     key: &str,
     body: CheckoutBody,
 ) -> Answer {
@@ -275,7 +286,7 @@ pub async fn checkout(
             idempotency_key: key_hash,
             ticket_seed: 0,
         };
-        apply(app, event, no_charge).await?;
+        apply(app, event, no_charge, from).await?;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_hold",
@@ -298,7 +309,7 @@ pub async fn checkout(
         idempotency_key: key_hash,
         ticket_seed: u128::from_le_bytes(seed),
     };
-    let outcome = apply(app, event, command).await;
+    let outcome = apply(app, event, command, from).await;
     let void = |app: &App| {
         if let Charge::Approved { reference } = charge {
             app.gateway.void(reference);

@@ -424,11 +424,11 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
             } else {
                 Some(body::json(&bytes)?)
             };
-            fan_api::join(app, event, who, proof).await
+            fan_api::join(app, event, who, remote, proof).await
         }
         (&Method::DELETE, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(&who)?);
-            fan_api::leave(app, event, who).await
+            fan_api::leave(app, event, who, remote).await
         }
         (&Method::GET, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(&who)?);
@@ -440,7 +440,7 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         }
         (&Method::DELETE, ["api", "events", id, "cart"]) => {
             let (event, who) = (event_id(id)?, customer(&who)?);
-            fan_api::release(app, event, who).await
+            fan_api::release(app, event, who, remote).await
         }
         (&Method::POST | &Method::DELETE, ["api", "events", id, "cart", "items"]) => {
             let event = event_id(id)?;
@@ -451,14 +451,14 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
                 customer(&who)?
             };
             let items = body::json(&body::read(request.into_body()).await?)?;
-            fan_api::change_items(app, event, who, items, add).await
+            fan_api::change_items(app, event, who, remote, items, add).await
         }
         (&Method::POST, ["api", "events", id, "checkout"]) => {
             let event = event_id(id)?;
             let who = buyer(app, event, &who).await?;
             let key = idempotency_key(&request)?;
             let order = body::json(&body::read(request.into_body()).await?)?;
-            fan_api::checkout(app, event, who, &key, order).await
+            fan_api::checkout(app, event, who, remote, &key, order).await
         }
         (&Method::GET, ["api", "me", "orders"]) => fan_api::my_orders(app, customer(&who)?).await,
         (&Method::POST, ["api", "admin", "events"]) => {

@@ -54,6 +54,11 @@ pub fn inspect(
             Ok(LogEntry::Transition { event, transition }) => {
                 format!("event {} {:?}", event.0, transition)
             }
+            Ok(LogEntry::RequestedTransition {
+                event,
+                transition,
+                from,
+            }) => format!("event {} {:?} from {from}", event.0, transition),
             Err(error) => format!("(undecodable payload: {error})"),
         };
         writeln!(

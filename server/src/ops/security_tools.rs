@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::accounts::{Accounts, normalize_email, password, store::random_hex};
 use crate::audit::{self, AuditLog, Entry};
 use crate::runtime::DataDir;
-use crate::runtime::data_dir::COLUMN_FAMILIES;
+use crate::runtime::data_dir::{COLUMN_FAMILIES, WAL_FAMILY};
 
 type ToolResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -104,9 +104,49 @@ pub fn verify(data: &Path) -> ToolResult<AuditSummary> {
     })
 }
 
-/// Writes audit entries at or after `since_ms` as JSON lines.
-pub fn export(data: &Path, since_ms: u64, out: &mut impl Write) -> ToolResult<u64> {
+/// What `audit export` wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    /// Lines from the audit log (accounts, sessions, admin actions).
+    pub audit: u64,
+    /// Lines from the sale log (every sale transition).
+    pub sale: u64,
+}
+
+/// Writes both logs' entries at or after `since_ms` as JSON lines, merged
+/// in time order, each tagged with its log (`"log": "audit"` or `"sale"`).
+pub fn export(data: &Path, since_ms: u64, out: &mut impl Write) -> ToolResult<Exported> {
     let data = DataDir::create(data)?;
     let db = ingressoja_wal::open_db_read_only(&data.db_path(), COLUMN_FAMILIES)?;
-    Ok(audit::export(&db, since_ms, out)?)
+    let store = ingressoja_wal::RocksStore::new(db.clone(), WAL_FAMILY)?;
+    let mut audit_entries = audit::since(&db, since_ms)?.peekable();
+    let mut sale_entries = crate::sale_trail::since(&store, since_ms).peekable();
+    let mut exported = Exported::default();
+    loop {
+        let audit_next = match audit_entries.peek() {
+            Some(Ok(entry)) => Some(entry.at_ms),
+            Some(Err(_)) => Some(0),
+            None => None,
+        };
+        let sale_next = match sale_entries.peek() {
+            Some(Ok(entry)) => Some(entry.at_ms),
+            Some(Err(_)) => Some(0),
+            None => None,
+        };
+        let take_audit = match (audit_next, sale_next) {
+            (None, None) => break,
+            (Some(a), Some(s)) => a <= s,
+            (a, _) => a.is_some(),
+        };
+        if take_audit {
+            if let Some(entry) = audit_entries.next() {
+                crate::sale_trail::write_line("audit", &entry?, out)?;
+                exported.audit += 1;
+            }
+        } else if let Some(entry) = sale_entries.next() {
+            crate::sale_trail::write_line("sale", &entry?, out)?;
+            exported.sale += 1;
+        }
+    }
+    Ok(exported)
 }

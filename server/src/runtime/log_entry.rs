@@ -1,6 +1,11 @@
 //! What the runtime writes in each log record: an event's creation (with its
 //! whole configuration, so the log alone rebuilds every event) or one
-//! transition of one event. Encoded with postcard; the log sees only bytes.
+//! transition of one event, with the address of the request that caused it
+//! when a fan's own request did (the log is the sale's audit trail: who,
+//! what, when and from where). Encoded with postcard; the log sees only
+//! bytes.
+
+use std::net::IpAddr;
 
 use ingressoja_engine::{EventConfig, Transition};
 use serde::{Deserialize, Serialize};
@@ -26,6 +31,18 @@ pub enum LogEntry {
         /// What changed.
         transition: Transition,
     },
+    /// A change to an event made by a fan's own request (joined, held,
+    /// released, bought, left), with where the request came from. A new
+    /// variant rather than a new field: postcard numbers variants in order,
+    /// so logs written before it still read.
+    RequestedTransition {
+        /// Which event.
+        event: EventId,
+        /// What changed.
+        transition: Transition,
+        /// The client's address.
+        from: IpAddr,
+    },
 }
 
 impl LogEntry {
@@ -34,8 +51,59 @@ impl LogEntry {
         postcard::to_stdvec(self)
     }
 
+    /// The event and transition of a transition record, however attributed.
+    pub fn transition(&self) -> Option<(EventId, Transition)> {
+        match *self {
+            LogEntry::EventCreated { .. } => None,
+            LogEntry::Transition { event, transition }
+            | LogEntry::RequestedTransition {
+                event, transition, ..
+            } => Some((event, transition)),
+        }
+    }
+
+    /// Where the request that caused this record came from, if a fan's.
+    pub fn from(&self) -> Option<IpAddr> {
+        match *self {
+            LogEntry::RequestedTransition { from, .. } => Some(from),
+            LogEntry::EventCreated { .. } | LogEntry::Transition { .. } => None,
+        }
+    }
+
     /// Reads a payload.
     pub fn decode(bytes: &[u8]) -> Result<LogEntry, postcard::Error> {
         postcard::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingressoja_engine::CustomerId;
+
+    #[test]
+    fn records_written_before_addresses_were_logged_still_read() {
+        // The encoding of `Transition` must not move: old logs hold it.
+        let joined = Transition::Joined {
+            customer: CustomerId(7),
+        };
+        let old = LogEntry::Transition {
+            event: EventId(3),
+            transition: joined,
+        };
+        let bytes = old.encode().unwrap();
+        assert_eq!(bytes[0], 1, "variant index of Transition");
+        assert_eq!(LogEntry::decode(&bytes).unwrap(), old);
+
+        let from: IpAddr = "203.0.113.9".parse().unwrap();
+        let new = LogEntry::RequestedTransition {
+            event: EventId(3),
+            transition: joined,
+            from,
+        };
+        let decoded = LogEntry::decode(&new.encode().unwrap()).unwrap();
+        assert_eq!(decoded.transition(), Some((EventId(3), joined)));
+        assert_eq!(decoded.from(), Some(from));
+        assert_eq!(old.from(), None);
     }
 }

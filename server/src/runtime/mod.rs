@@ -24,6 +24,7 @@ pub mod shared;
 mod snapshotter;
 mod writer;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -124,6 +125,9 @@ pub(crate) enum Request {
     Apply {
         event: EventId,
         command: Command,
+        /// The client's address, for a fan's own request (logged with the
+        /// transitions it causes).
+        from: Option<IpAddr>,
         reply: oneshot::Sender<Result<Applied, RuntimeError>>,
     },
     CreateEvent {
@@ -232,10 +236,22 @@ impl Runtime {
         event: EventId,
         command: Command,
     ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
+        self.submit_from(event, command, None)
+    }
+
+    /// [`Runtime::submit`] for a fan's request from `from`: the transitions
+    /// it causes for that fan are logged with the address.
+    pub fn submit_from(
+        &self,
+        event: EventId,
+        command: Command,
+        from: Option<IpAddr>,
+    ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
         let (reply, receiver) = oneshot::channel();
         self.offer(Request::Apply {
             event,
             command,
+            from,
             reply,
         })?;
         Ok(receiver)

@@ -48,7 +48,10 @@ impl ShardState {
                 self.events.insert(event, engine);
                 self.next_event = self.next_event.max(event.0 + 1);
             }
-            LogEntry::Transition { event, transition } => {
+            LogEntry::Transition { event, transition }
+            | LogEntry::RequestedTransition {
+                event, transition, ..
+            } => {
                 let engine = self
                     .events
                     .get_mut(&event)

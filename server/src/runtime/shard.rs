@@ -6,11 +6,12 @@
 //! which answers only once they are durable. Every so many records or
 //! seconds it copies its state for the snapshot thread.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use ingressoja_engine::{Command, Engine, Transition};
+use ingressoja_engine::{Command, CustomerId, Engine, Transition};
 use ingressoja_wal::Record;
 
 use super::clock::Clock;
@@ -26,6 +27,23 @@ use super::{Applied, Request, RuntimeError, RuntimeOptions};
 const MIN_TICK_INTERVAL_MS: u64 = 10;
 /// With nothing due, the shard still wakes this often (to notice the clock).
 const MAX_SLEEP_MS: u64 = 1_000;
+
+/// Which of a command's transitions its requester caused, and from where:
+/// those from index `first` on (after time has acted) that concern the
+/// requesting customer. Others in the same list (the next fan admitted into
+/// a freed slot, the sale closing as sold out) are nobody's request.
+#[derive(Clone, Copy)]
+struct Origin {
+    customer: CustomerId,
+    from: IpAddr,
+    first: usize,
+}
+
+impl Origin {
+    fn covers(&self, index: usize, transition: &Transition) -> bool {
+        index >= self.first && transition.customer() == Some(self.customer)
+    }
+}
 
 pub(crate) struct Shard {
     pub state: ShardState,
@@ -107,9 +125,10 @@ impl Shard {
                 Request::Apply {
                     event,
                     command,
+                    from,
                     reply,
                 } => {
-                    let completion = self.apply(event, command, now, reply, &mut job);
+                    let completion = self.apply(event, command, from, now, reply, &mut job);
                     job.completions.extend(completion);
                 }
                 Request::CreateEvent { config, reply } => {
@@ -138,6 +157,7 @@ impl Shard {
         &mut self,
         event: EventId,
         command: Command,
+        from: Option<IpAddr>,
         now: u64,
         reply: tokio::sync::oneshot::Sender<Result<Applied, RuntimeError>>,
         job: &mut WriteJob,
@@ -147,8 +167,21 @@ impl Shard {
             return None;
         };
         let mut transitions = Vec::new();
+        // Time acts first, on its own, so that what the command itself
+        // caused starts at `own`: an expiry or window end that was merely
+        // due is not logged as this client's doing. (`apply` would let time
+        // act before deciding anyway; at the same instant a second pass
+        // finds nothing more to do, so the transitions are the same.)
+        let _ = engine.apply(Command::Tick, now, &mut transitions);
+        let own = transitions.len();
+        let requester = command.customer();
         let outcome = engine.apply(command, now, &mut transitions);
-        if let Err(error) = self.log_transitions(event, &transitions, now, job) {
+        let origin = from.zip(requester).map(|(from, customer)| Origin {
+            customer,
+            from,
+            first: own,
+        });
+        if let Err(error) = self.log_transitions(event, &transitions, origin, now, job) {
             let _ = reply.send(Err(error));
             return None;
         }
@@ -195,26 +228,35 @@ impl Shard {
                 // A tick is never rejected.
                 let _ = engine.apply(Command::Tick, now, &mut transitions);
                 // A failure poisons the runtime; nothing more to do here.
-                let _ = self.log_transitions(event, &transitions, now, job);
+                let _ = self.log_transitions(event, &transitions, None, now, job);
             }
         }
     }
 
     /// Logs transitions as records and as notices to publish once durable.
+    /// Those the requesting fan's command made for that fan carry the
+    /// request's address (see [`Origin`]).
     fn log_transitions(
         &mut self,
         event: EventId,
         transitions: &[Transition],
+        origin: Option<Origin>,
         now: u64,
         job: &mut WriteJob,
     ) -> Result<(), RuntimeError> {
-        for &transition in transitions {
+        for (index, &transition) in transitions.iter().enumerate() {
             let seq = self.next_seq;
-            self.push_record(
-                &LogEntry::Transition { event, transition },
-                now,
-                &mut job.records,
-            )?;
+            let entry = match origin {
+                Some(origin) if origin.covers(index, &transition) => {
+                    LogEntry::RequestedTransition {
+                        event,
+                        transition,
+                        from: origin.from,
+                    }
+                }
+                _ => LogEntry::Transition { event, transition },
+            };
+            self.push_record(&entry, now, &mut job.records)?;
             job.notices.push(Notice {
                 event,
                 seq,
