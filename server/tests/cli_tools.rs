@@ -215,10 +215,23 @@ fn admin_create_is_audited_and_audit_verify_names_a_changed_byte() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
-    assert_eq!(lines[1]["log"], "audit");
-    assert_eq!(lines[1]["action"], "admin_created");
-    assert_eq!(lines[1]["email"], "ops2@example.com");
+    let of_log = |log: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["log"] == log).collect()
+    };
+    let (audit, sale) = (of_log("audit"), of_log("sale"));
+    assert_eq!((audit.len(), sale.len()), (3, 11), "{lines:?}");
+    assert_eq!(audit[1]["action"], "admin_created");
+    assert_eq!(audit[1]["email"], "ops2@example.com");
+    assert_eq!(sale[0]["action"], "event_created");
+    assert_eq!(
+        (sale[1]["action"].as_str(), sale[1]["account"].as_u64()),
+        (Some("joined"), Some(0))
+    );
+    let times: Vec<u64> = lines.iter().map(|l| l["at_ms"].as_u64().unwrap()).collect();
+    assert!(
+        times.is_sorted(),
+        "both logs merged in time order: {times:?}"
+    );
 
     // One byte of the second entry changed behind the server's back.
     {
