@@ -35,8 +35,46 @@ async fn apply(
     command: Command,
     from: IpAddr,
 ) -> Result<Reply, ApiError> {
-    let customer = command.customer();
     let receiver = app.runtime.submit_from(event, command, Some(from))?;
+    answer_of(app, event, command.customer(), receiver).await
+}
+
+/// [`apply`], then `read` the event as the command left it, in the same
+/// trip through the shard (the read's result is taken only once the
+/// command is durable).
+async fn apply_then<R: Send + 'static>(
+    app: &App,
+    event: EventId,
+    command: Command,
+    from: IpAddr,
+    read: impl FnOnce(&ingressoja_engine::Engine) -> R + Send + 'static,
+) -> Result<(Reply, R), ApiError> {
+    let (view_sender, view) = tokio::sync::oneshot::channel();
+    let after: crate::runtime::AfterApply = Box::new(move |engine| {
+        let _ = view_sender.send(read(engine));
+    });
+    let receiver = app
+        .runtime
+        .submit_then(event, command, Some(from), Some(after))?;
+    let reply = answer_of(app, event, command.customer(), receiver).await?;
+    // The shard ran the read before handing the batch to the writer, so it
+    // is there by the time the durable reply is.
+    let read = view
+        .await
+        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))?;
+    Ok((reply, read))
+}
+
+/// A durable outcome as the fan's answer; a refusal is also told to the
+/// fan's open streams.
+async fn answer_of(
+    app: &App,
+    event: EventId,
+    customer: Option<CustomerId>,
+    receiver: tokio::sync::oneshot::Receiver<
+        Result<crate::runtime::Applied, crate::runtime::RuntimeError>,
+    >,
+) -> Result<Reply, ApiError> {
     let applied = receiver
         .await
         .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
@@ -134,21 +172,24 @@ pub async fn join(
             )?;
         }
     }
-    let reply = apply(app, event, Command::Join { customer }, from).await?;
+    let command = Command::Join { customer };
+    let (reply, place) =
+        apply_then(app, event, command, from, move |e| e.queue_status(customer)).await?;
     let status = if reply == (Reply::Joined { fresh: true }) {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let (_, body) = queue_status(app, event, customer).await?;
-    Ok((status, body))
+    Ok((status, views::queue_status(place)))
 }
 
 /// `DELETE /api/events/{id}/queue`: the fan is done; their hold (if any) is
 /// released and the slot goes to the next in line.
 pub async fn leave(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
-    apply(app, event, Command::Leave { customer }, from).await?;
-    queue_status(app, event, customer).await
+    let command = Command::Leave { customer };
+    let (_, status) =
+        apply_then(app, event, command, from, move |e| e.queue_status(customer)).await?;
+    Ok((StatusCode::OK, views::queue_status(status)))
 }
 
 /// `GET /api/events/{id}/queue`
@@ -225,14 +266,15 @@ pub async fn change_items(
     } else {
         Command::RemoveItems { customer, items }
     };
-    apply(app, event, command, from).await?;
-    cart(app, event, customer).await
+    let (_, cart) = apply_then(app, event, command, from, move |e| e.cart(customer)).await?;
+    Ok((StatusCode::OK, views::cart_view(cart)))
 }
 
 /// `DELETE /api/events/{id}/cart`
 pub async fn release(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
-    apply(app, event, Command::ReleaseHold { customer }, from).await?;
-    cart(app, event, customer).await
+    let command = Command::ReleaseHold { customer };
+    let (_, cart) = apply_then(app, event, command, from, move |e| e.cart(customer)).await?;
+    Ok((StatusCode::OK, views::cart_view(cart)))
 }
 
 /// The body of a checkout: `{"card_number": "4242 4242 4242 4242"}`.

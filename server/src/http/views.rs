@@ -95,7 +95,12 @@ pub fn queue_status(status: QueueStatus) -> Value {
 
 /// A customer's cart (empty when they hold nothing).
 pub fn cart(engine: &Engine, customer: ingressoja_engine::CustomerId) -> Value {
-    match engine.cart(customer) {
+    cart_view(engine.cart(customer))
+}
+
+/// A cart as JSON (rendered off the shard: the shard only copies the cart).
+pub fn cart_view(cart: Option<ingressoja_engine::Cart>) -> Value {
+    match cart {
         None => json!({ "items": [], "total_cents": 0, "expires_at_ms": null }),
         Some(cart) => json!({
             "items": cart.items.iter().map(|(t, q)| json!({ "ticket_type": t.0, "quantity": q })).collect::<Vec<_>>(),

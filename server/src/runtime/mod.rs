@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
-use ingressoja_engine::{Command, ConfigError, EventConfig, Outcome, Transition};
+use ingressoja_engine::{Command, ConfigError, Engine, EventConfig, Outcome, Transition};
 use ingressoja_wal::LogStore;
 use tokio::sync::oneshot;
 
@@ -77,6 +77,10 @@ impl RuntimeOptions {
         }
     }
 }
+
+/// A read the shard runs on an event's engine right after applying a
+/// command to it (see [`Runtime::submit_then`]).
+pub type AfterApply = Box<dyn FnOnce(&Engine) + Send>;
 
 /// What applying a command gave, once durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +132,8 @@ pub(crate) enum Request {
         /// The client's address, for a fan's own request (logged with the
         /// transitions it causes).
         from: Option<IpAddr>,
+        /// A read of the event right after the command (see [`AfterApply`]).
+        after: Option<AfterApply>,
         reply: oneshot::Sender<Result<Applied, RuntimeError>>,
     },
     CreateEvent {
@@ -247,11 +253,28 @@ impl Runtime {
         command: Command,
         from: Option<IpAddr>,
     ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
+        self.submit_then(event, command, from, None)
+    }
+
+    /// [`Runtime::submit_from`], and `after` runs on the event's engine
+    /// right after the command is applied (on the shard, before anything
+    /// else touches the event): the answer's view of the state costs no
+    /// second trip through the shard's queue, and shows exactly the state
+    /// the command left. It must be a quick read; its result should only be
+    /// used once the durable reply has come.
+    pub fn submit_then(
+        &self,
+        event: EventId,
+        command: Command,
+        from: Option<IpAddr>,
+        after: Option<AfterApply>,
+    ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
         let (reply, receiver) = oneshot::channel();
         self.offer(Request::Apply {
             event,
             command,
             from,
+            after,
             reply,
         })?;
         Ok(receiver)

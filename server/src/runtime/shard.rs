@@ -126,9 +126,13 @@ impl Shard {
                     event,
                     command,
                     from,
+                    after,
                     reply,
                 } => {
                     let completion = self.apply(event, command, from, now, reply, &mut job);
+                    if let (Some(after), Some(engine)) = (after, self.state.events.get(&event)) {
+                        after(engine);
+                    }
                     job.completions.extend(completion);
                 }
                 Request::CreateEvent { config, reply } => {
