@@ -1,7 +1,7 @@
 // An operator in a real browser: logs in, turns on two-factor as admin
 // pages require, creates an event with the form, moves its closing date,
 // and watches the live dashboard move as a fan joins and buys; the audit
-// log shows the actions.
+// log shows the actions, the sale log the fan's purchase and its address.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { ADMIN, Api, PASSWORD, browser, solve, startServer, totp, withPage } from "./support.mjs";
@@ -67,5 +67,12 @@ test("an admin creates an event and watches the dashboard move", async () => {
     await page.getByRole("link", { name: "Auditoria" }).click();
     await page.getByRole("cell", { name: "event_created" }).first().waitFor();
     assert.ok(await page.getByRole("cell", { name: "two_factor_enabled" }).count() >= 1);
+    // The sale log, for this event: the fan's purchase, with where it came from.
+    await page.getByLabel("Registro").selectOption("sale");
+    await page.getByLabel("Evento").fill(String(id));
+    await page.getByRole("button", { name: "Filtrar" }).click();
+    const bought = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "order_placed" }) });
+    await bought.waitFor();
+    assert.equal(await bought.getByRole("cell", { name: "127.0.0.1" }).count(), 1);
   });
 });
