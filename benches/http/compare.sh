@@ -29,36 +29,11 @@ http { access_log off; server { listen 127.0.0.1:18200; location / { return 200 
 CONF
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 
-cat > "$work/ingressoja.toml" <<CONF
-development = true
-[limits]
-reads_per_ip = 0
-joins_per_ip = 0
-joins_per_account = 0
-carts_per_ip = 0
-carts_per_account = 0
-CONF
-echo "bench admin password" | "$BIN" admin create bench@example.com --data "$work/data" --password-stdin > /dev/null
-"$BIN" serve --demo --config "$work/ingressoja.toml" --data "$work/data" --listen 127.0.0.1:18201 > "$work/server.log" 2>&1 & pids+=($!)
-
-for port in 18200 18201; do
-  for _ in $(seq 1 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
-done
-
-# The operator turns off proof of work and two-factor on the demo sale: wrk
-# replays one request shape and cannot solve challenges (the join and login
-# paths are measured by the stress tool and the tests, not here).
-admin=$("$HERE/admin_session.sh" http://127.0.0.1:18201 bench@example.com "bench admin password")
-curl -s -o /dev/null -X PUT -H "Authorization: Bearer $admin" 127.0.0.1:18201/api/admin/events/0/policy \
-  -d '{"pow_difficulty":0,"require_two_factor":false}'
-
-# Fans with a turn: a session each, joined (the demo sale is open; max_active 2000).
-: > "$work/fans"
-for id in $(seq 1 "$FANS"); do
-  token=$(curl -s -X POST 127.0.0.1:18201/api/dev/session -d "{\"email\":\"fan$id@bench.invalid\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/')
-  curl -s -o /dev/null -X POST -H "Authorization: Bearer $token" 127.0.0.1:18201/api/events/0/queue
-  echo "$token" >> "$work/fans"
-done
+# shellcheck source=hold_server.sh
+. "$HERE/hold_server.sh"
+start_hold_server "$BIN" 18201 "$work" "$FANS"
+pids+=("$(cat "$work/server.pid")")
+for _ in $(seq 1 100); do curl -s -o /dev/null "127.0.0.1:18200/" && break; sleep 0.1; done
 
 run() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | grep -E "Requests/sec|Latency|50%|99%|Non-2xx"; }
 echo "== nginx, static 200"

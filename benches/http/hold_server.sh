@@ -1,0 +1,37 @@
+# Sourced by compare.sh and ab.sh: starts an IngressoJa server for the hold
+# path benches and prepares fans with a turn.
+# start_hold_server BIN PORT WORK FANS: `serve --demo` in development mode
+# with rate limits off, data in WORK/data, on 127.0.0.1:PORT; an
+# administrator turns off proof of work and two-factor on the demo sale (wrk
+# replays one request shape and cannot solve challenges); FANS fans get a
+# session and join (the demo sale is open; max_active 2000); their tokens go
+# to WORK/fans, one per line. The server's PID is in WORK/server.pid.
+start_hold_server() {
+  local bin=$1 port=$2 work=$3 fans=$4 here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  mkdir -p "$work"
+  cat > "$work/ingressoja.toml" <<CONF
+development = true
+[limits]
+reads_per_ip = 0
+joins_per_ip = 0
+joins_per_account = 0
+carts_per_ip = 0
+carts_per_account = 0
+CONF
+  echo "bench admin password" | "$bin" admin create bench@example.com --data "$work/data" --password-stdin > /dev/null
+  "$bin" serve --demo --config "$work/ingressoja.toml" --data "$work/data" --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
+  echo $! > "$work/server.pid"
+  for _ in $(seq 1 100); do curl -s -o /dev/null "127.0.0.1:$port/healthz" && break; sleep 0.1; done
+  local admin
+  admin=$("$here/admin_session.sh" "http://127.0.0.1:$port" bench@example.com "bench admin password")
+  curl -s -o /dev/null -X PUT -H "Authorization: Bearer $admin" "127.0.0.1:$port/api/admin/events/0/policy" \
+    -d '{"pow_difficulty":0,"require_two_factor":false}'
+  : > "$work/fans"
+  local id token
+  for id in $(seq 1 "$fans"); do
+    token=$(curl -s -X POST "127.0.0.1:$port/api/dev/session" -d "{\"email\":\"fan$id@bench.invalid\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/')
+    curl -s -o /dev/null -X POST -H "Authorization: Bearer $token" "127.0.0.1:$port/api/events/0/queue"
+    echo "$token" >> "$work/fans"
+  done
+}
