@@ -246,12 +246,28 @@ function solveInWorker(challenge, difficulty, onProgress) {
   });
 }
 
+/** A wait for people: seconds under a minute, then rounded minutes or hours. */
+export function duration(ms) {
+  const seconds = Math.ceil(ms / 1000);
+  if (seconds < 60) return t("duration.s", { n: seconds });
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return t("duration.min", { n: minutes });
+  return t("duration.h", { h: Math.floor(minutes / 60), m: minutes % 60 });
+}
+
 function waitingHtml(queue) {
   switch (queue.status) {
     case "prequeue": return `<p>${esc(t("wait.prequeue"))}</p><p>${esc(t("wait.prequeueCount", { n: queue.prequeue_len }))}</p>`;
-    case "waiting": return `<p class="big" data-testid="position">${esc(t("wait.position", { n: queue.position }))}</p>
-      <p>${esc(t("wait.ahead", { n: queue.people_ahead }))}</p>
-      <p>${esc(t("wait.eta", { s: Math.ceil(queue.estimated_wait_ms / 1000) }))}</p>`;
+    case "waiting": {
+      // No estimate (null) when nobody is ahead (the wait is for a free
+      // place) or when the line has not moved for a minute.
+      const next = queue.people_ahead === 0;
+      const eta = queue.estimated_wait_ms === null || next ? ""
+        : `<p data-testid="eta">${esc(t("wait.eta", { d: duration(queue.estimated_wait_ms) }))}</p>`;
+      return `<p class="big" data-testid="position">${esc(t("wait.position", { n: queue.position }))}</p>
+      <p data-testid="ahead">${esc(next ? t("wait.next") : t("wait.ahead", { n: queue.people_ahead }))}</p>
+      ${queue.estimated_wait_ms === null && !next ? `<p class="warning" data-testid="stalled">${esc(t("wait.stalled"))}</p>` : eta}`;
+    }
     case "closed": return `<p class="error" data-testid="closed">${esc(t(queue.reason === "sold_out" ? "sale.soldOut" : "sale.ended"))}</p>`;
     case "turn_over": return `<p class="warning">${esc(t("wait.turnOver"))}</p>`;
     default: return "";

@@ -180,7 +180,7 @@ pub async fn join(
     } else {
         StatusCode::OK
     };
-    Ok((status, views::queue_status(place)))
+    Ok((status, views::queue_status(place, pace(app, event))))
 }
 
 /// `DELETE /api/events/{id}/queue`: the fan is done; their hold (if any) is
@@ -189,7 +189,15 @@ pub async fn leave(app: &App, event: EventId, customer: CustomerId, from: IpAddr
     let command = Command::Leave { customer };
     let (_, status) =
         apply_then(app, event, command, from, move |e| e.queue_status(customer)).await?;
-    Ok((StatusCode::OK, views::queue_status(status)))
+    Ok((
+        StatusCode::OK,
+        views::queue_status(status, pace(app, event)),
+    ))
+}
+
+/// How fast the event's line moves now (for waiting fans' estimates).
+fn pace(app: &App, event: EventId) -> super::pace::Pace {
+    app.hub.paces.pace(event, app.clock.now_ms())
 }
 
 /// `GET /api/events/{id}/queue`
@@ -199,7 +207,10 @@ pub async fn queue_status(app: &App, event: EventId, customer: CustomerId) -> An
     })
     .await?;
     let status = status.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
-    Ok((StatusCode::OK, views::queue_status(status)))
+    Ok((
+        StatusCode::OK,
+        views::queue_status(status, pace(app, event)),
+    ))
 }
 
 /// `GET /api/events/{id}/cart`

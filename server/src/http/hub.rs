@@ -106,6 +106,8 @@ pub struct Hub {
     /// Holds that expired per event since this process started (for the
     /// dashboard's funnel; the engine counts what is, not what expired).
     expired: Mutex<HashMap<EventId, u64>>,
+    /// How fast each line moves, from the admissions seen.
+    pub paces: super::pace::Paces,
 }
 
 impl Hub {
@@ -217,8 +219,14 @@ impl Hub {
                 notice = notices.recv() => match notice {
                     Ok(notice) => {
                         dirty.insert(notice.event, notice.seq);
-                        if matches!(notice.transition, Transition::HoldExpired { .. }) {
-                            *hub.expired.lock().entry(notice.event).or_default() += 1;
+                        match notice.transition {
+                            Transition::HoldExpired { .. } => {
+                                *hub.expired.lock().entry(notice.event).or_default() += 1;
+                            }
+                            Transition::Admitted { at_ms, count } => {
+                                hub.paces.admitted(notice.event, at_ms, count);
+                            }
+                            _ => {}
                         }
                         if let Some(customer) = notice.transition.customer() {
                             hub.route(notice.event, customer, notice.seq, notice.transition);
@@ -241,7 +249,9 @@ impl Hub {
                             }
                             let view = app.runtime.query(move |state| state.events.get(&event).map(|e| views::event(event, e)));
                             let Ok(receiver) = view else { continue };
-                            if let Ok(Some(state)) = receiver.await {
+                            if let Ok(Some(mut state)) = receiver.await {
+                                let pace = hub.paces.pace(event, app.clock.now_ms());
+                                views::add_pace(&mut state, pace);
                                 hub.update(event, state, seq);
                             }
                         }

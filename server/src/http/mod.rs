@@ -3,7 +3,8 @@
 //! - `routes.rs`: dispatch, identity, responses.
 //! - `admin_api.rs`: the operators' endpoints (admin role);
 //! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes;
-//!   `sse.rs`: server-sent event streams; `hub.rs`: their fan-out.
+//!   `sse.rs`: server-sent event streams; `hub.rs`: their fan-out;
+//!   `pace.rs`: how fast each line moves (for waiting fans' estimates).
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
 //! - `account_api.rs`: register, login with two factors, logout, password,
 //!   enrollment; `session.rs`: who is asking (session cookie or bearer
@@ -31,6 +32,7 @@ pub mod gateway;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod pace;
 pub mod pow;
 pub mod routes;
 pub mod session;

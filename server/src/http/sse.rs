@@ -113,19 +113,24 @@ enum Fetched {
 }
 
 async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Fetched {
+    // The shard only copies the fan's status and cart; JSON is made here.
     let query = app.runtime.query(move |state| {
-        state.events.get(&event).map(|engine| {
-            json!({
-                "queue": views::queue_status(engine.queue_status(customer)),
-                "cart": views::cart(engine, customer),
-            })
-        })
+        state
+            .events
+            .get(&event)
+            .map(|engine| (engine.queue_status(customer), engine.cart(customer)))
     });
     let Ok(receiver) = query else {
         return Fetched::Busy;
     };
     match receiver.await {
-        Ok(Some(state)) => Fetched::State(state),
+        Ok(Some((queue, cart))) => {
+            let pace = app.hub.paces.pace(event, app.clock.now_ms());
+            Fetched::State(json!({
+                "queue": views::queue_status(queue, pace),
+                "cart": views::cart_view(cart),
+            }))
+        }
         Ok(None) => Fetched::Gone,
         Err(_) => Fetched::Busy,
     }
@@ -145,12 +150,19 @@ fn follow_locally(last: &Value, published: &Value) -> Option<Value> {
         ("waiting", "open") => {
             let position = u32::try_from(last["position"].as_u64()?.checked_sub(1)?).ok()?;
             let rate = u32::try_from(queue["admit_per_second"].as_u64()?).ok()?;
-            (position >= served)
-                .then(|| views::queue_status(QueueStatus::waiting(position, served, rate)))
+            (position >= served).then(|| {
+                views::queue_status(
+                    QueueStatus::waiting(position, served, rate),
+                    views::pace_of(published),
+                )
+            })
         }
         ("prequeue", "scheduled") => {
             let prequeue_len = u32::try_from(queue["joined"].as_u64()?).ok()?;
-            Some(views::queue_status(QueueStatus::PreQueue { prequeue_len }))
+            Some(views::queue_status(
+                QueueStatus::PreQueue { prequeue_len },
+                views::pace_of(published),
+            ))
         }
         _ => None,
     }

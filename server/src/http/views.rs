@@ -4,6 +4,7 @@
 use ingressoja_engine::{CloseReason, Engine, Order, Phase, QueueStatus, Ticket};
 use serde_json::{Value, json};
 
+use super::pace::Pace;
 use crate::runtime::EventId;
 
 /// An event with its live stock.
@@ -51,6 +52,42 @@ pub fn event(id: EventId, engine: &Engine) -> Value {
     })
 }
 
+/// A waiting fan's estimate: the people ahead at the pace the line has
+/// moved in the last minute (`pace.rs`); at the configured rate (the
+/// engine's estimate, a lower bound) before anyone was admitted; `null`
+/// when the line has not moved for a minute, or when nobody is ahead and
+/// the fan waits for a free place: then nobody can say how long.
+fn estimated_wait(people_ahead: u32, at_configured_rate_ms: u64, pace: Pace) -> Option<u64> {
+    match pace {
+        Pace::Unknown => Some(at_configured_rate_ms),
+        Pace::PerMinute(0) => None,
+        Pace::PerMinute(per_minute) => {
+            let from_pace = (u64::from(people_ahead) * 60_000).div_ceil(per_minute);
+            (people_ahead > 0).then(|| from_pace.max(at_configured_rate_ms))
+        }
+    }
+}
+
+/// Adds the observed pace to an event's view (for streams that follow a
+/// waiting fan's place from the published state): `queue.admitted_per_minute`,
+/// `null` while unknown.
+pub fn add_pace(event_view: &mut Value, pace: Pace) {
+    let per_minute = match pace {
+        Pace::Unknown => Value::Null,
+        Pace::PerMinute(n) => json!(n),
+    };
+    if let Some(queue) = event_view.get_mut("queue").and_then(Value::as_object_mut) {
+        queue.insert("admitted_per_minute".into(), per_minute);
+    }
+}
+
+/// The pace an event view carries (see [`add_pace`]).
+pub fn pace_of(event_view: &Value) -> Pace {
+    event_view["queue"]["admitted_per_minute"]
+        .as_u64()
+        .map_or(Pace::Unknown, Pace::PerMinute)
+}
+
 fn phase(phase: Phase) -> &'static str {
     match phase {
         Phase::Scheduled => "scheduled",
@@ -61,7 +98,7 @@ fn phase(phase: Phase) -> &'static str {
 }
 
 /// Where a customer stands in the queue.
-pub fn queue_status(status: QueueStatus) -> Value {
+pub fn queue_status(status: QueueStatus, pace: Pace) -> Value {
     match status {
         QueueStatus::NotJoined => json!({ "status": "not_joined" }),
         QueueStatus::PreQueue { prequeue_len } => {
@@ -75,7 +112,7 @@ pub fn queue_status(status: QueueStatus) -> Value {
             "status": "waiting",
             "position": position + 1,
             "people_ahead": people_ahead,
-            "estimated_wait_ms": estimated_wait_ms,
+            "estimated_wait_ms": estimated_wait(people_ahead, estimated_wait_ms, pace),
         }),
         QueueStatus::Shopping {
             window_ends_at_ms,
@@ -155,5 +192,47 @@ pub fn add_ticket_qr_codes(order: &mut Value) {
                 .build();
             ticket["qr_svg"] = json!(svg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(people_ahead: u32, pace: Pace) -> Value {
+        // 500 admitted a second, as configured: the engine's lower bound.
+        queue_status(QueueStatus::waiting(100 + people_ahead, 100, 500), pace)
+    }
+
+    #[test]
+    fn a_waiting_fans_estimate_follows_the_pace_of_the_line() {
+        // Nobody admitted yet: the configured rate is all there is.
+        assert_eq!(waiting(1_000, Pace::Unknown)["estimated_wait_ms"], 2_000);
+        // The store is full and the line moves 60 a minute: 1 000 ahead is
+        // about 17 minutes, not the 2 s of the configured rate.
+        assert_eq!(
+            waiting(1_000, Pace::PerMinute(60))["estimated_wait_ms"],
+            1_000_000
+        );
+        // Faster than configured cannot be: the configured rate bounds it.
+        assert_eq!(
+            waiting(1_000, Pace::PerMinute(1_000_000))["estimated_wait_ms"],
+            2_000
+        );
+        // Stopped for a minute, or next in line: nobody can say.
+        assert!(waiting(1_000, Pace::PerMinute(0))["estimated_wait_ms"].is_null());
+        assert!(waiting(0, Pace::PerMinute(60))["estimated_wait_ms"].is_null());
+        assert_eq!(waiting(0, Pace::PerMinute(60))["people_ahead"], 0);
+    }
+
+    #[test]
+    fn the_pace_travels_in_the_event_view() {
+        let mut view = json!({ "queue": { "served": 3 } });
+        assert_eq!(pace_of(&view), Pace::Unknown);
+        add_pace(&mut view, Pace::PerMinute(42));
+        assert_eq!(view["queue"]["admitted_per_minute"], 42);
+        assert_eq!(pace_of(&view), Pace::PerMinute(42));
+        add_pace(&mut view, Pace::Unknown);
+        assert_eq!(pace_of(&view), Pace::Unknown);
     }
 }

@@ -2,10 +2,10 @@
 // (register, two-factor, log out, log in with a code, queue with proof of
 // work, admission, cart with countdown, payment, ticket with QR code); a
 // declined card (and the language switch); the per-customer limit; a hold
-// that expires.
+// that expires; a waiting fan told of a pause, the resumption and the sell-out.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { adminApi, browser, createEvent, registerWithTwoFactor, startServer, totp, withPage, PASSWORD } from "./support.mjs";
+import { adminApi, Api, browser, createEvent, registerWithTwoFactor, solve, startServer, totp, withPage, PASSWORD } from "./support.mjs";
 
 let server, admin, chrome;
 before(async () => {
@@ -115,5 +115,46 @@ test("a hold that is not paid expires and the fan is told", { timeout: 150000 },
     await warning.getByText("Sua reserva expirou e os ingressos voltaram à venda.").waitFor({ timeout: 100000 });
     await page.getByText("Seu carrinho está vazio.").waitFor();
     assert.equal(await page.locator("#countdown").textContent(), "");
+  });
+});
+
+test("a waiting fan is told when the sale is paused, resumed and sold out", async () => {
+  const event = "Show do Último Ingresso";
+  // One ticket, one shopper at a time: the first fan in shops, the next waits.
+  const id = await createEvent(admin, event, {
+    policy: { max_active: 1, pow_difficulty: 8, require_two_factor: false },
+    types: [{ name: "Pista", price_cents: 25000, capacity: 1, limit_per_customer: 1 }],
+  });
+  const first = new Api(server.url);
+  const { cookie } = await first.call("POST", "/api/accounts", { email: "primeira@example.com", password: PASSWORD });
+  const bia = new Api(server.url, cookie);
+  const { json: challenge } = await bia.call("GET", `/api/events/${id}/challenge`);
+  await bia.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
+
+  await withPage(chrome, "waiting-room-news", async (page) => {
+    await registerWithTwoFactor(page, server.url, "edu@example.com");
+    await page.getByRole("link", { name: "Eventos" }).click();
+    await page.getByRole("link", { name: event }).click();
+    await page.getByRole("link", { name: "Entrar na fila" }).click();
+    // Nobody waits ahead, but the one place is taken: no estimate, the fan
+    // is told they are next.
+    await page.getByTestId("ahead").getByText("Você é o próximo: sua vez começa assim que abrir uma vaga.").waitFor({ timeout: 30000 });
+    assert.equal(await page.getByTestId("position").textContent(), "Você é o número 2 da fila");
+    assert.equal(await page.getByTestId("eta").count(), 0);
+
+    const paused = page.getByText("Venda pausada pela organização: seu lugar na fila está guardado.");
+    await admin.call("POST", `/api/admin/events/${id}/pause`);
+    await paused.waitFor({ timeout: 10000 });
+    await admin.call("POST", `/api/admin/events/${id}/resume`);
+    await paused.waitFor({ state: "detached", timeout: 10000 });
+
+    // The one ticket goes to the fan ahead: the waiting fan is told at once.
+    await bia.call("POST", `/api/events/${id}/cart/items`, { items: [{ ticket_type: 0, quantity: 1 }] });
+    const paid = await fetch(`${server.url}/api/events/${id}/checkout`, {
+      method: "POST", headers: { Authorization: `Bearer ${cookie}`, "Content-Type": "application/json", "Idempotency-Key": "ultimo-1" },
+      body: JSON.stringify({ card_number: "4242 4242 4242 4242" }),
+    });
+    assert.equal(paid.status, 201);
+    await page.getByTestId("closed").getByText("Esgotado: todos os ingressos foram vendidos.").waitFor({ timeout: 10000 });
   });
 });
