@@ -13,27 +13,16 @@ use std::time::{Duration, Instant};
 
 use ingressoja::runtime::{ManualClock, Runtime, RuntimeError, RuntimeOptions, ShardState};
 use ingressoja_engine::{
-    Command, CustomerId, EventConfig, MINUTE_MS, Payment, Policy, Reply, Schedule, TicketType,
-    TicketTypeId, TypeCounts,
+    Command, CustomerId, EventConfig, Payment, Policy, Reply, TicketTypeId, TypeCounts,
 };
 use ingressoja_wal::{Faults, MemStore};
 
-const OPENS_AT: u64 = 1_800_000_000_000;
+mod support;
+
+const OPENS_AT: u64 = support::NOW;
 
 fn config() -> EventConfig {
-    EventConfig {
-        name: "Recovery Test".into(),
-        venue: "Loopback Arena".into(),
-        starts_at_ms: OPENS_AT + 60 * MINUTE_MS,
-        ticket_types: vec![TicketType {
-            name: "Pista".into(),
-            price_cents: 10_000,
-            capacity: 100,
-        }],
-        schedule: Schedule::with_default_prequeue(OPENS_AT, OPENS_AT + 60 * MINUTE_MS),
-        policy: Policy::default(),
-        shuffle_seed: 99,
-    }
+    support::runtime_event("Recovery Test")
 }
 
 fn options(dir: &std::path::Path) -> RuntimeOptions {

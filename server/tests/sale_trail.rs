@@ -9,28 +9,11 @@ use std::sync::Arc;
 
 use ingressoja::audit::Filter;
 use ingressoja::runtime::{DataDir, EventId, ManualClock, Runtime, RuntimeOptions};
-use ingressoja_engine::{
-    Command, CustomerId, EventConfig, MINUTE_MS, Policy, Reply, Schedule, TicketType, TicketTypeId,
-    TypeCounts,
-};
+use ingressoja_engine::{Command, CustomerId, MINUTE_MS, Reply, TicketTypeId, TypeCounts};
 
-const OPENS_AT: u64 = 1_800_000_000_000;
+mod support;
 
-fn config() -> EventConfig {
-    EventConfig {
-        name: "Trail Test".into(),
-        venue: "Loopback Arena".into(),
-        starts_at_ms: OPENS_AT + 60 * MINUTE_MS,
-        ticket_types: vec![TicketType {
-            name: "Pista".into(),
-            price_cents: 10_000,
-            capacity: 100,
-        }],
-        schedule: Schedule::with_default_prequeue(OPENS_AT, OPENS_AT + 60 * MINUTE_MS),
-        policy: Policy::default(),
-        shuffle_seed: 5,
-    }
-}
+const OPENS_AT: u64 = support::NOW;
 
 fn send(runtime: &Runtime, event: EventId, command: Command, from: &str) -> Reply {
     let from: IpAddr = from.parse().unwrap();
@@ -56,7 +39,9 @@ fn a_fans_requests_carry_their_address_and_what_time_did_carries_none() {
     let root = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(OPENS_AT + 1_000));
     let runtime = Runtime::start(RuntimeOptions::new(root.path()), clock.clone()).unwrap();
-    let event = runtime.create_event(config()).unwrap();
+    let event = runtime
+        .create_event(support::runtime_event("Trail Test"))
+        .unwrap();
     let ana = "203.0.113.10";
     send(
         &runtime,

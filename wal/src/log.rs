@@ -336,18 +336,7 @@ pub fn read_from<S: LogStore>(
                 problem: damage.to_string(),
             })
     });
-    Box::new(
-        batches
-            .flat_map(
-                |batch| -> Box<dyn Iterator<Item = Result<Record, VerifyError>>> {
-                    match batch {
-                        Ok(records) => Box::new(records.map(Ok)),
-                        Err(error) => Box::new(std::iter::once(Err(error))),
-                    }
-                },
-            )
-            .filter(move |r| r.as_ref().map_or(true, |r| r.seq >= seq)),
-    )
+    Box::new(records_of(batches).filter(move |r| r.as_ref().map_or(true, |r| r.seq >= seq)))
 }
 
 /// Reads records newest first, from the last one at or before `seq` back
@@ -384,16 +373,22 @@ pub fn read_back<S: LogStore>(
                 }),
         )
     });
-    batches
-        .flat_map(
-            |batch| -> Box<dyn Iterator<Item = Result<Record, VerifyError>>> {
-                match batch {
-                    Ok(records) => Box::new(records.map(Ok)),
-                    Err(error) => Box::new(std::iter::once(Err(error))),
-                }
-            },
-        )
-        .filter(move |r| r.as_ref().map_or(true, |r| r.seq <= seq))
+    records_of(batches).filter(move |r| r.as_ref().map_or(true, |r| r.seq <= seq))
+}
+
+/// Decoded batches as one run of records; a batch that failed to decode is
+/// one error in the run.
+fn records_of<B: Iterator<Item = Record> + 'static>(
+    batches: impl Iterator<Item = Result<B, VerifyError>>,
+) -> impl Iterator<Item = Result<Record, VerifyError>> {
+    batches.flat_map(
+        |batch| -> Box<dyn Iterator<Item = Result<Record, VerifyError>>> {
+            match batch {
+                Ok(records) => Box::new(records.map(Ok)),
+                Err(error) => Box::new(std::iter::once(Err(error))),
+            }
+        },
+    )
 }
 
 /// Walks the whole chain from the first batch and names the first bad one.

@@ -17,6 +17,25 @@ use serde_json::Value;
 
 pub const NOW: u64 = 1_800_000_000_000;
 
+/// An event for runtime tests: one type (Pista, 100 tickets at R$ 100),
+/// open from `NOW` for an hour, default policy.
+pub fn runtime_event(name: &str) -> ingressoja_engine::EventConfig {
+    use ingressoja_engine::{EventConfig, MINUTE_MS, Policy, Schedule, TicketType};
+    EventConfig {
+        name: name.into(),
+        venue: "Loopback Arena".into(),
+        starts_at_ms: NOW + 60 * MINUTE_MS,
+        ticket_types: vec![TicketType {
+            name: "Pista".into(),
+            price_cents: 10_000,
+            capacity: 100,
+        }],
+        schedule: Schedule::with_default_prequeue(NOW, NOW + 60 * MINUTE_MS),
+        policy: Policy::default(),
+        shuffle_seed: 99,
+    }
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     /// The server's state, for tests that reach behind the API.
