@@ -123,11 +123,14 @@ fn stopped(_: impl std::fmt::Debug) -> ApiError {
 }
 
 async fn event_view(app: &App, event: EventId) -> Answer {
-    let view = app
-        .runtime
-        .query(move |state| state.events.get(&event).map(|e| views::event(event, e)))?;
+    let view = app.runtime.query(move |state| {
+        state
+            .events
+            .get(&event)
+            .map(|e| views::EventFacts::of(event, e))
+    })?;
     let view = view.await.map_err(stopped)?;
-    view.map(|v| (StatusCode::OK, v))
+    view.map(|facts| (StatusCode::OK, views::event(&facts)))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
 

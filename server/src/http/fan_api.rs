@@ -93,21 +93,25 @@ pub async fn list_events(app: &App) -> Answer {
         state
             .events
             .iter()
-            .map(|(&id, engine)| views::event(id, engine))
+            .map(|(&id, engine)| views::EventFacts::of(id, engine))
             .collect::<Vec<_>>()
     })
     .await?;
+    let events: Vec<Value> = events.iter().map(views::event).collect();
     Ok((StatusCode::OK, json!({ "events": events })))
 }
 
 /// `GET /api/events/{id}`
 pub async fn event(app: &App, event: EventId) -> Answer {
     let found = read_state(app, move |state| {
-        state.events.get(&event).map(|e| views::event(event, e))
+        state
+            .events
+            .get(&event)
+            .map(|e| views::EventFacts::of(event, e))
     })
     .await?;
     found
-        .map(|v| (StatusCode::OK, v))
+        .map(|facts| (StatusCode::OK, views::event(&facts)))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
 
@@ -216,10 +220,10 @@ pub async fn queue_status(app: &App, event: EventId, customer: CustomerId) -> An
 /// `GET /api/events/{id}/cart`
 pub async fn cart(app: &App, event: EventId, customer: CustomerId) -> Answer {
     let cart = read_state(app, move |state| {
-        state.events.get(&event).map(|e| views::cart(e, customer))
+        state.events.get(&event).map(|e| e.cart(customer))
     })
     .await?;
-    cart.map(|v| (StatusCode::OK, v))
+    cart.map(|c| (StatusCode::OK, views::cart_view(c)))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
 
@@ -402,33 +406,39 @@ async fn order_answer(
     order: ingressoja_engine::OrderId,
     status: StatusCode,
 ) -> Answer {
-    let view = read_state(app, move |state| {
+    let found = read_state(app, move |state| {
         let engine = state.events.get(&event)?;
         let found = engine.order(order).filter(|o| o.customer == customer)?;
-        Some(views::order(event, order, found, engine.tickets_of(order)))
+        Some((*found, engine.tickets_of(order).collect::<Vec<_>>()))
     })
     .await?;
-    view.map(|mut v| {
-        views::add_ticket_qr_codes(&mut v);
-        (status, v)
-    })
-    .ok_or_else(|| ApiError::not_found("no such order"))
+    found
+        .map(|(found, tickets)| {
+            let mut v = views::order(event, order, &found, tickets.into_iter());
+            views::add_ticket_qr_codes(&mut v);
+            (status, v)
+        })
+        .ok_or_else(|| ApiError::not_found("no such order"))
 }
 
 /// `GET /api/me/orders`
 pub async fn my_orders(app: &App, customer: CustomerId) -> Answer {
-    let orders = read_state(app, move |state| {
+    // The shard copies the orders and tickets; JSON and QR codes (the slow
+    // part) are made here.
+    let found = read_state(app, move |state| {
         let mut all = Vec::new();
         for (&event, engine) in &state.events {
             for (id, order) in engine.orders_of(customer) {
-                all.push(views::order(event, id, order, engine.tickets_of(id)));
+                all.push((event, id, *order, engine.tickets_of(id).collect::<Vec<_>>()));
             }
         }
         all
     })
     .await?;
-    // Rendered here, not in the shard's read: QR codes are the slow part.
-    let mut orders = orders;
+    let mut orders: Vec<Value> = found
+        .into_iter()
+        .map(|(event, id, order, tickets)| views::order(event, id, &order, tickets.into_iter()))
+        .collect();
     orders.iter_mut().for_each(views::add_ticket_qr_codes);
     Ok((StatusCode::OK, json!({ "orders": orders })))
 }

@@ -247,9 +247,10 @@ impl Hub {
                             if !watched.contains(&event) {
                                 continue;
                             }
-                            let view = app.runtime.query(move |state| state.events.get(&event).map(|e| views::event(event, e)));
-                            let Ok(receiver) = view else { continue };
-                            if let Ok(Some(mut state)) = receiver.await {
+                            let facts = app.runtime.query(move |state| state.events.get(&event).map(|e| views::EventFacts::of(event, e)));
+                            let Ok(receiver) = facts else { continue };
+                            if let Ok(Some(facts)) = receiver.await {
+                                let mut state = views::event(&facts);
                                 let pace = hub.paces.pace(event, app.clock.now_ms());
                                 views::add_pace(&mut state, pace);
                                 hub.update(event, state, seq);

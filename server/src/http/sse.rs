@@ -237,13 +237,18 @@ pub async fn event_stream(
     let first = match published {
         Some(published) => published.message.clone(),
         None => {
-            let state = app
+            let facts = app
                 .runtime
-                .query(move |state| state.events.get(&event).map(|e| views::event(event, e)))?
+                .query(move |state| {
+                    state
+                        .events
+                        .get(&event)
+                        .map(|e| views::EventFacts::of(event, e))
+                })?
                 .await
                 .map_err(|_| ApiError::from(RuntimeError::Stopped))?
                 .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
-            message("state", None, &state)
+            message("state", None, &views::event(&facts))
         }
     };
     let start = tokio::time::Instant::now() + KEEP_ALIVE;

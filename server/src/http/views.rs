@@ -1,17 +1,50 @@
 //! The JSON shapes of the API: what fans and tools read. Built from engine
 //! values; nothing here changes state.
 
-use ingressoja_engine::{CloseReason, Engine, Order, Phase, QueueStatus, Ticket};
+use ingressoja_engine::{
+    CloseReason, Engine, EventConfig, Order, Phase, QueueStatus, Stats, Stock, Ticket,
+};
 use serde_json::{Value, json};
 
 use super::pace::Pace;
 use crate::runtime::EventId;
 
+/// What an event's view is made of, copied out of the engine on the shard
+/// (a few hundred bytes). The shard must not spend its time building JSON:
+/// every fan's event page and every stream update reads an event, and the
+/// shard is the one thread all of a sale's requests wait on. [`event`]
+/// renders it on the HTTP workers.
+#[derive(Clone, Debug)]
+pub struct EventFacts {
+    id: EventId,
+    config: EventConfig,
+    stock: Vec<Stock>,
+    stats: Stats,
+    paused: bool,
+}
+
+impl EventFacts {
+    /// Copies what the view needs (on the shard).
+    pub fn of(id: EventId, engine: &Engine) -> EventFacts {
+        EventFacts {
+            id,
+            config: engine.config().clone(),
+            stock: engine.stock().to_vec(),
+            stats: engine.stats(),
+            paused: engine.is_paused(),
+        }
+    }
+}
+
 /// An event with its live stock.
-pub fn event(id: EventId, engine: &Engine) -> Value {
-    let config = engine.config();
-    let stock = engine.stock();
-    let stats = engine.stats();
+pub fn event(facts: &EventFacts) -> Value {
+    let EventFacts {
+        id,
+        config,
+        stock,
+        stats,
+        paused,
+    } = facts;
     let types: Vec<Value> = config
         .ticket_types
         .iter()
@@ -38,8 +71,8 @@ pub fn event(id: EventId, engine: &Engine) -> Value {
         "prequeue_opens_at_ms": config.schedule.prequeue_opens_at_ms,
         "opens_at_ms": config.schedule.opens_at_ms,
         "closes_at_ms": config.schedule.closes_at_ms,
-        "phase": phase(engine.phase()),
-        "paused": engine.is_paused(),
+        "phase": phase(stats.phase),
+        "paused": paused,
         "limit_per_customer": config.policy.per_event_limit,
         "ticket_types": types,
         "queue": {
@@ -130,12 +163,8 @@ pub fn queue_status(status: QueueStatus, pace: Pace) -> Value {
     }
 }
 
-/// A customer's cart (empty when they hold nothing).
-pub fn cart(engine: &Engine, customer: ingressoja_engine::CustomerId) -> Value {
-    cart_view(engine.cart(customer))
-}
-
-/// A cart as JSON (rendered off the shard: the shard only copies the cart).
+/// A customer's cart (empty when they hold nothing), rendered off the
+/// shard: the shard only copies the cart.
 pub fn cart_view(cart: Option<ingressoja_engine::Cart>) -> Value {
     match cart {
         None => json!({ "items": [], "total_cents": 0, "expires_at_ms": null }),
