@@ -190,3 +190,59 @@ fn sale_actions_are_audited_with_who_what_when_and_where_from() {
         (400, Some("invalid_query"))
     );
 }
+
+/// The addresses the sale trail holds for account `account`'s joins.
+fn join_addresses(server: &support::Server, admin: &str, account: u64) -> Vec<String> {
+    let (status, trail) = call(
+        server,
+        "GET",
+        &format!("/api/admin/audit?log=sale&account={account}"),
+        &[("Authorization", admin)],
+        None,
+    );
+    assert_eq!(status, 200, "{trail}");
+    trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "joined")
+        .map(|e| e["ip"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_address_is_the_fans_and_elsewhere_it_is_ignored() {
+    for (trusted, expected) in [(vec![], "127.0.0.1"), (vec!["127.0.0.1"], "203.0.113.5")] {
+        let server = support::start_configured(ingressoja::http::config::ServerConfig {
+            development: true,
+            trusted_proxies: trusted.iter().map(|a| a.parse().unwrap()).collect(),
+            ..ingressoja::http::config::ServerConfig::default()
+        });
+        let admin = admin_token(&server, 102);
+        let fan = token(&server, 8);
+        let (status, joined) = call(
+            &server,
+            "POST",
+            "/api/events/0/queue",
+            &[
+                ("Authorization", fan.as_str()),
+                ("X-Forwarded-For", "198.51.100.66, 203.0.113.5"),
+            ],
+            None,
+        );
+        assert_eq!(status, 201, "{joined}");
+        let (_, who) = call(
+            &server,
+            "GET",
+            "/api/me",
+            &[("Authorization", fan.as_str())],
+            None,
+        );
+        let account = who["account"]["id"].as_u64().unwrap();
+        assert_eq!(
+            join_addresses(&server, &admin, account),
+            vec![expected.to_string()],
+            "trusted proxies {trusted:?}"
+        );
+    }
+}

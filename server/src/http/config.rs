@@ -10,9 +10,10 @@
 //! | `demo` | `INGRESSOJA_DEMO` (`true`/`false`) | `false` |
 //! | `max_connections` | `INGRESSOJA_MAX_CONNECTIONS` | `20000` |
 //! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` |
+//! | `trusted_proxies` | `INGRESSOJA_TRUSTED_PROXIES` (comma-separated) | none: the peer's address is the client's |
 //! | `[limits]` `reads_per_ip`, `joins_per_ip`, `joins_per_account`, `carts_per_ip`, `carts_per_account` | (file only) | 200, 20, 2, 100, 10 per second, bursts of twice that; 0 turns one off |
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -38,6 +39,9 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Rate limits (a `[limits]` table).
     pub limits: super::limits::LimitsConfig,
+    /// Proxies (load balancers) whose `X-Forwarded-For` is believed; see
+    /// `client_address.rs`.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             max_connections: 20_000,
             request_timeout_ms: 10_000,
             limits: super::limits::LimitsConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -123,6 +128,18 @@ impl ServerConfig {
             "INGRESSOJA_REQUEST_TIMEOUT_MS",
             &mut config.request_timeout_ms,
         )?;
+        if let Some(value) = env("INGRESSOJA_TRUSTED_PROXIES") {
+            config.trusted_proxies = value
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| ConfigFileError::Env {
+                    name: "INGRESSOJA_TRUSTED_PROXIES",
+                    value,
+                })?;
+        }
         Ok(config)
     }
 }
@@ -166,5 +183,35 @@ mod tests {
         let env = |name: &str| (name == "INGRESSOJA_DEMO").then(|| "yes please".to_string());
         let error = ServerConfig::load(None, env).unwrap_err();
         assert!(error.to_string().contains("INGRESSOJA_DEMO"), "{error}");
+        let env = |name: &str| {
+            (name == "INGRESSOJA_TRUSTED_PROXIES").then(|| "10.0.0.2, nginx".to_string())
+        };
+        let error = ServerConfig::load(None, env).unwrap_err();
+        assert!(
+            error.to_string().contains("INGRESSOJA_TRUSTED_PROXIES"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("proxies.toml");
+        std::fs::write(&file, "trusted_proxies = [\"10.0.0.2\", \"::1\"]\n").unwrap();
+        let config = ServerConfig::load(Some(&file), |_| None).unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            vec![
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        let env =
+            |name: &str| (name == "INGRESSOJA_TRUSTED_PROXIES").then(|| " 10.0.0.3 ,".to_string());
+        let config = ServerConfig::load(Some(&file), env).unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            vec!["10.0.0.3".parse::<IpAddr>().unwrap()]
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes;
 //!   `sse.rs`: server-sent event streams; `hub.rs`: their fan-out;
 //!   `pace.rs`: how fast each line moves (for waiting fans' estimates).
-//! - `error.rs`: the error model; `body.rs`: bounded JSON bodies.
+//! - `error.rs`: the error model; `body.rs`: bounded JSON bodies;
+//!   `client_address.rs`: the client's address, behind trusted proxies too.
 //! - `account_api.rs`: register, login with two factors, logout, password,
 //!   enrollment; `session.rs`: who is asking (session cookie or bearer
 //!   token) and CSRF; `pow.rs`: proof-of-work challenges at queue join;
@@ -24,6 +25,7 @@ pub mod account_api;
 pub mod admin_api;
 pub mod assets;
 pub mod body;
+pub mod client_address;
 pub mod config;
 pub mod demo_event;
 pub mod error;

@@ -30,6 +30,11 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let started = std::time::Instant::now();
+    let remote = super::client_address::client_address(
+        remote,
+        request.headers(),
+        &app.config.trusted_proxies,
+    );
     if request.method() == Method::GET && super::assets::is_asset(request.uri().path()) {
         let response = super::assets::serve(request.uri().path());
         app.metrics
