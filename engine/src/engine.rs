@@ -459,11 +459,21 @@ impl Engine {
         })
     }
 
+    /// A shopper's turn ends (the hold goes back); a customer still waiting
+    /// gives up their place, so their turn never takes a shopper's slot.
+    /// Leaving twice changes nothing.
     fn leave(&mut self, customer: CustomerId, out: &mut Vec<Transition>) -> Outcome {
-        let shopper = *self
-            .shoppers
-            .get(customer)
-            .ok_or_else(|| self.absent(customer))?;
+        let Some(&shopper) = self.shoppers.get(customer) else {
+            let join_number = self.queue.join_number(customer);
+            return match join_number {
+                Some(j) if self.queue.has_left(j) => Ok(Reply::Left),
+                Some(j) if !self.queue.is_served(j) => {
+                    self.emit(Transition::LeftQueue { customer }, out);
+                    Ok(Reply::Left)
+                }
+                _ => Err(self.absent(customer)),
+            };
+        };
         if let Some(hold) = shopper.hold {
             self.emit(
                 Transition::ItemsReleased {
@@ -676,6 +686,11 @@ impl Engine {
                 self.config.policy = policy;
             }
             Transition::Rescheduled { schedule } => self.config.schedule = schedule,
+            Transition::LeftQueue { customer } => {
+                if let Some(join_number) = self.queue.join_number(customer) {
+                    self.queue.leave(join_number);
+                }
+            }
         }
     }
 
@@ -767,6 +782,24 @@ impl Engine {
                 .map_err(|_| "the policy is invalid"),
             Transition::Rescheduled { schedule } => {
                 schedule.validate().map_err(|_| "the schedule is invalid")
+            }
+            Transition::LeftQueue { customer } => {
+                let join_number = self
+                    .queue
+                    .join_number(customer)
+                    .ok_or("the customer is not in the queue")?;
+                ensure(
+                    !self.queue.has_left(join_number),
+                    "the customer already left",
+                )?;
+                ensure(
+                    !self.queue.is_served(join_number),
+                    "the customer's turn came",
+                )?;
+                ensure(
+                    self.shoppers.get(customer).is_none(),
+                    "the customer is shopping",
+                )
             }
         }
     }

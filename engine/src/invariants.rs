@@ -223,6 +223,26 @@ impl Engine {
         } else {
             require!(queue.served() == 0, "admitted before opening");
         }
+        // Those who left: counted exactly while the cursor has not reached
+        // them, and never shopping.
+        let mut left_ahead = 0;
+        for (join_number, &customer) in (0..len).zip(queue.joiners()) {
+            if !queue.has_left(join_number) {
+                continue;
+            }
+            require!(
+                self.shoppers.get(customer).is_none(),
+                "customer {customer:?} left the line but shops"
+            );
+            if !queue.is_served(join_number) {
+                left_ahead += 1;
+            }
+        }
+        require!(
+            left_ahead == queue.left_ahead_of_cursor(),
+            "{left_ahead} who left are ahead of the cursor, the queue counts {}",
+            queue.left_ahead_of_cursor()
+        );
         Ok(())
     }
 

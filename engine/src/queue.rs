@@ -4,11 +4,16 @@
 //! (join numbers `0..prequeue_len`) are placed by the seeded draw of
 //! [`Shuffle`]; later joiners' positions equal their join numbers, so they
 //! queue strictly in arrival order behind the whole pre-queue. The
-//! now-serving cursor `served` counts admitted positions; people ahead of a
-//! customer is plain arithmetic, `position - served`.
+//! now-serving cursor `served` counts positions passed; people ahead of a
+//! customer is plain arithmetic, `position - served` (counting those ahead
+//! who left the line: an upper bound).
 //!
-//! Memory per entry: 8 bytes in `joiners` plus 8 to 16 bytes in the
-//! [`JoinIndex`]. Nothing here scans the queue.
+//! A waiting customer may leave the line: a bit per join number marks them,
+//! and the cursor steps over them when it reaches them, so a fan who gave
+//! up never takes a shopper's place. Each position is stepped over once.
+//!
+//! Memory per entry: 8 bytes in `joiners`, 8 to 16 bytes in the
+//! [`JoinIndex`], one bit in `left`. Nothing here scans the queue.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +34,13 @@ pub struct Queue {
     shuffle: Shuffle,
     /// Whether the pre-queue has been drawn.
     opened: bool,
-    /// Positions `0..served` have been admitted (the now-serving cursor).
+    /// Positions `0..served` have been passed (the now-serving cursor):
+    /// admitted, or stepped over because they had left.
     served: u32,
+    /// Join numbers of those who left the line, a bit each (64 per word).
+    left: Vec<u64>,
+    /// Of those, how many the cursor has not passed yet.
+    left_ahead_of_cursor: u32,
 }
 
 impl PartialEq for Queue {
@@ -40,6 +50,8 @@ impl PartialEq for Queue {
             && self.shuffle == other.shuffle
             && self.opened == other.opened
             && self.served == other.served
+            && self.left == other.left
+            && self.left_ahead_of_cursor == other.left_ahead_of_cursor
     }
 }
 
@@ -53,6 +65,8 @@ impl Default for Queue {
             shuffle: Shuffle::new(0, 0),
             opened: false,
             served: 0,
+            left: Vec::new(),
+            left_ahead_of_cursor: 0,
         }
     }
 }
@@ -85,13 +99,35 @@ impl Queue {
     }
 
     /// How many are still waiting for admission (0 before opening: the
-    /// pre-queue has no order yet).
+    /// pre-queue has no order yet); those who left do not count.
     pub fn waiting(&self) -> u32 {
         if self.opened {
-            self.len() - self.served
+            self.len() - self.served - self.left_ahead_of_cursor
         } else {
             0
         }
+    }
+
+    /// True when the customer with this join number left the line.
+    pub fn has_left(&self, join_number: u32) -> bool {
+        let (word, bit) = (join_number as usize / 64, join_number % 64);
+        self.left.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// How many who left the line the cursor has not reached yet.
+    pub fn left_ahead_of_cursor(&self) -> u32 {
+        self.left_ahead_of_cursor
+    }
+
+    /// Marks a waiting customer as gone (the caller checked they joined,
+    /// are not served and have not left).
+    pub(crate) fn leave(&mut self, join_number: u32) {
+        let (word, bit) = (join_number as usize / 64, join_number % 64);
+        if self.left.len() <= word {
+            self.left.resize(word + 1, 0);
+        }
+        self.left[word] |= 1 << bit;
+        self.left_ahead_of_cursor += 1;
     }
 
     /// The customer's join number, if they joined.
@@ -123,12 +159,9 @@ impl Queue {
         if !self.opened {
             return None;
         }
-        let join_number = if position < self.shuffle.len() {
-            self.shuffle.inverse(position)
-        } else {
-            position
-        };
-        self.joiners.get(join_number as usize).copied()
+        self.joiners
+            .get(self.join_number_at(position) as usize)
+            .copied()
     }
 
     /// True when the customer with this join number has been admitted.
@@ -149,11 +182,29 @@ impl Queue {
         self.opened = true;
     }
 
-    /// Advances the cursor by one and returns who was admitted.
+    /// Advances the cursor to the next customer still in line and returns
+    /// them (stepping over those who left).
     pub(crate) fn admit_next(&mut self) -> Option<CustomerId> {
-        let customer = self.customer_at(self.served)?;
-        self.served += 1;
-        Some(customer)
+        loop {
+            let position = self.served;
+            let customer = self.customer_at(position)?;
+            let join_number = self.join_number_at(position);
+            self.served += 1;
+            if self.has_left(join_number) {
+                self.left_ahead_of_cursor = self.left_ahead_of_cursor.saturating_sub(1);
+                continue;
+            }
+            return Some(customer);
+        }
+    }
+
+    /// The join number at `position` (once open).
+    fn join_number_at(&self, position: u32) -> u32 {
+        if position < self.shuffle.len() {
+            self.shuffle.inverse(position)
+        } else {
+            position
+        }
     }
 
     /// The customers in join order (for invariant checks and exports).
@@ -175,6 +226,8 @@ struct QueueRecord {
     shuffle: Shuffle,
     opened: bool,
     served: u32,
+    left: Vec<u64>,
+    left_ahead_of_cursor: u32,
 }
 
 impl From<QueueRecord> for Queue {
@@ -186,6 +239,8 @@ impl From<QueueRecord> for Queue {
             shuffle: record.shuffle,
             opened: record.opened,
             served: record.served,
+            left: record.left,
+            left_ahead_of_cursor: record.left_ahead_of_cursor,
         }
     }
 }
@@ -197,6 +252,8 @@ impl From<Queue> for QueueRecord {
             shuffle: queue.shuffle,
             opened: queue.opened,
             served: queue.served,
+            left: queue.left,
+            left_ahead_of_cursor: queue.left_ahead_of_cursor,
         }
     }
 }

@@ -121,6 +121,13 @@ pub enum Transition {
         /// The new schedule.
         schedule: Schedule,
     },
+    /// A customer still waiting gave up their place: the cursor will step
+    /// over them. (Last, so that logs written before it keep their
+    /// variant numbers.)
+    LeftQueue {
+        /// Who.
+        customer: CustomerId,
+    },
 }
 
 impl Transition {
@@ -140,6 +147,7 @@ impl Transition {
             Transition::Resumed { .. } => "resumed",
             Transition::PolicyChanged { .. } => "policy_changed",
             Transition::Rescheduled { .. } => "rescheduled",
+            Transition::LeftQueue { .. } => "left_queue",
         }
     }
 
@@ -152,7 +160,8 @@ impl Transition {
             | Transition::ItemsReleased { customer, .. }
             | Transition::HoldExpired { customer }
             | Transition::OrderPlaced { customer, .. }
-            | Transition::SessionEnded { customer } => Some(customer),
+            | Transition::SessionEnded { customer }
+            | Transition::LeftQueue { customer } => Some(customer),
             Transition::Opened { .. }
             | Transition::Closed { .. }
             | Transition::Admitted { .. }

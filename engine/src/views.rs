@@ -26,7 +26,8 @@ pub enum QueueStatus {
     Waiting {
         /// 0-based place in line.
         position: u32,
-        /// How many are still ahead (`position - served`).
+        /// How many are still ahead (`position - served`; those ahead who
+        /// left the line are counted until the cursor steps over them).
         people_ahead: u32,
         /// `people_ahead` at the admission rate; a lower bound, since
         /// admission also waits for free slots.
@@ -41,6 +42,8 @@ pub enum QueueStatus {
     },
     /// Their turn came and ended.
     TurnOver,
+    /// They left the line before their turn.
+    Left,
     /// The queue closed before their turn.
     Closed(CloseReason),
 }
@@ -125,6 +128,9 @@ impl Engine {
                 window_ends_at_ms: shopper.window_ends_at_ms,
                 hold_expires_at_ms: shopper.hold.map(|h| h.expires_at_ms),
             };
+        }
+        if self.queue.has_left(join_number) {
+            return QueueStatus::Left;
         }
         if self.queue.is_served(join_number) {
             return QueueStatus::TurnOver;

@@ -370,6 +370,61 @@ fn leaving_releases_the_hold_and_ends_the_turn() {
     assert_eq!(sale.leave(99), Err(Rejection::NotInQueue));
 }
 
+#[test]
+fn a_fan_who_leaves_the_line_is_stepped_over_and_never_takes_a_place() {
+    // One place; fan 1 shops, 2 and 3 wait.
+    let mut sale = Sale::open_with(10, 0, |p| p.max_active = 1, 1);
+    sale.join(2).unwrap();
+    sale.join(3).unwrap();
+    assert_eq!(sale.engine.stats().waiting, 2);
+    assert_eq!(sale.leave(2), Ok(Reply::Left));
+    assert!(matches!(
+        sale.log.last(),
+        Some(Transition::LeftQueue { .. })
+    ));
+    assert_eq!(sale.engine.queue_status(c(2)), QueueStatus::Left);
+    assert_eq!(
+        sale.engine.stats().waiting,
+        1,
+        "the one who left does not wait"
+    );
+    assert_eq!(
+        sale.leave(2),
+        Ok(Reply::Left),
+        "leaving twice changes nothing"
+    );
+    assert_eq!(
+        sale.join(2),
+        Ok(Reply::Joined { fresh: false }),
+        "one turn per account"
+    );
+    assert_eq!(sale.engine.queue_status(c(2)), QueueStatus::Left);
+    // Fan 1 is done: the place goes to 3, not to 2 who left.
+    sale.leave(1).unwrap();
+    sale.tick().unwrap();
+    assert!(matches!(
+        sale.engine.queue_status(c(3)),
+        QueueStatus::Shopping { .. }
+    ));
+    assert_eq!(sale.engine.queue_status(c(2)), QueueStatus::Left);
+    assert_eq!(sale.add(2, &[(PISTA, 1)]), Err(Rejection::AdmissionExpired));
+    assert_eq!(sale.engine.stats().waiting, 0);
+}
+
+#[test]
+fn a_fan_in_the_prequeue_may_leave_before_the_draw() {
+    let mut sale = Sale::new(config(10, 10));
+    sale.join(1).unwrap();
+    sale.join(2).unwrap();
+    assert_eq!(sale.leave(1), Ok(Reply::Left));
+    sale.at(OPENS_AT).tick().unwrap();
+    assert_eq!(sale.engine.queue_status(c(1)), QueueStatus::Left);
+    assert!(matches!(
+        sale.engine.queue_status(c(2)),
+        QueueStatus::Shopping { .. }
+    ));
+}
+
 // ---------- per-customer limits ----------
 
 #[test]

@@ -98,6 +98,9 @@ impl Demo<'_> {
                 "sale opens: the {prequeue_len} fans of the pre-queue are placed by the draw (seed {shuffle_seed:#x})"
             ),
             Transition::Joined { customer } => format!("{} joins the queue", self.fan(customer.0)),
+            Transition::LeftQueue { customer } => {
+                format!("{} gives up their place in line", self.fan(customer.0))
+            }
             Transition::Admitted { count, .. } => {
                 let served = self.engine.stats().served;
                 let names: Vec<String> = (served - count..served)

@@ -135,6 +135,7 @@ fn detail(transition: &Transition) -> String {
         Transition::PolicyChanged { policy, .. } => format!("{policy:?}"),
         Transition::Rescheduled { schedule } => format!("{schedule:?}"),
         Transition::Joined { .. }
+        | Transition::LeftQueue { .. }
         | Transition::HoldExpired { .. }
         | Transition::SessionEnded { .. }
         | Transition::Paused { .. }

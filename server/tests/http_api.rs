@@ -426,3 +426,65 @@ fn a_fan_who_leaves_gives_back_the_hold_and_the_slot() {
         (409, Some("admission_expired"))
     );
 }
+
+#[test]
+fn a_waiting_fan_who_leaves_gives_the_place_to_those_behind() {
+    let server = start();
+    let admin = support::admin_token(&server, 9);
+    let one_place = r#"{
+        "name": "Um Lugar", "venue": "Arena", "starts_at_ms": 1800100000000,
+        "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+        "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50}],
+        "policy": {"max_active": 1, "pow_difficulty": 0, "require_two_factor": false}
+    }"#;
+    let (status, created) = call(
+        &server,
+        "POST",
+        "/api/admin/events",
+        &[("Authorization", admin.as_str())],
+        Some(one_place),
+    );
+    assert_eq!(status, 201, "{created}");
+    let queue = format!("/api/events/{}/queue", created["id"]);
+    let fans: Vec<String> = (41..=43).map(|n| token(&server, n)).collect();
+    for fan in &fans {
+        let (status, _) = call(&server, "POST", &queue, &[("Authorization", fan)], None);
+        assert_eq!(status, 201);
+    }
+    let status_of = |fan: &str| call(&server, "GET", &queue, &[("Authorization", fan)], None).1;
+    assert_eq!(status_of(&fans[0])["status"], "shopping");
+    assert_eq!(status_of(&fans[2])["people_ahead"], 1);
+
+    // The second fan gives up while waiting.
+    let (status, left) = call(
+        &server,
+        "DELETE",
+        &queue,
+        &[("Authorization", &fans[1])],
+        None,
+    );
+    assert_eq!(
+        (status, left["status"].as_str()),
+        (200, Some("left")),
+        "{left}"
+    );
+    let (status, again) = call(
+        &server,
+        "DELETE",
+        &queue,
+        &[("Authorization", &fans[1])],
+        None,
+    );
+    assert_eq!((status, again["status"].as_str()), (200, Some("left")));
+
+    // The first is done: the place goes to the third, stepping over the second.
+    call(
+        &server,
+        "DELETE",
+        &queue,
+        &[("Authorization", &fans[0])],
+        None,
+    );
+    assert_eq!(status_of(&fans[2])["status"], "shopping");
+    assert_eq!(status_of(&fans[1])["status"], "left");
+}

@@ -270,6 +270,7 @@ function waitingHtml(queue) {
     }
     case "closed": return `<p class="error" data-testid="closed">${esc(t(queue.reason === "sold_out" ? "sale.soldOut" : "sale.ended"))}</p>`;
     case "turn_over": return `<p class="warning">${esc(t("wait.turnOver"))}</p>`;
+    case "left": return `<p class="warning" data-testid="left">${esc(t("wait.left"))}</p>`;
     default: return "";
   }
 }
@@ -305,6 +306,18 @@ async function renderSale(id) {
       waiting.hidden = true; shop.open(status.cart);
     } else {
       waiting.hidden = false; waiting.innerHTML = waitingHtml(queue); shop.close();
+      if (queue.status === "waiting" || queue.status === "prequeue") {
+        // Giving up the place: it goes to the next in line instead of being
+        // held for a fan who is gone.
+        const leave = document.createElement("button");
+        leave.type = "button"; leave.className = "secondary"; leave.textContent = t("wait.leave");
+        leave.addEventListener("click", async () => {
+          if (!confirm(t("wait.leaveConfirm"))) return;
+          try { show({ queue: await api("DELETE", `/api/events/${id}/queue`) }); announce(t("wait.left")); }
+          catch (e) { showError(saleError, e); }
+        });
+        waiting.append(leave);
+      }
     }
   };
   show({ queue });

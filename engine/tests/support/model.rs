@@ -11,7 +11,7 @@
     clippy::cast_possible_truncation
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ingressoja_engine::shuffle::Shuffle;
 use ingressoja_engine::{
@@ -50,6 +50,8 @@ pub struct Model {
     pub joiners: Vec<CustomerId>,
     pub prequeue_len: u32,
     pub served: u32,
+    /// Who left the line before their turn.
+    pub left: BTreeSet<CustomerId>,
     pub customers: BTreeMap<CustomerId, ModelCustomer>,
     pub orders: Vec<ModelOrder>,
     /// Admission tokens, in thousandths, as of `bucket_at`.
@@ -74,6 +76,7 @@ impl Model {
             joiners: Vec::new(),
             prequeue_len: 0,
             served: 0,
+            left: BTreeSet::new(),
             customers: BTreeMap::new(),
             orders: Vec::new(),
             bucket_milli: 0,
@@ -148,6 +151,10 @@ impl Model {
             return;
         }
         for _ in 0..count {
+            // Those who left are stepped over.
+            while self.left.contains(&self.customer_at(self.served)) {
+                self.served += 1;
+            }
             let id = self.customer_at(self.served);
             let window_end = now + self.policy.admission_window_ms;
             let customer = self.customers.entry(id).or_default();
@@ -167,7 +174,8 @@ impl Model {
         if self.phase == Phase::Scheduled {
             0
         } else {
-            self.joiners.len() as u32 - self.served
+            let left_ahead = self.left.iter().filter(|&&id| !self.is_served(id)).count() as u32;
+            self.joiners.len() as u32 - self.served - left_ahead
         }
     }
 
@@ -430,6 +438,14 @@ impl Model {
 
     fn leave(&mut self, id: CustomerId) -> Outcome {
         let Some(customer) = self.shopping(id).cloned() else {
+            // Waiting (or in the pre-queue): gives up the place, once.
+            if self.left.contains(&id) {
+                return Ok(Reply::Left);
+            }
+            if self.join_number(id).is_some() && !self.is_served(id) {
+                self.left.insert(id);
+                return Ok(Reply::Left);
+            }
             return Err(self.absent(id));
         };
         if let Some((held, _)) = customer.hold {
@@ -492,6 +508,9 @@ impl Model {
                 window_ends_at_ms: customer.window_end,
                 hold_expires_at_ms: customer.hold.map(|(_, e)| e),
             };
+        }
+        if self.left.contains(&id) {
+            return QueueStatus::Left;
         }
         if self.is_served(id) {
             return QueueStatus::TurnOver;

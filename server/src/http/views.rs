@@ -156,6 +156,7 @@ pub fn queue_status(status: QueueStatus, pace: Pace) -> Value {
             "hold_expires_at_ms": hold_expires_at_ms,
         }),
         QueueStatus::TurnOver => json!({ "status": "turn_over" }),
+        QueueStatus::Left => json!({ "status": "left" }),
         QueueStatus::Closed(reason) => json!({
             "status": "closed",
             "reason": match reason { CloseReason::SoldOut => "sold_out", CloseReason::Ended => "ended" },

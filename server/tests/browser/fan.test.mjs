@@ -2,7 +2,8 @@
 // (register, two-factor, log out, log in with a code, queue with proof of
 // work, admission, cart with countdown, payment, ticket with QR code); a
 // declined card (and the language switch); the per-customer limit; a hold
-// that expires; a waiting fan told of a pause, the resumption and the sell-out.
+// that expires; a waiting fan told of a pause, the resumption and the sell-out;
+// a waiting fan who gives up and leaves the line.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { adminApi, Api, browser, createEvent, registerWithTwoFactor, solve, startServer, totp, withPage, PASSWORD } from "./support.mjs";
@@ -157,4 +158,31 @@ test("a waiting fan is told when the sale is paused, resumed and sold out", asyn
     assert.equal(paid.status, 201);
     await page.getByTestId("closed").getByText("Esgotado: todos os ingressos foram vendidos.").waitFor({ timeout: 10000 });
   });
+});
+
+test("a waiting fan who gives up leaves the line", async () => {
+  const event = "Show da Desistência";
+  const id = await createEvent(admin, event, { policy: { max_active: 1, pow_difficulty: 8, require_two_factor: false } });
+  const first = new Api(server.url);
+  const { cookie } = await first.call("POST", "/api/accounts", { email: "quem-compra@example.com", password: PASSWORD });
+  const shopper = new Api(server.url, cookie);
+  const { json: challenge } = await shopper.call("GET", `/api/events/${id}/challenge`);
+  await shopper.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
+
+  await withPage(chrome, "leave-the-line", async (page) => {
+    await registerWithTwoFactor(page, server.url, "fabi@example.com");
+    await page.getByRole("link", { name: "Eventos" }).click();
+    await page.getByRole("link", { name: event }).click();
+    await page.getByRole("link", { name: "Entrar na fila" }).click();
+    await page.getByTestId("position").waitFor({ timeout: 30000 });
+    page.once("dialog", (dialog) => dialog.accept());
+    await page.getByRole("button", { name: "Sair da fila" }).click();
+    await page.getByTestId("left").getByText("Você saiu da fila.", { exact: false }).waitFor({ timeout: 10000 });
+    await page.getByRole("button", { name: "Sair da fila" }).waitFor({ state: "detached" });
+  });
+  // The shopper finishes; the place is not kept for the fan who left.
+  await shopper.call("DELETE", `/api/events/${id}/queue`);
+  const { json: stats } = await admin.call("GET", "/api/admin/stats");
+  const sale = stats.events.find((e) => e.event === id);
+  assert.deepEqual([sale.active, sale.waiting], [0, 0], JSON.stringify(sale));
 });
