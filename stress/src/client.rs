@@ -99,10 +99,17 @@ impl Client {
         let request = builder
             .body(Full::new(bytes))
             .map_err(|e| Broken(format!("request: {e}")))?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| Broken(format!("connection: {e}")))?;
+        if self.sender.ready().await.is_err() {
+            // The server closed this keep-alive connection while it sat idle
+            // (a fan waiting for their turn on their stream longer than the
+            // server's idle timeout). Nothing was sent on it, so a new
+            // connection is safe for any request, as a browser would open.
+            self.sender = Client::connect(&self.host).await?.sender;
+            self.sender
+                .ready()
+                .await
+                .map_err(|e| Broken(format!("connection: {e}")))?;
+        }
         let response = self
             .sender
             .send_request(request)
