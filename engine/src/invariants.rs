@@ -238,6 +238,12 @@ impl Engine {
                 left_ahead += 1;
             }
         }
+        let left_total = (0..len).filter(|&j| queue.has_left(j)).count();
+        require!(
+            u32::try_from(left_total).ok() == Some(queue.left_total()),
+            "{left_total} left the line, the queue counts {}",
+            queue.left_total()
+        );
         require!(
             left_ahead == queue.left_ahead_of_cursor(),
             "{left_ahead} who left are ahead of the cursor, the queue counts {}",

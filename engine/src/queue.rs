@@ -41,6 +41,8 @@ pub struct Queue {
     left: Vec<u64>,
     /// Of those, how many the cursor has not passed yet.
     left_ahead_of_cursor: u32,
+    /// How many ever left the line.
+    left_total: u32,
 }
 
 impl PartialEq for Queue {
@@ -52,6 +54,7 @@ impl PartialEq for Queue {
             && self.served == other.served
             && self.left == other.left
             && self.left_ahead_of_cursor == other.left_ahead_of_cursor
+            && self.left_total == other.left_total
     }
 }
 
@@ -67,6 +70,7 @@ impl Default for Queue {
             served: 0,
             left: Vec::new(),
             left_ahead_of_cursor: 0,
+            left_total: 0,
         }
     }
 }
@@ -119,6 +123,16 @@ impl Queue {
         self.left_ahead_of_cursor
     }
 
+    /// How many ever left the line.
+    pub fn left_total(&self) -> u32 {
+        self.left_total
+    }
+
+    /// How many were admitted: positions passed, less those stepped over.
+    pub fn admitted(&self) -> u32 {
+        self.served - (self.left_total - self.left_ahead_of_cursor)
+    }
+
     /// Marks a waiting customer as gone (the caller checked they joined,
     /// are not served and have not left).
     pub(crate) fn leave(&mut self, join_number: u32) {
@@ -128,6 +142,7 @@ impl Queue {
         }
         self.left[word] |= 1 << bit;
         self.left_ahead_of_cursor += 1;
+        self.left_total += 1;
     }
 
     /// The customer's join number, if they joined.
@@ -228,6 +243,7 @@ struct QueueRecord {
     served: u32,
     left: Vec<u64>,
     left_ahead_of_cursor: u32,
+    left_total: u32,
 }
 
 impl From<QueueRecord> for Queue {
@@ -241,6 +257,7 @@ impl From<QueueRecord> for Queue {
             served: record.served,
             left: record.left,
             left_ahead_of_cursor: record.left_ahead_of_cursor,
+            left_total: record.left_total,
         }
     }
 }
@@ -254,6 +271,7 @@ impl From<Queue> for QueueRecord {
             served: queue.served,
             left: queue.left,
             left_ahead_of_cursor: queue.left_ahead_of_cursor,
+            left_total: queue.left_total,
         }
     }
 }

@@ -86,8 +86,13 @@ pub struct Stats {
     pub joined: u32,
     /// Still waiting for their turn.
     pub waiting: u32,
-    /// Admitted so far (the now-serving cursor).
+    /// Positions the now-serving cursor has passed: admitted, or stepped
+    /// over because they had left the line.
     pub served: u32,
+    /// Admitted so far.
+    pub admitted: u32,
+    /// Gave up their place in line before their turn.
+    pub left: u32,
     /// Shopping now.
     pub active: u32,
     /// Shoppers holding tickets.
@@ -209,6 +214,8 @@ impl Engine {
             joined: self.queue.len(),
             waiting: self.queue.waiting(),
             served: self.queue.served(),
+            admitted: self.queue.admitted(),
+            left: self.queue.left_total(),
             active: self.shoppers.len(),
             holds: self.shoppers.holds(),
             tickets_held: stock.iter().map(|s| u64::from(s.held)).sum(),

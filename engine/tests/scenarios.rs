@@ -408,7 +408,12 @@ fn a_fan_who_leaves_the_line_is_stepped_over_and_never_takes_a_place() {
     ));
     assert_eq!(sale.engine.queue_status(c(2)), QueueStatus::Left);
     assert_eq!(sale.add(2, &[(PISTA, 1)]), Err(Rejection::AdmissionExpired));
-    assert_eq!(sale.engine.stats().waiting, 0);
+    let stats = sale.engine.stats();
+    assert_eq!(
+        (stats.waiting, stats.served, stats.admitted, stats.left),
+        (0, 3, 2, 1),
+        "three places passed, two admitted, one stepped over"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 // The operators' pages: a live dashboard plotted as the sale happens (sales
 // per second, queue length, admitted, active holds, p99 latency of the
-// buying requests, and the funnel joined → admitted → holding → bought →
+// buying requests, and the funnel joined (and gave up waiting) → admitted → holding → bought →
 // expired), events created and edited (policy, security settings, pause and
 // resume), the audit log, and snapshot and backup buttons. Admin endpoints
 // need a login with two factors; without one the page offers enrollment.
@@ -117,7 +117,7 @@ async function renderDashboard(nav) {
     push("waiting", s.waiting); push("admitted", s.admitted); push("holds", s.holds);
     push("p99", lastBuckets ? p99Between(lastBuckets, buckets) : null);
     lastSold = s.tickets_sold; lastBuckets = buckets; lastAt = now;
-    document.getElementById("funnel").innerHTML = [["joined", s.joined], ["admitted", s.admitted], ["holding", s.holds], ["bought", s.orders], ["expired", s.holds_expired]]
+    document.getElementById("funnel").innerHTML = [["joined", s.joined], ["left", s.left], ["admitted", s.admitted], ["holding", s.holds], ["bought", s.orders], ["expired", s.holds_expired]]
       .map(([k, v]) => `<div><span class="muted">${esc(t("funnel." + k))}</span><br><strong data-testid="funnel-${k}">${v}</strong></div>`).join("");
     for (const [id, label] of charts) plot(document.getElementById(`chart-${id}`), series[id], label);
   };

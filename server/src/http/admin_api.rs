@@ -252,7 +252,7 @@ pub async fn stats(app: &App) -> Answer {
             .map(|(id, engine)| {
                 let s = engine.stats();
                 json!({
-                    "event": id.0, "joined": s.joined, "waiting": s.waiting, "admitted": s.served,
+                    "event": id.0, "joined": s.joined, "waiting": s.waiting, "admitted": s.admitted, "left": s.left,
                     "active": s.active, "holds": s.holds, "tickets_held": s.tickets_held,
                     "tickets_sold": s.tickets_sold, "tickets_available": s.tickets_available, "orders": s.orders,
                     "paused": s.paused, "phase": format!("{:?}", s.phase),

@@ -216,7 +216,7 @@ impl Metrics {
                 .set(i64::from(s.waiting));
             self.admitted
                 .get_or_create(&labels)
-                .set(i64::from(s.served));
+                .set(i64::from(s.admitted));
             self.active.get_or_create(&labels).set(i64::from(s.active));
             self.holds.get_or_create(&labels).set(i64::from(s.holds));
             self.tickets_sold

@@ -184,5 +184,5 @@ test("a waiting fan who gives up leaves the line", async () => {
   await shopper.call("DELETE", `/api/events/${id}/queue`);
   const { json: stats } = await admin.call("GET", "/api/admin/stats");
   const sale = stats.events.find((e) => e.event === id);
-  assert.deepEqual([sale.active, sale.waiting], [0, 0], JSON.stringify(sale));
+  assert.deepEqual([sale.active, sale.waiting, sale.admitted, sale.left], [0, 0, 1, 1], JSON.stringify(sale));
 });
