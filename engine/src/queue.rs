@@ -200,10 +200,14 @@ impl Queue {
     /// Advances the cursor to the next customer still in line and returns
     /// them (stepping over those who left).
     pub(crate) fn admit_next(&mut self) -> Option<CustomerId> {
+        if !self.opened {
+            return None;
+        }
         loop {
-            let position = self.served;
-            let customer = self.customer_at(position)?;
-            let join_number = self.join_number_at(position);
+            // One inverse of the draw per position: it is most of an
+            // admission's cost in a shuffled pre-queue.
+            let join_number = self.join_number_at(self.served);
+            let customer = *self.joiners.get(join_number as usize)?;
             self.served += 1;
             if self.has_left(join_number) {
                 self.left_ahead_of_cursor = self.left_ahead_of_cursor.saturating_sub(1);

@@ -236,6 +236,12 @@ async function renderEvents(nav) {
 
 // ---- audit ----------------------------------------------------------------------
 
+/** A sale record's detail for people: a hold's expiry (ms since the
+ * epoch, as the log keeps it) shown as a date. */
+function readableDetail(detail) {
+  return String(detail ?? "").replace(/ until (\d+)$/, (_, ms) => ` → ${when(Number(ms))}`);
+}
+
 async function renderAudit(nav) {
   page(t("admin.audit"), `${nav}<form class="card row" id="audit-filter">
       <div><label for="af-log">${esc(t("audit.log"))}</label><select id="af-log" name="log">
@@ -255,7 +261,7 @@ async function renderAudit(nav) {
       <th scope="col">#</th><th scope="col">${esc(t("audit.when"))}</th><th scope="col">${esc(t("audit.action"))}</th>
       <th scope="col">${esc(t("audit.who"))}</th><th scope="col">${esc(t("audit.where"))}</th><th scope="col">${esc(t("audit.detail"))}</th></tr></thead>
       <tbody>${entries.map((e) => `<tr><td>${e.seq}</td><td>${esc(when(e.at_ms))}</td><td>${esc(e.action)}</td>
-        <td>${esc(e.email ?? "")}${e.account ? ` (${e.account})` : ""}</td><td>${esc(e.ip ?? "")}</td><td>${esc(e.detail)}${e.event !== null && e.event !== undefined ? ` · ${esc(t("audit.event"))} ${e.event}` : ""}</td></tr>`).join("")}</tbody></table>`;
+        <td>${esc(e.email ?? "")}${e.account ? ` (${e.account})` : ""}</td><td>${esc(e.ip ?? "")}</td><td>${esc(readableDetail(e.detail))}${e.event !== null && e.event !== undefined ? ` · ${esc(t("audit.event"))} ${e.event}` : ""}</td></tr>`).join("")}</tbody></table>`;
   };
   document.getElementById("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); load(); });
   await load();
