@@ -2,13 +2,13 @@
 // the header; the choice is kept in localStorage. `t(key, vars, fallback)`
 // fills {name} placeholders; an API error code maps to `code.<code>`, and
 // an unknown one falls back to the server's own message.
-const texts = {
+export const texts = {
   pt: {
     "nav.events": "Eventos", "nav.tickets": "Meus ingressos", "nav.admin": "Administração", "nav.login": "Entrar",
     "nav.register": "Criar conta", "nav.logout": "Sair", "nav.language": "English", "nav.skip": "Pular para o conteúdo",
     "events.title": "Eventos à venda", "events.none": "Nenhum evento por enquanto.", "events.from": "a partir de {price}",
     "event.types": "Tipos de ingresso", "event.type": "Tipo", "event.price": "Preço", "event.stock": "Disponíveis",
-    "event.left": "{n} disponíveis", "event.soldOut": "esgotado", "event.join": "Entrar na fila",
+    "event.left": "{n} disponíveis", "event.left.one": "1 disponível", "event.soldOut": "esgotado", "event.join": "Entrar na fila",
     "phase.scheduled": "Em breve", "phase.open": "Vendas abertas", "phase.sold_out": "Esgotado", "phase.ended": "Vendas encerradas",
     "sale.paused": "Venda pausada pela organização: seu lugar na fila está guardado.", "sale.soldOut": "Esgotado: todos os ingressos foram vendidos.",
     "sale.ended": "As vendas foram encerradas.",
@@ -24,7 +24,8 @@ const texts = {
     "enroll.codesOnce": "Guarde estes códigos em lugar seguro: eles aparecem só agora, e cada um vale uma vez.",
     "enroll.saved": "Já guardei",
     "pow.preparing": "Preparando seu lugar na fila (verificação contra robôs)…", "pow.progress": "Progresso da verificação",
-    "wait.joined": "Você está na fila.", "wait.position": "Você é o número {n} da fila", "wait.ahead": "{n} pessoas na sua frente",
+    "wait.joined": "Você está na fila.", "wait.position": "Você é o número {n} da fila", "wait.ahead": "{n} pessoas na sua frente", "wait.ahead.one": "1 pessoa na sua frente",
+    "wait.prequeueCount.one": "1 pessoa na pré-fila",
     "wait.eta": "Espera estimada: {d}", "wait.next": "Você é o próximo: sua vez começa assim que abrir uma vaga.",
     "wait.stalled": "A fila está parada: todas as vagas estão ocupadas. Você avança assim que alguém terminar a compra.",
     "duration.s": "{n} s", "duration.min": "cerca de {n} min", "duration.h": "cerca de {h} h {m} min", "wait.prequeue": "Você está na pré-fila: na abertura, a ordem é sorteada.",
@@ -92,7 +93,8 @@ const texts = {
     "enroll.confirm": "Confirm", "enroll.codesTitle": "Your recovery codes",
     "enroll.codesOnce": "Keep these codes somewhere safe: they are shown only now, and each works once.", "enroll.saved": "I saved them",
     "pow.preparing": "Getting your place in line (anti-bot check)…", "pow.progress": "Check progress",
-    "wait.joined": "You are in line.", "wait.position": "You are number {n} in line", "wait.ahead": "{n} people ahead of you",
+    "wait.joined": "You are in line.", "wait.position": "You are number {n} in line", "wait.ahead": "{n} people ahead of you", "wait.ahead.one": "1 person ahead of you",
+    "wait.prequeueCount.one": "1 person in the pre-queue",
     "wait.eta": "Estimated wait: {d}", "wait.next": "You are next: your turn starts as soon as a place frees up.",
     "wait.stalled": "The line is not moving: every place is taken. You move up as soon as someone finishes buying.",
     "duration.s": "{n} s", "duration.min": "about {n} min", "duration.h": "about {h} h {m} min", "wait.prequeue": "You are in the pre-queue: the order is drawn at opening.",
@@ -150,6 +152,8 @@ export function setLang(value) {
 }
 
 export function t(key, vars, fallback) {
-  const text = texts[lang()][key] ?? texts.pt[key] ?? fallback ?? key;
+  // "key.one" is the singular, used when n is 1 (where a language has it).
+  const one = vars?.n === 1 ? texts[lang()][key + ".one"] : undefined;
+  const text = one ?? texts[lang()][key] ?? texts.pt[key] ?? fallback ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars?.[name] ?? ""));
 }

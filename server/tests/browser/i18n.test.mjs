@@ -1,0 +1,26 @@
+// The pages' texts without a browser: every key exists in both languages,
+// and counts of one take the singular where the language has one.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+const store = {};
+globalThis.localStorage = { getItem: (k) => store[k] ?? null, setItem: (k, v) => { store[k] = v; } };
+const { t, setLang, texts } = await import("../../web/i18n.js");
+
+test("counts of one are singular, others plural, in both languages", () => {
+  setLang("pt");
+  assert.equal(t("wait.ahead", { n: 1 }), "1 pessoa na sua frente");
+  assert.equal(t("wait.ahead", { n: 2 }), "2 pessoas na sua frente");
+  assert.equal(t("event.left", { n: 1 }), "1 disponível");
+  assert.equal(t("event.left", { n: 0 }), "0 disponíveis");
+  setLang("en");
+  assert.equal(t("wait.ahead", { n: 1 }), "1 person ahead of you");
+  assert.equal(t("wait.ahead", { n: 5 }), "5 people ahead of you");
+  assert.equal(t("event.left", { n: 1 }), "1 left", "no singular form: the plural text, not Portuguese");
+  setLang("pt");
+});
+
+test("every text exists in Portuguese and in English", () => {
+  const keys = (language) => Object.keys(texts[language]).filter((k) => !k.endsWith(".one")).sort();
+  assert.deepEqual(keys("en"), keys("pt"));
+});
