@@ -225,7 +225,7 @@ impl Engine {
         }
         // Those who left: counted exactly while the cursor has not reached
         // them, and never shopping.
-        let mut left_ahead = 0;
+        let (mut left_total, mut left_ahead) = (0, 0);
         for (join_number, &customer) in (0..len).zip(queue.joiners()) {
             if !queue.has_left(join_number) {
                 continue;
@@ -234,13 +234,13 @@ impl Engine {
                 self.shoppers.get(customer).is_none(),
                 "customer {customer:?} left the line but shops"
             );
+            left_total += 1;
             if !queue.is_served(join_number) {
                 left_ahead += 1;
             }
         }
-        let left_total = (0..len).filter(|&j| queue.has_left(j)).count();
         require!(
-            u32::try_from(left_total).ok() == Some(queue.left_total()),
+            left_total == queue.left_total(),
             "{left_total} left the line, the queue counts {}",
             queue.left_total()
         );

@@ -114,8 +114,8 @@ impl Queue {
 
     /// True when the customer with this join number left the line.
     pub fn has_left(&self, join_number: u32) -> bool {
-        let (word, bit) = (join_number as usize / 64, join_number % 64);
-        self.left.get(word).is_some_and(|w| w & (1 << bit) != 0)
+        let (word, mask) = left_bit(join_number);
+        self.left.get(word).is_some_and(|w| w & mask != 0)
     }
 
     /// How many who left the line the cursor has not reached yet.
@@ -136,11 +136,11 @@ impl Queue {
     /// Marks a waiting customer as gone (the caller checked they joined,
     /// are not served and have not left).
     pub(crate) fn leave(&mut self, join_number: u32) {
-        let (word, bit) = (join_number as usize / 64, join_number % 64);
+        let (word, mask) = left_bit(join_number);
         if self.left.len() <= word {
             self.left.resize(word + 1, 0);
         }
-        self.left[word] |= 1 << bit;
+        self.left[word] |= mask;
         self.left_ahead_of_cursor += 1;
         self.left_total += 1;
     }
@@ -235,6 +235,11 @@ impl Queue {
     pub(crate) fn index_len(&self) -> usize {
         self.join_numbers.len()
     }
+}
+
+/// Where a join number's bit is in `Queue::left`: the word, and the mask.
+fn left_bit(join_number: u32) -> (usize, u64) {
+    (join_number as usize / 64, 1 << (join_number % 64))
 }
 
 /// The serialized form: the index is rebuilt from `joiners` on load, which

@@ -329,12 +329,7 @@ pub fn read_from<S: LogStore>(
     };
     let batches = store.scan_from(start).map(|entry| {
         let (key, bytes) = entry?;
-        decode_batch(&bytes)
-            .map(|(body, _)| body.records.into_iter().map(|f| f.record))
-            .map_err(|damage| VerifyError::Bad {
-                seq: key,
-                problem: damage.to_string(),
-            })
+        batch_records(key, &bytes)
     });
     Box::new(records_of(batches).filter(move |r| r.as_ref().map_or(true, |r| r.seq >= seq)))
 }
@@ -361,30 +356,39 @@ pub fn read_back<S: LogStore>(
         // Batches are keyed by their first record, so the one before this
         // ends just below its key.
         next_key = batch_key.checked_sub(1);
-        Some(
-            decode_batch(&bytes)
-                .map(|(body, _)| body.records.into_iter().rev().map(|f| f.record))
-                .map_err(|damage| {
-                    next_key = None;
-                    VerifyError::Bad {
-                        seq: batch_key,
-                        problem: damage.to_string(),
-                    }
-                }),
-        )
+        let records = batch_records(batch_key, &bytes).map(|mut records| {
+            records.reverse();
+            records
+        });
+        if records.is_err() {
+            // Nothing before a damaged batch can be trusted to follow it.
+            next_key = None;
+        }
+        Some(records)
     });
     records_of(batches).filter(move |r| r.as_ref().map_or(true, |r| r.seq <= seq))
 }
 
+/// The records of the batch stored under `key`, checked (hash and
+/// checksums); damage is named by the key.
+fn batch_records(key: u64, bytes: &[u8]) -> Result<Vec<Record>, VerifyError> {
+    decode_batch(bytes)
+        .map(|(body, _)| body.records.into_iter().map(|f| f.record).collect())
+        .map_err(|damage| VerifyError::Bad {
+            seq: key,
+            problem: damage.to_string(),
+        })
+}
+
 /// Decoded batches as one run of records; a batch that failed to decode is
 /// one error in the run.
-fn records_of<B: Iterator<Item = Record> + 'static>(
-    batches: impl Iterator<Item = Result<B, VerifyError>>,
+fn records_of(
+    batches: impl Iterator<Item = Result<Vec<Record>, VerifyError>>,
 ) -> impl Iterator<Item = Result<Record, VerifyError>> {
     batches.flat_map(
         |batch| -> Box<dyn Iterator<Item = Result<Record, VerifyError>>> {
             match batch {
-                Ok(records) => Box::new(records.map(Ok)),
+                Ok(records) => Box::new(records.into_iter().map(Ok)),
                 Err(error) => Box::new(std::iter::once(Err(error))),
             }
         },
