@@ -25,13 +25,15 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> 
         return peer;
     }
     let mut client = peer;
-    let forwarded: Vec<&str> = headers
+    // From the right: the last header's last entry is what the nearest
+    // proxy saw. Walked in place, nothing collected (this runs per request).
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
+        .rev()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .collect();
-    for entry in forwarded.iter().rev() {
+        .flat_map(|value| value.rsplit(','));
+    for entry in forwarded {
         let Ok(address) = entry.trim().parse::<IpAddr>() else {
             return client;
         };

@@ -187,8 +187,9 @@ pub async fn join(
     Ok((status, views::queue_status(place, pace(app, event))))
 }
 
-/// `DELETE /api/events/{id}/queue`: the fan is done; their hold (if any) is
-/// released and the slot goes to the next in line.
+/// `DELETE /api/events/{id}/queue`: a shopper is done (their hold, if any,
+/// is released and the slot goes to the next in line), or a fan still
+/// waiting gives up their place.
 pub async fn leave(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
     let command = Command::Leave { customer };
     let (_, status) =
@@ -200,7 +201,7 @@ pub async fn leave(app: &App, event: EventId, customer: CustomerId, from: IpAddr
 }
 
 /// How fast the event's line moves now (for waiting fans' estimates).
-fn pace(app: &App, event: EventId) -> super::pace::Pace {
+pub fn pace(app: &App, event: EventId) -> super::pace::Pace {
     app.hub.paces.pace(event, app.clock.now_ms())
 }
 

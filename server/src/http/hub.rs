@@ -251,8 +251,7 @@ impl Hub {
                             let Ok(receiver) = facts else { continue };
                             if let Ok(Some(facts)) = receiver.await {
                                 let mut state = views::event(&facts);
-                                let pace = hub.paces.pace(event, app.clock.now_ms());
-                                views::add_pace(&mut state, pace);
+                                views::add_pace(&mut state, super::fan_api::pace(&app, event));
                                 hub.update(event, state, seq);
                             }
                         }

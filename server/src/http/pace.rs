@@ -21,6 +21,9 @@ const MAX_SAMPLES: usize = 6_000;
 #[derive(Debug, Default)]
 struct Admissions {
     samples: VecDeque<(u64, u32)>,
+    /// The sum of the samples' counts, kept as samples come and go, so a
+    /// fan's status (asked on every poll and stream update) costs no walk.
+    in_samples: u64,
     /// The first admission ever seen, so that a sale younger than the window
     /// is not measured over time it has not been running.
     first_at_ms: Option<u64>,
@@ -43,6 +46,19 @@ pub struct Paces {
     events: Mutex<HashMap<EventId, Admissions>>,
 }
 
+impl Admissions {
+    /// Drops samples older than `since`, and the oldest beyond the bound.
+    fn trim(&mut self, since: u64) {
+        while let Some(&(at_ms, count)) = self.samples.front() {
+            if at_ms >= since && self.samples.len() <= MAX_SAMPLES {
+                break;
+            }
+            self.samples.pop_front();
+            self.in_samples -= u64::from(count);
+        }
+    }
+}
+
 impl Paces {
     /// Records `count` fans admitted at `at_ms`.
     pub fn admitted(&self, event: EventId, at_ms: u64, count: u32) {
@@ -50,36 +66,25 @@ impl Paces {
         let admissions = events.entry(event).or_default();
         admissions.first_at_ms.get_or_insert(at_ms);
         admissions.samples.push_back((at_ms, count));
-        let since = at_ms.saturating_sub(PACE_WINDOW_MS);
-        while admissions
-            .samples
-            .front()
-            .is_some_and(|&(t, _)| t < since || admissions.samples.len() > MAX_SAMPLES)
-        {
-            admissions.samples.pop_front();
-        }
+        admissions.in_samples += u64::from(count);
+        admissions.trim(at_ms.saturating_sub(PACE_WINDOW_MS));
     }
 
     /// The pace of `event` at `now_ms`.
     pub fn pace(&self, event: EventId, now_ms: u64) -> Pace {
-        let events = self.events.lock();
-        let Some(admissions) = events.get(&event) else {
+        let mut events = self.events.lock();
+        let Some(admissions) = events.get_mut(&event) else {
             return Pace::Unknown;
         };
         let Some(first_at_ms) = admissions.first_at_ms else {
             return Pace::Unknown;
         };
         let since = now_ms.saturating_sub(PACE_WINDOW_MS);
-        let admitted: u64 = admissions
-            .samples
-            .iter()
-            .filter(|&&(t, _)| t >= since)
-            .map(|&(_, count)| u64::from(count))
-            .sum();
+        admissions.trim(since);
         // At least a second, so that the first admissions do not read as a
         // pace of millions a minute.
         let span_ms = now_ms.saturating_sub(since.max(first_at_ms)).max(1_000);
-        Pace::PerMinute(admitted * 60_000 / span_ms)
+        Pace::PerMinute(admissions.in_samples * 60_000 / span_ms)
     }
 }
 

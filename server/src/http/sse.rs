@@ -124,13 +124,10 @@ async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Fetc
         return Fetched::Busy;
     };
     match receiver.await {
-        Ok(Some((queue, cart))) => {
-            let pace = app.hub.paces.pace(event, app.clock.now_ms());
-            Fetched::State(json!({
-                "queue": views::queue_status(queue, pace),
-                "cart": views::cart_view(cart),
-            }))
-        }
+        Ok(Some((queue, cart))) => Fetched::State(json!({
+            "queue": views::queue_status(queue, super::fan_api::pace(app, event)),
+            "cart": views::cart_view(cart),
+        })),
         Ok(None) => Fetched::Gone,
         Err(_) => Fetched::Busy,
     }

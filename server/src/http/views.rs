@@ -20,7 +20,6 @@ pub struct EventFacts {
     config: EventConfig,
     stock: Vec<Stock>,
     stats: Stats,
-    paused: bool,
 }
 
 impl EventFacts {
@@ -31,7 +30,6 @@ impl EventFacts {
             config: engine.config().clone(),
             stock: engine.stock().to_vec(),
             stats: engine.stats(),
-            paused: engine.is_paused(),
         }
     }
 }
@@ -43,7 +41,6 @@ pub fn event(facts: &EventFacts) -> Value {
         config,
         stock,
         stats,
-        paused,
     } = facts;
     let types: Vec<Value> = config
         .ticket_types
@@ -72,7 +69,7 @@ pub fn event(facts: &EventFacts) -> Value {
         "opens_at_ms": config.schedule.opens_at_ms,
         "closes_at_ms": config.schedule.closes_at_ms,
         "phase": phase(stats.phase),
-        "paused": paused,
+        "paused": stats.paused,
         "limit_per_customer": config.policy.per_event_limit,
         "ticket_types": types,
         "queue": {

@@ -171,20 +171,22 @@ impl Shard {
             return None;
         };
         let mut transitions = Vec::new();
-        // Time acts first, on its own, so that what the command itself
-        // caused starts at `own`: an expiry or window end that was merely
-        // due is not logged as this client's doing. (`apply` would let time
-        // act before deciding anyway; at the same instant a second pass
-        // finds nothing more to do, so the transitions are the same.)
-        let _ = engine.apply(Command::Tick, now, &mut transitions);
-        let own = transitions.len();
-        let requester = command.customer();
-        let outcome = engine.apply(command, now, &mut transitions);
-        let origin = from.zip(requester).map(|(from, customer)| Origin {
+        let mut origin = from.zip(command.customer()).map(|(from, customer)| Origin {
             customer,
             from,
-            first: own,
+            first: 0,
         });
+        if let Some(origin) = &mut origin {
+            // Time acts first, on its own, so that what the command itself
+            // caused starts at `first`: an expiry or window end that was
+            // merely due is not logged as this client's doing. (`apply`
+            // would let time act before deciding anyway; at the same instant
+            // a second pass finds nothing more to do, so the transitions are
+            // the same.) Commands nobody's address goes with skip it.
+            let _ = engine.apply(Command::Tick, now, &mut transitions);
+            origin.first = transitions.len();
+        }
+        let outcome = engine.apply(command, now, &mut transitions);
         if let Err(error) = self.log_transitions(event, &transitions, origin, now, job) {
             let _ = reply.send(Err(error));
             return None;
