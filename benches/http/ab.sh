@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# A/B of the hold path (or, with WHAT=read, of GET /api/events/0): two
-# builds of `ingressoja`, alternating, in one run
-# (the machine drifts by tens of percent between runs, so each round runs
-# both, and the ratios within a round are the figures to trust). Each round
-# starts a fresh server per binary (see hold_server.sh), drives the path
-# with wrk over keep-alive and prints requests/s and p99.
+# A/B of two builds of `ingressoja`, alternating, in one run (the machine
+# drifts by tens of percent between runs, so each round runs both, and the
+# ratios within a round are the figures to trust). Each round starts a fresh
+# server per binary (see hold_server.sh), drives it with wrk over keep-alive
+# and prints requests/s and p99 of:
+#   WHAT=hold   the hold path (default);
+#   WHAT=read   GET /api/events/0;
+#   WHAT=mixed  both at once, half the connections each (what one path's
+#               work costs the other: both wait on the same shard thread).
 # Usage: benches/http/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]
-#        (WHAT=hold|read DURATION=8s CONNECTIONS=64 THREADS=2 FANS=400)
+#        (WHAT=hold|read|mixed DURATION=8s CONNECTIONS=64 THREADS=2 FANS=400)
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-3}
 DURATION=${DURATION:-8s}
@@ -18,20 +21,30 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hold_server.sh
 . "$HERE/hold_server.sh"
 work=$(mktemp -d)
-cleanup() {
-  for pid_file in "$work"/*/server.pid; do kill "$(cat "$pid_file")" 2>/dev/null || true; done
-  rm -rf "$work"
+trap 'stop_hold_servers "$work"' EXIT
+figures() { awk '/Requests\/sec/ {r=$2} / 99%/ {p=$2} END {print r " req/s, p99 " p}'; }
+# drive THREADS CONNECTIONS TARGET…: one wrk run's figures.
+drive() {
+  local threads=$1 connections=$2; shift 2
+  FANS_FILE="$dir/fans" THREADS="$threads" wrk -t"$threads" -c"$connections" -d"$DURATION" --latency "$@" | figures
 }
-trap cleanup EXIT
+read_path=(http://127.0.0.1:18301/api/events/0)
+hold_path=(-s "$HERE/hold.lua" http://127.0.0.1:18301/)
 for round in $(seq 1 "$rounds"); do
   for side in old new; do
     bin=$old; [ "$side" = new ] && bin=$new
     dir="$work/$side-$round"
     start_hold_server "$bin" 18301 "$dir" "$FANS"
-    if [ "$WHAT" = read ]; then target=(http://127.0.0.1:18301/api/events/0); else target=(-s "$HERE/hold.lua" http://127.0.0.1:18301/); fi
-    figures=$(FANS_FILE="$dir/fans" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-      "${target[@]}" | awk '/Requests\/sec/ {r=$2} / 99%/ {p=$2} END {print r " req/s, p99 " p}')
-    echo "round $round $side: $figures"
-    pid=$(cat "$dir/server.pid"); kill "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    case "$WHAT" in
+      read) result=$(drive "$THREADS" "$CONNECTIONS" "${read_path[@]}") ;;
+      mixed)
+        drive 1 $((CONNECTIONS / 2)) "${read_path[@]}" > "$dir/read.txt" & reader=$!
+        hold=$(drive 1 $((CONNECTIONS / 2)) "${hold_path[@]}")
+        wait "$reader"
+        result="read $(cat "$dir/read.txt") | hold $hold" ;;
+      *) result=$(drive "$THREADS" "$CONNECTIONS" "${hold_path[@]}") ;;
+    esac
+    echo "round $round $side: $result"
+    stop_hold_server "$dir"
   done
 done

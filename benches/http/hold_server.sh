@@ -6,6 +6,8 @@
 # replays one request shape and cannot solve challenges); FANS fans get a
 # session and join (the demo sale is open; max_active 2000); their tokens go
 # to WORK/fans, one per line. The server's PID is in WORK/server.pid.
+# stop_hold_servers WORK: stops every server started under WORK/*/ and
+# removes WORK (for the A/B scripts' exit trap).
 start_hold_server() {
   local bin=$1 port=$2 work=$3 fans=$4 here
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,4 +36,18 @@ CONF
     curl -s -o /dev/null -X POST -H "Authorization: Bearer $token" "127.0.0.1:$port/api/events/0/queue"
     echo "$token" >> "$work/fans"
   done
+}
+
+stop_hold_servers() {
+  local work=$1 pid_file
+  for pid_file in "$work"/*/server.pid; do kill "$(cat "$pid_file")" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+
+# stop_hold_server DIR: stops the server started in DIR and waits for it.
+stop_hold_server() {
+  local pid
+  pid=$(cat "$1/server.pid")
+  kill "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }

@@ -13,32 +13,21 @@ use std::thread;
 use ingressoja::ops::backup::{BackupError, verify_backup};
 use ingressoja::ops::restore::{Until, restore};
 use ingressoja::runtime::{DataDir, ManualClock, Runtime, RuntimeOptions, recovery};
-use ingressoja_engine::{
-    Command, CustomerId, EventConfig, MINUTE_MS, Policy, Schedule, TicketType,
-};
+use ingressoja_engine::{Command, CustomerId, EventConfig, MINUTE_MS};
 
-const OPENS_AT: u64 = 1_800_000_000_000;
+mod support;
+
+const OPENS_AT: u64 = support::NOW;
 /// The joins of these tests happen during the pre-queue, so after the event's
 /// creation (record 1) every record is exactly one join.
 const PREQUEUE: u64 = OPENS_AT - 20 * MINUTE_MS;
 
+/// One Pista of 1 000, one shopper at a time.
 fn config() -> EventConfig {
-    EventConfig {
-        name: "Backup Test".into(),
-        venue: "Loopback".into(),
-        starts_at_ms: OPENS_AT + 60 * MINUTE_MS,
-        ticket_types: vec![TicketType {
-            name: "Pista".into(),
-            price_cents: 5_000,
-            capacity: 1_000,
-        }],
-        schedule: Schedule::with_default_prequeue(OPENS_AT, OPENS_AT + 60 * MINUTE_MS),
-        policy: Policy {
-            max_active: 1,
-            ..Policy::default()
-        },
-        shuffle_seed: 3,
-    }
+    let mut config = support::runtime_event("Backup Test");
+    config.ticket_types[0].capacity = 1_000;
+    config.policy.max_active = 1;
+    config
 }
 
 fn joined(data: &std::path::Path) -> u32 {

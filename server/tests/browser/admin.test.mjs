@@ -4,7 +4,7 @@
 // log shows the actions, the sale log the fan's purchase and its address.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ADMIN, Api, PASSWORD, browser, solve, startServer, totp, withPage } from "./support.mjs";
+import { ADMIN, apiFanInLine, browser, startServer, totp, withPage } from "./support.mjs";
 
 let server, chrome;
 before(async () => { server = await startServer(); chrome = await browser(); });
@@ -47,11 +47,7 @@ test("an admin creates an event and watches the dashboard move", async () => {
     await page.getByTestId("funnel-joined").waitFor();
     assert.equal(await page.getByTestId("funnel-joined").textContent(), "0");
     // A fan (through the API) joins and buys; the dashboard follows.
-    const fan = new Api(server.url);
-    const { cookie } = await fan.call("POST", "/api/accounts", { email: "fan@example.com", password: PASSWORD });
-    const me = new Api(server.url, cookie);
-    const { json: challenge } = await me.call("GET", `/api/events/${id}/challenge`);
-    await me.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
+    const { fan: me, token: cookie } = await apiFanInLine(server.url, id, "fan@example.com");
     await page.waitForFunction(() => document.querySelector("[data-testid=funnel-joined]")?.textContent === "1", null, { timeout: 10000 });
     await me.call("POST", `/api/events/${id}/cart/items`, { items: [{ ticket_type: 0, quantity: 2 }] });
     await page.waitForFunction(() => document.querySelector("[data-testid=funnel-holding]")?.textContent === "1", null, { timeout: 10000 });

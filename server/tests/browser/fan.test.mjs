@@ -6,7 +6,7 @@
 // a waiting fan who gives up and leaves the line.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { adminApi, Api, browser, createEvent, registerWithTwoFactor, solve, startServer, totp, withPage, PASSWORD } from "./support.mjs";
+import { adminApi, apiFanInLine, browser, createEvent, registerWithTwoFactor, startServer, totp, withPage, PASSWORD } from "./support.mjs";
 
 let server, admin, chrome;
 before(async () => {
@@ -16,11 +16,16 @@ before(async () => {
 });
 after(async () => { await chrome?.close(); await server?.stop(); });
 
-/** From the event list to shopping: the queue, its proof of work, the turn. */
-async function queueUp(page, eventName) {
+/** From the event list into the waiting room (the proof of work solved). */
+async function joinTheLine(page, eventName) {
   await page.getByRole("link", { name: "Eventos" }).click();
   await page.getByRole("link", { name: eventName }).click();
   await page.getByRole("link", { name: "Entrar na fila" }).click();
+}
+
+/** From the event list to shopping: the queue, its proof of work, the turn. */
+async function queueUp(page, eventName) {
+  await joinTheLine(page, eventName);
   await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
 }
 
@@ -126,17 +131,11 @@ test("a waiting fan is told when the sale is paused, resumed and sold out", asyn
     policy: { max_active: 1, pow_difficulty: 8, require_two_factor: false },
     types: [{ name: "Pista", price_cents: 25000, capacity: 1, limit_per_customer: 1 }],
   });
-  const first = new Api(server.url);
-  const { cookie } = await first.call("POST", "/api/accounts", { email: "primeira@example.com", password: PASSWORD });
-  const bia = new Api(server.url, cookie);
-  const { json: challenge } = await bia.call("GET", `/api/events/${id}/challenge`);
-  await bia.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
+  const { fan: bia, token } = await apiFanInLine(server.url, id, "primeira@example.com");
 
   await withPage(chrome, "waiting-room-news", async (page) => {
     await registerWithTwoFactor(page, server.url, "edu@example.com");
-    await page.getByRole("link", { name: "Eventos" }).click();
-    await page.getByRole("link", { name: event }).click();
-    await page.getByRole("link", { name: "Entrar na fila" }).click();
+    await joinTheLine(page, event);
     // Nobody waits ahead, but the one place is taken: no estimate, the fan
     // is told they are next.
     await page.getByTestId("ahead").getByText("Você é o próximo: sua vez começa assim que abrir uma vaga.").waitFor({ timeout: 30000 });
@@ -152,7 +151,7 @@ test("a waiting fan is told when the sale is paused, resumed and sold out", asyn
     // The one ticket goes to the fan ahead: the waiting fan is told at once.
     await bia.call("POST", `/api/events/${id}/cart/items`, { items: [{ ticket_type: 0, quantity: 1 }] });
     const paid = await fetch(`${server.url}/api/events/${id}/checkout`, {
-      method: "POST", headers: { Authorization: `Bearer ${cookie}`, "Content-Type": "application/json", "Idempotency-Key": "ultimo-1" },
+      method: "POST", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": "ultimo-1" },
       body: JSON.stringify({ card_number: "4242 4242 4242 4242" }),
     });
     assert.equal(paid.status, 201);
@@ -163,17 +162,11 @@ test("a waiting fan is told when the sale is paused, resumed and sold out", asyn
 test("a waiting fan who gives up leaves the line", async () => {
   const event = "Show da Desistência";
   const id = await createEvent(admin, event, { policy: { max_active: 1, pow_difficulty: 8, require_two_factor: false } });
-  const first = new Api(server.url);
-  const { cookie } = await first.call("POST", "/api/accounts", { email: "quem-compra@example.com", password: PASSWORD });
-  const shopper = new Api(server.url, cookie);
-  const { json: challenge } = await shopper.call("GET", `/api/events/${id}/challenge`);
-  await shopper.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
+  const { fan: shopper } = await apiFanInLine(server.url, id, "quem-compra@example.com");
 
   await withPage(chrome, "leave-the-line", async (page) => {
     await registerWithTwoFactor(page, server.url, "fabi@example.com");
-    await page.getByRole("link", { name: "Eventos" }).click();
-    await page.getByRole("link", { name: event }).click();
-    await page.getByRole("link", { name: "Entrar na fila" }).click();
+    await joinTheLine(page, event);
     await page.getByTestId("position").waitFor({ timeout: 30000 });
     page.once("dialog", (dialog) => dialog.accept());
     await page.getByRole("button", { name: "Sair da fila" }).click();

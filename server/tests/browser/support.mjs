@@ -100,6 +100,16 @@ export async function adminApi(url) {
   return new Api(url, confirmed.cookie);
 }
 
+/** A fan made through the API (a new account, password only) who solves
+ * the join challenge and joins event `id`; their API client and token. */
+export async function apiFanInLine(url, id, email) {
+  const { cookie: token } = await new Api(url).call("POST", "/api/accounts", { email, password: PASSWORD });
+  const fan = new Api(url, token);
+  const { json: challenge } = await fan.call("GET", `/api/events/${id}/challenge`);
+  await fan.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
+  return { fan, token };
+}
+
 /** Makes an event; `policy` may set pow_difficulty, require_two_factor … */
 export async function createEvent(admin, name, { policy = {}, types } = {}) {
   const now = Date.now();
