@@ -427,9 +427,15 @@ fn a_fan_who_leaves_gives_back_the_hold_and_the_slot() {
     );
 }
 
-#[test]
-fn a_waiting_fan_who_leaves_gives_the_place_to_those_behind() {
-    let server = start();
+/// An event with a single shopper's place, open now; fans 41, 42 and 43
+/// join in that order (41 shops, the others wait). The server (reads not
+/// rate-limited, so a test may poll), the queue's path and the fans' bearer
+/// header values.
+fn one_place_three_fans() -> (support::Server, String, Vec<String>) {
+    let server = start_with(LimitsConfig {
+        reads_per_ip: 0,
+        ..LimitsConfig::default()
+    });
     let admin = support::admin_token(&server, 9);
     let one_place = r#"{
         "name": "Um Lugar", "venue": "Arena", "starts_at_ms": 1800100000000,
@@ -451,6 +457,34 @@ fn a_waiting_fan_who_leaves_gives_the_place_to_those_behind() {
         let (status, _) = call(&server, "POST", &queue, &[("Authorization", fan)], None);
         assert_eq!(status, 201);
     }
+    (server, queue, fans)
+}
+
+#[test]
+fn a_waiting_fans_estimate_follows_the_admissions_the_line_has_seen() {
+    let (server, queue, fans) = one_place_three_fans();
+    // One admission in the sale's first second: a pace of 60 a minute, so
+    // the one person ahead is a second's wait, not the 2 ms the configured
+    // 500 a second would say. The hub learns of admissions once they are
+    // durable, hence the wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, status) = call(&server, "GET", &queue, &[("Authorization", &fans[2])], None);
+        assert_eq!(status["people_ahead"], 1, "{status}");
+        if status["estimated_wait_ms"] == 1_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the estimate never followed the pace: {status}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_waiting_fan_who_leaves_gives_the_place_to_those_behind() {
+    let (server, queue, fans) = one_place_three_fans();
     let status_of = |fan: &str| call(&server, "GET", &queue, &[("Authorization", fan)], None).1;
     assert_eq!(status_of(&fans[0])["status"], "shopping");
     assert_eq!(status_of(&fans[2])["people_ahead"], 1);
