@@ -89,11 +89,12 @@ pub fn event(facts: &EventFacts) -> Value {
 /// the fan waits for a free place: then nobody can say how long.
 fn estimated_wait(people_ahead: u32, at_configured_rate_ms: u64, pace: Pace) -> Option<u64> {
     match pace {
+        _ if people_ahead == 0 => None,
         Pace::Unknown => Some(at_configured_rate_ms),
         Pace::PerMinute(0) => None,
         Pace::PerMinute(per_minute) => {
             let from_pace = (u64::from(people_ahead) * 60_000).div_ceil(per_minute);
-            (people_ahead > 0).then(|| from_pace.max(at_configured_rate_ms))
+            Some(from_pace.max(at_configured_rate_ms))
         }
     }
 }
@@ -249,6 +250,10 @@ mod tests {
         // Stopped for a minute, or next in line: nobody can say.
         assert!(waiting(1_000, Pace::PerMinute(0))["estimated_wait_ms"].is_null());
         assert!(waiting(0, Pace::PerMinute(60))["estimated_wait_ms"].is_null());
+        assert!(
+            waiting(0, Pace::Unknown)["estimated_wait_ms"].is_null(),
+            "next in line before anyone was admitted: still no estimate"
+        );
         assert_eq!(waiting(0, Pace::PerMinute(60))["people_ahead"], 0);
     }
 
