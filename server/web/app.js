@@ -262,11 +262,12 @@ function waitingHtml(queue) {
       // No estimate (null) when nobody is ahead (the wait is for a free
       // place) or when the line has not moved for a minute.
       const next = queue.people_ahead === 0;
-      const eta = queue.estimated_wait_ms === null || next ? ""
+      const eta = next ? ""
+        : queue.estimated_wait_ms === null ? `<p class="warning" data-testid="stalled">${esc(t("wait.stalled"))}</p>`
         : `<p data-testid="eta">${esc(t("wait.eta", { d: duration(queue.estimated_wait_ms) }))}</p>`;
       return `<p class="big" data-testid="position">${esc(t("wait.position", { n: queue.position }))}</p>
       <p data-testid="ahead">${esc(next ? t("wait.next") : t("wait.ahead", { n: queue.people_ahead }))}</p>
-      ${queue.estimated_wait_ms === null && !next ? `<p class="warning" data-testid="stalled">${esc(t("wait.stalled"))}</p>` : eta}`;
+      ${eta}`;
     }
     case "closed": return `<p class="error" data-testid="closed">${esc(t(queue.reason === "sold_out" ? "sale.soldOut" : "sale.ended"))}</p>`;
     case "turn_over": return `<p class="warning">${esc(t("wait.turnOver"))}</p>`;
