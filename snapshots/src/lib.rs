@@ -281,6 +281,35 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_of_another_format_is_skipped_with_its_version_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotDir::open(dir.path(), 5).unwrap();
+        let older = snapshots.write(1, 0, &state(1)).unwrap();
+        // The same file as a build of the previous format wrote it: a valid
+        // file (magic, checksum) whose state this build may not read.
+        let bytes = fs::read(&older).unwrap();
+        let body = &bytes[MAGIC.len()..bytes.len() - 32];
+        let mut envelope: Envelope = postcard::from_bytes(body).unwrap();
+        envelope.format_version = FORMAT_VERSION - 1;
+        let mut rewritten = MAGIC.to_vec();
+        rewritten.extend_from_slice(&postcard::to_stdvec(&envelope).unwrap());
+        let checksum = Sha256::digest(&rewritten);
+        rewritten.extend_from_slice(&checksum);
+        fs::write(&older, rewritten).unwrap();
+
+        let search = snapshots.load_newest::<State>().unwrap();
+        assert!(search.found.is_none(), "recovery replays the log instead");
+        assert!(
+            matches!(
+                search.skipped.as_slice(),
+                [(path, SnapshotError::UnknownVersion(v))] if *path == older && *v == FORMAT_VERSION - 1
+            ),
+            "{:?}",
+            search.skipped
+        );
+    }
+
+    #[test]
     fn a_corrupt_snapshot_falls_back_to_the_previous_one_then_to_none() {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = SnapshotDir::open(dir.path(), 5).unwrap();
