@@ -103,7 +103,7 @@ pub fn entry_of(record: &Record) -> Option<Entry> {
         LogEntry::EventCreated { event, config } => Entry {
             action: "event_created".into(),
             event: Some(event.0),
-            detail: config.name.clone(),
+            detail: config.name,
             ..base
         },
         LogEntry::Transition { event, transition }

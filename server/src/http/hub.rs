@@ -213,7 +213,7 @@ impl Hub {
         let mut dirty: HashMap<EventId, u64> = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut lane = 0;
+        let mut ticks: usize = 0;
         loop {
             tokio::select! {
                 notice = notices.recv() => match notice {
@@ -241,7 +241,7 @@ impl Hub {
                     Err(RecvError::Closed) => return,
                 },
                 _ = tick.tick() => {
-                    if lane % REREAD_EVERY_TICKS == 0 && !dirty.is_empty() {
+                    if ticks.is_multiple_of(REREAD_EVERY_TICKS) && !dirty.is_empty() {
                         let watched = hub.watched();
                         for (event, seq) in dirty.drain() {
                             if !watched.contains(&event) {
@@ -256,8 +256,8 @@ impl Hub {
                             }
                         }
                     }
-                    hub.publish_lane(lane);
-                    lane = (lane + 1) % LANES;
+                    hub.publish_lane(ticks % LANES);
+                    ticks = ticks.wrapping_add(1);
                 }
             }
         }
