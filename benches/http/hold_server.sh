@@ -14,6 +14,8 @@ start_hold_server() {
   mkdir -p "$work"
   cat > "$work/ingressoja.toml" <<CONF
 development = true
+# wrk and the stream holder connect from one address.
+max_connections_per_ip = 100000
 [limits]
 reads_per_ip = 0
 joins_per_ip = 0

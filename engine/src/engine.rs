@@ -466,12 +466,15 @@ impl Engine {
         let Some(&shopper) = self.shoppers.get(customer) else {
             let join_number = self.queue.join_number(customer);
             return match join_number {
-                Some(j) if self.queue.has_left(j) => Ok(Reply::Left),
-                Some(j) if !self.queue.is_served(j) => {
+                Some(j) if !self.queue.is_served(j) && !self.queue.has_left(j) => {
                     self.emit(Transition::LeftQueue { customer }, out);
                     Ok(Reply::Left)
                 }
-                _ => Err(self.absent(customer)),
+                // Left already, or the turn is over (done, expired, left as
+                // a shopper): leaving again changes nothing and says so, so
+                // a retried or double-tapped "leave" is answered the same.
+                Some(_) => Ok(Reply::Left),
+                None => Err(Rejection::NotInQueue),
             };
         };
         if let Some(hold) = shopper.hold {

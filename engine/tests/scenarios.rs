@@ -366,8 +366,24 @@ fn leaving_releases_the_hold_and_ends_the_turn() {
     sale.add(1, &[(PISTA, 2)]).unwrap();
     assert_eq!(sale.leave(1), Ok(Reply::Left));
     assert_eq!(sale.available(PISTA), 10);
-    assert_eq!(sale.leave(1), Err(Rejection::AdmissionExpired));
+    let logged = sale.log.len();
+    assert_eq!(
+        sale.leave(1),
+        Ok(Reply::Left),
+        "leaving twice is answered the same"
+    );
+    assert_eq!(sale.log.len(), logged, "and changes nothing");
     assert_eq!(sale.leave(99), Err(Rejection::NotInQueue));
+}
+
+#[test]
+fn a_shopper_whose_window_ran_out_may_still_leave_and_nothing_changes() {
+    let mut sale = Sale::open_with(10, 0, |p| p.admission_window_ms = MINUTE_MS, 1);
+    sale.later(2 * MINUTE_MS).tick().unwrap();
+    assert_eq!(sale.engine.queue_status(c(1)), QueueStatus::TurnOver);
+    let logged = sale.log.len();
+    assert_eq!(sale.leave(1), Ok(Reply::Left));
+    assert_eq!(sale.log.len(), logged);
 }
 
 #[test]

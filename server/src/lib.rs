@@ -22,5 +22,6 @@ pub mod crash_load;
 pub mod demo;
 pub mod http;
 pub mod ops;
+pub mod payments;
 pub mod runtime;
 pub mod sale_trail;

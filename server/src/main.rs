@@ -294,7 +294,16 @@ fn serve(
     config.demo |= demo;
     config.max_connections = affordable_connections(config.max_connections);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let runtime = Runtime::start(RuntimeOptions::new(&config.data), clock.clone())?;
+    let mut options = RuntimeOptions::new(&config.data);
+    // Fault injection for the crash tests (a slow disk); see RuntimeOptions.
+    if let Some(ms) = std::env::var("INGRESSOJA_SIMULATED_WRITE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tracing::warn!(ms, "simulating a slow log disk (testing only)");
+        options.simulated_write_delay_ms = ms;
+    }
+    let runtime = Runtime::start(options, clock.clone())?;
     if config.demo && runtime.read(|state| state.events.is_empty())? {
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed)?;

@@ -116,6 +116,26 @@ pub fn entry_of(record: &Record) -> Option<Entry> {
             detail: detail(&transition),
             ..base
         },
+        LogEntry::PaymentStarted { payment, .. } => Entry {
+            action: "payment_started".into(),
+            account: Some(payment.customer.0),
+            event: Some(payment.event.0),
+            detail: format!(
+                "payment {} of {} centavos",
+                payment.payment_ref, payment.amount_cents
+            ),
+            ..base
+        },
+        LogEntry::PaymentSettled {
+            payment,
+            settlement,
+        } => Entry {
+            action: "payment_settled".into(),
+            account: Some(payment.customer.0),
+            event: Some(payment.event.0),
+            detail: format!("payment {} {settlement:?}", payment.payment_ref),
+            ..base
+        },
     })
 }
 

@@ -167,13 +167,15 @@ fn sale_actions_are_audited_with_who_what_when_and_where_from() {
     assert_eq!(
         seen,
         vec![
+            ("payment_settled", "-"),
             ("order_placed", "127.0.0.1"),
+            ("payment_started", "127.0.0.1"),
             ("items_held", "127.0.0.1"),
             ("joined", "127.0.0.1"),
         ],
         "newest first, each from the fan's address: {trail}"
     );
-    let held = &trail["entries"][1];
+    let held = &trail["entries"][3];
     assert_eq!(
         held["detail"].as_str().unwrap().split(" until ").next(),
         Some("type 0 × 2")

@@ -30,7 +30,7 @@ fn start(dir: &std::path::Path) -> (Server, String) {
     let config = dir.join("server.toml");
     std::fs::write(
         &config,
-        "development = true\ndemo = true\n[limits]\nreads_per_ip = 0\njoins_per_ip = 0\n\
+        "development = true\ndemo = true\nmax_connections_per_ip = 20000\n[limits]\nreads_per_ip = 0\njoins_per_ip = 0\n\
          joins_per_account = 0\ncarts_per_ip = 0\ncarts_per_account = 0\n",
     )
     .unwrap();

@@ -471,16 +471,32 @@ class Shop {
 
 async function renderTickets() {
   if (!state.me) { location.hash = "#/login"; return; }
-  const [{ orders }, { events }] = await Promise.all([api("GET", "/api/me/orders"), api("GET", "/api/events")]);
+  const [first, { events }] = await Promise.all([api("GET", "/api/me/orders"), api("GET", "/api/events")]);
   const eventName = (id) => events.find((e) => e.id === id)?.name ?? "";
   const typeName = (event, type) => events.find((e) => e.id === event)?.ticket_types[type]?.name ?? "";
-  page(t("tickets.title"), orders.length === 0 ? `<p>${esc(t("tickets.none"))}</p>` : orders.map((o) => `
+  const orderCard = (o) => `
     <section class="card"><h2>${esc(eventName(o.event))}</h2>
       <p>${esc(t("tickets.order", { id: o.id, when: when(o.placed_at_ms), total: brl(o.total_cents) }))}</p>
       <div class="tickets">${o.tickets.map((tk) => `<figure class="ticket" data-testid="ticket">
         <div class="qr" role="img" aria-label="${esc(t("tickets.qr", { code: tk.code }))}">${tk.qr_svg}</div>
         <figcaption>${esc(typeName(o.event, tk.ticket_type))}<br><code>${esc(tk.code)}</code></figcaption></figure>`).join("")}</div>
-    </section>`).join(""));
+    </section>`;
+  if (first.orders.length === 0) { page(t("tickets.title"), `<p>${esc(t("tickets.none"))}</p>`); return; }
+  // Orders come a page at a time (each ticket is a QR code to draw).
+  page(t("tickets.title"), `<div id="orders">${first.orders.map(orderCard).join("")}</div>
+    <button type="button" id="more-orders" class="secondary" hidden>${esc(t("tickets.more"))}</button>`);
+  const more = document.getElementById("more-orders");
+  let next = first.next;
+  more.hidden = !next;
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      const pageOf = await api("GET", `/api/me/orders?after=${encodeURIComponent(next)}`);
+      document.getElementById("orders").insertAdjacentHTML("beforeend", pageOf.orders.map(orderCard).join(""));
+      next = pageOf.next;
+      more.hidden = !next;
+    } finally { more.disabled = false; }
+  });
 }
 
 // ---- routing --------------------------------------------------------------------

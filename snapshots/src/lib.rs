@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 /// it, which this crate cannot see, so it moves whenever the state written
 /// changes shape. A snapshot of another version is skipped with that
 /// reason, and recovery replays the log instead (which always reads).
-/// 2: the engine's queue remembers who left the line.
-pub const FORMAT_VERSION: u16 = 2;
+/// 2: the engine's queue remembers who left the line. 3: the shard keeps
+/// its payments in flight.
+pub const FORMAT_VERSION: u16 = 3;
 const MAGIC: &[u8; 8] = b"IJSNAP\0\x01";
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".snap";

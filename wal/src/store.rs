@@ -1,12 +1,12 @@
 //! Where batches are kept: the [`LogStore`] trait, and [`MemStore`], an
-//! in-memory store for tests that can fail a sync, tear the last write, or
-//! corrupt stored bytes on request. The RocksDB store is in `rocks.rs`.
+//! in-memory store for tests that can fail a sync, tear the last write,
+//! hold writes in flight, or corrupt stored bytes on request. The RocksDB store is in `rocks.rs`.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 /// An ordered map from `u64` keys to byte values with durable writes.
 pub trait LogStore: Send {
@@ -36,14 +36,46 @@ struct MemInner {
     faults: Faults,
 }
 
+/// Holds synced writes back while closed, so a test can look at what the
+/// rest of the system does while a write is in flight (a slow fsync).
+#[derive(Debug, Default)]
+struct SyncGate {
+    state: Mutex<GateState>,
+    opened: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: bool,
+    waiting: usize,
+}
+
 /// An in-memory store; clones share the same contents, so a test can keep a
 /// handle to inject faults or damage bytes while a log owns another.
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
     inner: Arc<Mutex<MemInner>>,
+    gate: Arc<SyncGate>,
 }
 
 impl MemStore {
+    /// Holds every later `put_synced` until [`MemStore::release_syncs`]:
+    /// a write stays in flight for as long as the test wants.
+    pub fn hold_syncs(&self) {
+        self.gate.state.lock().closed = true;
+    }
+
+    /// Lets held and later writes through.
+    pub fn release_syncs(&self) {
+        self.gate.state.lock().closed = false;
+        self.gate.opened.notify_all();
+    }
+
+    /// How many writes are being held now.
+    pub fn syncs_held(&self) -> usize {
+        self.gate.state.lock().waiting
+    }
+
     /// Arms faults for the next writes.
     pub fn inject(&self, faults: Faults) {
         self.inner.lock().faults = faults;
@@ -74,6 +106,14 @@ impl MemStore {
 
 impl LogStore for MemStore {
     fn put_synced(&mut self, key: u64, value: &[u8]) -> io::Result<()> {
+        {
+            let mut gate = self.gate.state.lock();
+            gate.waiting += 1;
+            while gate.closed {
+                self.gate.opened.wait(&mut gate);
+            }
+            gate.waiting -= 1;
+        }
         let mut inner = self.inner.lock();
         if std::mem::take(&mut inner.faults.fail_next_sync) {
             return Err(io::Error::other("injected fsync failure"));

@@ -439,14 +439,14 @@ impl Model {
     fn leave(&mut self, id: CustomerId) -> Outcome {
         let Some(customer) = self.shopping(id).cloned() else {
             // Waiting (or in the pre-queue): gives up the place, once.
-            if self.left.contains(&id) {
-                return Ok(Reply::Left);
+            // Anyone who joined may leave again: it changes nothing.
+            if self.join_number(id).is_none() {
+                return Err(Rejection::NotInQueue);
             }
-            if self.join_number(id).is_some() && !self.is_served(id) {
+            if !self.left.contains(&id) && !self.is_served(id) {
                 self.left.insert(id);
-                return Ok(Reply::Left);
             }
-            return Err(self.absent(id));
+            return Ok(Reply::Left);
         };
         if let Some((held, _)) = customer.hold {
             for (t, q) in held.iter() {

@@ -28,6 +28,28 @@ fn default_limit() -> u16 {
     4
 }
 
+/// The most tickets one customer may hold and buy of an event (per type and
+/// in all). A drop sells to many fans, not to a few; and every ticket a fan
+/// owns is a line in their order list and a QR code on their phone, so
+/// this bound is also what keeps one fan's answers small.
+pub const MAX_CUSTOMER_LIMIT: u16 = 50;
+
+/// 400 unless every per-customer limit is within [`MAX_CUSTOMER_LIMIT`].
+fn check_limits(policy: &Policy) -> Result<(), ApiError> {
+    let too_high = policy.per_event_limit > MAX_CUSTOMER_LIMIT
+        || policy
+            .per_type_limits
+            .iter()
+            .any(|(_, limit)| limit > MAX_CUSTOMER_LIMIT);
+    if too_high {
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            format!("per-customer limits are at most {MAX_CUSTOMER_LIMIT}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Policy fields; any left out keep their current (or default) value.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,7 +151,7 @@ async fn event_view(app: &App, event: EventId) -> Answer {
             .get(&event)
             .map(|e| views::EventFacts::of(event, e))
     })?;
-    let view = view.await.map_err(stopped)?;
+    let view = view.await.map_err(stopped)??;
     view.map(|facts| (StatusCode::OK, views::event(&facts)))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
@@ -142,6 +164,7 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Answer {
             .per_type_limits
             .set(t, ticket_type.limit_per_customer);
     }
+    check_limits(&policy)?;
     let seed = super::random_bytes::<8>()?;
     let config = EventConfig {
         name: body.name,
@@ -199,9 +222,10 @@ pub async fn update_policy(app: &App, event: EventId, body: PolicyBody) -> Answe
         .query(move |state| state.events.get(&event).map(|e| e.config().policy))?;
     let current = current
         .await
-        .map_err(stopped)?
+        .map_err(stopped)??
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
     let policy = body.apply_to(current)?;
+    check_limits(&policy)?;
     let answer = command(app, event, Command::UpdatePolicy { policy }).await?;
     body.apply_security(app, event)?;
     Ok(answer)
@@ -260,7 +284,7 @@ pub async fn stats(app: &App) -> Answer {
             })
             .collect::<Vec<_>>()
     })?;
-    let mut events = events.await.map_err(stopped)?;
+    let mut events = events.await.map_err(stopped)??;
     for event in &mut events {
         let id = event["event"]
             .as_u64()

@@ -1,5 +1,5 @@
 //! Reading request bodies: bounded in size (a body over the limit is 413, not
-//! memory), JSON only, unknown fields refused (the types say
+//! memory) and in time (408), JSON only, unknown fields refused (the types say
 //! `deny_unknown_fields`), every decoding problem a 400 that names it.
 
 use bytes::Bytes;
@@ -13,9 +13,23 @@ use super::error::ApiError;
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
-pub async fn read(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`], or one
+/// that has not all arrived within `deadline` (408: a client that sends a
+/// body slowly or never must not hold a connection and a task for free).
+pub async fn read(body: Incoming, deadline: std::time::Duration) -> Result<Bytes, ApiError> {
+    let collected = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY_BYTES).collect())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} ms",
+                    deadline.as_millis()
+                ),
+            )
+        })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
             if error

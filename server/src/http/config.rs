@@ -9,7 +9,8 @@
 //! | `secure_cookies` | `INGRESSOJA_SECURE_COOKIES` (`true`/`false`) | `false` |
 //! | `demo` | `INGRESSOJA_DEMO` (`true`/`false`) | `false` |
 //! | `max_connections` | `INGRESSOJA_MAX_CONNECTIONS` | `20000` |
-//! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` |
+//! | `max_connections_per_ip` | `INGRESSOJA_MAX_CONNECTIONS_PER_IP` | `256` (trusted proxies exempt) |
+//! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` (headers, and then the body, each) |
 //! | `trusted_proxies` | `INGRESSOJA_TRUSTED_PROXIES` (comma-separated) | none: the peer's address is the client's |
 //! | `[limits]` `reads_per_ip`, `joins_per_ip`, `joins_per_account`, `carts_per_ip`, `carts_per_account` | (file only) | 200, 20, 2, 100, 10 per second, bursts of twice that; 0 turns one off |
 
@@ -35,7 +36,12 @@ pub struct ServerConfig {
     pub demo: bool,
     /// Open connections beyond this wait to be accepted.
     pub max_connections: usize,
-    /// A request's headers must arrive within this long.
+    /// Open connections one address may hold (trusted proxies carry many
+    /// clients and are exempt). Fans behind one carrier's NAT share an
+    /// address, so this is a bound on abuse, not a per-person limit.
+    pub max_connections_per_ip: usize,
+    /// A request's headers must arrive within this long, and then its body
+    /// within as long again.
     pub request_timeout_ms: u64,
     /// Rate limits (a `[limits]` table).
     pub limits: super::limits::LimitsConfig,
@@ -53,6 +59,7 @@ impl Default for ServerConfig {
             secure_cookies: false,
             demo: false,
             max_connections: 20_000,
+            max_connections_per_ip: 256,
             request_timeout_ms: 10_000,
             limits: super::limits::LimitsConfig::default(),
             trusted_proxies: Vec::new(),
@@ -122,6 +129,11 @@ impl ServerConfig {
             &env,
             "INGRESSOJA_MAX_CONNECTIONS",
             &mut config.max_connections,
+        )?;
+        override_from(
+            &env,
+            "INGRESSOJA_MAX_CONNECTIONS_PER_IP",
+            &mut config.max_connections_per_ip,
         )?;
         override_from(
             &env,

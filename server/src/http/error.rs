@@ -121,6 +121,14 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::InvalidConfig(error) => {
                 ApiError::bad_request("invalid_config", error.to_string())
             }
+            RuntimeError::PaymentInFlight => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "payment_in_progress",
+                message:
+                    "this checkout's payment is still in progress; retry shortly for its order"
+                        .into(),
+                retry_after_s: Some(1),
+            },
             RuntimeError::Durability(_) | RuntimeError::Stopped => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unavailable",

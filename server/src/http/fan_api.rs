@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::gateway::{Charge, card_digits};
 use super::{App, views};
+use crate::payments::checkout::{CheckoutRequest, pay};
+use crate::payments::gateway::card_digits;
 use crate::runtime::EventId;
 
 /// A handler's answer: a status and a JSON body.
@@ -23,9 +24,9 @@ async fn read_state<R: Send + 'static>(
     read: impl FnOnce(&crate::runtime::ShardState) -> R + Send + 'static,
 ) -> Result<R, ApiError> {
     let receiver = app.runtime.query(read)?;
-    receiver
+    Ok(receiver
         .await
-        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))
+        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??)
 }
 
 /// Applies a fan's command sent from `from` (logged with what it causes).
@@ -40,8 +41,7 @@ async fn apply(
 }
 
 /// [`apply`], then `read` the event as the command left it, in the same
-/// trip through the shard (the read's result is taken only once the
-/// command is durable).
+/// trip through the shard (the view comes with the durable outcome).
 async fn apply_then<R: Send + 'static>(
     app: &App,
     event: EventId,
@@ -49,20 +49,15 @@ async fn apply_then<R: Send + 'static>(
     from: IpAddr,
     read: impl FnOnce(&ingressoja_engine::Engine) -> R + Send + 'static,
 ) -> Result<(Reply, R), ApiError> {
-    let (view_sender, view) = tokio::sync::oneshot::channel();
-    let after: crate::runtime::AfterApply = Box::new(move |engine| {
-        let _ = view_sender.send(read(engine));
-    });
-    let receiver = app
-        .runtime
-        .submit_then(event, command, Some(from), Some(after))?;
-    let reply = answer_of(app, event, command.customer(), receiver).await?;
-    // The shard ran the read before handing the batch to the writer, so it
-    // is there by the time the durable reply is.
-    let read = view
+    let receiver = app.runtime.submit_then(event, command, Some(from), read)?;
+    let (applied, view) = receiver
         .await
-        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))?;
-    Ok((reply, read))
+        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
+    let reply = outcome_of(app, event, command.customer(), applied)?;
+    // A view is missing only when the event is, and then the outcome
+    // already said so.
+    let view = view.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+    Ok((reply, view))
 }
 
 /// A durable outcome as the fan's answer; a refusal is also told to the
@@ -78,6 +73,16 @@ async fn answer_of(
     let applied = receiver
         .await
         .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
+    outcome_of(app, event, customer, applied)
+}
+
+/// [`answer_of`] for an outcome already received.
+fn outcome_of(
+    app: &App,
+    event: EventId,
+    customer: Option<CustomerId>,
+    applied: crate::runtime::Applied,
+) -> Result<Reply, ApiError> {
     applied.outcome.map_err(|rejection| {
         let error = ApiError::from(rejection);
         if let Some(customer) = customer {
@@ -310,8 +315,12 @@ pub fn idempotency_hash(key: &str) -> u128 {
 }
 
 /// `POST /api/events/{id}/checkout` with an `Idempotency-Key` header.
+/// The same key answers with the same order, forever; while its payment is
+/// in progress a repeat gets 409 `payment_in_progress` (retry shortly), so
+/// a double tap never charges twice. See `payments/checkout.rs` for the
+/// order of steps that keeps money and orders together across a crash.
 pub async fn checkout(
-    app: &App,
+    app: &std::sync::Arc<App>,
     event: EventId,
     customer: CustomerId,
     from: IpAddr,
@@ -351,50 +360,41 @@ pub async fn checkout(
             "your cart is empty",
         ));
     };
-    let charge = app.gateway.charge(&card, amount_cents).await;
-    let payment = match charge {
-        Charge::Approved { reference } => Payment::Approved {
+    // The payment runs as a task of its own: a client that hangs up (or
+    // times out) mid-payment must not cancel it between the charge and the
+    // order. Its retry finds the order, or 409 while it is still running.
+    let paying = app.clone();
+    let payment = tokio::spawn(async move {
+        let request = CheckoutRequest {
+            event,
+            customer,
+            from,
+            card: &card,
             amount_cents,
-            payment_ref: reference,
-        },
-        Charge::Declined => Payment::Declined,
-        Charge::Failed => Payment::Failed,
-    };
-    let seed = super::random_bytes::<16>()?;
-    let command = Command::Checkout {
-        customer,
-        payment,
-        idempotency_key: key_hash,
-        ticket_seed: u128::from_le_bytes(seed),
-    };
-    let outcome = apply(app, event, command, from).await;
-    let void = |app: &App| {
-        if let Charge::Approved { reference } = charge {
-            app.gateway.void(reference);
-        }
-    };
+            idempotency_key: key_hash,
+        };
+        pay(&paying.runtime, paying.gateway.as_ref(), request).await
+    });
+    let outcome = payment
+        .await
+        .map_err(|e| ApiError::internal("payment_task_failed", e))??;
     match outcome {
-        Ok(Reply::OrderPlaced {
-            order,
-            duplicate: false,
-        }) => order_answer(app, event, customer, order, StatusCode::CREATED).await,
-        Ok(Reply::OrderPlaced {
-            order,
-            duplicate: true,
-        }) => {
-            void(app);
-            order_answer(app, event, customer, order, StatusCode::OK).await
+        Ok(Reply::OrderPlaced { order, duplicate }) => {
+            let status = if duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            order_answer(app, event, customer, order, status).await
         }
-        Ok(_) => {
-            void(app);
-            Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "unexpected_reply",
-                "the checkout did not place an order",
-            ))
-        }
-        Err(error) => {
-            void(app);
+        Ok(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "unexpected_reply",
+            "the checkout did not place an order",
+        )),
+        Err(rejection) => {
+            let error = ApiError::from(rejection);
+            app.hub.reject(event, customer, error.code, &error.message);
             Err(error)
         }
     }
@@ -413,33 +413,122 @@ async fn order_answer(
         Some((*found, engine.tickets_of(order).collect::<Vec<_>>()))
     })
     .await?;
-    found
-        .map(|(found, tickets)| {
-            let mut v = views::order(event, order, &found, tickets.into_iter());
-            views::add_ticket_qr_codes(&mut v);
-            (status, v)
-        })
-        .ok_or_else(|| ApiError::not_found("no such order"))
+    let (found, tickets) = found.ok_or_else(|| ApiError::not_found("no such order"))?;
+    let mut orders = vec![views::order(event, order, &found, tickets.into_iter())];
+    draw_qr_codes(&mut orders).await?;
+    let answer = orders
+        .pop()
+        .ok_or_else(|| ApiError::not_found("no such order"))?;
+    Ok((status, answer))
 }
 
-/// `GET /api/me/orders`
-pub async fn my_orders(app: &App, customer: CustomerId) -> Answer {
-    // The shard copies the orders and tickets; JSON and QR codes (the slow
-    // part) are made here.
-    let found = read_state(app, move |state| {
-        let mut all = Vec::new();
-        for (&event, engine) in &state.events {
-            for (id, order) in engine.orders_of(customer) {
-                all.push((event, id, *order, engine.tickets_of(id).collect::<Vec<_>>()));
+/// Draws the tickets' QR codes (about half a millisecond each) on the
+/// blocking pool, off the threads that serve requests.
+async fn draw_qr_codes(orders: &mut Vec<Value>) -> Result<(), ApiError> {
+    let mut taken = std::mem::take(orders);
+    *orders = tokio::task::spawn_blocking(move || {
+        taken.iter_mut().for_each(views::add_ticket_qr_codes);
+        taken
+    })
+    .await
+    .map_err(|e| ApiError::internal("qr_failed", e))?;
+    Ok(())
+}
+
+/// Orders per page of `GET /api/me/orders`, by default and at most.
+pub const ORDERS_PER_PAGE: usize = 20;
+/// A page stops taking orders once it holds this many tickets (it always
+/// takes one), so a page costs a bounded number of QR codes.
+pub const TICKETS_PER_PAGE: usize = 100;
+
+/// Where a page of orders starts: after this (event, order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct OrderCursor(u32, u32);
+
+impl OrderCursor {
+    fn parse(text: &str) -> Option<OrderCursor> {
+        let (event, order) = text.split_once('-')?;
+        Some(OrderCursor(event.parse().ok()?, order.parse().ok()?))
+    }
+}
+
+/// The query of `GET /api/me/orders`: `limit` (1–20) and `after` (the
+/// `next` of the previous page).
+fn orders_query(query: &str) -> Result<(usize, Option<OrderCursor>), ApiError> {
+    let mut limit = ORDERS_PER_PAGE;
+    let mut after = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=ORDERS_PER_PAGE).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!("limit is a whole number from 1 to {ORDERS_PER_PAGE}"),
+                        )
+                    })?;
+            }
+            "after" => {
+                after = Some(OrderCursor::parse(value).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", "after is the next of a previous page")
+                })?);
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown parameter {name:?}: use limit and after"),
+                ));
             }
         }
-        all
+    }
+    Ok((limit, after))
+}
+
+/// `GET /api/me/orders?limit=&after=`: the fan's orders, oldest first, a
+/// page at a time (`next` is the `after` of the next page, null at the end).
+pub async fn my_orders(app: &App, customer: CustomerId, query: &str) -> Answer {
+    let (limit, after) = orders_query(query)?;
+    // The shard copies one page of orders and their tickets; JSON and QR
+    // codes (the slow part) are made off it.
+    let (page, more) = read_state(app, move |state| {
+        let mut mine = Vec::new();
+        for (&event, engine) in &state.events {
+            for (id, order) in engine.orders_of(customer) {
+                if after.is_none_or(|a| OrderCursor(event.0, id.0) > a) {
+                    mine.push((event, id, *order));
+                }
+            }
+        }
+        mine.sort_by_key(|&(event, id, _)| OrderCursor(event.0, id.0));
+        let mut page = Vec::new();
+        let mut tickets = 0;
+        for &(event, id, order) in &mine {
+            if page.len() == limit || (tickets >= TICKETS_PER_PAGE && !page.is_empty()) {
+                break;
+            }
+            let engine = &state.events[&event];
+            let its = engine.tickets_of(id).collect::<Vec<_>>();
+            tickets += its.len();
+            page.push((event, id, order, its));
+        }
+        let more = mine.len() > page.len();
+        (page, more)
     })
     .await?;
-    let mut orders: Vec<Value> = found
+    let next = more
+        .then(|| {
+            page.last()
+                .map(|(event, id, _, _)| format!("{}-{}", event.0, id.0))
+        })
+        .flatten();
+    let mut orders: Vec<Value> = page
         .into_iter()
         .map(|(event, id, order, tickets)| views::order(event, id, &order, tickets.into_iter()))
         .collect();
-    orders.iter_mut().for_each(views::add_ticket_qr_codes);
-    Ok((StatusCode::OK, json!({ "orders": orders })))
+    draw_qr_codes(&mut orders).await?;
+    Ok((StatusCode::OK, json!({ "orders": orders, "next": next })))
 }

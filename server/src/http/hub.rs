@@ -249,7 +249,7 @@ impl Hub {
                             }
                             let facts = app.runtime.query(move |state| state.events.get(&event).map(|e| views::EventFacts::of(event, e)));
                             let Ok(receiver) = facts else { continue };
-                            if let Ok(Some(facts)) = receiver.await {
+                            if let Ok(Ok(Some(facts))) = receiver.await {
                                 let mut state = views::event(&facts);
                                 views::add_pace(&mut state, super::fan_api::pace(&app, event));
                                 hub.update(event, state, seq);

@@ -53,6 +53,9 @@ pub struct Metrics {
     snapshot_pause_us: Gauge,
     /// Server-sent event streams open now (see `sse.rs`).
     pub sse_streams: Gauge,
+    /// Connections refused because their address held too many.
+    pub connections_refused: Counter,
+    payments_in_flight: Gauge,
     /// Records per group commit.
     pub wal_batch_records: Histogram,
     /// Write + fsync time per group commit.
@@ -132,7 +135,19 @@ impl Metrics {
             registry.register(name, help, gauge.clone());
             gauge
         };
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused because their address already held max_connections_per_ip",
+            connections_refused.clone(),
+        );
         Metrics {
+            connections_refused,
+            payments_in_flight: single(
+                &mut registry,
+                "payments_in_flight",
+                "Payments logged as started and not yet settled with the gateway",
+            ),
             shard_queue_depth: single(
                 &mut registry,
                 "shard_queue_depth",
@@ -200,15 +215,18 @@ impl Metrics {
         self.snapshot_pause_us
             .set(gauge_value(stats.last_snapshot_pause_us));
         let receiver = app.runtime.query(|state| {
-            state
+            let events = state
                 .events
                 .iter()
                 .map(|(id, engine)| (id.0, engine.stats()))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (events, state.payments.len())
         })?;
-        let events = receiver
+        let (events, payments_in_flight) = receiver
             .await
-            .map_err(|_| crate::runtime::RuntimeError::Stopped)?;
+            .map_err(|_| crate::runtime::RuntimeError::Stopped)??;
+        self.payments_in_flight
+            .set(gauge_value(payments_in_flight as u64));
         for (event, s) in events {
             let labels = EventLabels { event };
             self.waiting

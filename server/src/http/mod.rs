@@ -12,12 +12,13 @@
 //!   token) and CSRF; `pow.rs`: proof-of-work challenges at queue join;
 //!   `settings.rs`: per-event security settings.
 //! - `assets.rs`: the web pages (`server/web/`), embedded in the binary.
-//! - `gateway.rs`: payments and the sandbox gateway; `config.rs`: configuration (TOML + environment);
+//! - `config.rs`: configuration (TOML + environment);
 //!   `limits.rs`: rate limits per address and account; `metrics.rs`:
 //!   Prometheus metrics.
 //!
-//! Connections are bounded by a semaphore (`max_connections`), request
-//! headers must arrive within `request_timeout_ms`, and shutdown stops
+//! Connections are bounded by a semaphore (`max_connections`) and per
+//! address (`connections.rs`), request headers and then bodies must each
+//! arrive within `request_timeout_ms`, and shutdown stops
 //! accepting, lets in-flight requests finish (their replies are durable
 //! before they are sent) and waits up to ten seconds for connections to close.
 
@@ -27,10 +28,10 @@ pub mod assets;
 pub mod body;
 pub mod client_address;
 pub mod config;
+pub mod connections;
 pub mod demo_event;
 pub mod error;
 pub mod fan_api;
-pub mod gateway;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
@@ -57,9 +58,10 @@ use tokio::task::JoinSet;
 use crate::accounts::Accounts;
 use crate::accounts::throttle::LoginThrottle;
 use crate::audit::AuditLog;
+use crate::payments::gateway::PaymentGateway;
+use crate::payments::sandbox::{SandboxGateway, ledger_dir};
 use crate::runtime::{Clock, Runtime};
 use config::ServerConfig;
-use gateway::PaymentGateway;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -93,7 +95,8 @@ pub struct App {
 
 impl App {
     /// An app over a started runtime, with a fresh token key, the sandbox
-    /// payment gateway, and limits and metrics from the configuration.
+    /// payment gateway (its ledger beside the data), and limits and metrics
+    /// from the configuration.
     pub fn new(
         runtime: Runtime,
         config: ServerConfig,
@@ -113,6 +116,7 @@ impl App {
             records.observe(count as f64);
             append.observe(micros as f64 / 1e6);
         });
+        let gateway = Arc::new(SandboxGateway::open(&ledger_dir(runtime.data_dir()))?);
         Ok(App {
             runtime,
             accounts: Accounts::open(db.clone())?,
@@ -121,13 +125,18 @@ impl App {
             settings,
             challenges,
             hashing: tokio::sync::Semaphore::new(account_api::HASHING_AT_ONCE),
-            gateway: Arc::new(gateway::TestGateway::default()),
+            gateway,
             clock,
             limits: limits::Limits::new(&config.limits),
             metrics,
             hub: hub::Hub::default(),
             config,
         })
+    }
+
+    /// How long a request's headers, and then its body, may take to arrive.
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms.max(1))
     }
 
     /// Whether development endpoints are on.
@@ -172,12 +181,19 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(app.config.max_connections.max(1)));
-    let header_timeout = Duration::from_millis(app.config.request_timeout_ms.max(1));
+    let per_address = Arc::new(connections::PerAddress::new(
+        app.config.max_connections_per_ip.max(1),
+        app.config.trusted_proxies.clone(),
+    ));
+    let header_timeout = app.request_deadline();
     let mut connections = JoinSet::new();
     let hub = tokio::spawn(hub::Hub::run(app.clone()));
+    let payments = tokio::spawn(settle_payments(app.clone()));
     let mut trim = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
     loop {
+        // Waiting for a connection permit is part of the accept branch, so
+        // that shutdown is seen even while every permit is taken.
         tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -187,13 +203,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 app.throttle.trim(app.clock.now_ms());
                 app.challenges.trim(app.clock.now_ms());
             }
-            accepted = listener.accept() => {
-                let Ok((stream, remote)) = accepted else { continue };
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            accepted = connections::accept(&listener, &permits) => {
+                let Some((stream, remote, permit)) = accepted else { continue };
+                let Some(slot) = per_address.take(remote.ip()) else {
+                    connections.spawn(connections::refuse(stream, &app.metrics));
+                    continue;
+                };
                 let app = app.clone();
                 let mut stopped = stopped.clone();
                 connections.spawn(async move {
-                    let _permit = permit;
+                    let _held = (permit, slot);
                     let service = service_fn(move |request| {
                         let app = app.clone();
                         async move { Ok::<_, Infallible>(routes::handle(app, remote.ip(), request).await) }
@@ -218,4 +237,21 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let drained = async { while connections.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
     hub.abort();
+    payments.abort();
+}
+
+/// Settles payments left in flight: at once everything a previous process
+/// left (recovery), then every few seconds what a request left unfinished
+/// for longer than the grace.
+async fn settle_payments(app: Arc<App>) {
+    use crate::payments::settle::{GRACE_MS, SWEEP_EVERY_MS, sweep};
+    let mut cutoff_ms = app.clock.now_ms();
+    let mut every = tokio::time::interval(Duration::from_millis(SWEEP_EVERY_MS));
+    loop {
+        every.tick().await;
+        if let Err(error) = sweep(&app.runtime, app.gateway.as_ref(), cutoff_ms).await {
+            tracing::warn!(%error, "payment sweep failed");
+        }
+        cutoff_ms = app.clock.now_ms().saturating_sub(GRACE_MS);
+    }
 }

@@ -74,9 +74,18 @@ pub async fn handle(
             Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
         }
     } else {
+        let path = request.uri().path().to_owned();
         match route(&app, remote, request).await {
             Ok((status, value)) => json_response(status, &value.to_string(), None),
-            Err(error) => json_response(error.status, &error.body(), error.retry_after_s),
+            Err(error) => {
+                let mut response = json_response(error.status, &error.body(), error.retry_after_s);
+                if error.status == StatusCode::METHOD_NOT_ALLOWED
+                    && let Ok(allow) = HeaderValue::from_str(&allowed_methods(&path))
+                {
+                    response.headers_mut().insert(header::ALLOW, allow);
+                }
+                response
+            }
         }
     };
     app.metrics
@@ -174,6 +183,11 @@ fn json_response(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(seconds) = retry_after_s {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still come: the connection cannot be
+        // reused for a next request.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -355,34 +369,34 @@ async fn accounts(
     let who = |pending| super::session::identify(app, &parts.method, &parts.headers, pending);
     match name {
         "register" => {
-            let credentials = body::json(&body::read(body).await?)?;
+            let credentials = body::json(&body::read(body, app.request_deadline()).await?)?;
             account_api::register(app, remote, credentials).await
         }
         "login" => {
-            let credentials = body::json(&body::read(body).await?)?;
+            let credentials = body::json(&body::read(body, app.request_deadline()).await?)?;
             let previous = super::session::token_of(&parts.headers).map(|(token, _)| token);
             account_api::login(app, remote, previous, credentials).await
         }
         "login_code" => {
             let who = who(true)?;
-            let code = body::json(&body::read(body).await?)?;
+            let code = body::json(&body::read(body, app.request_deadline()).await?)?;
             account_api::login_code(app, remote, who, code).await
         }
         "logout" => account_api::logout(app, remote, &who(true)?),
         "me" => Ok(account_api::me(&who(false)?)),
         "password_change" => {
             let who = who(false)?;
-            let change = body::json(&body::read(body).await?)?;
+            let change = body::json(&body::read(body, app.request_deadline()).await?)?;
             account_api::change_password(app, remote, who, change).await
         }
         "two_factor_enroll" => account_api::enroll(app, remote, who(false)?).await,
         "two_factor_confirm" => {
             let who = who(false)?;
-            let confirmation = body::json(&body::read(body).await?)?;
+            let confirmation = body::json(&body::read(body, app.request_deadline()).await?)?;
             account_api::confirm(app, remote, who, confirmation).await
         }
         "dev_session" if app.development() => {
-            let wanted = body::json(&body::read(body).await?)?;
+            let wanted = body::json(&body::read(body, app.request_deadline()).await?)?;
             account_api::dev_session(app, wanted).await
         }
         _ => Err(ApiError::not_found(format!(
@@ -423,7 +437,7 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         }
         (&Method::POST, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(&who)?);
-            let bytes = body::read(request.into_body()).await?;
+            let bytes = body::read(request.into_body(), app.request_deadline()).await?;
             let proof = if bytes.is_empty() {
                 None
             } else {
@@ -455,20 +469,24 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
             } else {
                 customer(&who)?
             };
-            let items = body::json(&body::read(request.into_body()).await?)?;
+            let items =
+                body::json(&body::read(request.into_body(), app.request_deadline()).await?)?;
             fan_api::change_items(app, event, who, remote, items, add).await
         }
         (&Method::POST, ["api", "events", id, "checkout"]) => {
             let event = event_id(id)?;
             let who = buyer(app, event, &who).await?;
             let key = idempotency_key(&request)?;
-            let order = body::json(&body::read(request.into_body()).await?)?;
+            let order =
+                body::json(&body::read(request.into_body(), app.request_deadline()).await?)?;
             fan_api::checkout(app, event, who, remote, &key, order).await
         }
-        (&Method::GET, ["api", "me", "orders"]) => fan_api::my_orders(app, customer(&who)?).await,
+        (&Method::GET, ["api", "me", "orders"]) => {
+            fan_api::my_orders(app, customer(&who)?, request.uri().query().unwrap_or("")).await
+        }
         (&Method::POST, ["api", "admin", "events"]) => {
             let who = admin(&who)?;
-            let new = body::json(&body::read(request.into_body()).await?)?;
+            let new = body::json(&body::read(request.into_body(), app.request_deadline()).await?)?;
             let (status, view) = admin_api::create_event(app, new).await?;
             let event = view["id"]
                 .as_u64()
@@ -481,7 +499,7 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         (&Method::PUT, ["api", "admin", "events", id, "policy"]) => {
             let event = event_id(id)?;
             let who = admin(&who)?;
-            let bytes = body::read(request.into_body()).await?;
+            let bytes = body::read(request.into_body(), app.request_deadline()).await?;
             let policy = body::json(&bytes)?;
             let answer = admin_api::update_policy(app, event, policy).await?;
             let detail = String::from_utf8_lossy(&bytes).chars().take(500).collect();
@@ -491,7 +509,7 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         (&Method::PUT, ["api", "admin", "events", id, "schedule"]) => {
             let event = event_id(id)?;
             let who = admin(&who)?;
-            let bytes = body::read(request.into_body()).await?;
+            let bytes = body::read(request.into_body(), app.request_deadline()).await?;
             let schedule = body::json(&bytes)?;
             let answer = admin_api::reschedule(app, event, schedule).await?;
             let detail = String::from_utf8_lossy(&bytes).chars().take(500).collect();
@@ -544,6 +562,26 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         )),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
+}
+
+/// The methods `ROUTES` serves on `path`, for a 405's `Allow` header
+/// (RFC 9110: a 405 must say what is allowed).
+pub fn allowed_methods(path: &str) -> String {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, template, _)| {
+            let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(part, segment)| part.starts_with('{') || part == segment)
+        })
+        .map(|&(method, _, _)| method)
+        .collect();
+    methods.dedup();
+    methods.join(", ")
 }
 
 fn is_known_path(segments: &[&str], development: bool) -> bool {

@@ -124,12 +124,12 @@ async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Fetc
         return Fetched::Busy;
     };
     match receiver.await {
-        Ok(Some((queue, cart))) => Fetched::State(json!({
+        Ok(Ok(Some((queue, cart)))) => Fetched::State(json!({
             "queue": views::queue_status(queue, super::fan_api::pace(app, event)),
             "cart": views::cart_view(cart),
         })),
-        Ok(None) => Fetched::Gone,
-        Err(_) => Fetched::Busy,
+        Ok(Ok(None)) => Fetched::Gone,
+        Ok(Err(_)) | Err(_) => Fetched::Busy,
     }
 }
 
@@ -243,7 +243,7 @@ pub async fn event_stream(
                         .map(|e| views::EventFacts::of(event, e))
                 })?
                 .await
-                .map_err(|_| ApiError::from(RuntimeError::Stopped))?
+                .map_err(|_| ApiError::from(RuntimeError::Stopped))??
                 .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
             message("state", None, &views::event(&facts))
         }

@@ -59,6 +59,16 @@ pub fn inspect(
                 transition,
                 from,
             }) => format!("event {} {:?} from {from}", event.0, transition),
+            Ok(LogEntry::PaymentStarted { payment, .. }) => {
+                format!("event {} payment started: {payment:?}", payment.event.0)
+            }
+            Ok(LogEntry::PaymentSettled {
+                payment,
+                settlement,
+            }) => format!(
+                "event {} payment {} settled: {settlement:?}",
+                payment.event.0, payment.payment_ref
+            ),
             Err(error) => format!("(undecodable payload: {error})"),
         };
         writeln!(

@@ -2,12 +2,13 @@
 //! whole configuration, so the log alone rebuilds every event) or one
 //! transition of one event, with the address of the request that caused it
 //! when a fan's own request did (the log is the sale's audit trail: who,
-//! what, when and from where). Encoded with postcard; the log sees only
+//! what, when and from where), and the two ends of every payment (started
+//! before the gateway is asked, settled after). Encoded with postcard; the log sees only
 //! bytes.
 
 use std::net::IpAddr;
 
-use ingressoja_engine::{EventConfig, Transition};
+use ingressoja_engine::{CustomerId, EventConfig, Transition};
 use serde::{Deserialize, Serialize};
 
 /// An event's number on its shard, from 0 in creation order.
@@ -43,6 +44,75 @@ pub enum LogEntry {
         /// The client's address.
         from: IpAddr,
     },
+    /// A payment is about to be asked of the gateway: logged (durable)
+    /// before the charge, so a crash at any later point leaves a record
+    /// that recovery settles with the gateway.
+    PaymentStarted {
+        /// The payment, with its event and hold.
+        payment: PendingPayment,
+        /// The address of the fan's request that started it.
+        from: Option<IpAddr>,
+    },
+    /// A started payment came to its end with the gateway.
+    PaymentSettled {
+        /// Which payment (as started).
+        payment: PendingPayment,
+        /// How it ended.
+        settlement: Settlement,
+    },
+}
+
+/// A payment logged as started and not yet settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPayment {
+    /// The event whose hold it pays.
+    pub event: EventId,
+    /// Who pays.
+    pub customer: CustomerId,
+    /// Our reference for it, which the gateway keys its idempotency on.
+    pub payment_ref: u64,
+    /// What is asked, in centavos (the hold's total when it started).
+    pub amount_cents: u64,
+    /// Hash of the checkout's Idempotency-Key (the order it may become).
+    pub idempotency_key: u128,
+    /// When it started.
+    pub started_at_ms: u64,
+}
+
+impl PendingPayment {
+    /// The checkout it belongs to: at most one payment of a checkout is in
+    /// flight at a time.
+    pub fn checkout(&self) -> CheckoutKey {
+        CheckoutKey {
+            event: self.event,
+            customer: self.customer,
+            idempotency_key: self.idempotency_key,
+        }
+    }
+}
+
+/// One checkout: an event, a customer, an Idempotency-Key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CheckoutKey {
+    /// The event.
+    pub event: EventId,
+    /// The customer.
+    pub customer: CustomerId,
+    /// Hash of the Idempotency-Key.
+    pub idempotency_key: u128,
+}
+
+/// How a started payment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Settlement {
+    /// Captured: it paid for an order.
+    Captured,
+    /// Authorized, then released without taking money (no order came of it).
+    Voided,
+    /// Captured, then given back (no order came of it).
+    Refunded,
+    /// The gateway never charged it (declined, failed, or never reached).
+    NotCharged,
 }
 
 impl LogEntry {
@@ -54,7 +124,9 @@ impl LogEntry {
     /// The event and transition of a transition record, however attributed.
     pub fn transition(&self) -> Option<(EventId, Transition)> {
         match *self {
-            LogEntry::EventCreated { .. } => None,
+            LogEntry::EventCreated { .. }
+            | LogEntry::PaymentStarted { .. }
+            | LogEntry::PaymentSettled { .. } => None,
             LogEntry::Transition { event, transition }
             | LogEntry::RequestedTransition {
                 event, transition, ..
@@ -66,7 +138,10 @@ impl LogEntry {
     pub fn from(&self) -> Option<IpAddr> {
         match *self {
             LogEntry::RequestedTransition { from, .. } => Some(from),
-            LogEntry::EventCreated { .. } | LogEntry::Transition { .. } => None,
+            LogEntry::PaymentStarted { from, .. } => from,
+            LogEntry::EventCreated { .. }
+            | LogEntry::Transition { .. }
+            | LogEntry::PaymentSettled { .. } => None,
         }
     }
 
@@ -79,7 +154,6 @@ impl LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingressoja_engine::CustomerId;
 
     #[test]
     fn records_written_before_addresses_were_logged_still_read() {

@@ -36,8 +36,8 @@ use tokio::sync::oneshot;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data_dir::DataDir;
-pub use log_entry::{EventId, LogEntry};
-pub use recovery::{RecoveryReport, ShardState};
+pub use log_entry::{CheckoutKey, EventId, LogEntry, PendingPayment, Settlement};
+pub use recovery::{MAX_PENDING_PAYMENTS, RecoveryReport, ShardState};
 pub use shared::RuntimeStats;
 pub use writer::Notice;
 
@@ -61,6 +61,11 @@ pub struct RuntimeOptions {
     pub snapshot_every_ms: u64,
     /// Snapshots kept on disk.
     pub snapshots_kept: usize,
+    /// Fault injection for tests: the writer waits this long before each
+    /// group commit, as a slow disk would, widening the window in which a
+    /// change is applied but not yet in the log (0 = off; never set it in
+    /// production).
+    pub simulated_write_delay_ms: u64,
 }
 
 impl RuntimeOptions {
@@ -74,13 +79,28 @@ impl RuntimeOptions {
             snapshot_every_records: 1_000_000,
             snapshot_every_ms: 5 * 60_000,
             snapshots_kept: 3,
+            simulated_write_delay_ms: 0,
         }
     }
 }
 
-/// A read the shard runs on an event's engine right after applying a
-/// command to it (see [`Runtime::submit_then`]).
-pub type AfterApply = Box<dyn FnOnce(&Engine) + Send>;
+/// What the shard does once a command's transitions are durable (or known
+/// never to be): answer the requester.
+type Respond = Box<dyn FnOnce(Result<Applied, RuntimeError>) + Send>;
+
+/// Run by the shard right after applying a command, on the event's engine
+/// as the command left it (`None` if there is no such event); it returns
+/// how to answer once the command is durable. This is how a command's
+/// answer carries a view of the state without a second trip through the
+/// shard, and without that view escaping before it is durable.
+type AfterApply = Box<dyn FnOnce(Option<&Engine>) -> Respond + Send>;
+
+/// Run by the shard on its state; it returns how to hand the result over
+/// once everything the state contained is durable.
+type DurableRead = Box<dyn FnOnce(&ShardState) -> Box<dyn FnOnce(bool) + Send> + Send>;
+
+/// An answer the runtime sends once it is durable (or why it never will be).
+pub type Pending<T> = oneshot::Receiver<Result<T, RuntimeError>>;
 
 /// What applying a command gave, once durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +132,9 @@ pub enum RuntimeError {
     /// The runtime is shutting down or has stopped.
     #[error("the runtime has stopped")]
     Stopped,
+    /// A payment of the same checkout is already in flight.
+    #[error("a payment of this checkout is already in progress")]
+    PaymentInFlight,
 }
 
 /// Why the runtime did not start.
@@ -132,17 +155,28 @@ pub(crate) enum Request {
         /// The client's address, for a fan's own request (logged with the
         /// transitions it causes).
         from: Option<IpAddr>,
-        /// A read of the event right after the command (see [`AfterApply`]).
-        after: Option<AfterApply>,
-        reply: oneshot::Sender<Result<Applied, RuntimeError>>,
+        /// The read right after the command and the answer (see [`AfterApply`]).
+        after: AfterApply,
     },
     CreateEvent {
         config: Box<EventConfig>,
         reply: oneshot::Sender<Result<EventId, RuntimeError>>,
     },
-    Read(Box<dyn FnOnce(&ShardState) + Send>),
+    /// A read; its result is handed over only once the log is durable up
+    /// to the last record the state it saw contained.
+    Read(DurableRead),
     Snapshot {
         reply: oneshot::Sender<Result<u64, String>>,
+    },
+    StartPayment {
+        payment: PendingPayment,
+        from: Option<IpAddr>,
+        reply: oneshot::Sender<Result<PendingPayment, RuntimeError>>,
+    },
+    SettlePayment {
+        payment: PendingPayment,
+        settlement: Settlement,
+        reply: oneshot::Sender<Result<bool, RuntimeError>>,
     },
     Shutdown,
 }
@@ -156,6 +190,8 @@ pub struct Runtime {
     /// The database, for online backups (absent when started on another store).
     db: Option<Arc<rocksdb::DB>>,
     snapshots_path: PathBuf,
+    /// The data directory.
+    data_dir: PathBuf,
     /// Durable changes, for server-sent events.
     notices: writer::Notices,
 }
@@ -179,10 +215,12 @@ impl Runtime {
         clock: Arc<dyn Clock>,
     ) -> Result<Runtime, StartError> {
         let data = DataDir::create(&options.data_dir)?;
+        let options_dir = options.data_dir.clone();
         let snapshots = data.snapshots(options.snapshots_kept)?;
         let (state, wal, recovery) = recovery::recover(store, &snapshots)?;
         log_recovery(&recovery);
         let shared = Arc::new(shared::Shared::new(recovery.last_seq));
+        let write_delay = std::time::Duration::from_millis(options.simulated_write_delay_ms);
         let (requests, request_rx) = crossbeam_channel::bounded(options.queue_capacity);
         let (writer_tx, writer_rx) = crossbeam_channel::bounded(options.writer_queue);
         let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(2);
@@ -207,7 +245,7 @@ impl Runtime {
         let threads = vec![
             spawn("ingressoja-shard", move || shard.run(request_rx))?,
             spawn("ingressoja-wal", move || {
-                writer::run(wal, writer_rx, writer_shared, writer_notices)
+                writer::run(wal, writer_rx, writer_shared, writer_notices, write_delay)
             })?,
             spawn("ingressoja-snap", move || {
                 snapshotter::run(snapshots, snapshot_rx, snapshot_shared)
@@ -220,6 +258,7 @@ impl Runtime {
             recovery,
             db: None,
             snapshots_path: data.snapshots_path(),
+            data_dir: options_dir,
             notices,
         })
     }
@@ -228,6 +267,11 @@ impl Runtime {
     /// accounts, sessions, the audit log and settings.
     pub fn db(&self) -> Option<Arc<rocksdb::DB>> {
         self.db.clone()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     /// What recovery found at start.
@@ -253,29 +297,47 @@ impl Runtime {
         command: Command,
         from: Option<IpAddr>,
     ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
-        self.submit_then(event, command, from, None)
-    }
-
-    /// [`Runtime::submit_from`], and `after` runs on the event's engine
-    /// right after the command is applied (on the shard, before anything
-    /// else touches the event): the answer's view of the state costs no
-    /// second trip through the shard's queue, and shows exactly the state
-    /// the command left. It must be a quick read; its result should only be
-    /// used once the durable reply has come.
-    pub fn submit_then(
-        &self,
-        event: EventId,
-        command: Command,
-        from: Option<IpAddr>,
-        after: Option<AfterApply>,
-    ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
         let (reply, receiver) = oneshot::channel();
+        let after: AfterApply = Box::new(move |_| {
+            Box::new(move |applied| {
+                let _ = reply.send(applied);
+            })
+        });
         self.offer(Request::Apply {
             event,
             command,
             from,
             after,
-            reply,
+        })?;
+        Ok(receiver)
+    }
+
+    /// [`Runtime::submit_from`], and `read` runs on the event's engine right
+    /// after the command is applied (on the shard, before anything else
+    /// touches the event): the answer's view of the state costs no second
+    /// trip through the shard's queue, and shows exactly the state the
+    /// command left. The view comes with the durable outcome, never before
+    /// it (`None` only if the event does not exist, which the outcome says).
+    /// It must be a quick read.
+    pub fn submit_then<R: Send + 'static>(
+        &self,
+        event: EventId,
+        command: Command,
+        from: Option<IpAddr>,
+        read: impl FnOnce(&Engine) -> R + Send + 'static,
+    ) -> Result<Pending<(Applied, Option<R>)>, RuntimeError> {
+        let (reply, receiver) = oneshot::channel();
+        let after: AfterApply = Box::new(move |engine| {
+            let view = engine.map(read);
+            Box::new(move |applied| {
+                let _ = reply.send(applied.map(|applied| (applied, view)));
+            })
+        });
+        self.offer(Request::Apply {
+            event,
+            command,
+            from,
+            after,
         })?;
         Ok(receiver)
     }
@@ -300,28 +362,43 @@ impl Runtime {
             .map_err(|_| RuntimeError::Stopped)?
     }
 
-    /// Runs a read on the shard's state (it may include changes not yet
-    /// durable: reads are advisory, acknowledgements are not).
+    /// Runs a read on the shard's state and waits for its result, which
+    /// comes only once everything that state contains is durable (not for
+    /// use inside an async runtime; see [`Runtime::query`]).
     pub fn read<R: Send + 'static>(
         &self,
         read: impl FnOnce(&ShardState) -> R + Send + 'static,
     ) -> Result<R, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
-        self.offer(Request::Read(Box::new(move |state| {
-            let _ = reply.send(read(state));
-        })))?;
-        receiver.blocking_recv().map_err(|_| RuntimeError::Stopped)
+        self.query(read)?
+            .blocking_recv()
+            .map_err(|_| RuntimeError::Stopped)?
     }
 
-    /// Queues a read of the shard's state; the receiver gets its result
-    /// (for async callers; see [`Runtime::read`] about durability).
+    /// Queues a read of the shard's state. The shard runs it in turn, but
+    /// the receiver gets its result only once the log is durable up to the
+    /// last change that state contained: nothing a read shows can vanish in
+    /// a crash (a fan never sees an order, a ticket code, a hold or a place
+    /// that a restart would take back). It costs at most the wait for the
+    /// group commit in flight, never an fsync of its own; with nothing
+    /// pending it is answered at once. `Durability` if the log failed.
     pub fn query<R: Send + 'static>(
         &self,
         read: impl FnOnce(&ShardState) -> R + Send + 'static,
-    ) -> Result<oneshot::Receiver<R>, RuntimeError> {
+    ) -> Result<oneshot::Receiver<Result<R, RuntimeError>>, RuntimeError> {
         let (reply, receiver) = oneshot::channel();
+        let shared = self.shared.clone();
         self.offer(Request::Read(Box::new(move |state| {
-            let _ = reply.send(read(state));
+            let value = read(state);
+            Box::new(move |durable| {
+                let answer = if durable {
+                    Ok(value)
+                } else {
+                    Err(RuntimeError::Durability(
+                        shared.poisoned().unwrap_or_else(|| "the log failed".into()),
+                    ))
+                };
+                let _ = reply.send(answer);
+            })
         })))?;
         Ok(receiver)
     }
@@ -356,6 +433,42 @@ impl Runtime {
             Ok(Err(reason)) => Err(RuntimeError::Durability(reason)),
             Err(_) => Err(RuntimeError::Stopped),
         }
+    }
+
+    /// Logs that a payment is about to be asked of the gateway; the
+    /// receiver gets it as recorded (stamped with the shard's time) once
+    /// durable. Refused with `PaymentInFlight` while another payment of the
+    /// same checkout is, `Overloaded` beyond [`MAX_PENDING_PAYMENTS`].
+    /// `started_at_ms` is ignored; `from` is the fan's address (logged).
+    pub fn start_payment(
+        &self,
+        payment: PendingPayment,
+        from: Option<IpAddr>,
+    ) -> Result<Pending<PendingPayment>, RuntimeError> {
+        let (reply, receiver) = oneshot::channel();
+        self.offer(Request::StartPayment {
+            payment,
+            from,
+            reply,
+        })?;
+        Ok(receiver)
+    }
+
+    /// Logs how a started payment ended; the receiver gets `true` once
+    /// durable, or `false` (nothing logged) if it was no longer in flight:
+    /// someone else settled it first.
+    pub fn settle_payment(
+        &self,
+        payment: PendingPayment,
+        settlement: Settlement,
+    ) -> Result<Pending<bool>, RuntimeError> {
+        let (reply, receiver) = oneshot::channel();
+        self.offer(Request::SettlePayment {
+            payment,
+            settlement,
+            reply,
+        })?;
+        Ok(receiver)
     }
 
     /// Writes a consistent backup to `target` while the sale runs.

@@ -11,7 +11,7 @@ use ingressoja_engine::Engine;
 use ingressoja_wal::{LogStore, Record, TailCut, Wal};
 use serde::{Deserialize, Serialize};
 
-use super::log_entry::{EventId, LogEntry};
+use super::log_entry::{CheckoutKey, EventId, LogEntry, PendingPayment};
 
 /// Everything a shard owns; what a snapshot holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +20,15 @@ pub struct ShardState {
     pub next_event: u32,
     /// The events, by id.
     pub events: BTreeMap<EventId, Engine>,
+    /// Payments logged as started and not yet settled, by checkout (one in
+    /// flight per checkout): what the settlement sweep takes to the gateway.
+    /// Bounded by [`MAX_PENDING_PAYMENTS`].
+    pub payments: BTreeMap<CheckoutKey, PendingPayment>,
 }
+
+/// Started, unsettled payments a shard keeps at most; beyond it a new
+/// payment is shed (503) until the gateway has settled some.
+pub const MAX_PENDING_PAYMENTS: usize = 100_000;
 
 impl ShardState {
     /// Checks every event's invariants; returns the tickets sold across events.
@@ -60,8 +68,42 @@ impl ShardState {
                     .apply_transition(&transition)
                     .map_err(|e| e.to_string())?;
             }
+            LogEntry::PaymentStarted { payment, .. } => self.start_payment(payment)?,
+            LogEntry::PaymentSettled { payment, .. } => self.settle_payment(&payment)?,
         }
         Ok(())
+    }
+
+    /// Records a started payment, unless one of the same checkout is in
+    /// flight (the shard checks this before logging; replay re-checks).
+    pub fn start_payment(&mut self, payment: PendingPayment) -> Result<(), String> {
+        if !self.events.contains_key(&payment.event) {
+            return Err(format!("payment for unknown event {}", payment.event.0));
+        }
+        match self.payments.entry(payment.checkout()) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(format!(
+                "payment {} started while another of its checkout was in flight",
+                payment.payment_ref
+            )),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(payment);
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets a settled payment; it must be the one in flight.
+    pub fn settle_payment(&mut self, payment: &PendingPayment) -> Result<(), String> {
+        match self.payments.get(&payment.checkout()) {
+            Some(pending) if pending.payment_ref == payment.payment_ref => {
+                self.payments.remove(&payment.checkout());
+                Ok(())
+            }
+            _ => Err(format!(
+                "payment {} settled but not in flight",
+                payment.payment_ref
+            )),
+        }
     }
 }
 

@@ -15,11 +15,11 @@ use ingressoja_engine::{Command, CustomerId, Engine, Transition};
 use ingressoja_wal::Record;
 
 use super::clock::Clock;
-use super::log_entry::{EventId, LogEntry};
-use super::recovery::ShardState;
+use super::log_entry::{EventId, LogEntry, PendingPayment, Settlement};
+use super::recovery::{MAX_PENDING_PAYMENTS, ShardState};
 use super::shared::Shared;
 use super::snapshotter::SnapshotJob;
-use super::writer::{Completion, Notice, WriteJob};
+use super::writer::{Notice, WriteJob};
 use super::{Applied, Request, RuntimeError, RuntimeOptions};
 
 /// Ticks come at most this often: admission paced at 500/s would otherwise
@@ -127,13 +127,15 @@ impl Shard {
                     command,
                     from,
                     after,
-                    reply,
                 } => {
-                    let completion = self.apply(event, command, from, now, reply, &mut job);
-                    if let (Some(after), Some(engine)) = (after, self.state.events.get(&event)) {
-                        after(engine);
+                    let applied = self.apply(event, command, from, now, &mut job);
+                    let respond = after(self.state.events.get(&event));
+                    match applied {
+                        Ok(applied) => job.completions.push(Box::new(move |durable| {
+                            respond(durable.map(|()| applied));
+                        })),
+                        Err(error) => respond(Err(error)),
                     }
-                    job.completions.extend(completion);
                 }
                 Request::CreateEvent { config, reply } => {
                     let completion = self.create_event(config, &mut job.records);
@@ -141,8 +143,44 @@ impl Shard {
                         let _ = reply.send(durable.and(completion));
                     }));
                 }
-                Request::Read(read) => read(&self.state),
+                Request::Read(read) => {
+                    let hand_over = read(&self.state);
+                    // The read saw every record numbered so far; it waits
+                    // for them unless they are durable already.
+                    if self.shared.durable_seq() >= self.next_seq - 1 {
+                        hand_over(true);
+                    } else {
+                        job.completions
+                            .push(Box::new(move |durable| hand_over(durable.is_ok())));
+                    }
+                }
                 Request::Snapshot { reply } => snapshot_requests.push(reply),
+                Request::StartPayment {
+                    payment,
+                    from,
+                    reply,
+                } => match self.start_payment(payment, from, now, &mut job.records) {
+                    Ok(started) => job.completions.push(Box::new(move |durable| {
+                        let _ = reply.send(durable.map(|()| started));
+                    })),
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                    }
+                },
+                Request::SettlePayment {
+                    payment,
+                    settlement,
+                    reply,
+                } => match self.settle_payment(payment, settlement, now, &mut job.records) {
+                    // Not in flight is also an answer from state that may
+                    // not be durable yet: it waits for the batch too.
+                    Ok(logged) => job.completions.push(Box::new(move |durable| {
+                        let _ = reply.send(durable.map(|()| logged));
+                    })),
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                    }
+                },
                 Request::Shutdown => shutdown = true,
             }
         }
@@ -163,12 +201,10 @@ impl Shard {
         command: Command,
         from: Option<IpAddr>,
         now: u64,
-        reply: tokio::sync::oneshot::Sender<Result<Applied, RuntimeError>>,
         job: &mut WriteJob,
-    ) -> Option<Completion> {
+    ) -> Result<Applied, RuntimeError> {
         let Some(engine) = self.state.events.get_mut(&event) else {
-            let _ = reply.send(Err(RuntimeError::UnknownEvent(event)));
-            return None;
+            return Err(RuntimeError::UnknownEvent(event));
         };
         let mut transitions = Vec::new();
         let mut origin = from.zip(command.customer()).map(|(from, customer)| Origin {
@@ -187,18 +223,12 @@ impl Shard {
             origin.first = transitions.len();
         }
         let outcome = engine.apply(command, now, &mut transitions);
-        if let Err(error) = self.log_transitions(event, &transitions, origin, now, job) {
-            let _ = reply.send(Err(error));
-            return None;
-        }
-        let applied = Applied {
+        self.log_transitions(event, &transitions, origin, now, job)?;
+        Ok(Applied {
             outcome,
             transitions,
             last_seq: self.next_seq - 1,
-        };
-        Some(Box::new(move |durable| {
-            let _ = reply.send(durable.map(|()| applied));
-        }))
+        })
     }
 
     fn create_event(
@@ -213,6 +243,55 @@ impl Shard {
         self.state.next_event += 1;
         self.state.events.insert(event, engine);
         Ok(event)
+    }
+
+    fn start_payment(
+        &mut self,
+        payment: PendingPayment,
+        from: Option<IpAddr>,
+        now: u64,
+        records: &mut Vec<Record>,
+    ) -> Result<PendingPayment, RuntimeError> {
+        if !self.state.events.contains_key(&payment.event) {
+            return Err(RuntimeError::UnknownEvent(payment.event));
+        }
+        if self.state.payments.contains_key(&payment.checkout()) {
+            return Err(RuntimeError::PaymentInFlight);
+        }
+        if self.state.payments.len() >= MAX_PENDING_PAYMENTS {
+            return Err(RuntimeError::Overloaded);
+        }
+        let payment = PendingPayment {
+            started_at_ms: now,
+            ..payment
+        };
+        self.push_record(&LogEntry::PaymentStarted { payment, from }, now, records)?;
+        let started = self.state.start_payment(payment);
+        assert!(started.is_ok(), "checked above: {started:?}");
+        Ok(payment)
+    }
+
+    /// Logs a settlement; false (nothing logged) if the payment is not the
+    /// one in flight for its checkout.
+    fn settle_payment(
+        &mut self,
+        payment: PendingPayment,
+        settlement: Settlement,
+        now: u64,
+        records: &mut Vec<Record>,
+    ) -> Result<bool, RuntimeError> {
+        let in_flight = self.state.payments.get(&payment.checkout());
+        if in_flight.is_none_or(|p| p.payment_ref != payment.payment_ref) {
+            return Ok(false);
+        }
+        let entry = LogEntry::PaymentSettled {
+            payment,
+            settlement,
+        };
+        self.push_record(&entry, now, records)?;
+        let settled = self.state.settle_payment(&payment);
+        assert!(settled.is_ok(), "checked above: {settled:?}");
+        Ok(true)
     }
 
     fn tick_due_events(&mut self, now: u64, job: &mut WriteJob) {

@@ -54,8 +54,13 @@ pub fn run<S: LogStore>(
     jobs: Receiver<WriteJob>,
     shared: Arc<Shared>,
     notices: Notices,
+    simulated_delay: std::time::Duration,
 ) {
     while let Ok(first) = jobs.recv() {
+        if !simulated_delay.is_zero() {
+            // Fault injection only (see `RuntimeOptions`): a slow disk.
+            std::thread::sleep(simulated_delay);
+        }
         let mut group = vec![first];
         let mut records = group[0].records.len();
         while records < MAX_GROUP_RECORDS {

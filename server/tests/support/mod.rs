@@ -43,8 +43,30 @@ pub struct Server {
     /// The server's clock, which tests move.
     pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
     tokio: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Asks the server to shut down; true if its serve loop has returned
+    /// (drained) within `limit`, polling.
+    pub fn shut_down_within(&mut self, limit: Duration) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Some(served) = self.served.as_ref() else {
+            return true;
+        };
+        let deadline = Instant::now() + limit;
+        while !served.is_finished() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
 }
 
 impl Drop for Server {
@@ -110,7 +132,7 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio.spawn(serve(listener, app.clone(), async move {
+    let served = tokio.spawn(serve(listener, app.clone(), async move {
         let _ = stopped.await;
     }));
     Server {
@@ -118,6 +140,7 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
         app,
         clock,
         stop: Some(stop),
+        served: Some(served),
         tokio,
         _dir: dir,
     }

@@ -1,0 +1,166 @@
+//! A fan's checkout, in the order that keeps money and orders together
+//! across a crash at any point:
+//!
+//! 1. log `PaymentStarted` (durable) with a fresh payment reference;
+//! 2. ask the provider to authorize under that reference;
+//! 3. place the order (the engine's checkout, durable);
+//! 4. capture (order placed) or void (no order), then log `PaymentSettled`.
+//!
+//! A crash after 1 leaves the payment in flight, and the settlement sweep
+//! (`settle.rs`) finishes it from the provider's status. An answer that
+//! cannot be trusted (a provider error, a runtime failure) also leaves it
+//! to the sweep instead of guessing.
+
+use std::net::IpAddr;
+
+use ingressoja_engine::{Command, CustomerId, Outcome, Payment, Reply};
+
+use super::gateway::{Authorization, PaymentGateway};
+use super::{place_order, random_seed, random_u64, record_settlement};
+use crate::runtime::{EventId, PendingPayment, Runtime, RuntimeError, Settlement};
+
+/// One checkout, as the fan asked for it.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckoutRequest<'a> {
+    /// The event.
+    pub event: EventId,
+    /// Who pays.
+    pub customer: CustomerId,
+    /// From where (logged with the order).
+    pub from: IpAddr,
+    /// The card's digits.
+    pub card: &'a str,
+    /// The hold's total when the checkout began.
+    pub amount_cents: u64,
+    /// Hash of the Idempotency-Key.
+    pub idempotency_key: u128,
+}
+
+/// Pays for the hold and places the order; the outcome is the engine's
+/// (an order, or why not). `PaymentInFlight` while another payment of the
+/// same checkout is in progress.
+pub async fn pay(
+    runtime: &Runtime,
+    gateway: &dyn PaymentGateway,
+    request: CheckoutRequest<'_>,
+) -> Result<Outcome, RuntimeError> {
+    let payment = runtime
+        .start_payment(
+            PendingPayment {
+                event: request.event,
+                customer: request.customer,
+                payment_ref: random_u64()?,
+                amount_cents: request.amount_cents,
+                idempotency_key: request.idempotency_key,
+                started_at_ms: 0,
+            },
+            Some(request.from),
+        )?
+        .await
+        .map_err(|_| RuntimeError::Stopped)??;
+    let authorization = gateway
+        .authorize(payment.payment_ref, request.card, payment.amount_cents)
+        .await;
+    match authorization {
+        Ok(Authorization::Approved) => {
+            let applied = place_order(runtime, &payment, Some(request.from)).await?;
+            let ours = match applied.outcome {
+                Ok(Reply::OrderPlaced {
+                    duplicate: false, ..
+                }) => true,
+                Ok(Reply::OrderPlaced {
+                    order,
+                    duplicate: true,
+                }) => order_paid_by(runtime, &payment, order).await?,
+                _ => false,
+            };
+            let settlement = if ours {
+                Settlement::Captured
+            } else {
+                Settlement::Voided
+            };
+            finish(runtime, gateway, payment, settlement).await;
+            Ok(applied.outcome)
+        }
+        Ok(Authorization::Declined) => {
+            record_settlement(runtime, payment, Settlement::NotCharged).await?;
+            refused(runtime, &request, Payment::Declined).await
+        }
+        Err(error) => {
+            // Unknown: a provider that timed out may still have charged.
+            // Voiding makes sure it never will under this reference; if
+            // even that fails, the sweep settles it later.
+            tracing::warn!(%error, payment = payment.payment_ref, "authorization failed");
+            if gateway.void(payment.payment_ref).await.is_ok() {
+                record_settlement(runtime, payment, Settlement::NotCharged).await?;
+            }
+            refused(runtime, &request, Payment::Failed).await
+        }
+    }
+}
+
+/// Whether `order` (placed under the same key) is the one this payment
+/// paid for: only if a sweep placed it with this very payment meanwhile.
+async fn order_paid_by(
+    runtime: &Runtime,
+    payment: &PendingPayment,
+    order: ingressoja_engine::OrderId,
+) -> Result<bool, RuntimeError> {
+    let (event, payment_ref) = (payment.event, payment.payment_ref);
+    let paid_by = runtime
+        .query(move |state| {
+            let engine = state.events.get(&event)?;
+            engine.order(order).map(|o| o.payment_ref)
+        })?
+        .await
+        .map_err(|_| RuntimeError::Stopped)??;
+    Ok(paid_by == Some(payment_ref))
+}
+
+/// Captures (the order stands) or voids (no order came of it), then logs
+/// the settlement; true once it is no longer in flight. A provider that
+/// fails here leaves the payment in flight for the sweep, which asks for
+/// its status and does the same.
+pub(crate) async fn finish(
+    runtime: &Runtime,
+    gateway: &dyn PaymentGateway,
+    payment: PendingPayment,
+    settlement: Settlement,
+) -> bool {
+    let done = match settlement {
+        Settlement::Captured => gateway.capture(payment.payment_ref).await,
+        Settlement::Voided => gateway.void(payment.payment_ref).await,
+        Settlement::Refunded => gateway.refund(payment.payment_ref).await,
+        Settlement::NotCharged => Ok(()),
+    };
+    let logged = match done {
+        Ok(()) => record_settlement(runtime, payment, settlement)
+            .await
+            .map(|_| ()),
+        Err(error) => Err(RuntimeError::Durability(error.to_string())),
+    };
+    if let Err(error) = &logged {
+        tracing::warn!(%error, payment = payment.payment_ref, ?settlement, "left for the settlement sweep");
+    }
+    logged.is_ok()
+}
+
+/// The engine's answer to a checkout whose payment did not go through (the
+/// hold stays; the engine says why in its order of precedence).
+async fn refused(
+    runtime: &Runtime,
+    request: &CheckoutRequest<'_>,
+    payment: Payment,
+) -> Result<Outcome, RuntimeError> {
+    let command = Command::Checkout {
+        customer: request.customer,
+        payment,
+        idempotency_key: request.idempotency_key,
+        ticket_seed: random_seed()?,
+    };
+    let applied = runtime
+        .submit_from(request.event, command, Some(request.from))?
+        .await
+        .map_err(|_| RuntimeError::Stopped)??;
+    Ok(applied.outcome)
+}

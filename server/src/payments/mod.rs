@@ -1,0 +1,72 @@
+//! Payments as a durable two-step: the intent is logged before the
+//! provider is asked, the outcome after, so a crash at any point leaves a
+//! record that the settlement sweep takes back to the provider. Every
+//! approved charge ends as an order (captured) or given back (voided or
+//! refunded); one Idempotency-Key never maps to two orders (the engine's
+//! rule) and never has two payments in flight (the shard's rule).
+//!
+//! - `gateway.rs`: the provider's interface (authorize, capture, void,
+//!   refund, status), keyed by our payment reference.
+//! - `sandbox.rs`: the sandbox provider, with its own synced ledger.
+//! - `checkout.rs`: a fan's checkout: log, authorize, order, capture, log.
+//! - `settle.rs`: the sweep that settles payments left in flight (at start,
+//!   after a crash, and periodically).
+
+pub mod checkout;
+pub mod gateway;
+pub mod sandbox;
+pub mod settle;
+
+use crate::runtime::{Applied, PendingPayment, Runtime, RuntimeError, Settlement};
+use ingressoja_engine::{Command, Payment};
+
+/// A fresh, unguessable, non-zero 64-bit value from the operating system.
+pub(crate) fn random_u64() -> Result<u64, RuntimeError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| RuntimeError::Durability("the system has no random source".into()))?;
+    Ok(u64::from_le_bytes(bytes).max(1))
+}
+
+/// A fresh 128-bit ticket seed.
+pub(crate) fn random_seed() -> Result<u128, RuntimeError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| RuntimeError::Durability("the system has no random source".into()))?;
+    Ok(u128::from_le_bytes(bytes))
+}
+
+/// Logs a settlement and waits until it is durable; false if another
+/// settled the payment first.
+pub(crate) async fn record_settlement(
+    runtime: &Runtime,
+    payment: PendingPayment,
+    settlement: Settlement,
+) -> Result<bool, RuntimeError> {
+    runtime
+        .settle_payment(payment, settlement)?
+        .await
+        .map_err(|_| RuntimeError::Stopped)?
+}
+
+/// Places the order an authorized payment pays for (from `from`, when a
+/// fan's request), and waits for the durable outcome.
+pub(crate) async fn place_order(
+    runtime: &Runtime,
+    payment: &PendingPayment,
+    from: Option<std::net::IpAddr>,
+) -> Result<Applied, RuntimeError> {
+    let command = Command::Checkout {
+        customer: payment.customer,
+        payment: Payment::Approved {
+            amount_cents: payment.amount_cents,
+            payment_ref: payment.payment_ref,
+        },
+        idempotency_key: payment.idempotency_key,
+        ticket_seed: random_seed()?,
+    };
+    runtime
+        .submit_from(payment.event, command, from)?
+        .await
+        .map_err(|_| RuntimeError::Stopped)?
+}

@@ -1,0 +1,253 @@
+//! Payments across a crash: a payment logged as started survives the
+//! restart (log replay or snapshot), and the settlement sweep finishes it by
+//! what the sandbox provider's ledger says — an order placed and captured
+//! when the hold still stands, the money given back when it does not, and a
+//! reference the provider never saw refused for good.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use ingressoja::payments::gateway::{Authorization, ChargeState, PaymentGateway};
+use ingressoja::payments::sandbox::{SandboxGateway, ledger_dir};
+use ingressoja::payments::settle::{SweepReport, sweep};
+use ingressoja::runtime::{
+    EventId, ManualClock, PendingPayment, Runtime, RuntimeOptions, Settlement,
+};
+use ingressoja_engine::{Command, CustomerId, Payment, Reply, TicketTypeId, TypeCounts};
+
+mod support;
+
+const FAN: CustomerId = CustomerId(1);
+const CARD: &str = "4242424242424242";
+
+struct Sale {
+    dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    tokio: tokio::runtime::Runtime,
+}
+
+impl Sale {
+    /// An open event; fan 1 joined and holds two tickets (R$ 200).
+    fn new() -> (Sale, Runtime, EventId) {
+        let sale = Sale {
+            dir: tempfile::tempdir().unwrap(),
+            clock: Arc::new(ManualClock::at(support::NOW)),
+            tokio: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
+        };
+        let runtime = sale.start();
+        let event = runtime
+            .create_event(support::runtime_event("Settle"))
+            .unwrap();
+        runtime
+            .apply(event, Command::Join { customer: FAN })
+            .unwrap();
+        let held = runtime
+            .apply(
+                event,
+                Command::AddItems {
+                    customer: FAN,
+                    items: TypeCounts::single(TicketTypeId(0), 2).unwrap(),
+                },
+            )
+            .unwrap();
+        assert!(matches!(held.outcome, Ok(Reply::Held { .. })));
+        (sale, runtime, event)
+    }
+
+    fn start(&self) -> Runtime {
+        Runtime::start(RuntimeOptions::new(self.dir.path()), self.clock.clone()).unwrap()
+    }
+
+    fn gateway(&self) -> SandboxGateway {
+        SandboxGateway::open(&ledger_dir(self.dir.path())).unwrap()
+    }
+
+    /// Logs a payment of the fan's hold as started (durable).
+    fn start_payment(&self, runtime: &Runtime, event: EventId, key: u128) -> PendingPayment {
+        let payment = PendingPayment {
+            event,
+            customer: FAN,
+            payment_ref: 1_000 + u64::try_from(key).unwrap(),
+            amount_cents: 20_000,
+            idempotency_key: key,
+            started_at_ms: 0,
+        };
+        self.tokio
+            .block_on(runtime.start_payment(payment, None).unwrap())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The process dies (the runtime is dropped) and starts again.
+    fn restart(&self, runtime: Runtime) -> Runtime {
+        drop(runtime);
+        self.start()
+    }
+
+    fn sweep(&self, runtime: &Runtime, gateway: &SandboxGateway) -> SweepReport {
+        self.tokio
+            .block_on(sweep(runtime, gateway, support::NOW + 1))
+            .unwrap()
+    }
+
+    fn ledger(&self, gateway: &SandboxGateway, payment: &PendingPayment) -> ChargeState {
+        self.tokio
+            .block_on(gateway.status(payment.payment_ref))
+            .unwrap()
+    }
+}
+
+fn orders(runtime: &Runtime, event: EventId) -> Vec<(u128, u64)> {
+    runtime
+        .read(move |state| {
+            state.events[&event]
+                .orders_of(FAN)
+                .map(|(_, o)| (o.idempotency_key, o.payment_ref))
+                .collect()
+        })
+        .unwrap()
+}
+
+fn in_flight(runtime: &Runtime) -> usize {
+    runtime.read(|state| state.payments.len()).unwrap()
+}
+
+#[test]
+fn charged_but_no_order_when_the_process_died_the_order_is_placed_and_captured() {
+    let (sale, runtime, event) = Sale::new();
+    let gateway = sale.gateway();
+    let payment = sale.start_payment(&runtime, event, 7);
+    let approved = sale
+        .tokio
+        .block_on(gateway.authorize(payment.payment_ref, CARD, 20_000));
+    assert_eq!(approved, Ok(Authorization::Approved));
+    let runtime = sale.restart(runtime);
+    assert_eq!(in_flight(&runtime), 1, "the started payment survived");
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.captured), (1, 1), "{report:?}");
+    assert_eq!(orders(&runtime, event), vec![(7, payment.payment_ref)]);
+    assert_eq!(
+        sale.ledger(&gateway, &payment),
+        ChargeState::Captured {
+            amount_cents: 20_000
+        }
+    );
+    assert_eq!(in_flight(&runtime), 0);
+    // Settled for good: a restart finds nothing to do.
+    let runtime = sale.restart(runtime);
+    assert_eq!(sale.sweep(&runtime, &gateway), SweepReport::default());
+}
+
+#[test]
+fn died_before_the_charge_the_reference_is_refused_for_good() {
+    let (sale, runtime, event) = Sale::new();
+    let gateway = sale.gateway();
+    let payment = sale.start_payment(&runtime, event, 8);
+    let runtime = sale.restart(runtime);
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.not_charged), (1, 1), "{report:?}");
+    assert!(orders(&runtime, event).is_empty());
+    // A request of the dead process that reaches the provider late is refused.
+    let late = sale
+        .tokio
+        .block_on(gateway.authorize(payment.payment_ref, CARD, 20_000));
+    assert_eq!(late, Ok(Authorization::Declined));
+    assert_eq!(sale.ledger(&gateway, &payment), ChargeState::Voided);
+}
+
+#[test]
+fn charged_but_the_hold_is_gone_the_money_goes_back() {
+    let (sale, runtime, event) = Sale::new();
+    let gateway = sale.gateway();
+    let payment = sale.start_payment(&runtime, event, 9);
+    sale.tokio
+        .block_on(gateway.authorize(payment.payment_ref, CARD, 20_000))
+        .unwrap();
+    runtime
+        .apply(event, Command::ReleaseHold { customer: FAN })
+        .unwrap();
+    let runtime = sale.restart(runtime);
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.given_back), (1, 1), "{report:?}");
+    assert!(orders(&runtime, event).is_empty());
+    assert_eq!(sale.ledger(&gateway, &payment), ChargeState::Voided);
+}
+
+#[test]
+fn ordered_but_not_captured_when_the_process_died_it_is_captured() {
+    let (sale, runtime, event) = Sale::new();
+    let gateway = sale.gateway();
+    let payment = sale.start_payment(&runtime, event, 10);
+    sale.tokio
+        .block_on(gateway.authorize(payment.payment_ref, CARD, 20_000))
+        .unwrap();
+    let placed = runtime
+        .apply(
+            event,
+            Command::Checkout {
+                customer: FAN,
+                payment: Payment::Approved {
+                    amount_cents: 20_000,
+                    payment_ref: payment.payment_ref,
+                },
+                idempotency_key: 10,
+                ticket_seed: 3,
+            },
+        )
+        .unwrap();
+    assert!(matches!(placed.outcome, Ok(Reply::OrderPlaced { .. })));
+    // A snapshot while the payment is in flight: it must carry it.
+    runtime.snapshot().unwrap();
+    let runtime = sale.restart(runtime);
+    assert!(runtime.recovery().snapshot_seq.is_some());
+    assert_eq!(in_flight(&runtime), 1);
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.captured), (1, 1), "{report:?}");
+    assert_eq!(orders(&runtime, event).len(), 1, "no second order");
+    assert!(matches!(
+        sale.ledger(&gateway, &payment),
+        ChargeState::Captured { .. }
+    ));
+}
+
+#[test]
+fn one_checkout_has_one_payment_in_flight_and_a_settlement_is_logged_once() {
+    let (sale, runtime, event) = Sale::new();
+    let payment = sale.start_payment(&runtime, event, 11);
+    let again = sale.tokio.block_on(
+        runtime
+            .start_payment(
+                PendingPayment {
+                    payment_ref: 5,
+                    ..payment
+                },
+                None,
+            )
+            .unwrap(),
+    );
+    assert!(
+        matches!(
+            again,
+            Ok(Err(ingressoja::runtime::RuntimeError::PaymentInFlight))
+        ),
+        "{again:?}"
+    );
+    let settle = |runtime: &Runtime| {
+        sale.tokio
+            .block_on(
+                runtime
+                    .settle_payment(payment, Settlement::NotCharged)
+                    .unwrap(),
+            )
+            .unwrap()
+            .unwrap()
+    };
+    assert!(settle(&runtime), "the first settlement is logged");
+    assert!(!settle(&runtime), "a second one changes nothing");
+    let runtime = sale.restart(runtime);
+    assert_eq!(in_flight(&runtime), 0);
+}
