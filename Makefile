@@ -24,11 +24,16 @@ APT_PACKAGES := build-essential pkg-config libclang-dev clang
 # Debian's chromium). Checked by command, not by package: a machine may have
 # node and npm from elsewhere (NodeSource's nodejs bundles npm, and Debian's
 # npm package would conflict with it).
-TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm
+TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm curl:curl
+# schemathesis (from PyPI, pinned) fuzzes the API against docs/openapi.yaml,
+# from a virtual environment kept beside the cargo target directory.
+VENV := $(HOME)/.cache/ingressoja/venv
+SCHEMATHESIS := schemathesis==4.32.5
+FUZZ_SECONDS ?= 30
 BROWSER_TESTS := server/tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps test-deps run demo test fmt lint unit browser bench bench-http clean
+.PHONY: help deps test-deps run demo test fmt lint unit browser fuzz-api bench bench-http clean
 
 help:
 	@echo "make run    serve the sale on http://127.0.0.1:8080 with a demo event"
@@ -63,7 +68,7 @@ run: deps
 demo: deps
 	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
 
-test: deps test-deps fmt lint unit browser
+test: deps test-deps fmt lint unit browser fuzz-api
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -87,6 +92,20 @@ unit:
 browser:
 	@[ -d $(BROWSER_TESTS)/node_modules/playwright-core ] || (cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund)
 	cd $(BROWSER_TESTS) && node --test --test-concurrency=1
+
+# The API against its OpenAPI document: schemathesis with every check, as an
+# anonymous client, a fan and an administrator, FUZZ_SECONDS each, against
+# the binary `unit` just built (exclusions and their reasons are in
+# server/tests/api_fuzz/schemathesis.toml).
+fuzz-api: $(VENV)/.installed
+	server/tests/api_fuzz/run.sh $(CARGO_TARGET_DIR)/release/ingressoja $(VENV)/bin/st $(FUZZ_SECONDS)
+
+$(VENV)/.installed:
+	@python3 -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q '$(SCHEMATHESIS)'
+	touch $@
 
 bench: deps
 	$(CARGO) bench --locked --profile release -p ingressoja-benches

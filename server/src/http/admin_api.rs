@@ -34,6 +34,26 @@ fn default_limit() -> u16 {
 /// this bound is also what keeps one fan's answers small.
 pub const MAX_CUSTOMER_LIMIT: u16 = 50;
 
+/// The longest event, venue or ticket type name (what a ticket and a phone
+/// screen can show).
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// 400 unless every name is not blank and at most [`MAX_NAME_CHARS`].
+fn check_names(body: &NewEventBody) -> Result<(), ApiError> {
+    let names = [body.name.as_str(), body.venue.as_str()]
+        .into_iter()
+        .chain(body.ticket_types.iter().map(|t| t.name.as_str()));
+    for name in names {
+        if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return Err(ApiError::bad_request(
+                "invalid_config",
+                format!("names are not blank and have at most {MAX_NAME_CHARS} characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// 400 unless every per-customer limit is within [`MAX_CUSTOMER_LIMIT`].
 fn check_limits(policy: &Policy) -> Result<(), ApiError> {
     let too_high = policy.per_event_limit > MAX_CUSTOMER_LIMIT
@@ -158,6 +178,7 @@ async fn event_view(app: &App, event: EventId) -> Answer {
 
 /// `POST /api/admin/events`
 pub async fn create_event(app: &App, body: NewEventBody) -> Answer {
+    check_names(&body)?;
     let mut policy = body.policy.apply_to(Policy::default())?;
     for (t, ticket_type) in body.ticket_types.iter().enumerate() {
         policy
