@@ -275,3 +275,50 @@ fn a_405_says_which_methods_are_allowed() {
     let raw = call_raw(&server, "PATCH", "/api/events/0/queue", &[], None);
     assert!(raw.contains("allow: POST, GET, DELETE\r\n"), "{raw}");
 }
+
+#[test]
+fn requests_hyper_cannot_parse_still_get_json_errors() {
+    let server = start_configured(config(|_| {}));
+    let long_url = format!(
+        "GET /api/events?{} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let mut flood = String::from("GET /healthz HTTP/1.1\r\nHost: t\r\n");
+    for i in 0..200 {
+        flood.push_str(&format!("X-Flood-{i}: 1\r\n"));
+    }
+    flood.push_str("\r\n");
+    let cases = [
+        (long_url, "414", "uri_too_long"),
+        (flood, "431", "headers_too_large"),
+        (
+            "POST /api/accounts HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+                .to_string(),
+            "400",
+            "malformed_request",
+        ),
+        (
+            "GET /api/\x01events HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
+            "400",
+            "malformed_request",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        let _ = stream.write_all(request.as_bytes());
+        let answer = read_answer(&mut stream);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{status}: {answer:?}"
+        );
+        assert!(
+            answer.contains("content-type: application/json"),
+            "{answer}"
+        );
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let json: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], code, "{answer}");
+    }
+    let (status, _) = call(&server, "GET", "/healthz", &[], None);
+    assert_eq!(status, 200, "the server carries on");
+}

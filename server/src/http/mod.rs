@@ -7,6 +7,7 @@
 //!   `pace.rs`: how fast each line moves (for waiting fans' estimates).
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies;
 //!   `client_address.rs`: the client's address, behind trusted proxies too.
+//! - `library_errors.rs`: JSON bodies for the errors hyper answers itself.
 //! - `account_api.rs`: register, login with two factors, logout, password,
 //!   enrollment; `session.rs`: who is asking (session cookie or bearer
 //!   token) and CSRF; `pow.rs`: proof-of-work challenges at queue join;
@@ -33,6 +34,7 @@ pub mod demo_event;
 pub mod error;
 pub mod fan_api;
 pub mod hub;
+pub mod library_errors;
 pub mod limits;
 pub mod metrics;
 pub mod pace;
@@ -220,7 +222,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     let connection = http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(header_timeout)
-                        .serve_connection(TokioIo::new(stream), service);
+                        .serve_connection(
+                            TokioIo::new(library_errors::JsonLibraryErrors::new(stream)),
+                            service,
+                        );
                     tokio::pin!(connection);
                     tokio::select! {
                         _ = connection.as_mut() => {}
