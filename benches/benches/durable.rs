@@ -2,7 +2,8 @@
 //! second through the runtime (engine + group-commit log, fsync per batch),
 //! acknowledgement latency at several offered loads, recovery time after ten
 //! million logged transitions (log only, and snapshot + tail), and how long
-//! the shard pauses to copy its state for a snapshot. Not criterion: these are
+//! the shard pauses to copy its state for a snapshot, and the restart and
+//! settlement of payments a crash left in flight. Not criterion: these are
 //! latency distributions and one-off timings. Run with
 //! `cargo bench --profile release -p ingressoja-benches --bench durable`
 //! (`DURABLE_RECOVERY_TRANSITIONS` overrides the ten million).
@@ -207,6 +208,116 @@ fn recovery(dir: &std::path::Path) {
     }
 }
 
+/// An open event where every fan is admitted at once and may hold a ticket.
+fn open_event(now_ms: u64) -> EventConfig {
+    EventConfig {
+        name: "Settlement Bench".into(),
+        venue: "Disk".into(),
+        starts_at_ms: now_ms + 3_600_000,
+        ticket_types: vec![TicketType {
+            name: "Pista".into(),
+            price_cents: 100,
+            capacity: 1_000_000,
+        }],
+        schedule: Schedule {
+            prequeue_opens_at_ms: now_ms,
+            opens_at_ms: now_ms,
+            closes_at_ms: now_ms + 3_600_000,
+        },
+        policy: Policy {
+            max_active: 1_000_000,
+            admit_per_second: 1_000_000,
+            max_queue_len: 1_000_000,
+            ..Policy::default()
+        },
+        shuffle_seed: 1,
+    }
+}
+
+/// Payments left in flight by a crash after the charge: N fans each hold
+/// a ticket and their payment is logged as started and authorized at the
+/// sandbox gateway, then the process stops. Times the restart (recovery)
+/// and the settlement sweep that places and captures every order.
+fn settlement(dir: &std::path::Path) {
+    use ingressoja::payments::gateway::PaymentGateway;
+    use ingressoja::payments::sandbox::{SandboxGateway, ledger_dir};
+    use ingressoja::runtime::{ManualClock, PendingPayment};
+    let payments: u64 = std::env::var("DURABLE_SETTLE_PAYMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let now = 1_800_000_000_000;
+    let clock = Arc::new(ManualClock::at(now));
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = || {
+        let mut options = RuntimeOptions::new(dir);
+        options.queue_capacity = 1 << 20;
+        options
+    };
+    let runtime = Runtime::start(options(), clock.clone()).unwrap();
+    let event = runtime.create_event(open_event(now)).unwrap();
+    let one = ingressoja_engine::TypeCounts::single(ingressoja_engine::TicketTypeId(0), 1).unwrap();
+    let gateway = SandboxGateway::open(&ledger_dir(dir)).unwrap();
+    for id in 1..=payments {
+        let customer = CustomerId(id);
+        runtime.apply(event, Command::Join { customer }).unwrap();
+    }
+    clock.set(now + 10_000);
+    runtime.apply(event, Command::Tick).unwrap();
+    for id in 1..=payments {
+        let customer = CustomerId(id);
+        let held = runtime
+            .apply(event, Command::AddItems { customer, items: one })
+            .unwrap();
+        assert!(held.outcome.is_ok(), "{held:?}");
+        let payment = PendingPayment {
+            event,
+            customer,
+            payment_ref: id,
+            amount_cents: 100,
+            idempotency_key: u128::from(id),
+            started_at_ms: 0,
+        };
+        tokio
+            .block_on(runtime.start_payment(payment, None).unwrap())
+            .unwrap()
+            .unwrap();
+        tokio
+            .block_on(gateway.authorize(id, "4242424242424242", 100))
+            .unwrap();
+    }
+    runtime.shutdown();
+    let started = Instant::now();
+    let recovered = Runtime::start(options(), clock.clone()).unwrap();
+    let ready = started.elapsed();
+    let started = Instant::now();
+    let report = tokio
+        .block_on(ingressoja::payments::settle::sweep(
+            &recovered,
+            &gateway,
+            now + 20_000,
+        ))
+        .unwrap();
+    let swept = started.elapsed();
+    println!(
+        "\n## Restart with {payments} payments charged but not yet ordered\n\
+         - serving again after {:.1} ms ({} records replayed)\n\
+         - settlement sweep: {:.2} s ({:.0} payments/s): {} captured into orders, {} given back, {} left",
+        ready.as_secs_f64() * 1000.0,
+        recovered.recovery().replayed,
+        swept.as_secs_f64(),
+        payments as f64 / swept.as_secs_f64(),
+        report.captured,
+        report.given_back,
+        report.left
+    );
+    recovered.shutdown();
+}
+
 fn main() {
     // criterion's harness passes flags like --bench; a filter argument other
     // than flags selects sections.
@@ -224,5 +335,8 @@ fn main() {
     }
     if wanted("recovery") {
         recovery(dir.path());
+    }
+    if wanted("settlement") {
+        settlement(&dir.path().join("settlement"));
     }
 }
