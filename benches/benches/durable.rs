@@ -271,7 +271,13 @@ fn settlement(dir: &std::path::Path) {
     for id in 1..=payments {
         let customer = CustomerId(id);
         let held = runtime
-            .apply(event, Command::AddItems { customer, items: one })
+            .apply(
+                event,
+                Command::AddItems {
+                    customer,
+                    items: one,
+                },
+            )
             .unwrap();
         assert!(held.outcome.is_ok(), "{held:?}");
         let payment = PendingPayment {
