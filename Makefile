@@ -68,7 +68,11 @@ run: deps
 demo: deps
 	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
 
+# The last line is the cargo tests' total again: the fuzzer's own closing
+# line reads like a test runner's that ran nothing.
 test: deps test-deps fmt lint unit browser fuzz-api
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } \
+		END { printf "tests: %d passed, %d failed\n", passed, failed }' $(CARGO_TARGET_DIR)/test-output.txt
 
 fmt:
 	$(CARGO) fmt --all -- --check
