@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -32,21 +32,14 @@ use ingressoja::payments::gateway::ChargeState;
 use ingressoja::payments::sandbox::{LEDGER_FILE, ledger_dir, read_ledger};
 use ingressoja::runtime::{EventId, Runtime, RuntimeOptions, SystemClock};
 use serde_json::{Value, json};
+use support::Process;
+
+mod support;
 
 const KILLS: usize = 12;
 const THREADS: usize = 12;
 const FANS_PER_THREAD: usize = 4;
 const CARD: &str = "4242 4242 4242 4242";
-
-/// Kills the server however the test ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A data directory with one open event (no proof of work, no two-factor:
 /// the fans here hold development sessions), made in this process.
@@ -75,28 +68,16 @@ fn prepare(data: &Path) {
         .unwrap();
 }
 
-fn spawn(dir: &Path, listen: &str) -> (Server, String, Duration) {
+fn spawn(dir: &Path, listen: &str) -> (Process, String, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingressoja"))
-        .args(["serve", "--listen", listen, "--data"])
-        // A slow disk (5 ms before each group commit): what a fan is shown
-        // stays unwritten long enough for a kill to land in between.
-        .env("INGRESSOJA_SIMULATED_WRITE_DELAY_MS", "5")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("server.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|line| line.contains("serving on http://"))
-        .expect("the server says where it listens");
-    let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+    // A slow disk (5 ms before each group commit): what a fan is shown
+    // stays unwritten long enough for a kill to land in between.
+    let (server, addr) = support::serve_binary(
+        listen,
+        &dir.join("data"),
+        &dir.join("server.toml"),
+        &[("INGRESSOJA_SIMULATED_WRITE_DELAY_MS", "5")],
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok((200, _)) =
@@ -171,6 +152,13 @@ impl Conn {
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body)?;
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// Pays for `token`'s hold with the key `key` (the test card).
+    fn checkout(&mut self, token: &str, key: &str) -> std::io::Result<(u16, Value)> {
+        let headers = [("Authorization", token), ("Idempotency-Key", key)];
+        let pay = json!({ "card_number": CARD });
+        self.call("POST", "/api/events/0/checkout", Some(&pay), &headers)
     }
 
     fn call(
@@ -414,18 +402,7 @@ fn settle_unanswered(shared: &Shared) {
         );
         let mut conn = Conn::open(&shared.addr).unwrap();
         for (key, token) in pending {
-            let headers = [
-                ("Authorization", token.as_str()),
-                ("Idempotency-Key", key.as_str()),
-            ];
-            let answer = conn
-                .call(
-                    "POST",
-                    "/api/events/0/checkout",
-                    Some(&json!({ "card_number": CARD })),
-                    &headers,
-                )
-                .unwrap();
+            let answer = conn.checkout(&token, &key).unwrap();
             note_checkout(shared, &key, &token, answer);
         }
     }
@@ -507,21 +484,10 @@ fn acknowledged_orders_holds_and_charges_survive_repeated_sigkills() {
         "5xx answers: {:?}",
         acks.server_errors
     );
-    // Every acknowledged order, by its key and in the fan's list.
+    // Every acknowledged order, asked for again by its key.
     let mut conn = Conn::open(&addr).unwrap();
     for (key, (token, order, codes)) in &acks.orders {
-        let headers = [
-            ("Authorization", token.as_str()),
-            ("Idempotency-Key", key.as_str()),
-        ];
-        let (status, body) = conn
-            .call(
-                "POST",
-                "/api/events/0/checkout",
-                Some(&json!({ "card_number": CARD })),
-                &headers,
-            )
-            .unwrap();
+        let (status, body) = conn.checkout(token, key).unwrap();
         assert_eq!(status, 200, "key {key}: {body}");
         assert_eq!(
             body["id"].as_u64(),

@@ -4,8 +4,6 @@
 //! (a fan joining, with the demo event's proof of work) to every one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,17 +14,11 @@ use tokio::net::TcpStream;
 const STREAMS: usize = 10_000;
 const DEMO_DIFFICULTY: u8 = ingressoja::http::settings::DEFAULT_POW_DIFFICULTY;
 
-/// The server process, killed when the test ends however it ends.
-struct Server(Child);
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path) -> (Server, String) {
+/// The server process (killed when the test ends however it ends) and its
+/// address.
+fn start(dir: &std::path::Path) -> (support::Process, String) {
     let config = dir.join("server.toml");
     std::fs::write(
         &config,
@@ -34,27 +26,9 @@ fn start(dir: &std::path::Path) -> (Server, String) {
          joins_per_account = 0\ncarts_per_ip = 0\ncarts_per_account = 0\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingressoja"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|line| line.contains("serving on http://"))
-        .expect("the server says where it listens");
-    let addr = line.rsplit("http://").next().unwrap().trim().to_string();
-    (server, addr)
+    support::serve_binary("127.0.0.1:0", &dir.join("data"), &config, &[])
 }
 
-/// One request on its own connection; the raw answer.
 async fn request(addr: &str, head: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let text = format!(

@@ -317,3 +317,45 @@ pub fn read_until(stream: &mut TcpStream, seen: &mut String, needle: &str) -> St
     seen.replace_range(..at, "");
     through
 }
+
+/// The `ingressoja` binary serving in a process of its own; killed (SIGKILL)
+/// when dropped, however the test ends.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `ingressoja serve --listen LISTEN --data DATA --config CONFIG`
+/// with `env` set, and waits for the line that says where it listens: the
+/// process and its address (`host:port`).
+pub fn serve_binary(
+    listen: &str,
+    data: &std::path::Path,
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Process, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+        .args(["serve", "--listen", listen, "--data"])
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let process = Process(child);
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("serving on http://"))
+        .expect("the server says where it listens");
+    let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+    (process, addr)
+}
