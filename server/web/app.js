@@ -453,17 +453,33 @@ class Shop {
     button.disabled = true;
     result.textContent = t("pay.paying"); result.className = "muted";
     try {
-      const order = await api("POST", `/api/events/${this.id}/checkout`, { card_number: document.getElementById("card").value }, { "Idempotency-Key": this.key });
+      const order = await this.checkout(document.getElementById("card").value);
       clearInterval(this.timer);
       this.el.innerHTML = `<div class="card"><p class="ok big" data-testid="confirmed">${esc(t("pay.confirmed"))}</p>
         <p>${esc(t("pay.orderTotal", { n: order.tickets.length, total: brl(order.total_cents) }))}</p>
         <a class="button" href="#/tickets">${esc(t("nav.tickets"))}</a></div>`;
       announce(t("pay.confirmed"));
     } catch (e) {
-      if (e.code !== "network") this.key = null;
+      // The same key again after anything that may not have been the end of
+      // this payment (a lost answer, a busy server): it can never buy twice.
+      if (!["network", "payment_in_progress", "overloaded", "unavailable"].includes(e.code)) this.key = null;
       showError(result, e);
       announce(e.message);
     } finally { button.disabled = false; }
+  }
+
+  // Pays with this attempt's key; while the server says the payment with
+  // this key is still in progress (another tab, a retry after a lost
+  // answer), asks again after the second it suggests, for up to a minute.
+  async checkout(card) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await api("POST", `/api/events/${this.id}/checkout`, { card_number: card }, { "Idempotency-Key": this.key });
+      } catch (e) {
+        if (e.code !== "payment_in_progress" || attempt >= 60) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
   }
 }
 
