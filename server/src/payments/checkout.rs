@@ -13,11 +13,13 @@
 
 use std::net::IpAddr;
 
-use ingressoja_engine::{Command, CustomerId, Outcome, Payment, Reply};
+use ingressoja_engine::{CustomerId, Outcome, Payment, Reply};
 
 use super::gateway::{Authorization, PaymentGateway};
-use super::{place_order, random_seed, random_u64, record_settlement};
-use crate::runtime::{EventId, PendingPayment, Runtime, RuntimeError, Settlement};
+use super::{place_order, random_u64, record_settlement, submit_checkout};
+use crate::runtime::{
+    CheckoutKey, EventId, PendingPayment, Runtime, RuntimeError, Settlement, answer,
+};
 
 /// One checkout, as the fan asked for it.
 #[derive(Clone, Copy, Debug)]
@@ -44,20 +46,18 @@ pub async fn pay(
     gateway: &dyn PaymentGateway,
     request: CheckoutRequest<'_>,
 ) -> Result<Outcome, RuntimeError> {
-    let payment = runtime
-        .start_payment(
-            PendingPayment {
-                event: request.event,
-                customer: request.customer,
-                payment_ref: random_u64()?,
-                amount_cents: request.amount_cents,
-                idempotency_key: request.idempotency_key,
-                started_at_ms: 0,
-            },
-            Some(request.from),
-        )?
-        .await
-        .map_err(|_| RuntimeError::Stopped)??;
+    let started = runtime.start_payment(
+        PendingPayment {
+            event: request.event,
+            customer: request.customer,
+            payment_ref: random_u64()?,
+            amount_cents: request.amount_cents,
+            idempotency_key: request.idempotency_key,
+            started_at_ms: 0,
+        },
+        Some(request.from),
+    )?;
+    let payment = answer(started).await?;
     let authorization = gateway
         .authorize(payment.payment_ref, request.card, payment.amount_cents)
         .await;
@@ -107,13 +107,11 @@ async fn order_paid_by(
     order: ingressoja_engine::OrderId,
 ) -> Result<bool, RuntimeError> {
     let (event, payment_ref) = (payment.event, payment.payment_ref);
-    let paid_by = runtime
-        .query(move |state| {
-            let engine = state.events.get(&event)?;
-            engine.order(order).map(|o| o.payment_ref)
-        })?
-        .await
-        .map_err(|_| RuntimeError::Stopped)??;
+    let paid_by = answer(runtime.query(move |state| {
+        let engine = state.events.get(&event)?;
+        engine.order(order).map(|o| o.payment_ref)
+    })?)
+    .await?;
     Ok(paid_by == Some(payment_ref))
 }
 
@@ -152,15 +150,11 @@ async fn refused(
     request: &CheckoutRequest<'_>,
     payment: Payment,
 ) -> Result<Outcome, RuntimeError> {
-    let command = Command::Checkout {
+    let checkout = CheckoutKey {
+        event: request.event,
         customer: request.customer,
-        payment,
         idempotency_key: request.idempotency_key,
-        ticket_seed: random_seed()?,
     };
-    let applied = runtime
-        .submit_from(request.event, command, Some(request.from))?
-        .await
-        .map_err(|_| RuntimeError::Stopped)??;
+    let applied = submit_checkout(runtime, checkout, payment, Some(request.from)).await?;
     Ok(applied.outcome)
 }

@@ -17,7 +17,11 @@ pub mod gateway;
 pub mod sandbox;
 pub mod settle;
 
-use crate::runtime::{Applied, PendingPayment, Runtime, RuntimeError, Settlement};
+use std::net::IpAddr;
+
+use crate::runtime::{
+    Applied, CheckoutKey, PendingPayment, Runtime, RuntimeError, Settlement, answer,
+};
 use ingressoja_engine::{Command, Payment};
 
 /// A fresh, unguessable, non-zero 64-bit value from the operating system.
@@ -43,10 +47,7 @@ pub(crate) async fn record_settlement(
     payment: PendingPayment,
     settlement: Settlement,
 ) -> Result<bool, RuntimeError> {
-    runtime
-        .settle_payment(payment, settlement)?
-        .await
-        .map_err(|_| RuntimeError::Stopped)?
+    answer(runtime.settle_payment(payment, settlement)?).await
 }
 
 /// Places the order an authorized payment pays for (from `from`, when a
@@ -54,19 +55,28 @@ pub(crate) async fn record_settlement(
 pub(crate) async fn place_order(
     runtime: &Runtime,
     payment: &PendingPayment,
-    from: Option<std::net::IpAddr>,
+    from: Option<IpAddr>,
+) -> Result<Applied, RuntimeError> {
+    let approved = Payment::Approved {
+        amount_cents: payment.amount_cents,
+        payment_ref: payment.payment_ref,
+    };
+    submit_checkout(runtime, payment.checkout(), approved, from).await
+}
+
+/// The engine's checkout of `checkout` with what the gateway said, once
+/// durable (the engine decides: an order, or why not).
+pub(crate) async fn submit_checkout(
+    runtime: &Runtime,
+    checkout: CheckoutKey,
+    payment: Payment,
+    from: Option<IpAddr>,
 ) -> Result<Applied, RuntimeError> {
     let command = Command::Checkout {
-        customer: payment.customer,
-        payment: Payment::Approved {
-            amount_cents: payment.amount_cents,
-            payment_ref: payment.payment_ref,
-        },
-        idempotency_key: payment.idempotency_key,
+        customer: checkout.customer,
+        payment,
+        idempotency_key: checkout.idempotency_key,
         ticket_seed: random_seed()?,
     };
-    runtime
-        .submit_from(payment.event, command, from)?
-        .await
-        .map_err(|_| RuntimeError::Stopped)?
+    answer(runtime.submit_from(checkout.event, command, from)?).await
 }

@@ -96,11 +96,16 @@ type Respond = Box<dyn FnOnce(Result<Applied, RuntimeError>) + Send>;
 type AfterApply = Box<dyn FnOnce(Option<&Engine>) -> Respond + Send>;
 
 /// Run by the shard on its state; it returns how to hand the result over
-/// once everything the state contained is durable.
-type DurableRead = Box<dyn FnOnce(&ShardState) -> Box<dyn FnOnce(bool) + Send> + Send>;
+/// once everything the state contained is durable (or known never to be).
+type DurableRead = Box<dyn FnOnce(&ShardState) -> writer::Completion + Send>;
 
 /// An answer the runtime sends once it is durable (or why it never will be).
 pub type Pending<T> = oneshot::Receiver<Result<T, RuntimeError>>;
+
+/// Waits for a [`Pending`] answer; `Stopped` if the runtime dropped it.
+pub async fn answer<T>(pending: Pending<T>) -> Result<T, RuntimeError> {
+    pending.await.map_err(|_| RuntimeError::Stopped)?
+}
 
 /// What applying a command gave, once durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,18 +301,12 @@ impl Runtime {
         event: EventId,
         command: Command,
         from: Option<IpAddr>,
-    ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
+    ) -> Result<Pending<Applied>, RuntimeError> {
         let (reply, receiver) = oneshot::channel();
-        let after: AfterApply = Box::new(move |_| {
+        self.offer_apply(event, command, from, move |_| {
             Box::new(move |applied| {
                 let _ = reply.send(applied);
             })
-        });
-        self.offer(Request::Apply {
-            event,
-            command,
-            from,
-            after,
         })?;
         Ok(receiver)
     }
@@ -327,19 +326,28 @@ impl Runtime {
         read: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<Pending<(Applied, Option<R>)>, RuntimeError> {
         let (reply, receiver) = oneshot::channel();
-        let after: AfterApply = Box::new(move |engine| {
+        self.offer_apply(event, command, from, move |engine| {
             let view = engine.map(read);
             Box::new(move |applied| {
                 let _ = reply.send(applied.map(|applied| (applied, view)));
             })
-        });
+        })?;
+        Ok(receiver)
+    }
+
+    fn offer_apply(
+        &self,
+        event: EventId,
+        command: Command,
+        from: Option<IpAddr>,
+        after: impl FnOnce(Option<&Engine>) -> Respond + Send + 'static,
+    ) -> Result<(), RuntimeError> {
         self.offer(Request::Apply {
             event,
             command,
             from,
-            after,
-        })?;
-        Ok(receiver)
+            after: Box::new(after),
+        })
     }
 
     /// Applies a command and waits for its durable outcome (not for use
@@ -386,18 +394,10 @@ impl Runtime {
         read: impl FnOnce(&ShardState) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<R, RuntimeError>>, RuntimeError> {
         let (reply, receiver) = oneshot::channel();
-        let shared = self.shared.clone();
         self.offer(Request::Read(Box::new(move |state| {
             let value = read(state);
-            Box::new(move |durable| {
-                let answer = if durable {
-                    Ok(value)
-                } else {
-                    Err(RuntimeError::Durability(
-                        shared.poisoned().unwrap_or_else(|| "the log failed".into()),
-                    ))
-                };
-                let _ = reply.send(answer);
+            Box::new(move |durable: Result<(), RuntimeError>| {
+                let _ = reply.send(durable.map(|()| value));
             })
         })))?;
         Ok(receiver)

@@ -45,6 +45,30 @@ impl Origin {
     }
 }
 
+/// Answers `respond` with `result` once the job's records are durable; a
+/// refusal (nothing logged) is answered at once.
+fn when_durable<T: Send + 'static>(
+    job: &mut WriteJob,
+    result: Result<T, RuntimeError>,
+    respond: impl FnOnce(Result<T, RuntimeError>) + Send + 'static,
+) {
+    match result {
+        Ok(value) => job
+            .completions
+            .push(Box::new(move |durable| respond(durable.map(|()| value)))),
+        Err(error) => respond(Err(error)),
+    }
+}
+
+/// Answers through a oneshot channel (a requester that gave up is fine).
+fn send_to<T>(
+    reply: tokio::sync::oneshot::Sender<Result<T, RuntimeError>>,
+) -> impl FnOnce(Result<T, RuntimeError>) {
+    move |answer| {
+        let _ = reply.send(answer);
+    }
+}
+
 pub(crate) struct Shard {
     pub state: ShardState,
     pub next_seq: u64,
@@ -130,12 +154,7 @@ impl Shard {
                 } => {
                     let applied = self.apply(event, command, from, now, &mut job);
                     let respond = after(self.state.events.get(&event));
-                    match applied {
-                        Ok(applied) => job.completions.push(Box::new(move |durable| {
-                            respond(durable.map(|()| applied));
-                        })),
-                        Err(error) => respond(Err(error)),
-                    }
+                    when_durable(&mut job, applied, respond);
                 }
                 Request::CreateEvent { config, reply } => {
                     let completion = self.create_event(config, &mut job.records);
@@ -148,10 +167,9 @@ impl Shard {
                     // The read saw every record numbered so far; it waits
                     // for them unless they are durable already.
                     if self.shared.durable_seq() >= self.next_seq - 1 {
-                        hand_over(true);
+                        hand_over(Ok(()));
                     } else {
-                        job.completions
-                            .push(Box::new(move |durable| hand_over(durable.is_ok())));
+                        job.completions.push(hand_over);
                     }
                 }
                 Request::Snapshot { reply } => snapshot_requests.push(reply),
@@ -159,28 +177,20 @@ impl Shard {
                     payment,
                     from,
                     reply,
-                } => match self.start_payment(payment, from, now, &mut job.records) {
-                    Ok(started) => job.completions.push(Box::new(move |durable| {
-                        let _ = reply.send(durable.map(|()| started));
-                    })),
-                    Err(error) => {
-                        let _ = reply.send(Err(error));
-                    }
-                },
+                } => {
+                    let started = self.start_payment(payment, from, now, &mut job.records);
+                    when_durable(&mut job, started, send_to(reply));
+                }
                 Request::SettlePayment {
                     payment,
                     settlement,
                     reply,
-                } => match self.settle_payment(payment, settlement, now, &mut job.records) {
-                    // Not in flight is also an answer from state that may
+                } => {
+                    // "Not in flight" is also an answer from state that may
                     // not be durable yet: it waits for the batch too.
-                    Ok(logged) => job.completions.push(Box::new(move |durable| {
-                        let _ = reply.send(durable.map(|()| logged));
-                    })),
-                    Err(error) => {
-                        let _ = reply.send(Err(error));
-                    }
-                },
+                    let logged = self.settle_payment(payment, settlement, now, &mut job.records);
+                    when_durable(&mut job, logged, send_to(reply));
+                }
                 Request::Shutdown => shutdown = true,
             }
         }
