@@ -322,3 +322,58 @@ fn requests_hyper_cannot_parse_still_get_json_errors() {
     let (status, _) = call(&server, "GET", "/healthz", &[], None);
     assert_eq!(status, 200, "the server carries on");
 }
+
+#[test]
+fn two_tabs_paying_one_hold_with_two_keys_buy_once_and_the_other_charge_goes_back() {
+    let server = start_configured(config(|_| {}));
+    let fan = token(&server, 1);
+    join_and_hold(&server, &fan, ONE_PISTA);
+    let (addr, slow_fan) = (server.addr, fan.clone());
+    // Tab A pays slowly (2 s at the gateway)...
+    let tab_a = std::thread::spawn(move || {
+        let head = format!(
+            "POST /api/events/0/checkout HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Authorization: {slow_fan}\r\nIdempotency-Key: tab-a\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            SLOW_CARD.len()
+        );
+        support::send(addr, &head, SLOW_CARD.as_bytes())
+    });
+    let runtime = &server.app.runtime;
+    poll_until("tab A's payment in flight", || {
+        runtime.read(|state| state.payments.len()).unwrap() == 1
+    });
+    // ...while tab B, with its own key, pays the same hold at once.
+    let tab_b = [
+        ("Authorization", fan.as_str()),
+        ("Idempotency-Key", "tab-b"),
+    ];
+    let (status, order) = call(
+        &server,
+        "POST",
+        "/api/events/0/checkout",
+        &tab_b,
+        Some(GOOD_CARD),
+    );
+    assert_eq!(status, 201, "{order}");
+    let (status, refused) = tab_a.join().unwrap();
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("no_hold")),
+        "{refused}"
+    );
+    let (_, mine) = call(&server, "GET", "/api/me/orders", &[tab_b[0]], None);
+    assert_eq!(mine["orders"].as_array().unwrap().len(), 1, "{mine}");
+    let ledger = read_ledger(&ledger_dir(runtime.data_dir()).join(LEDGER_FILE)).unwrap();
+    let mut states: Vec<String> = ledger.values().map(|s| format!("{s:?}")).collect();
+    states.sort();
+    assert_eq!(
+        states,
+        vec![
+            "Captured { amount_cents: 25000 }".to_string(),
+            "Voided".to_string()
+        ],
+        "one charge taken, the other given back"
+    );
+    assert!(runtime.read(|state| state.payments.is_empty()).unwrap());
+}
