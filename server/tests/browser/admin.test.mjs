@@ -31,7 +31,8 @@ test("an admin creates an event and watches the dashboard move", async () => {
     await page.getByLabel("Dificuldade anti-robô (bits)").last().fill("8");
     await page.getByLabel("Exigir verificação em duas etapas para comprar").last().uncheck();
     await page.getByRole("button", { name: "Criar evento" }).click();
-    const created = await page.getByText(/Evento \d+ criado\./).textContent();
+    // The result line, not the screen reader's live region that repeats it.
+    const created = await page.locator("#ops-result").getByText(/Evento \d+ criado\./).textContent();
     const id = Number(created.match(/\d+/)[0]);
 
     // Editing: the sale now closes a day later.
