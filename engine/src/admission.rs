@@ -1,7 +1,9 @@
 //! The admission rate limit: a token bucket in integer milli-tokens.
 //!
-//! `admit_per_second` tokens accrue per second up to one second's worth
-//! (the burst); each admission spends one. Time comes in as an argument and
+//! `admit_per_second` tokens accrue per second up to one second's worth;
+//! each admission spends one. The bucket starts empty at opening: a full
+//! one let a second's worth of fans in at the opening instant, all racing
+//! for the same holds, which made the order of the draw meaningless. Time comes in as an argument and
 //! the bucket only moves forward, so the same transitions give the same
 //! bucket on replay. Integer milli-tokens avoid float drift between the live
 //! engine and a replay on another machine.
@@ -18,10 +20,10 @@ pub struct AdmissionBucket {
 }
 
 impl AdmissionBucket {
-    /// A full bucket at `at_ms` (the sale opens with one second of burst).
-    pub fn full(at_ms: u64, rate_per_second: u32) -> AdmissionBucket {
+    /// An empty bucket at `at_ms` (the sale opens with no burst).
+    pub fn empty(at_ms: u64) -> AdmissionBucket {
         AdmissionBucket {
-            tokens_milli: capacity_milli(rate_per_second),
+            tokens_milli: 0,
             last_ms: at_ms,
         }
     }
@@ -72,10 +74,8 @@ mod tests {
 
     #[test]
     fn accrues_at_the_rate_and_caps_at_one_second() {
-        let mut bucket = AdmissionBucket::full(0, 500);
-        assert_eq!(bucket.tokens_at(0, 500), 500);
-        bucket.take(0, 500, 500);
-        assert_eq!(bucket.tokens_at(0, 500), 0);
+        let bucket = AdmissionBucket::empty(0);
+        assert_eq!(bucket.tokens_at(0, 500), 0, "no burst at opening");
         assert_eq!(bucket.next_token_at(500), 2);
         assert_eq!(bucket.tokens_at(1, 500), 0);
         assert_eq!(bucket.tokens_at(2, 500), 1);
@@ -85,8 +85,7 @@ mod tests {
 
     #[test]
     fn time_going_backwards_accrues_nothing() {
-        let mut bucket = AdmissionBucket::full(1_000, 10);
-        bucket.take(1_000, 10, 10);
+        let mut bucket = AdmissionBucket::empty(1_000);
         assert_eq!(bucket.tokens_at(500, 10), 0);
         bucket.take(500, 0, 10);
         assert_eq!(bucket.tokens_at(1_100, 10), 1);

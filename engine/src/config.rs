@@ -19,6 +19,11 @@ pub const HOLD_TTL_MAX_MS: u64 = 30 * MINUTE_MS;
 pub const ADMISSION_WINDOW_MIN_MS: u64 = MINUTE_MS;
 /// See [`ADMISSION_WINDOW_MIN_MS`].
 pub const ADMISSION_WINDOW_MAX_MS: u64 = 60 * MINUTE_MS;
+/// Over-admission runs from 100% (exactly the shoppers the unsold stock
+/// serves at the limit) to 1 000%.
+pub const OVERADMIT_PERCENT_RANGE: std::ops::RangeInclusive<u16> = 100..=1_000;
+/// Arrival windows last at most five minutes (0 keeps strict arrival order).
+pub const ARRIVAL_WINDOW_MAX_MS: u64 = 5 * MINUTE_MS;
 /// Prices stop at R$ 100 million, so a total of any cart fits a `u64`.
 pub const MAX_PRICE_CENTS: u64 = 10_000_000_000;
 
@@ -69,13 +74,31 @@ impl Schedule {
 
 /// The knobs of a drop. All may change during the sale except that limits
 /// may only grow once it is open (so nobody is ever over a limit).
+///
+/// The serialized form is part of the log (event creation, policy changes):
+/// a new field means a new wire form, with the old one kept in
+/// [`PolicyV1`] so that logs written before still read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Admission stops while this many customers are shopping.
     pub max_active: u32,
     /// At most this many customers are admitted per second (a token bucket
-    /// with one second of burst).
+    /// that starts empty at opening and holds at most one second's worth).
     pub admit_per_second: u32,
+    /// Admission also stops while the shoppers reach what the unsold stock
+    /// can serve: `unsold × overadmit_percent / 100 / take`, `take` being
+    /// the most one customer may buy. At 100 the shoppers can never outnumber
+    /// the stock, so the order of the draw decides who buys; above it, a few
+    /// more are let in to cover shoppers who leave without buying (a later
+    /// fan then races an earlier one for the last tickets). See
+    /// ARCHITECTURE.md, "Fair admission".
+    pub overadmit_percent: u16,
+    /// Fans who join after opening are drawn uniformly among those who
+    /// joined in the same window of this many milliseconds (windows counted
+    /// from the opening, served in order), as the pre-queue is drawn at
+    /// opening: a faster connection buys nothing inside a window. 0 keeps
+    /// strict arrival order.
+    pub arrival_window_ms: u64,
     /// How long an admitted customer may take to build a cart.
     pub admission_window_ms: u64,
     /// How long a hold lasts from its first item; later additions do not
@@ -92,8 +115,10 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// The defaults of DESIGN.md: 2 000 active, 500 admissions/s, 10-minute
-    /// window, 8-minute holds, 4 tickets per customer.
+    /// The defaults of DESIGN.md (2 000 active, 500 admissions/s, 10-minute
+    /// window, 8-minute holds, 4 tickets per customer) and the fairness
+    /// defaults measured for issue 11 (ARCHITECTURE.md, "Fair admission"):
+    /// 120% over-admission, 10-second arrival windows.
     fn default() -> Policy {
         let mut per_type_limits = TypeCounts::ZERO;
         for t in 0..MAX_TICKET_TYPES {
@@ -102,6 +127,8 @@ impl Default for Policy {
         Policy {
             max_active: 2_000,
             admit_per_second: 500,
+            overadmit_percent: 120,
+            arrival_window_ms: 10_000,
             admission_window_ms: 10 * MINUTE_MS,
             hold_ttl_ms: 8 * MINUTE_MS,
             per_event_limit: 4,
@@ -133,7 +160,22 @@ impl Policy {
         if self.max_queue_len == 0 {
             return Err(ConfigError::ZeroQueueLength);
         }
+        if !OVERADMIT_PERCENT_RANGE.contains(&self.overadmit_percent) {
+            return Err(ConfigError::OveradmitOutOfRange);
+        }
+        if self.arrival_window_ms > ARRIVAL_WINDOW_MAX_MS {
+            return Err(ConfigError::ArrivalWindowOutOfRange);
+        }
         Ok(())
+    }
+
+    /// The most one customer may buy in an event with `type_count` types:
+    /// the per-event limit, or less when the per-type limits add up to less.
+    pub fn take(&self, type_count: usize) -> u32 {
+        let per_types: u32 = (0..type_count)
+            .map(|t| u32::from(self.per_type_limits.at(t)))
+            .sum();
+        u32::from(self.per_event_limit).min(per_types).max(1)
     }
 
     /// The first limit that `self` lowers compared with `before`, if any.
@@ -233,6 +275,10 @@ pub enum ConfigError {
     LimitShrinksDuringSale,
     /// A queue that can hold nobody.
     ZeroQueueLength,
+    /// Over-admission outside 100-1 000%.
+    OveradmitOutOfRange,
+    /// An arrival window over five minutes.
+    ArrivalWindowOutOfRange,
 }
 
 impl std::fmt::Display for ConfigError {
@@ -258,9 +304,125 @@ impl std::fmt::Display for ConfigError {
                 "limits may grow but not shrink once the sale is open"
             }
             ConfigError::ZeroQueueLength => "max_queue_len must be at least 1",
+            ConfigError::OveradmitOutOfRange => "overadmit_percent must be 100-1000",
+            ConfigError::ArrivalWindowOutOfRange => {
+                "arrival_window_ms must be 0-300000 (0 keeps arrival order)"
+            }
         };
         f.write_str(text)
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The wire form of [`Policy`] before over-admission and arrival windows
+/// (issue 11), as logs written before hold it. Read only: events created
+/// from it keep strict arrival order after opening (their fans were told
+/// so) and get the default over-admission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyV1 {
+    /// See [`Policy::max_active`].
+    pub max_active: u32,
+    /// See [`Policy::admit_per_second`].
+    pub admit_per_second: u32,
+    /// See [`Policy::admission_window_ms`].
+    pub admission_window_ms: u64,
+    /// See [`Policy::hold_ttl_ms`].
+    pub hold_ttl_ms: u64,
+    /// See [`Policy::per_event_limit`].
+    pub per_event_limit: u16,
+    /// See [`Policy::per_type_limits`].
+    pub per_type_limits: TypeCounts,
+    /// See [`Policy::max_queue_len`].
+    pub max_queue_len: u32,
+}
+
+impl From<PolicyV1> for Policy {
+    fn from(old: PolicyV1) -> Policy {
+        Policy {
+            max_active: old.max_active,
+            admit_per_second: old.admit_per_second,
+            overadmit_percent: Policy::default().overadmit_percent,
+            arrival_window_ms: 0,
+            admission_window_ms: old.admission_window_ms,
+            hold_ttl_ms: old.hold_ttl_ms,
+            per_event_limit: old.per_event_limit,
+            per_type_limits: old.per_type_limits,
+            max_queue_len: old.max_queue_len,
+        }
+    }
+}
+
+/// The wire form of [`EventConfig`] with a [`PolicyV1`]: logs written before
+/// issue 11 hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventConfigV1 {
+    /// See [`EventConfig::name`].
+    pub name: String,
+    /// See [`EventConfig::venue`].
+    pub venue: String,
+    /// See [`EventConfig::starts_at_ms`].
+    pub starts_at_ms: u64,
+    /// See [`EventConfig::ticket_types`].
+    pub ticket_types: Vec<TicketType>,
+    /// See [`EventConfig::schedule`].
+    pub schedule: Schedule,
+    /// The old policy.
+    pub policy: PolicyV1,
+    /// See [`EventConfig::shuffle_seed`].
+    pub shuffle_seed: u64,
+}
+
+impl From<EventConfigV1> for EventConfig {
+    fn from(old: EventConfigV1) -> EventConfig {
+        EventConfig {
+            name: old.name,
+            venue: old.venue,
+            starts_at_ms: old.starts_at_ms,
+            ticket_types: old.ticket_types,
+            schedule: old.schedule,
+            policy: old.policy.into(),
+            shuffle_seed: old.shuffle_seed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Bytes written by the code before issue 11 (commit 015270e): an
+    /// event configuration as logged at creation.
+    const CONFIG_BEFORE_ISSUE_11: &str = "0453686f77054172656e61c096b10201055069737461a8c301ac02e807d00fc0a8a5049601f403c0cf2480a61d020404040404040404040404040404040480897aeeff8306";
+
+    #[test]
+    fn a_configuration_logged_before_arrival_windows_still_reads() {
+        let old: EventConfigV1 = postcard::from_bytes(&unhex(CONFIG_BEFORE_ISSUE_11)).unwrap();
+        let config = EventConfig::from(old);
+        assert_eq!(config.name, "Show");
+        assert_eq!(config.ticket_types[0].capacity, 300);
+        assert_eq!(config.schedule.opens_at_ms, 2_000);
+        assert_eq!(config.policy.max_active, 150);
+        assert_eq!(config.policy.per_event_limit, 2);
+        assert_eq!(config.policy.arrival_window_ms, 0, "old events keep FIFO");
+        assert_eq!(config.shuffle_seed, 0xC0FFEE);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn take_is_the_smaller_of_the_event_and_summed_type_limits() {
+        let mut policy = Policy::default();
+        policy.per_event_limit = 6;
+        assert_eq!(policy.take(1), 4);
+        assert_eq!(policy.take(2), 6);
+        policy.per_event_limit = 2;
+        assert_eq!(policy.take(3), 2);
+    }
+}

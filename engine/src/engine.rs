@@ -172,6 +172,7 @@ impl Engine {
             phase_change,
             self.shoppers.peek_deadline_ms(),
             self.next_admission_ms(),
+            self.queue.window_ends_at_ms(),
         ]
         .into_iter()
         .flatten()
@@ -214,7 +215,34 @@ impl Engine {
         while let Some((customer, shopper)) = self.shoppers.take_due(now_ms) {
             self.expire(customer, shopper, now_ms, out);
         }
+        // Drawn whatever the phase (paused or closed too): a window left
+        // open would be a deadline in the past, and the shard would spin.
+        if self.queue.window_ends_at_ms().is_some_and(|end| end <= now_ms) {
+            let drawn = Transition::ArrivalsDrawn {
+                at_ms: now_ms,
+                count: self.queue.pending(),
+                seed: self.window_seed(),
+            };
+            self.emit(drawn, out);
+        }
         self.admit(now_ms, out);
+    }
+
+    /// The seed of the next arrival window's draw: the event's secret seed
+    /// keyed by the window's first join number, so every window is drawn
+    /// differently and nobody can compute a draw before opening.
+    fn window_seed(&self) -> u64 {
+        crate::shuffle::derive_seed(self.config.shuffle_seed, self.queue.drawn())
+    }
+
+    /// When an arrival window opened at `now_ms` ends: windows are counted
+    /// from the opening, so "the first ten seconds" is one draw whatever the
+    /// instant of the first join.
+    fn window_end(&self, now_ms: u64) -> u64 {
+        let window = self.config.policy.arrival_window_ms.max(1);
+        let opens = self.config.schedule.opens_at_ms;
+        let index = now_ms.saturating_sub(opens) / window;
+        opens.saturating_add(index.saturating_add(1).saturating_mul(window))
     }
 
     /// Handles a shopper whose deadline has come (see `Shoppers::take_due`):
@@ -249,9 +277,9 @@ impl Engine {
             return;
         }
         let policy = &self.config.policy;
-        let room = policy.max_active.saturating_sub(self.shoppers.len());
+        let room = self.shopper_room();
         let tokens = self.admission.tokens_at(now_ms, policy.admit_per_second);
-        let count = self.queue.waiting().min(room).min(tokens);
+        let count = self.queue.admissible().min(room).min(tokens);
         if count > 0 {
             self.emit(
                 Transition::Admitted {
@@ -267,8 +295,23 @@ impl Engine {
         self.phase == Phase::Open
             && !self.paused
             && self.inventory.available_total() > 0
-            && self.queue.waiting() > 0
-            && self.shoppers.len() < self.config.policy.max_active
+            && self.queue.admissible() > 0
+            && self.shopper_room() > 0
+    }
+
+    /// How many more may shop: below `max_active`, and below what the
+    /// unsold stock can serve (see [`Policy::overadmit_percent`]). Unsold
+    /// counts held tickets, since their holders are among the shoppers.
+    fn shopper_room(&self) -> u32 {
+        let policy = &self.config.policy;
+        let unsold = self.inventory.available_total() + self.inventory.held_total();
+        let take = u64::from(policy.take(self.config.ticket_types.len()));
+        let servable = (unsold * u64::from(policy.overadmit_percent)).div_ceil(100 * take);
+        let servable = u32::try_from(servable).unwrap_or(u32::MAX);
+        policy
+            .max_active
+            .min(servable)
+            .saturating_sub(self.shoppers.len())
     }
 
     fn next_admission_ms(&self) -> Option<u64> {
@@ -316,6 +359,11 @@ impl Engine {
         }
         if self.queue.len() >= self.config.policy.max_queue_len {
             return Err(Rejection::QueueFull);
+        }
+        let windowed = self.config.policy.arrival_window_ms > 0;
+        if self.phase == Phase::Open && windowed && self.queue.window_ends_at_ms().is_none() {
+            let ends_at_ms = self.window_end(now_ms);
+            self.emit(Transition::ArrivalWindowOpened { ends_at_ms }, out);
         }
         self.emit(Transition::Joined { customer }, out);
         Ok(Reply::Joined { fresh: true })
@@ -443,7 +491,14 @@ impl Engine {
             payment_ref,
         };
         self.emit(placed, out);
-        self.end_turn_if_over(customer, now_ms, out);
+        if self.can_buy_more(customer) {
+            self.end_turn_if_over(customer, now_ms, out);
+        } else {
+            // Done: the slot goes to the next in line now, not when the
+            // admission window ends (a buyer kept it for ten minutes, and a
+            // bot account could freeze the line just by staying).
+            self.emit(Transition::SessionEnded { customer }, out);
+        }
         if self.inventory.sold_out() {
             self.emit(
                 Transition::Closed {
@@ -583,6 +638,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the limits leave the customer anything more to buy.
+    fn can_buy_more(&self, customer: CustomerId) -> bool {
+        let policy = &self.config.policy;
+        let owned = self.orders.sold_to(customer);
+        owned.total() < u32::from(policy.per_event_limit)
+            && (0..self.config.ticket_types.len())
+                .any(|t| owned.at(t) < policy.per_type_limits.at(t))
+    }
+
     /// Why a customer who is not shopping cannot act.
     fn absent(&self, customer: CustomerId) -> Rejection {
         match self.queue.join_number(customer) {
@@ -626,10 +690,15 @@ impl Engine {
             } => {
                 self.queue.open(shuffle_seed);
                 self.phase = Phase::Open;
-                self.admission = AdmissionBucket::full(at_ms, self.config.policy.admit_per_second);
+                self.admission = AdmissionBucket::empty(at_ms);
             }
             Transition::Closed { reason, .. } => self.phase = Phase::Closed(reason),
-            Transition::Joined { customer } => self.queue.push(customer),
+            Transition::Joined { customer } => {
+                let arrival_order = self.config.policy.arrival_window_ms == 0;
+                self.queue.push(customer, arrival_order);
+            }
+            Transition::ArrivalWindowOpened { ends_at_ms } => self.queue.open_window(ends_at_ms),
+            Transition::ArrivalsDrawn { seed, .. } => self.queue.draw(seed),
             Transition::Admitted { at_ms, count } => {
                 let window_ends_at_ms =
                     at_ms.saturating_add(self.config.policy.admission_window_ms);
@@ -683,10 +752,9 @@ impl Engine {
             }
             Transition::Paused { .. } => self.paused = true,
             Transition::Resumed { .. } => self.paused = false,
-            Transition::PolicyChanged { at_ms, policy } => {
-                self.admission
-                    .settle(at_ms, self.config.policy.admit_per_second);
-                self.config.policy = policy;
+            Transition::PolicyChanged { at_ms, policy } => self.change_policy(at_ms, policy),
+            Transition::PolicyChangedV1 { at_ms, policy } => {
+                self.change_policy(at_ms, policy.into());
             }
             Transition::Rescheduled { schedule } => self.config.schedule = schedule,
             Transition::LeftQueue { customer } => {
@@ -695,6 +763,12 @@ impl Engine {
                 }
             }
         }
+    }
+
+    fn change_policy(&mut self, at_ms: u64, policy: Policy) {
+        self.admission
+            .settle(at_ms, self.config.policy.admit_per_second);
+        self.config.policy = policy;
     }
 
     /// The preconditions `evolve` relies on, for transitions read from a log.
@@ -734,7 +808,22 @@ impl Engine {
             }
             Transition::Admitted { count, .. } => {
                 ensure(self.phase == Phase::Open, "the sale is not open")?;
-                ensure(count <= self.queue.waiting(), "fewer are waiting")
+                ensure(count <= self.queue.admissible(), "fewer are waiting")
+            }
+            Transition::ArrivalWindowOpened { .. } => {
+                ensure(self.queue.is_open(), "the sale has not opened")?;
+                ensure(
+                    self.queue.window_ends_at_ms().is_none(),
+                    "a window is already open",
+                )
+            }
+            Transition::ArrivalsDrawn { count, seed, .. } => {
+                ensure(
+                    self.queue.window_ends_at_ms().is_some(),
+                    "no arrival window is open",
+                )?;
+                ensure(count == self.queue.pending(), "the arrivals differ")?;
+                ensure(seed == self.window_seed(), "the draw's seed differs")
             }
             Transition::ItemsHeld {
                 customer,
@@ -781,6 +870,9 @@ impl Engine {
             ),
             Transition::Paused { .. } | Transition::Resumed { .. } => Ok(()),
             Transition::PolicyChanged { policy, .. } => policy
+                .validate(self.config.ticket_types.len())
+                .map_err(|_| "the policy is invalid"),
+            Transition::PolicyChangedV1 { policy, .. } => Policy::from(policy)
                 .validate(self.config.ticket_types.len())
                 .map_err(|_| "the policy is invalid"),
             Transition::Rescheduled { schedule } => {

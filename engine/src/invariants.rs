@@ -207,19 +207,46 @@ impl Engine {
             queue.is_open(),
             self.phase
         );
+        let drawn = queue.drawn();
+        require!(drawn <= len, "drawn {drawn} > joined {len}");
+        require!(
+            queue.served() <= drawn,
+            "the cursor passed {} of {drawn} placed",
+            queue.served()
+        );
+        require!(
+            queue.window_ends_at_ms().is_some() || queue.pending() == 0,
+            "{} arrivals pending with no window open",
+            queue.pending()
+        );
         if queue.is_open() {
-            // Positions are exactly 0..len, each held by one customer.
-            let mut taken = vec![false; len as usize];
+            // Positions are exactly 0..drawn, each held by one customer and
+            // each with the join numbers of its own window; the pending
+            // have none.
+            let mut taken = vec![false; drawn as usize];
             for join_number in 0..len {
-                let Some(position) = queue.position(join_number) else {
+                let position = queue.position(join_number);
+                if join_number >= drawn {
+                    require!(position.is_none(), "pending {join_number} has a place");
+                    continue;
+                }
+                let Some(position) = position else {
                     return Err(InvariantViolation(format!(
                         "join number {join_number} has no position"
                     )));
                 };
-                require!(position < len, "position {position} beyond the queue");
+                require!(position < drawn, "position {position} beyond those placed");
                 require!(!taken[position as usize], "position {position} taken twice");
+                require!(
+                    queue.customer_at(position) == queue.joiners().get(join_number as usize).copied(),
+                    "position {position} maps back to another customer"
+                );
                 taken[position as usize] = true;
             }
+            require!(
+                (queue.prequeue_len()..drawn).all(|j| queue.position(j) >= Some(queue.prequeue_len())),
+                "an arrival was placed inside the pre-queue"
+            );
         } else {
             require!(queue.served() == 0, "admitted before opening");
         }

@@ -58,6 +58,12 @@ impl Inventory {
         self.available_total
     }
 
+    /// Tickets in holds, all types together (at most 16 types: no scan to
+    /// speak of).
+    pub fn held_total(&self) -> u64 {
+        self.types.iter().map(|s| u64::from(s.held)).sum()
+    }
+
     /// True when every ticket of every type is sold.
     pub fn sold_out(&self) -> bool {
         self.types.iter().all(|s| s.sold == s.capacity)

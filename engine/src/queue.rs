@@ -1,25 +1,48 @@
-//! The waiting queue: one entry per customer, a shuffled pre-queue, FIFO after.
+//! The waiting queue: one entry per customer, a shuffled pre-queue, then
+//! shuffled arrival windows (or strict arrival order).
 //!
 //! Every joiner gets the next join number. Those who joined before opening
 //! (join numbers `0..prequeue_len`) are placed by the seeded draw of
-//! [`Shuffle`]; later joiners' positions equal their join numbers, so they
-//! queue strictly in arrival order behind the whole pre-queue. The
-//! now-serving cursor `served` counts positions passed; people ahead of a
-//! customer is plain arithmetic, `position - served` (counting those ahead
-//! who left the line: an upper bound).
+//! [`Shuffle`]. Later joiners are *pending* until their arrival window ends;
+//! then the window's joiners (join numbers `start..start + len`) are placed
+//! at positions `start..start + len` by a draw of their own ([`Draw`]). So
+//! windows stay in arrival order and a join number's range of positions is
+//! its window's: a position's join number is found by a binary search over
+//! the windows, and a fan who joined with no window (window length 0)
+//! stands at their join number. Only positions below `drawn` exist; the
+//! cursor never passes it. The now-serving cursor `served` counts
+//! positions passed; people ahead of a customer is plain arithmetic,
+//! `position - served` (counting those ahead who left the line: an upper
+//! bound).
 //!
 //! A waiting customer may leave the line: a bit per join number marks them,
 //! and the cursor steps over them when it reaches them, so a fan who gave
 //! up never takes a shopper's place. Each position is stepped over once.
 //!
 //! Memory per entry: 8 bytes in `joiners`, 8 to 16 bytes in the
-//! [`JoinIndex`], one bit in `left`. Nothing here scans the queue.
+//! [`JoinIndex`], one bit in `left`; about 120 bytes per arrival window
+//! drawn (one every window length at most: 8 640 a day at 10 s). Nothing
+//! here scans the queue.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::CustomerId;
 use crate::join_index::JoinIndex;
 use crate::shuffle::Shuffle;
+
+/// The draw of one arrival window: join numbers `start..start + len` take
+/// positions `start..start + len` in the order of `shuffle`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draw {
+    start: u32,
+    shuffle: Shuffle,
+}
+
+impl Draw {
+    fn end(&self) -> u32 {
+        self.start + self.shuffle.len()
+    }
+}
 
 /// The queue of one event.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,6 +57,15 @@ pub struct Queue {
     shuffle: Shuffle,
     /// Whether the pre-queue has been drawn.
     opened: bool,
+    /// The arrival windows drawn since opening, in order.
+    draws: Vec<Draw>,
+    /// Join numbers `0..drawn` have a place in line; later ones are pending
+    /// (in the pre-queue before opening, in an arrival window after).
+    drawn: u32,
+    /// Of the pending, how many left the line.
+    left_pending: u32,
+    /// When the pending arrivals are drawn, once a window is open.
+    window_ends_at_ms: Option<u64>,
     /// Positions `0..served` have been passed (the now-serving cursor):
     /// admitted, or stepped over because they had left.
     served: u32,
@@ -51,6 +83,10 @@ impl PartialEq for Queue {
         self.joiners == other.joiners
             && self.shuffle == other.shuffle
             && self.opened == other.opened
+            && self.draws == other.draws
+            && self.drawn == other.drawn
+            && self.left_pending == other.left_pending
+            && self.window_ends_at_ms == other.window_ends_at_ms
             && self.served == other.served
             && self.left == other.left
             && self.left_ahead_of_cursor == other.left_ahead_of_cursor
@@ -67,6 +103,10 @@ impl Default for Queue {
             join_numbers: JoinIndex::default(),
             shuffle: Shuffle::new(0, 0),
             opened: false,
+            draws: Vec::new(),
+            drawn: 0,
+            left_pending: 0,
+            window_ends_at_ms: None,
             served: 0,
             left: Vec::new(),
             left_ahead_of_cursor: 0,
@@ -103,13 +143,53 @@ impl Queue {
     }
 
     /// How many are still waiting for admission (0 before opening: the
-    /// pre-queue has no order yet); those who left do not count.
+    /// pre-queue has no order yet), pending arrivals included; those who
+    /// left do not count.
     pub fn waiting(&self) -> u32 {
         if self.opened {
             self.len() - self.served - self.left_ahead_of_cursor
         } else {
             0
         }
+    }
+
+    /// How many could be admitted now: placed in line, not passed, still
+    /// there (the pending arrivals wait for their draw).
+    pub fn admissible(&self) -> u32 {
+        if self.opened {
+            (self.drawn - self.served) - (self.left_ahead_of_cursor - self.left_pending)
+        } else {
+            0
+        }
+    }
+
+    /// Joined after opening and not drawn yet (those who left included).
+    pub fn pending(&self) -> u32 {
+        if self.opened {
+            self.len() - self.drawn
+        } else {
+            0
+        }
+    }
+
+    /// Of the pending, how many are still there.
+    pub fn in_draw(&self) -> u32 {
+        self.pending() - if self.opened { self.left_pending } else { 0 }
+    }
+
+    /// When the open arrival window ends, if one is open.
+    pub fn window_ends_at_ms(&self) -> Option<u64> {
+        self.window_ends_at_ms
+    }
+
+    /// Join numbers below this have a place in line.
+    pub fn drawn(&self) -> u32 {
+        self.drawn
+    }
+
+    /// The arrival windows drawn so far.
+    pub fn draws(&self) -> usize {
+        self.draws.len()
     }
 
     /// True when the customer with this join number left the line.
@@ -143,6 +223,9 @@ impl Queue {
         self.left[word] |= mask;
         self.left_ahead_of_cursor += 1;
         self.left_total += 1;
+        if join_number >= self.drawn {
+            self.left_pending += 1;
+        }
     }
 
     /// The customer's join number, if they joined.
@@ -158,20 +241,31 @@ impl Queue {
 
     /// The place in line of join number `join_number` (0 is first), once the
     /// sale has opened.
+    /// `None` before opening and for pending arrivals.
     pub fn position(&self, join_number: u32) -> Option<u32> {
-        if !self.opened || join_number >= self.len() {
+        if !self.opened || join_number >= self.drawn {
             return None;
         }
-        Some(if join_number < self.shuffle.len() {
-            self.shuffle.forward(join_number)
-        } else {
-            join_number
+        if join_number < self.shuffle.len() {
+            return Some(self.shuffle.forward(join_number));
+        }
+        Some(match self.draw_of(join_number) {
+            Some(draw) => draw.start + draw.shuffle.forward(join_number - draw.start),
+            None => join_number,
         })
+    }
+
+    /// The arrival window's draw covering join number (= position) `n`, if
+    /// `n` was drawn in one (rather than joining in strict order).
+    fn draw_of(&self, n: u32) -> Option<&Draw> {
+        let after = self.draws.partition_point(|d| d.start <= n);
+        let draw = self.draws.get(after.checked_sub(1)?)?;
+        (n < draw.end()).then_some(draw)
     }
 
     /// Who stands at `position`.
     pub fn customer_at(&self, position: u32) -> Option<CustomerId> {
-        if !self.opened {
+        if !self.opened || position >= self.drawn {
             return None;
         }
         self.joiners
@@ -185,16 +279,45 @@ impl Queue {
     }
 
     /// Appends a customer (the caller checked they are not in the queue).
-    pub(crate) fn push(&mut self, customer: CustomerId) {
+    /// In `arrival_order` (after opening, with no arrival window) the
+    /// customer is placed at once, at their join number, unless a window's
+    /// arrivals are pending: then they are drawn with them.
+    pub(crate) fn push(&mut self, customer: CustomerId, arrival_order: bool) {
         let join_number = self.len();
         self.join_numbers.insert(customer, join_number);
         self.joiners.push(customer);
+        if arrival_order && self.opened && self.drawn == join_number {
+            self.drawn += 1;
+        }
     }
 
     /// Draws the pre-queue: everyone who joined so far.
     pub(crate) fn open(&mut self, seed: u64) {
         self.shuffle = Shuffle::new(seed, self.len());
         self.opened = true;
+        self.drawn = self.len();
+        self.left_pending = 0;
+    }
+
+    /// Opens an arrival window: the pending arrivals are drawn at
+    /// `ends_at_ms`.
+    pub(crate) fn open_window(&mut self, ends_at_ms: u64) {
+        self.window_ends_at_ms = Some(ends_at_ms);
+    }
+
+    /// Places the pending arrivals behind everyone placed, in the order of
+    /// the draw keyed with `seed`, and closes the window.
+    pub(crate) fn draw(&mut self, seed: u64) {
+        let count = self.len() - self.drawn;
+        if count > 0 {
+            self.draws.push(Draw {
+                start: self.drawn,
+                shuffle: Shuffle::new(seed, count),
+            });
+        }
+        self.drawn = self.len();
+        self.left_pending = 0;
+        self.window_ends_at_ms = None;
     }
 
     /// Advances the cursor to the next customer still in line and returns
@@ -204,6 +327,9 @@ impl Queue {
             return None;
         }
         loop {
+            if self.served >= self.drawn {
+                return None;
+            }
             // One inverse of the draw per position: it is most of an
             // admission's cost in a shuffled pre-queue.
             let join_number = self.join_number_at(self.served);
@@ -220,9 +346,11 @@ impl Queue {
     /// The join number at `position` (once open).
     fn join_number_at(&self, position: u32) -> u32 {
         if position < self.shuffle.len() {
-            self.shuffle.inverse(position)
-        } else {
-            position
+            return self.shuffle.inverse(position);
+        }
+        match self.draw_of(position) {
+            Some(draw) => draw.start + draw.shuffle.inverse(position - draw.start),
+            None => position,
         }
     }
 
@@ -249,6 +377,10 @@ struct QueueRecord {
     joiners: Vec<CustomerId>,
     shuffle: Shuffle,
     opened: bool,
+    draws: Vec<Draw>,
+    drawn: u32,
+    left_pending: u32,
+    window_ends_at_ms: Option<u64>,
     served: u32,
     left: Vec<u64>,
     left_ahead_of_cursor: u32,
@@ -263,6 +395,10 @@ impl From<QueueRecord> for Queue {
             join_numbers,
             shuffle: record.shuffle,
             opened: record.opened,
+            draws: record.draws,
+            drawn: record.drawn,
+            left_pending: record.left_pending,
+            window_ends_at_ms: record.window_ends_at_ms,
             served: record.served,
             left: record.left,
             left_ahead_of_cursor: record.left_ahead_of_cursor,
@@ -277,6 +413,10 @@ impl From<Queue> for QueueRecord {
             joiners: queue.joiners,
             shuffle: queue.shuffle,
             opened: queue.opened,
+            draws: queue.draws,
+            drawn: queue.drawn,
+            left_pending: queue.left_pending,
+            window_ends_at_ms: queue.window_ends_at_ms,
             served: queue.served,
             left: queue.left,
             left_ahead_of_cursor: queue.left_ahead_of_cursor,

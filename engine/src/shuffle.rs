@@ -127,6 +127,13 @@ impl Shuffle {
     }
 }
 
+/// The seed of a later draw keyed by `seed` and `salt` (an arrival window's
+/// first join number): distinct salts give unrelated draws, and without
+/// `seed` none can be computed.
+pub fn derive_seed(seed: u64, salt: u32) -> u64 {
+    mix64(seed ^ mix64(u64::from(salt).wrapping_add(0xA076_1D64_78BD_642F)))
+}
+
 /// The SplitMix64 finalizer: a bijective 64-bit mixer with full avalanche.
 pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Policy, Schedule};
+use crate::config::{Policy, PolicyV1, Schedule};
 use crate::counts::TypeCounts;
 use crate::ids::CustomerId;
 
@@ -109,12 +109,13 @@ pub enum Transition {
         /// When.
         at_ms: u64,
     },
-    /// A new policy took effect.
-    PolicyChanged {
+    /// A policy took effect, in the wire form before issue 11: read from
+    /// old logs, never written.
+    PolicyChangedV1 {
         /// When (admissions before it are paced by the old rate).
         at_ms: u64,
         /// The new policy.
-        policy: Policy,
+        policy: PolicyV1,
     },
     /// A new schedule took effect.
     Rescheduled {
@@ -127,6 +128,33 @@ pub enum Transition {
     LeftQueue {
         /// Who.
         customer: CustomerId,
+    },
+    /// The first fan to join after opening since the last draw opened an
+    /// arrival window: everyone who joins until `ends_at_ms` is drawn
+    /// together then.
+    ArrivalWindowOpened {
+        /// When the window's joiners are drawn (a multiple of the window
+        /// length after the opening).
+        ends_at_ms: u64,
+    },
+    /// The `count` fans who joined in the window that just ended were
+    /// placed, behind everyone placed before, in the order of the draw
+    /// keyed with `seed` (derived from the event's secret seed and the
+    /// window's first join number, published here for audit).
+    ArrivalsDrawn {
+        /// When.
+        at_ms: u64,
+        /// How many were drawn.
+        count: u32,
+        /// The draw's seed.
+        seed: u64,
+    },
+    /// A new policy took effect.
+    PolicyChanged {
+        /// When (admissions before it are paced by the old rate).
+        at_ms: u64,
+        /// The new policy.
+        policy: Policy,
     },
 }
 
@@ -145,9 +173,13 @@ impl Transition {
             Transition::SessionEnded { .. } => "session_ended",
             Transition::Paused { .. } => "paused",
             Transition::Resumed { .. } => "resumed",
-            Transition::PolicyChanged { .. } => "policy_changed",
+            Transition::PolicyChanged { .. } | Transition::PolicyChangedV1 { .. } => {
+                "policy_changed"
+            }
             Transition::Rescheduled { .. } => "rescheduled",
             Transition::LeftQueue { .. } => "left_queue",
+            Transition::ArrivalWindowOpened { .. } => "arrival_window_opened",
+            Transition::ArrivalsDrawn { .. } => "arrivals_drawn",
         }
     }
 
@@ -168,7 +200,35 @@ impl Transition {
             | Transition::Paused { .. }
             | Transition::Resumed { .. }
             | Transition::PolicyChanged { .. }
-            | Transition::Rescheduled { .. } => None,
+            | Transition::PolicyChangedV1 { .. }
+            | Transition::Rescheduled { .. }
+            | Transition::ArrivalWindowOpened { .. }
+            | Transition::ArrivalsDrawn { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Transition::PolicyChanged` as the code before issue 11 (commit
+    /// 015270e) logged it.
+    const POLICY_CHANGE_BEFORE_ISSUE_11: [u8; 33] = [
+        0x0b, 0xb8, 0x17, 0x96, 0x01, 0xf4, 0x03, 0xc0, 0xcf, 0x24, 0x80, 0xa6, 0x1d, 0x02, 0x04,
+        0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04,
+        0x80, 0x89, 0x7a,
+    ];
+
+    #[test]
+    fn a_policy_change_logged_before_arrival_windows_still_reads() {
+        let old: Transition = postcard::from_bytes(&POLICY_CHANGE_BEFORE_ISSUE_11).unwrap();
+        let Transition::PolicyChangedV1 { at_ms, policy } = old else {
+            panic!("read as {old:?}");
+        };
+        assert_eq!(at_ms, 3_000);
+        assert_eq!(policy.max_active, 150);
+        assert_eq!(policy.per_event_limit, 2);
+        assert_eq!(Policy::from(policy).arrival_window_ms, 0);
     }
 }

@@ -22,6 +22,17 @@ pub enum QueueStatus {
         /// How many are in the pre-queue so far.
         prequeue_len: u32,
     },
+    /// Joined after opening; their place is drawn, among those who joined
+    /// in the same arrival window, when the window ends. Everyone already
+    /// placed is ahead.
+    Drawing {
+        /// When the draw happens.
+        draw_at_ms: u64,
+        /// Placed in line and still waiting: all ahead of this fan.
+        people_ahead: u32,
+        /// In this window's draw so far, this fan included.
+        in_draw: u32,
+    },
     /// Waiting for their turn.
     Waiting {
         /// 0-based place in line.
@@ -84,8 +95,13 @@ pub struct Stats {
     pub paused: bool,
     /// Everyone who ever joined.
     pub joined: u32,
-    /// Still waiting for their turn.
+    /// Still waiting for their turn (those in an arrival window's draw
+    /// included).
     pub waiting: u32,
+    /// Joined after opening, waiting for their arrival window's draw.
+    pub in_draw: u32,
+    /// When the open arrival window is drawn, if one is open.
+    pub draw_at_ms: Option<u64>,
     /// Positions the now-serving cursor has passed: admitted, or stepped
     /// over because they had left the line.
     pub served: u32,
@@ -144,6 +160,17 @@ impl Engine {
             return QueueStatus::Closed(reason);
         }
         match self.queue.position(join_number) {
+            None if self.queue.is_open() => QueueStatus::Drawing {
+                // A pending fan always has an open window (or the window
+                // has just been drawn in this same step: then they have a
+                // position). The opening is the fallback, never the case.
+                draw_at_ms: self
+                    .queue
+                    .window_ends_at_ms()
+                    .unwrap_or(self.config.schedule.opens_at_ms),
+                people_ahead: self.queue.admissible(),
+                in_draw: self.queue.in_draw(),
+            },
             None => QueueStatus::PreQueue {
                 prequeue_len: self.queue.len(),
             },
@@ -213,6 +240,8 @@ impl Engine {
             paused: self.paused,
             joined: self.queue.len(),
             waiting: self.queue.waiting(),
+            in_draw: self.queue.in_draw(),
+            draw_at_ms: self.queue.window_ends_at_ms(),
             served: self.queue.served(),
             admitted: self.queue.admitted(),
             left: self.queue.left_total(),

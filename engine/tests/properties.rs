@@ -77,12 +77,27 @@ fn policy() -> impl Strategy<Value = Policy> {
         1u16..4,
         1u16..4,
         2u32..12,
+        prop_oneof![Just(100u16), Just(120), Just(300)],
+        prop_oneof![Just(0u64), Just(10_000), Just(MINUTE_MS)],
     )
         .prop_map(
-            |(max_active, rate, window_min, ttl_min, per_event, limit_a, limit_b, max_queue)| {
+            |(
+                max_active,
+                rate,
+                window_min,
+                ttl_min,
+                per_event,
+                limit_a,
+                limit_b,
+                max_queue,
+                overadmit,
+                arrival_window,
+            )| {
                 let mut policy = Policy {
                     max_active,
                     admit_per_second: rate,
+                    overadmit_percent: overadmit,
+                    arrival_window_ms: arrival_window,
                     admission_window_ms: window_min * MINUTE_MS,
                     hold_ttl_ms: ttl_min * MINUTE_MS,
                     per_event_limit: per_event,

@@ -153,10 +153,41 @@ fn nobody_is_admitted_before_opening() {
     sale.at(OPENS_AT - 1).tick().unwrap();
     assert_eq!(sale.add(1, &[(PISTA, 1)]), Err(Rejection::SaleNotOpen));
     sale.at(OPENS_AT).tick().unwrap();
+    // No burst at opening: the first admission waits for the first token
+    // (2 ms at 500 per second).
+    assert!(matches!(
+        sale.engine.queue_status(c(1)),
+        QueueStatus::Waiting { position: 0, .. }
+    ));
+    assert_eq!(sale.engine.next_deadline(), Some(OPENS_AT + 2));
+    sale.at(OPENS_AT + 2).tick().unwrap();
     assert!(matches!(
         sale.engine.queue_status(c(1)),
         QueueStatus::Shopping { .. }
     ));
+}
+
+#[test]
+fn the_sale_opens_with_no_burst_and_admits_at_the_rate() {
+    let mut sale = Sale::new(config(1000, 0));
+    sale.apply(Command::UpdatePolicy {
+        policy: Policy {
+            admit_per_second: 10,
+            ..sale.config.policy
+        },
+    })
+    .unwrap();
+    for id in 1..=40 {
+        sale.join(id).unwrap();
+    }
+    sale.at(OPENS_AT).tick().unwrap();
+    assert_eq!(sale.engine.stats().served, 0, "nobody at the opening instant");
+    sale.at(OPENS_AT + 99).tick().unwrap();
+    assert_eq!(sale.engine.stats().served, 0);
+    sale.at(OPENS_AT + 100).tick().unwrap();
+    assert_eq!(sale.engine.stats().served, 1);
+    sale.at(OPENS_AT + 1_000).tick().unwrap();
+    assert_eq!(sale.engine.stats().served, 10);
 }
 
 #[test]
@@ -180,12 +211,13 @@ fn at_most_max_active_shop_at_once_and_a_freed_slot_admits_the_next() {
 }
 
 #[test]
-fn admission_is_paced_at_admit_per_second_after_a_one_second_burst() {
+fn admission_is_paced_at_admit_per_second_and_saves_at_most_a_second() {
+    // Open for a second with nobody waiting: a second's tokens are saved.
     let mut sale = Sale::open_with(1000, 0, |p| p.admit_per_second = 10, 0);
     for id in 1..=40 {
         sale.join(id).unwrap();
     }
-    assert_eq!(sale.engine.stats().served, 10, "the burst");
+    assert_eq!(sale.engine.stats().served, 10, "a second's worth");
     sale.later(99).tick().unwrap();
     assert_eq!(sale.engine.stats().served, 10);
     sale.later(1).tick().unwrap();
@@ -261,12 +293,14 @@ fn next_deadline_names_opening_then_expiry() {
     assert_eq!(sale.engine.next_deadline(), Some(OPENS_AT));
     sale.join(1).unwrap();
     sale.at(OPENS_AT).tick().unwrap();
-    let window_end = OPENS_AT + Policy::default().admission_window_ms;
+    assert_eq!(sale.engine.next_deadline(), Some(OPENS_AT + 2), "a token");
+    sale.at(OPENS_AT + 2).tick().unwrap();
+    let window_end = OPENS_AT + 2 + Policy::default().admission_window_ms;
     assert_eq!(sale.engine.next_deadline(), Some(window_end));
     sale.add(1, &[(PISTA, 1)]).unwrap();
     assert_eq!(
         sale.engine.next_deadline(),
-        Some(OPENS_AT + Policy::default().hold_ttl_ms)
+        Some(OPENS_AT + 2 + Policy::default().hold_ttl_ms)
     );
 }
 
@@ -439,6 +473,7 @@ fn a_fan_in_the_prequeue_may_leave_before_the_draw() {
     sale.join(2).unwrap();
     assert_eq!(sale.leave(1), Ok(Reply::Left));
     sale.at(OPENS_AT).tick().unwrap();
+    sale.at(OPENS_AT + 2).tick().unwrap();
     assert_eq!(sale.engine.queue_status(c(1)), QueueStatus::Left);
     assert!(matches!(
         sale.engine.queue_status(c(2)),
@@ -797,4 +832,232 @@ fn replay_refuses_a_log_that_does_not_fit_and_names_the_transition() {
         matches!(error, ingressoja_engine::ReplayError::Transition { index, .. } if index == log.len() as u64 - 1)
     );
     assert!(error.to_string().contains("not shopping"), "{error}");
+}
+
+// ---------- fair admission (issue 11) ----------
+
+/// A sale of `tickets` Pista tickets, limit `limit`, with these fairness
+/// knobs, opened a second before `OPENS_AT` (a second of tokens saved).
+fn fair_sale(tickets: u32, limit: u16, overadmit: u16, window_ms: u64) -> Sale {
+    Sale::open_with(
+        tickets,
+        0,
+        |p| {
+            p.per_event_limit = limit;
+            p.per_type_limits.set(0, limit);
+            p.overadmit_percent = overadmit;
+            p.arrival_window_ms = window_ms;
+        },
+        0,
+    )
+}
+
+fn position_of(sale: &Sale, id: u64) -> u32 {
+    match sale.engine.queue_status(c(id)) {
+        QueueStatus::Waiting { position, .. } => position,
+        other => panic!("customer {id}: {other:?}"),
+    }
+}
+
+#[test]
+fn no_more_shop_than_the_unsold_stock_can_serve() {
+    // 10 tickets at 2 each serve 5 shoppers; 500 tokens are there.
+    let mut sale = fair_sale(10, 2, 100, 0);
+    for id in 1..=20 {
+        sale.join(id).unwrap();
+    }
+    assert_eq!(sale.engine.stats().active, 5);
+    assert_eq!(sale.engine.next_deadline(), Some(OPENS_AT + 10 * MINUTE_MS));
+    // A hold does not free a place (its tickets are still unsold)...
+    sale.add(1, &[(PISTA, 2)]).unwrap();
+    assert_eq!(sale.engine.stats().active, 5);
+    // ...a purchase at the limit does, at once: the buyer is done.
+    sale.pay(1).unwrap();
+    assert_eq!(sale.engine.queue_status(c(1)), QueueStatus::TurnOver);
+    assert_eq!(sale.engine.stats().active, 4, "8 tickets serve the other 4");
+    assert!(matches!(
+        sale.engine.queue_status(c(6)),
+        QueueStatus::Waiting { people_ahead: 0, .. }
+    ));
+    // One of them leaves without buying: the next comes in at once.
+    sale.leave(2).unwrap();
+    assert!(matches!(
+        sale.engine.queue_status(c(6)),
+        QueueStatus::Shopping { .. }
+    ));
+    // Over-admission lets a few more in: 10 × 120% / 2 = 6.
+    let mut sale = fair_sale(10, 2, 120, 0);
+    for id in 1..=20 {
+        sale.join(id).unwrap();
+    }
+    assert_eq!(sale.engine.stats().active, 6);
+}
+
+#[test]
+fn a_shopper_who_leaves_without_buying_gives_the_place_to_the_next() {
+    let mut sale = fair_sale(4, 2, 100, 0);
+    for id in 1..=5 {
+        sale.join(id).unwrap();
+    }
+    assert_eq!(sale.engine.stats().active, 2);
+    sale.add(1, &[(PISTA, 1)]).unwrap();
+    sale.leave(1).unwrap();
+    assert!(matches!(
+        sale.engine.queue_status(c(3)),
+        QueueStatus::Shopping { .. }
+    ));
+    // An expired hold of a shopper still in their window keeps the place:
+    // they may try again.
+    sale.add(2, &[(PISTA, 2)]).unwrap();
+    sale.later(Policy::default().hold_ttl_ms).tick().unwrap();
+    assert!(matches!(
+        sale.engine.queue_status(c(2)),
+        QueueStatus::Shopping { .. }
+    ));
+    assert_eq!(sale.engine.stats().active, 2);
+}
+
+#[test]
+fn a_buyer_below_the_limit_keeps_the_turn_until_done() {
+    let mut sale = fair_sale(100, 4, 100, 0);
+    sale.join(1).unwrap();
+    sale.add(1, &[(PISTA, 1)]).unwrap();
+    sale.pay(1).unwrap();
+    assert!(
+        matches!(sale.engine.queue_status(c(1)), QueueStatus::Shopping { .. }),
+        "three more may still be bought"
+    );
+    // "Done" (the page leaves the line after a purchase) ends it.
+    assert_eq!(sale.leave(1), Ok(Reply::Left));
+    assert_eq!(sale.engine.queue_status(c(1)), QueueStatus::TurnOver);
+    // Reaching the limit over two orders ends it at the second.
+    sale.join(2).unwrap();
+    sale.add(2, &[(PISTA, 3)]).unwrap();
+    sale.pay(2).unwrap();
+    sale.add(2, &[(PISTA, 1)]).unwrap();
+    sale.pay(2).unwrap();
+    assert_eq!(sale.engine.queue_status(c(2)), QueueStatus::TurnOver);
+}
+
+#[test]
+fn arrivals_in_one_window_are_drawn_together_and_windows_keep_their_order() {
+    let mut sale = fair_sale(1000, 2, 100, 10_000);
+    sale.apply(Command::UpdatePolicy {
+        policy: Policy {
+            max_active: 1,
+            ..sale.engine.config().policy
+        },
+    })
+    .unwrap();
+    // Window [OPENS_AT - 1 s + 0, + 10 s): 500 fans over nine seconds.
+    for id in 1..=500 {
+        sale.at(OPENS_AT + id * 16);
+        sale.join(id).unwrap();
+    }
+    let status = sale.engine.queue_status(c(7));
+    let draw_at = OPENS_AT - 1_000 + 10_000;
+    assert!(
+        matches!(status, QueueStatus::Drawing { draw_at_ms, people_ahead: 0, in_draw: 500 } if draw_at_ms == draw_at),
+        "{status:?}"
+    );
+    assert_eq!(sale.engine.stats().active, 0, "nobody is placed before the draw");
+    sale.at(draw_at).tick().unwrap();
+    assert!(matches!(
+        sale.log.iter().rev().find(|t| matches!(t, Transition::ArrivalsDrawn { .. })),
+        Some(Transition::ArrivalsDrawn { count: 500, .. })
+    ));
+    // The next window's fans stand behind all of them, drawn in turn.
+    for id in 501..=600 {
+        sale.at(draw_at + id);
+        sale.join(id).unwrap();
+    }
+    sale.at(draw_at + 10_000).tick().unwrap();
+    // One shopper (max_active 1): the first place of the draw.
+    let place = |id| match sale.engine.queue_status(c(id)) {
+        QueueStatus::Shopping { .. } => 0,
+        _ => position_of(&sale, id),
+    };
+    assert!((1..=500).all(|id| place(id) < 500), "the first window takes 0..500");
+    assert!((501..=600).all(|id| (500..600).contains(&place(id))));
+    // Within a window arrival order predicts nothing: about half of the
+    // neighbours in arrival order swap.
+    let swapped = (1..500).filter(|&id| place(id) > place(id + 1)).count();
+    assert!((180..320).contains(&swapped), "{swapped} of 499 swapped");
+    // The draw is in the log: replay gives the same places.
+    let replayed = sale.replayed();
+    for id in [2, 250, 600] {
+        assert_eq!(replayed.queue_status(c(id)), sale.engine.queue_status(c(id)));
+    }
+}
+
+#[test]
+fn every_place_in_a_window_is_equally_likely_for_its_first_arrival() {
+    // Over 3 000 secret seeds, where does the first of five arrivals of a
+    // window land? Uniform: 600 each, chi-square below 18.5 (99.9%, 4 dof).
+    let mut landed = [0u32; 5];
+    for seed in 0..3_000u64 {
+        let mut config = config(100, 0);
+        config.shuffle_seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        config.policy.arrival_window_ms = 10_000;
+        config.policy.max_active = 1;
+        let mut sale = Sale::new(config);
+        sale.join(100).unwrap();
+        sale.at(OPENS_AT).tick().unwrap();
+        for id in 1..=5 {
+            sale.at(OPENS_AT + id).join(id).unwrap();
+        }
+        sale.at(OPENS_AT + 10_000).tick().unwrap();
+        landed[(position_of(&sale, 1) - 1) as usize] += 1;
+    }
+    let chi2: f64 = landed
+        .iter()
+        .map(|&n| (f64::from(n) - 600.0).powi(2) / 600.0)
+        .sum();
+    assert!(chi2 < 18.5, "{landed:?}: chi-square {chi2}");
+}
+
+#[test]
+fn a_fan_who_leaves_during_the_draw_is_stepped_over() {
+    let mut sale = fair_sale(100, 2, 100, 10_000);
+    for id in 1..=3 {
+        sale.join(id).unwrap();
+    }
+    assert!(matches!(
+        sale.engine.queue_status(c(2)),
+        QueueStatus::Drawing { people_ahead: 0, in_draw: 3, .. }
+    ));
+    assert_eq!(sale.leave(2), Ok(Reply::Left));
+    assert!(matches!(
+        sale.engine.queue_status(c(1)),
+        QueueStatus::Drawing { in_draw: 2, .. }
+    ));
+    sale.later(10_000).tick().unwrap();
+    let stats = sale.engine.stats();
+    assert_eq!((stats.active, stats.left, stats.in_draw), (2, 1, 0));
+    assert_eq!(sale.engine.queue_status(c(2)), QueueStatus::Left);
+}
+
+#[test]
+fn a_window_open_when_the_sale_closes_is_still_drawn_and_nothing_spins() {
+    let mut sale = fair_sale(2, 2, 100, 10_000);
+    sale.join(1).unwrap();
+    sale.later(10_000).tick().unwrap();
+    sale.join(2).unwrap();
+    sale.add(1, &[(PISTA, 2)]).unwrap();
+    sale.pay(1).unwrap();
+    assert_eq!(sale.engine.phase(), Phase::Closed(CloseReason::SoldOut));
+    assert_eq!(
+        sale.engine.queue_status(c(2)),
+        QueueStatus::Closed(CloseReason::SoldOut)
+    );
+    // Each deadline is in the future and, once reached, gives way: the
+    // shard sleeping until it never spins.
+    for _ in 0..4 {
+        let Some(deadline) = sale.engine.next_deadline() else {
+            return;
+        };
+        assert!(deadline > sale.now);
+        sale.at(deadline).tick().unwrap();
+    }
+    panic!("still a deadline: {:?}", sale.engine.next_deadline());
 }

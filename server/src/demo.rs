@@ -167,7 +167,16 @@ impl Demo<'_> {
             }
             Transition::Paused { .. } => "sale paused by the operator".into(),
             Transition::Resumed { .. } => "sale resumed".into(),
-            Transition::PolicyChanged { .. } => "policy changed".into(),
+            Transition::PolicyChanged { .. } | Transition::PolicyChangedV1 { .. } => {
+                "policy changed".into()
+            }
+            Transition::ArrivalWindowOpened { ends_at_ms } => format!(
+                "arrivals after opening: everyone who joins until {} is drawn together",
+                clock(ends_at_ms)
+            ),
+            Transition::ArrivalsDrawn { count, .. } => {
+                format!("the {count} who arrived in that window are placed by a draw")
+            }
             Transition::Rescheduled { .. } => "schedule changed".into(),
         };
         self.say(&text)

@@ -153,6 +153,9 @@ fn detail(transition: &Transition) -> String {
         Transition::Opened { prequeue_len, .. } => format!("{prequeue_len} in the pre-queue"),
         Transition::Closed { reason, .. } => format!("{reason:?}"),
         Transition::PolicyChanged { policy, .. } => format!("{policy:?}"),
+        Transition::PolicyChangedV1 { policy, .. } => format!("{policy:?}"),
+        Transition::ArrivalWindowOpened { ends_at_ms } => format!("drawn at {ends_at_ms}"),
+        Transition::ArrivalsDrawn { count, seed, .. } => format!("{count} drawn, seed {seed:#x}"),
         Transition::Rescheduled { schedule } => format!("{schedule:?}"),
         Transition::Joined { .. }
         | Transition::LeftQueue { .. }

@@ -138,6 +138,8 @@ function policyFields(prefix, policy = {}) {
     `<label for="${prefix}-${name}">${esc(label)}</label><input id="${prefix}-${name}" name="${name}" type="number" value="${value ?? ""}" ${attrs}>`;
   return field("max_active", t("policy.maxActive"), policy.max_active, 'min="1"')
     + field("admit_per_second", t("policy.admitPerSecond"), policy.admit_per_second, 'min="1"')
+    + field("overadmit_percent", t("policy.overadmit"), policy.overadmit_percent, 'min="100" max="1000"')
+    + field("arrival_window_seconds", t("policy.arrivalWindow"), policy.arrival_window_seconds, 'min="0" max="300"')
     + field("hold_minutes", t("policy.holdMinutes"), policy.hold_minutes, 'min="1" max="30"')
     + field("per_event_limit", t("policy.perEventLimit"), policy.per_event_limit, 'min="1"')
     + field("pow_difficulty", t("policy.pow"), policy.pow_difficulty, 'min="0" max="24"')
@@ -149,8 +151,11 @@ function readPolicy(form) {
   const policy = {
     max_active: number("max_active"), admit_per_second: number("admit_per_second"),
     per_event_limit: number("per_event_limit"), pow_difficulty: number("pow_difficulty"),
+    overadmit_percent: number("overadmit_percent"),
     require_two_factor: form.elements.require_two_factor.checked,
   };
+  const arrivalWindow = number("arrival_window_seconds");
+  if (arrivalWindow !== undefined) policy.arrival_window_ms = arrivalWindow * 1000;
   const hold = number("hold_minutes");
   if (hold !== undefined) policy.hold_ttl_ms = hold * 60000;
   return Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined));
@@ -182,7 +187,7 @@ async function renderEvents(nav) {
         <label for="ne-capacity">${esc(t("admin.capacity"))}</label><input id="ne-capacity" name="capacity" type="number" min="1" value="1000" required>
         <label for="ne-limit">${esc(t("admin.typeLimit"))}</label><input id="ne-limit" name="limit" type="number" min="1" value="4" required>
       </fieldset>
-      ${policyFields("ne", { max_active: 2000, admit_per_second: 500, hold_minutes: 8, per_event_limit: 4, pow_difficulty: 18 })}
+      ${policyFields("ne", { max_active: 2000, admit_per_second: 500, overadmit_percent: 120, arrival_window_seconds: 10, hold_minutes: 8, per_event_limit: 4, pow_difficulty: 18 })}
       <button type="submit">${esc(t("admin.create"))}</button><p id="new-event-result" role="status"></p></form>`);
   wireOps();
   document.querySelectorAll("[data-pause]").forEach((b) => b.addEventListener("click", async () => {

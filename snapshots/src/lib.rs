@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 /// changes shape. A snapshot of another version is skipped with that
 /// reason, and recovery replays the log instead (which always reads).
 /// 2: the engine's queue remembers who left the line. 3: the shard keeps
-/// its payments in flight.
-pub const FORMAT_VERSION: u16 = 3;
+/// its payments in flight. 4: the policy's over-admission and arrival
+/// window, and the queue's arrival windows.
+pub const FORMAT_VERSION: u16 = 4;
 const MAGIC: &[u8; 8] = b"IJSNAP\0\x01";
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".snap";

@@ -32,7 +32,9 @@ pub fn items(pairs: &[(TicketTypeId, u16)]) -> TypeCounts {
 }
 
 /// Two types: Pista (R$ 250, `pista` tickets) and Camarote (R$ 600,
-/// `camarote` tickets; left out when 0), default policy.
+/// `camarote` tickets; left out when 0), the default policy with arrivals
+/// placed in strict order and the most over-admission (the scenarios of
+/// fair admission set their own).
 pub fn config(pista: u32, camarote: u32) -> EventConfig {
     let mut ticket_types = vec![TicketType {
         name: "Pista".into(),
@@ -52,7 +54,11 @@ pub fn config(pista: u32, camarote: u32) -> EventConfig {
         starts_at_ms: CLOSES_AT + 60 * MINUTE_MS,
         ticket_types,
         schedule: Schedule::with_default_prequeue(OPENS_AT, CLOSES_AT),
-        policy: Policy::default(),
+        policy: Policy {
+            overadmit_percent: 1_000,
+            arrival_window_ms: 0,
+            ..Policy::default()
+        },
         shuffle_seed: 0x5EED,
     }
 }
@@ -76,8 +82,10 @@ impl Sale {
         }
     }
 
-    /// A sale with these ticket counts and policy tweaks, opened, with
-    /// `admitted` customers 1..=admitted joined and admitted.
+    /// A sale with these ticket counts and policy tweaks, opened a second
+    /// before `OPENS_AT` (so the admission bucket, empty at opening, has
+    /// filled), with `admitted` customers 1..=admitted joined and admitted
+    /// at `OPENS_AT`.
     pub fn open_with(
         pista: u32,
         camarote: u32,
@@ -85,8 +93,10 @@ impl Sale {
         admitted: u64,
     ) -> Sale {
         let mut config = config(pista, camarote);
+        config.schedule.opens_at_ms = OPENS_AT - 1_000;
         tweak(&mut config.policy);
         let mut sale = Sale::new(config);
+        sale.at(OPENS_AT - 1_000).tick().unwrap();
         sale.at(OPENS_AT);
         for id in 1..=admitted {
             sale.join(id).unwrap();

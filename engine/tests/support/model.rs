@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ingressoja_engine::shuffle::Shuffle;
+use ingressoja_engine::shuffle::{Shuffle, derive_seed};
 use ingressoja_engine::{
     CloseReason, Command, ConfigError, CustomerId, EventConfig, Limit, OrderId, Outcome, Payment,
     Phase, Policy, QueueStatus, Rejection, Reply, Schedule, TicketTypeId, TypeCounts,
@@ -49,6 +49,12 @@ pub struct Model {
     pub paused: bool,
     pub joiners: Vec<CustomerId>,
     pub prequeue_len: u32,
+    /// Arrival windows drawn: first join number, length, seed.
+    pub windows: Vec<(u32, u32, u64)>,
+    /// Join numbers below this have a place in line.
+    pub drawn: u32,
+    /// When the open arrival window is drawn.
+    pub window_end: Option<u64>,
     pub served: u32,
     /// Who left the line before their turn.
     pub left: BTreeSet<CustomerId>,
@@ -75,6 +81,9 @@ impl Model {
             paused: false,
             joiners: Vec::new(),
             prequeue_len: 0,
+            windows: Vec::new(),
+            drawn: 0,
+            window_end: None,
             served: 0,
             left: BTreeSet::new(),
             customers: BTreeMap::new(),
@@ -97,7 +106,8 @@ impl Model {
         if self.phase == Phase::Scheduled && now >= self.schedule.opens_at_ms {
             self.phase = Phase::Open;
             self.prequeue_len = self.joiners.len() as u32;
-            self.bucket_milli = u64::from(self.policy.admit_per_second) * 1000;
+            self.drawn = self.prequeue_len;
+            self.bucket_milli = 0;
             self.bucket_at = now;
         }
         if self.phase == Phase::Open && now >= self.schedule.closes_at_ms {
@@ -124,6 +134,15 @@ impl Model {
                 customer.shopping = false;
             }
         }
+        if self.window_end.is_some_and(|end| end <= now) {
+            let len = self.joiners.len() as u32;
+            if len > self.drawn {
+                let seed = derive_seed(self.seed, self.drawn);
+                self.windows.push((self.drawn, len - self.drawn, seed));
+            }
+            self.drawn = len;
+            self.window_end = None;
+        }
         self.admit(now);
     }
 
@@ -135,18 +154,25 @@ impl Model {
 
     fn admit(&mut self, now: u64) {
         let active = self.customers.values().filter(|c| c.shopping).count() as u32;
-        let waiting = self.waiting();
+        let waiting = self.admissible();
         let available: u32 = self.available.iter().sum();
-        if self.phase != Phase::Open
-            || self.paused
-            || available == 0
-            || waiting == 0
-            || active >= self.policy.max_active
+        let held: u32 = self.held.iter().sum();
+        // Stock-paced: no more shoppers than the unsold tickets serve at
+        // the most one customer may take, times the over-admission.
+        let take = u32::from(self.policy.per_event_limit).min(
+            (0..self.capacity.len())
+                .map(|t| u32::from(self.policy.per_type_limits.at(t)))
+                .sum(),
+        );
+        let servable = (u64::from(available + held) * u64::from(self.policy.overadmit_percent))
+            .div_ceil(100 * u64::from(take)) as u32;
+        let cap = self.policy.max_active.min(servable);
+        if self.phase != Phase::Open || self.paused || available == 0 || waiting == 0 || active >= cap
         {
             return;
         }
         let tokens = (self.tokens(now) / 1000) as u32;
-        let count = waiting.min(self.policy.max_active - active).min(tokens);
+        let count = waiting.min(cap - active).min(tokens);
         if count == 0 {
             return;
         }
@@ -170,25 +196,38 @@ impl Model {
 
     // ----- the queue, by brute force -----
 
-    fn waiting(&self) -> u32 {
+    /// Placed in line, not passed, not left.
+    fn admissible(&self) -> u32 {
         if self.phase == Phase::Scheduled {
-            0
-        } else {
-            let left_ahead = self.left.iter().filter(|&&id| !self.is_served(id)).count() as u32;
-            self.joiners.len() as u32 - self.served - left_ahead
+            return 0;
         }
+        (self.served..self.drawn)
+            .filter(|&p| !self.left.contains(&self.customer_at(p)))
+            .count() as u32
     }
 
+    /// Joined after opening, not drawn yet, still there.
+    fn in_draw(&self) -> u32 {
+        (self.drawn..self.joiners.len() as u32)
+            .filter(|&j| !self.left.contains(&self.joiners[j as usize]))
+            .count() as u32
+    }
+
+    /// Only for join numbers below `drawn`.
     fn position_of_join(&self, join: u32) -> u32 {
         if join < self.prequeue_len {
-            Shuffle::new(self.seed, self.prequeue_len).forward(join)
-        } else {
-            join
+            return Shuffle::new(self.seed, self.prequeue_len).forward(join);
         }
+        for &(start, len, seed) in &self.windows {
+            if (start..start + len).contains(&join) {
+                return start + Shuffle::new(seed, len).forward(join - start);
+            }
+        }
+        join
     }
 
     fn customer_at(&self, position: u32) -> CustomerId {
-        (0..self.joiners.len() as u32)
+        (0..self.drawn)
             .find(|&j| self.position_of_join(j) == position)
             .map(|j| self.joiners[j as usize])
             .unwrap()
@@ -202,7 +241,7 @@ impl Model {
         self.phase != Phase::Scheduled
             && self
                 .join_number(id)
-                .is_some_and(|j| self.position_of_join(j) < self.served)
+                .is_some_and(|j| j < self.drawn && self.position_of_join(j) < self.served)
     }
 
     fn shopping(&self, id: CustomerId) -> Option<&ModelCustomer> {
@@ -285,7 +324,18 @@ impl Model {
         if self.joiners.len() as u32 >= self.policy.max_queue_len {
             return Err(Rejection::QueueFull);
         }
+        let window = self.policy.arrival_window_ms;
+        if self.phase == Phase::Open && window > 0 && self.window_end.is_none() {
+            let opens = self.schedule.opens_at_ms;
+            self.window_end = Some(opens + ((now - opens) / window + 1) * window);
+        }
+        let placed_at_once = self.phase == Phase::Open
+            && self.policy.arrival_window_ms == 0
+            && self.drawn == self.joiners.len() as u32;
         self.joiners.push(id);
+        if placed_at_once {
+            self.drawn += 1;
+        }
         Ok(Reply::Joined { fresh: true })
     }
 
@@ -424,7 +474,11 @@ impl Model {
         record.sold = record.sold.checked_add(&held).unwrap();
         record.hold = None;
         record.hold_expired = false;
-        if record.window_end <= now {
+        // Done once the limits leave nothing more to buy.
+        let sold = record.sold;
+        let more = sold.total() < u32::from(self.policy.per_event_limit)
+            && (0..self.capacity.len()).any(|t| sold.at(t) < self.policy.per_type_limits.at(t));
+        if record.window_end <= now || !more {
             record.shopping = false;
         }
         if self.sold == self.capacity {
@@ -521,6 +575,13 @@ impl Model {
         if self.phase == Phase::Scheduled {
             return QueueStatus::PreQueue {
                 prequeue_len: self.joiners.len() as u32,
+            };
+        }
+        if join >= self.drawn {
+            return QueueStatus::Drawing {
+                draw_at_ms: self.window_end.unwrap(),
+                people_ahead: self.admissible(),
+                in_draw: self.in_draw(),
             };
         }
         let position = self.position_of_join(join);

@@ -76,6 +76,8 @@ fn check_limits(policy: &Policy) -> Result<(), ApiError> {
 pub struct PolicyBody {
     max_active: Option<u32>,
     admit_per_second: Option<u32>,
+    overadmit_percent: Option<u16>,
+    arrival_window_ms: Option<u64>,
     admission_window_ms: Option<u64>,
     hold_ttl_ms: Option<u64>,
     per_event_limit: Option<u16>,
@@ -115,6 +117,8 @@ impl PolicyBody {
     fn apply_to(&self, mut policy: Policy) -> Result<Policy, ApiError> {
         policy.max_active = self.max_active.unwrap_or(policy.max_active);
         policy.admit_per_second = self.admit_per_second.unwrap_or(policy.admit_per_second);
+        policy.overadmit_percent = self.overadmit_percent.unwrap_or(policy.overadmit_percent);
+        policy.arrival_window_ms = self.arrival_window_ms.unwrap_or(policy.arrival_window_ms);
         policy.admission_window_ms = self
             .admission_window_ms
             .unwrap_or(policy.admission_window_ms);

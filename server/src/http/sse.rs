@@ -154,6 +154,20 @@ fn follow_locally(last: &Value, published: &Value) -> Option<Value> {
                 )
             })
         }
+        // Still in the same arrival window's draw: its size and the line
+        // ahead come from the published counts.
+        ("drawing", "open") if queue["draw_at_ms"] == last["draw_at_ms"] => {
+            let waiting = queue["waiting"].as_u64()?;
+            let in_draw = queue["in_draw"].as_u64()?;
+            Some(views::queue_status(
+                QueueStatus::Drawing {
+                    draw_at_ms: last["draw_at_ms"].as_u64()?,
+                    people_ahead: u32::try_from(waiting.saturating_sub(in_draw)).ok()?,
+                    in_draw: u32::try_from(in_draw).ok()?,
+                },
+                views::pace_of(published),
+            ))
+        }
         ("prequeue", "scheduled") => {
             let prequeue_len = u32::try_from(queue["joined"].as_u64()?).ok()?;
             Some(views::queue_status(
@@ -378,7 +392,7 @@ pub fn customer_stream(
                         }
                         // Only a fan still waiting can be affected by the
                         // sale moving; the shard tells whether it is their turn.
-                        None => matches!(last["queue"]["status"].as_str(), Some("waiting" | "prequeue")),
+                        None => matches!(last["queue"]["status"].as_str(), Some("waiting" | "prequeue" | "drawing")),
                     }
                 }
                 () = &mut retry, if stale => true,

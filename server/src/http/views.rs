@@ -77,7 +77,10 @@ pub fn event(facts: &EventFacts) -> Value {
             "waiting": stats.waiting,
             "served": stats.served,
             "active": stats.active,
+            "in_draw": stats.in_draw,
+            "draw_at_ms": stats.draw_at_ms,
             "admit_per_second": config.policy.admit_per_second,
+            "arrival_window_ms": config.policy.arrival_window_ms,
         },
     })
 }
@@ -135,6 +138,16 @@ pub fn queue_status(status: QueueStatus, pace: Pace) -> Value {
         QueueStatus::PreQueue { prequeue_len } => {
             json!({ "status": "prequeue", "prequeue_len": prequeue_len })
         }
+        QueueStatus::Drawing {
+            draw_at_ms,
+            people_ahead,
+            in_draw,
+        } => json!({
+            "status": "drawing",
+            "draw_at_ms": draw_at_ms,
+            "people_ahead": people_ahead,
+            "in_draw": in_draw,
+        }),
         QueueStatus::Waiting {
             position,
             people_ahead,

@@ -5,9 +5,16 @@
 //! what, when and from where), and the two ends of every payment (started
 //! before the gateway is asked, settled after). Encoded with postcard; the log sees only
 //! bytes.
+//!
+//! Postcard numbers enum variants in order and writes struct fields in
+//! order, so the wire form ([`WireEntry`]) only ever grows at the end: a
+//! changed payload is a new variant, and the old one stays readable
+//! (`EventCreatedV1`, whose policy predates arrival windows) and is turned
+//! into today's [`LogEntry`] on reading.
 
 use std::net::IpAddr;
 
+use ingressoja_engine::config::EventConfigV1;
 use ingressoja_engine::{CustomerId, EventConfig, Transition};
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +22,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EventId(pub u32);
 
-/// One log record's payload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One log record's payload, as the runtime uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogEntry {
     /// A new event.
     EventCreated {
@@ -60,6 +67,115 @@ pub enum LogEntry {
         /// How it ended.
         settlement: Settlement,
     },
+}
+
+/// The wire form of [`LogEntry`]: every variant ever written, in the order
+/// first written (see the module documentation).
+#[derive(Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
+enum WireEntry {
+    /// A new event, with a configuration from before issue 11: read, never
+    /// written.
+    EventCreatedV1 {
+        event: EventId,
+        config: Box<EventConfigV1>,
+    },
+    /// A change to an event.
+    Transition {
+        /// Which event.
+        event: EventId,
+        /// What changed.
+        transition: Transition,
+    },
+    /// A change to an event made by a fan's own request (joined, held,
+    /// released, bought, left), with where the request came from. A new
+    /// variant rather than a new field: postcard numbers variants in order,
+    /// so logs written before it still read.
+    RequestedTransition {
+        /// Which event.
+        event: EventId,
+        /// What changed.
+        transition: Transition,
+        /// The client's address.
+        from: IpAddr,
+    },
+    /// A payment is about to be asked of the gateway: logged (durable)
+    /// before the charge, so a crash at any later point leaves a record
+    /// that recovery settles with the gateway.
+    PaymentStarted {
+        /// The payment, with its event and hold.
+        payment: PendingPayment,
+        /// The address of the fan's request that started it.
+        from: Option<IpAddr>,
+    },
+    /// A started payment came to its end with the gateway.
+    PaymentSettled {
+        /// Which payment (as started).
+        payment: PendingPayment,
+        /// How it ended.
+        settlement: Settlement,
+    },
+    /// A new event.
+    EventCreated {
+        event: EventId,
+        config: Box<EventConfig>,
+    },
+}
+
+impl From<WireEntry> for LogEntry {
+    fn from(wire: WireEntry) -> LogEntry {
+        match wire {
+            WireEntry::EventCreatedV1 { event, config } => LogEntry::EventCreated {
+                event,
+                config: Box::new(EventConfig::from(*config)),
+            },
+            WireEntry::EventCreated { event, config } => LogEntry::EventCreated { event, config },
+            WireEntry::Transition { event, transition } => LogEntry::Transition { event, transition },
+            WireEntry::RequestedTransition {
+                event,
+                transition,
+                from,
+            } => LogEntry::RequestedTransition {
+                event,
+                transition,
+                from,
+            },
+            WireEntry::PaymentStarted { payment, from } => LogEntry::PaymentStarted { payment, from },
+            WireEntry::PaymentSettled {
+                payment,
+                settlement,
+            } => LogEntry::PaymentSettled {
+                payment,
+                settlement,
+            },
+        }
+    }
+}
+
+impl From<&LogEntry> for WireEntry {
+    fn from(entry: &LogEntry) -> WireEntry {
+        match entry.clone() {
+            LogEntry::EventCreated { event, config } => WireEntry::EventCreated { event, config },
+            LogEntry::Transition { event, transition } => WireEntry::Transition { event, transition },
+            LogEntry::RequestedTransition {
+                event,
+                transition,
+                from,
+            } => WireEntry::RequestedTransition {
+                event,
+                transition,
+                from,
+            },
+            LogEntry::PaymentStarted { payment, from } => WireEntry::PaymentStarted { payment, from },
+            LogEntry::PaymentSettled {
+                payment,
+                settlement,
+            } => WireEntry::PaymentSettled {
+                payment,
+                settlement,
+            },
+        }
+    }
 }
 
 /// A payment logged as started and not yet settled.
@@ -118,7 +234,7 @@ pub enum Settlement {
 impl LogEntry {
     /// The payload bytes.
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_stdvec(self)
+        postcard::to_stdvec(&WireEntry::from(self))
     }
 
     /// The event and transition of a transition record, however attributed.
@@ -147,13 +263,36 @@ impl LogEntry {
 
     /// Reads a payload.
     pub fn decode(bytes: &[u8]) -> Result<LogEntry, postcard::Error> {
-        postcard::from_bytes(bytes)
+        postcard::from_bytes::<WireEntry>(bytes).map(<LogEntry as From<WireEntry>>::from)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `LogEntry::EventCreated` for event 3 as the code before issue 11
+    /// (commit 015270e) wrote it: variant 0, the event, the configuration.
+    const EVENT_CREATED_BEFORE_ISSUE_11: &str = "00030453686f77054172656e61c096b10201055069737461a8c301ac02e807d00fc0a8a5049601f403c0cf2480a61d020404040404040404040404040404040480897aeeff8306";
+
+    #[test]
+    fn an_event_created_before_arrival_windows_still_reads_and_is_written_anew() {
+        let bytes: Vec<u8> = (0..EVENT_CREATED_BEFORE_ISSUE_11.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&EVENT_CREATED_BEFORE_ISSUE_11[i..i + 2], 16).unwrap())
+            .collect();
+        let entry = LogEntry::decode(&bytes).unwrap();
+        let LogEntry::EventCreated { event, config } = &entry else {
+            panic!("read as {entry:?}");
+        };
+        assert_eq!(*event, EventId(3));
+        assert_eq!(config.name, "Show");
+        assert_eq!(config.policy.arrival_window_ms, 0, "it keeps arrival order");
+        // Written again, it takes the new variant and reads back the same.
+        let again = entry.encode().unwrap();
+        assert_ne!(again[0], 0, "not the old variant");
+        assert_eq!(LogEntry::decode(&again).unwrap(), entry);
+    }
 
     #[test]
     fn records_written_before_addresses_were_logged_still_read() {
