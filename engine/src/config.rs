@@ -24,6 +24,8 @@ pub const ADMISSION_WINDOW_MAX_MS: u64 = 60 * MINUTE_MS;
 pub const OVERADMIT_PERCENT_RANGE: std::ops::RangeInclusive<u16> = 100..=1_000;
 /// Arrival windows last at most five minutes (0 keeps strict arrival order).
 pub const ARRIVAL_WINDOW_MAX_MS: u64 = 5 * MINUTE_MS;
+/// A shopper becomes idle after 10 seconds to 60 minutes holding nothing.
+pub const IDLE_AFTER_RANGE_MS: std::ops::RangeInclusive<u64> = 10_000..=60 * MINUTE_MS;
 /// Prices stop at R$ 100 million, so a total of any cart fits a `u64`.
 pub const MAX_PRICE_CENTS: u64 = 10_000_000_000;
 
@@ -99,6 +101,12 @@ pub struct Policy {
     /// opening: a faster connection buys nothing inside a window. 0 keeps
     /// strict arrival order.
     pub arrival_window_ms: u64,
+    /// A shopper holding nothing this long after admission (or whose hold
+    /// ends after that) stops counting against the stock: the next in line
+    /// comes in. They keep their turn and count again if they hold. Covers
+    /// fans who closed the page without leaving, so a stock-paced sale does
+    /// not wait the whole admission window for them.
+    pub idle_after_ms: u64,
     /// How long an admitted customer may take to build a cart.
     pub admission_window_ms: u64,
     /// How long a hold lasts from its first item; later additions do not
@@ -118,7 +126,7 @@ impl Default for Policy {
     /// The defaults of DESIGN.md (2 000 active, 500 admissions/s, 10-minute
     /// window, 8-minute holds, 4 tickets per customer) and the fairness
     /// defaults measured for issue 11 (ARCHITECTURE.md, "Fair admission"):
-    /// 120% over-admission, 10-second arrival windows.
+    /// no over-admission, 10-second arrival windows.
     fn default() -> Policy {
         let mut per_type_limits = TypeCounts::ZERO;
         for t in 0..MAX_TICKET_TYPES {
@@ -127,8 +135,9 @@ impl Default for Policy {
         Policy {
             max_active: 2_000,
             admit_per_second: 500,
-            overadmit_percent: 120,
+            overadmit_percent: 100,
             arrival_window_ms: 10_000,
+            idle_after_ms: MINUTE_MS,
             admission_window_ms: 10 * MINUTE_MS,
             hold_ttl_ms: 8 * MINUTE_MS,
             per_event_limit: 4,
@@ -165,6 +174,9 @@ impl Policy {
         }
         if self.arrival_window_ms > ARRIVAL_WINDOW_MAX_MS {
             return Err(ConfigError::ArrivalWindowOutOfRange);
+        }
+        if !IDLE_AFTER_RANGE_MS.contains(&self.idle_after_ms) {
+            return Err(ConfigError::IdleAfterOutOfRange);
         }
         Ok(())
     }
@@ -279,6 +291,8 @@ pub enum ConfigError {
     OveradmitOutOfRange,
     /// An arrival window over five minutes.
     ArrivalWindowOutOfRange,
+    /// An idle time outside 10 seconds to 60 minutes.
+    IdleAfterOutOfRange,
 }
 
 impl std::fmt::Display for ConfigError {
@@ -308,6 +322,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::ArrivalWindowOutOfRange => {
                 "arrival_window_ms must be 0-300000 (0 keeps arrival order)"
             }
+            ConfigError::IdleAfterOutOfRange => "idle_after_ms must be 10000-3600000",
         };
         f.write_str(text)
     }
@@ -344,6 +359,7 @@ impl From<PolicyV1> for Policy {
             admit_per_second: old.admit_per_second,
             overadmit_percent: Policy::default().overadmit_percent,
             arrival_window_ms: 0,
+            idle_after_ms: Policy::default().idle_after_ms,
             admission_window_ms: old.admission_window_ms,
             hold_ttl_ms: old.hold_ttl_ms,
             per_event_limit: old.per_event_limit,

@@ -217,7 +217,11 @@ impl Engine {
         }
         // Drawn whatever the phase (paused or closed too): a window left
         // open would be a deadline in the past, and the shard would spin.
-        if self.queue.window_ends_at_ms().is_some_and(|end| end <= now_ms) {
+        if self
+            .queue
+            .window_ends_at_ms()
+            .is_some_and(|end| end <= now_ms)
+        {
             let drawn = Transition::ArrivalsDrawn {
                 at_ms: now_ms,
                 count: self.queue.pending(),
@@ -257,18 +261,22 @@ impl Engine {
         if shopper.hold.is_some() {
             self.emit(Transition::HoldExpired { customer }, out);
         }
-        if shopper.window_ends_at_ms <= now_ms {
-            self.emit(Transition::SessionEnded { customer }, out);
-        }
+        self.end_turn_if_over(customer, now_ms, out);
     }
 
+    /// For a shopper who holds nothing: the turn ends if the window has
+    /// passed; otherwise they become idle if their idle time has.
     fn end_turn_if_over(&mut self, customer: CustomerId, now_ms: u64, out: &mut Vec<Transition>) {
-        let over = self
-            .shoppers
-            .get(customer)
-            .is_some_and(|s| s.hold.is_none() && s.window_ends_at_ms <= now_ms);
-        if over {
+        let Some(shopper) = self.shoppers.get(customer).copied() else {
+            return;
+        };
+        if shopper.hold.is_some() {
+            return;
+        }
+        if shopper.window_ends_at_ms <= now_ms {
             self.emit(Transition::SessionEnded { customer }, out);
+        } else if !shopper.idle && shopper.idle_at_ms <= now_ms {
+            self.emit(Transition::ShopperIdle { customer }, out);
         }
     }
 
@@ -300,18 +308,19 @@ impl Engine {
     }
 
     /// How many more may shop: below `max_active`, and below what the
-    /// unsold stock can serve (see [`Policy::overadmit_percent`]). Unsold
-    /// counts held tickets, since their holders are among the shoppers.
+    /// unsold stock can serve (see [`Policy::overadmit_percent`]) counting
+    /// the shoppers who are not idle. Unsold counts held tickets, since their
+    /// holders are among the shoppers.
     fn shopper_room(&self) -> u32 {
         let policy = &self.config.policy;
         let unsold = self.inventory.available_total() + self.inventory.held_total();
         let take = u64::from(policy.take(self.config.ticket_types.len()));
         let servable = (unsold * u64::from(policy.overadmit_percent)).div_ceil(100 * take);
         let servable = u32::try_from(servable).unwrap_or(u32::MAX);
-        policy
-            .max_active
-            .min(servable)
-            .saturating_sub(self.shoppers.len())
+        // max_active bounds everyone shopping; the stock, those counted.
+        let by_stock = servable.saturating_sub(self.shoppers.counted());
+        let by_load = policy.max_active.saturating_sub(self.shoppers.len());
+        by_stock.min(by_load)
     }
 
     fn next_admission_ms(&self) -> Option<u64> {
@@ -690,7 +699,11 @@ impl Engine {
             } => {
                 self.queue.open(shuffle_seed);
                 self.phase = Phase::Open;
-                self.admission = AdmissionBucket::empty(at_ms);
+                // Empty at the scheduled opening (the shard ticks then), so
+                // no burst; a sale first touched after its opening has been
+                // accruing since (at most a second's worth, as always).
+                let opened_at = self.config.schedule.opens_at_ms.min(at_ms);
+                self.admission = AdmissionBucket::empty(opened_at);
             }
             Transition::Closed { reason, .. } => self.phase = Phase::Closed(reason),
             Transition::Joined { customer } => {
@@ -699,12 +712,15 @@ impl Engine {
             }
             Transition::ArrivalWindowOpened { ends_at_ms } => self.queue.open_window(ends_at_ms),
             Transition::ArrivalsDrawn { seed, .. } => self.queue.draw(seed),
+            Transition::ShopperIdle { customer } => self.shoppers.set_idle(customer),
             Transition::Admitted { at_ms, count } => {
-                let window_ends_at_ms =
-                    at_ms.saturating_add(self.config.policy.admission_window_ms);
+                let policy = &self.config.policy;
+                let window_ends_at_ms = at_ms.saturating_add(policy.admission_window_ms);
+                let idle_at_ms = at_ms.saturating_add(policy.idle_after_ms);
                 for _ in 0..count {
                     if let Some(customer) = self.queue.admit_next() {
-                        self.shoppers.admit(customer, window_ends_at_ms);
+                        self.shoppers
+                            .admit(customer, at_ms, window_ends_at_ms, idle_at_ms);
                     }
                 }
                 self.admission
@@ -868,6 +884,11 @@ impl Engine {
                 shopper(customer)?.hold.is_none(),
                 "the customer still holds tickets",
             ),
+            Transition::ShopperIdle { customer } => {
+                let shopper = shopper(customer)?;
+                ensure(shopper.hold.is_none(), "the customer holds tickets")?;
+                ensure(!shopper.idle, "the customer is idle already")
+            }
             Transition::Paused { .. } | Transition::Resumed { .. } => Ok(()),
             Transition::PolicyChanged { policy, .. } => policy
                 .validate(self.config.ticket_types.len())

@@ -238,13 +238,15 @@ impl Engine {
                 require!(position < drawn, "position {position} beyond those placed");
                 require!(!taken[position as usize], "position {position} taken twice");
                 require!(
-                    queue.customer_at(position) == queue.joiners().get(join_number as usize).copied(),
+                    queue.customer_at(position)
+                        == queue.joiners().get(join_number as usize).copied(),
                     "position {position} maps back to another customer"
                 );
                 taken[position as usize] = true;
             }
             require!(
-                (queue.prequeue_len()..drawn).all(|j| queue.position(j) >= Some(queue.prequeue_len())),
+                (queue.prequeue_len()..drawn)
+                    .all(|j| queue.position(j) >= Some(queue.prequeue_len())),
                 "an arrival was placed inside the pre-queue"
             );
         } else {

@@ -6,6 +6,12 @@
 //! they leave. The number of shoppers is the "active shoppers" count that
 //! admission control compares with `max_active`, so this map is bounded by it.
 //!
+//! A shopper who holds nothing once `idle_at_ms` has passed (admission plus
+//! the policy's idle time) is *idle*: still shopping, but no longer counted
+//! against what the stock can serve, so a fan who closed the tab delays the
+//! next in line by the idle time, not by the whole admission window. Holding
+//! again makes them count again.
+//!
 //! When a shopper must be looked at again is kept in two queues: admission
 //! windows in the order they end, holds in the order they expire. With a
 //! steady clock and a fixed TTL both are pushed in time order, so pushing and
@@ -38,8 +44,14 @@ pub struct Hold {
 /// An admitted customer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shopper {
+    /// When the turn started (the admission).
+    pub admitted_at_ms: u64,
     /// Adding to the cart is allowed until here.
     pub window_ends_at_ms: u64,
+    /// Holding nothing from here on makes the shopper idle.
+    pub idle_at_ms: u64,
+    /// Idle: not counted against the stock (see the module documentation).
+    pub idle: bool,
     /// The cart, if any.
     pub hold: Option<Hold>,
     /// The last hold ended by expiry (so a late checkout hears "expired"
@@ -103,15 +115,21 @@ pub struct Shoppers {
     windows: Deadlines,
     /// When holds expire; derived from `by_customer`.
     expiries: Deadlines,
+    /// When shoppers become idle if they hold nothing; derived.
+    idles: Deadlines,
     /// Shoppers with a hold, kept so stats are O(1).
     holds: u32,
+    /// Idle shoppers, likewise.
+    idle: u32,
 }
 
 impl PartialEq for Shoppers {
     fn eq(&self, other: &Shoppers) -> bool {
         // The deadline queues are derived; which dead entries they still
         // hold depends on when they were dropped, which is not state.
-        self.by_customer == other.by_customer && self.holds == other.holds
+        self.by_customer == other.by_customer
+            && self.holds == other.holds
+            && self.idle == other.idle
     }
 }
 
@@ -133,6 +151,16 @@ impl Shoppers {
         self.holds
     }
 
+    /// How many shoppers are idle.
+    pub fn idle(&self) -> u32 {
+        self.idle
+    }
+
+    /// Shoppers counted against the stock: all but the idle.
+    pub fn counted(&self) -> u32 {
+        self.len() - self.idle
+    }
+
     /// The shopper record of a customer.
     pub fn get(&self, customer: CustomerId) -> Option<&Shopper> {
         self.by_customer.get(&customer)
@@ -148,18 +176,35 @@ impl Shoppers {
     pub fn peek_deadline_ms(&self) -> Option<u64> {
         let window = self.windows.front().map(|(d, _)| d);
         let expiry = self.expiries.front().map(|(d, _)| d);
-        window.into_iter().chain(expiry).min()
+        let idle = self.idles.front().map(|(d, _)| d);
+        window.into_iter().chain(expiry).chain(idle).min()
     }
 
-    /// Takes the next shopper whose hold expires, or whose window ends with
-    /// no hold, at or before `now_ms`, with their record, dropping dead
-    /// entries on the way. The entry is consumed: the caller must end that
-    /// hold (an expiry) or that turn (a window end), which it always can.
+    /// Takes the next shopper whose hold expires, whose window ends with
+    /// no hold, or who becomes idle holding nothing, at or before `now_ms`,
+    /// with their record, dropping dead entries on the way. The entry is
+    /// consumed: the caller must end that hold (an expiry), that turn (a
+    /// window end) or mark them idle, which it always can.
     pub(crate) fn take_due(&mut self, now_ms: u64) -> Option<(CustomerId, Shopper)> {
         loop {
             let window = self.windows.front().filter(|&(d, _)| d <= now_ms);
             let expiry = self.expiries.front().filter(|&(d, _)| d <= now_ms);
+            let idle = self.idles.front().filter(|&(d, _)| d <= now_ms);
             match (expiry, window) {
+                (None, None) => {
+                    let (deadline, customer) = idle?;
+                    self.idles.pop();
+                    let shopper = self.get(customer).copied();
+                    // A holder's entry is dropped: the engine marks them
+                    // idle when the hold ends, if it ends after this.
+                    if let Some(shopper) = shopper
+                        && shopper.idle_at_ms == deadline
+                        && !shopper.idle
+                        && shopper.hold.is_none()
+                    {
+                        return Some((customer, shopper));
+                    }
+                }
                 (Some((deadline, customer)), _) => {
                     self.expiries.pop();
                     let shopper = self.get(customer).copied();
@@ -180,21 +225,42 @@ impl Shoppers {
                         return Some((customer, shopper));
                     }
                 }
-                (None, None) => return None,
             }
         }
     }
 
     /// Starts a turn.
-    pub(crate) fn admit(&mut self, customer: CustomerId, window_ends_at_ms: u64) {
+    pub(crate) fn admit(
+        &mut self,
+        customer: CustomerId,
+        admitted_at_ms: u64,
+        window_ends_at_ms: u64,
+        idle_at_ms: u64,
+    ) {
         let shopper = Shopper {
+            admitted_at_ms,
             window_ends_at_ms,
+            idle_at_ms,
+            idle: false,
             hold: None,
             hold_expired: false,
         };
         self.by_customer.insert(customer, shopper);
         self.compact_if_needed();
         self.windows.push(window_ends_at_ms, customer);
+        if idle_at_ms < window_ends_at_ms {
+            self.idles.push(idle_at_ms, customer);
+        }
+    }
+
+    /// Marks a shopper idle (holding nothing past their idle time).
+    pub(crate) fn set_idle(&mut self, customer: CustomerId) {
+        if let Some(shopper) = self.by_customer.get_mut(&customer)
+            && !shopper.idle
+        {
+            shopper.idle = true;
+            self.idle += 1;
+        }
     }
 
     /// Adds to the customer's hold, starting one that expires at
@@ -203,6 +269,11 @@ impl Shoppers {
         let Some(shopper) = self.by_customer.get_mut(&customer) else {
             return;
         };
+        if shopper.idle {
+            // Holding again: counted again.
+            shopper.idle = false;
+            self.idle -= 1;
+        }
         match &mut shopper.hold {
             Some(hold) => {
                 hold.items = hold.items.checked_add(items).unwrap_or(hold.items);
@@ -251,12 +322,14 @@ impl Shoppers {
     /// never ends a turn with a hold, but a logged transition is not trusted).
     pub(crate) fn end(&mut self, customer: CustomerId) -> TypeCounts {
         let items = self.end_hold(customer, false);
-        self.by_customer.remove(&customer);
+        if self.by_customer.remove(&customer).is_some_and(|s| s.idle) {
+            self.idle -= 1;
+        }
         items
     }
 
     fn compact_if_needed(&mut self) {
-        let entries = self.windows.len() + self.expiries.len();
+        let entries = self.windows.len() + self.expiries.len() + self.idles.len();
         if entries > 2 * self.by_customer.len() + STALE_SLACK {
             let shoppers = &self.by_customer;
             self.windows
@@ -267,6 +340,11 @@ impl Shoppers {
                     .get(&c)
                     .and_then(|s| s.hold)
                     .is_some_and(|h| h.expires_at_ms == d)
+            });
+            self.idles.0.retain(|&(d, c)| {
+                shoppers
+                    .get(&c)
+                    .is_some_and(|s| !s.idle && s.idle_at_ms == d)
             });
         }
     }
@@ -280,6 +358,12 @@ impl Shoppers {
             .iter()
             .filter_map(|(&c, s)| Some((s.hold?.expires_at_ms, c)));
         self.expiries = Deadlines::sorted(holders.collect());
+        let idles = self
+            .by_customer
+            .iter()
+            .filter(|(_, s)| !s.idle && s.idle_at_ms < s.window_ends_at_ms)
+            .map(|(&c, s)| (s.idle_at_ms, c));
+        self.idles = Deadlines::sorted(idles.collect());
     }
 
     /// Whether every shopper's current deadline is queued (a holder's expiry,
@@ -290,14 +374,22 @@ impl Shoppers {
             self.windows.0.iter().copied().collect();
         let expiries: rustc_hash::FxHashSet<(u64, CustomerId)> =
             self.expiries.0.iter().copied().collect();
+        let idles: rustc_hash::FxHashSet<(u64, CustomerId)> =
+            self.idles.0.iter().copied().collect();
         let covered = self
             .by_customer
             .iter()
             .all(|(&customer, shopper)| match shopper.hold {
                 Some(hold) => expiries.contains(&(hold.expires_at_ms, customer)),
-                None => windows.contains(&(shopper.window_ends_at_ms, customer)),
+                None => {
+                    windows.contains(&(shopper.window_ends_at_ms, customer))
+                        && (shopper.idle
+                            || shopper.idle_at_ms >= shopper.window_ends_at_ms
+                            || idles.contains(&(shopper.idle_at_ms, customer)))
+                }
             });
-        (covered, self.windows.len() + self.expiries.len())
+        let entries = self.windows.len() + self.expiries.len() + self.idles.len();
+        (covered, entries)
     }
 }
 
@@ -309,16 +401,18 @@ struct ShoppersRecord {
 
 impl From<ShoppersRecord> for Shoppers {
     fn from(record: ShoppersRecord) -> Shoppers {
-        let holds = record
-            .by_customer
-            .values()
-            .filter(|s| s.hold.is_some())
-            .count();
+        let count = |f: fn(&Shopper) -> bool| {
+            let n = record.by_customer.values().filter(|s| f(s)).count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        let (holds, idle) = (count(|s| s.hold.is_some()), count(|s| s.idle));
         let mut shoppers = Shoppers {
             by_customer: record.by_customer,
             windows: Deadlines::default(),
             expiries: Deadlines::default(),
-            holds: u32::try_from(holds).unwrap_or(u32::MAX),
+            idles: Deadlines::default(),
+            holds,
+            idle,
         };
         shoppers.rebuild_deadlines();
         shoppers
@@ -350,7 +444,7 @@ mod tests {
     fn the_deadline_follows_the_hold_then_the_window() {
         let mut shoppers = Shoppers::default();
         let c = CustomerId(7);
-        shoppers.admit(c, 1_000);
+        shoppers.admit(c, 0, 1_000, u64::MAX);
         assert_eq!(due(&mut shoppers, 999), None);
         shoppers.hold(c, &two_tickets(), 500);
         assert_eq!(due(&mut shoppers, 499), None);
@@ -366,7 +460,7 @@ mod tests {
     fn stale_entries_are_bounded_however_often_a_cart_churns() {
         let mut shoppers = Shoppers::default();
         let c = CustomerId(1);
-        shoppers.admit(c, u64::MAX);
+        shoppers.admit(c, 0, u64::MAX, u64::MAX);
         for i in 0..100_000u64 {
             shoppers.hold(c, &two_tickets(), 10 + i);
             shoppers.release(c, &two_tickets());
@@ -379,8 +473,8 @@ mod tests {
     #[test]
     fn a_deadline_pushed_out_of_order_is_still_found_first() {
         let mut shoppers = Shoppers::default();
-        shoppers.admit(CustomerId(1), 5_000);
-        shoppers.admit(CustomerId(2), 1_000); // the window was shortened
+        shoppers.admit(CustomerId(1), 0, 5_000, u64::MAX);
+        shoppers.admit(CustomerId(2), 0, 1_000, u64::MAX); // the window was shortened
         assert_eq!(shoppers.peek_deadline_ms(), Some(1_000));
         assert_eq!(due(&mut shoppers, 1_000), Some(CustomerId(2)));
     }
@@ -389,7 +483,7 @@ mod tests {
     fn a_window_that_ends_during_a_hold_waits_for_the_hold() {
         let mut shoppers = Shoppers::default();
         let c = CustomerId(3);
-        shoppers.admit(c, 1_000);
+        shoppers.admit(c, 0, 1_000, u64::MAX);
         shoppers.hold(c, &two_tickets(), 2_000);
         assert_eq!(due(&mut shoppers, 1_500), None);
         assert_eq!(due(&mut shoppers, 2_000), Some(c));

@@ -156,6 +156,12 @@ pub enum Transition {
         /// The new policy.
         policy: Policy,
     },
+    /// A shopper held nothing past their idle time: they keep their turn
+    /// but no longer count against the stock (the next in line comes in).
+    ShopperIdle {
+        /// Who.
+        customer: CustomerId,
+    },
 }
 
 impl Transition {
@@ -180,6 +186,7 @@ impl Transition {
             Transition::LeftQueue { .. } => "left_queue",
             Transition::ArrivalWindowOpened { .. } => "arrival_window_opened",
             Transition::ArrivalsDrawn { .. } => "arrivals_drawn",
+            Transition::ShopperIdle { .. } => "shopper_idle",
         }
     }
 
@@ -193,6 +200,7 @@ impl Transition {
             | Transition::HoldExpired { customer }
             | Transition::OrderPlaced { customer, .. }
             | Transition::SessionEnded { customer }
+            | Transition::ShopperIdle { customer }
             | Transition::LeftQueue { customer } => Some(customer),
             Transition::Opened { .. }
             | Transition::Closed { .. }

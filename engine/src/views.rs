@@ -46,6 +46,8 @@ pub enum QueueStatus {
     },
     /// Admitted and shopping.
     Shopping {
+        /// When the turn started.
+        admitted_at_ms: u64,
         /// Adding to the cart is allowed until here.
         window_ends_at_ms: u64,
         /// The hold's expiry, if they hold tickets.
@@ -111,6 +113,9 @@ pub struct Stats {
     pub left: u32,
     /// Shopping now.
     pub active: u32,
+    /// Of them, idle: holding nothing past their idle time, not counted
+    /// against the stock.
+    pub idle: u32,
     /// Shoppers holding tickets.
     pub holds: u32,
     /// Tickets in holds.
@@ -146,6 +151,7 @@ impl Engine {
         };
         if let Some(shopper) = self.shoppers.get(customer) {
             return QueueStatus::Shopping {
+                admitted_at_ms: shopper.admitted_at_ms,
                 window_ends_at_ms: shopper.window_ends_at_ms,
                 hold_expires_at_ms: shopper.hold.map(|h| h.expires_at_ms),
             };
@@ -190,6 +196,27 @@ impl Engine {
             return None;
         }
         self.queue.customer_at(position)
+    }
+
+    /// Positions the now-serving cursor has passed (see [`Stats::served`]),
+    /// without building the rest of the stats.
+    pub fn served(&self) -> u32 {
+        self.queue.served()
+    }
+
+    /// Who was admitted at positions `from..served()` (those stepped over
+    /// because they had left are not): after an `apply`, with `from` the
+    /// cursor before it, the customers whose turn the apply started, so a
+    /// server can tell each of them at once rather than each asking.
+    pub fn admitted_since(&self, from: u32) -> Vec<CustomerId> {
+        (from..self.queue.served())
+            .filter_map(|position| self.queue.customer_at(position))
+            .filter(|&customer| {
+                self.queue
+                    .join_number(customer)
+                    .is_some_and(|j| !self.queue.has_left(j))
+            })
+            .collect()
     }
 
     /// A customer's cart, if they hold tickets.
@@ -246,6 +273,7 @@ impl Engine {
             admitted: self.queue.admitted(),
             left: self.queue.left_total(),
             active: self.shoppers.len(),
+            idle: self.shoppers.idle(),
             holds: self.shoppers.holds(),
             tickets_held: stock.iter().map(|s| u64::from(s.held)).sum(),
             tickets_sold: stock.iter().map(|s| u64::from(s.sold)).sum(),

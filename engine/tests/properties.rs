@@ -79,6 +79,7 @@ fn policy() -> impl Strategy<Value = Policy> {
         2u32..12,
         prop_oneof![Just(100u16), Just(120), Just(300)],
         prop_oneof![Just(0u64), Just(10_000), Just(MINUTE_MS)],
+        prop_oneof![Just(10_000u64), Just(MINUTE_MS), Just(60 * MINUTE_MS)],
     )
         .prop_map(
             |(
@@ -92,12 +93,14 @@ fn policy() -> impl Strategy<Value = Policy> {
                 max_queue,
                 overadmit,
                 arrival_window,
+                idle_after,
             )| {
                 let mut policy = Policy {
                     max_active,
                     admit_per_second: rate,
                     overadmit_percent: overadmit,
                     arrival_window_ms: arrival_window,
+                    idle_after_ms: idle_after,
                     admission_window_ms: window_min * MINUTE_MS,
                     hold_ttl_ms: ttl_min * MINUTE_MS,
                     per_event_limit: per_event,

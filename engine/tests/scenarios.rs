@@ -181,7 +181,11 @@ fn the_sale_opens_with_no_burst_and_admits_at_the_rate() {
         sale.join(id).unwrap();
     }
     sale.at(OPENS_AT).tick().unwrap();
-    assert_eq!(sale.engine.stats().served, 0, "nobody at the opening instant");
+    assert_eq!(
+        sale.engine.stats().served,
+        0,
+        "nobody at the opening instant"
+    );
     sale.at(OPENS_AT + 99).tick().unwrap();
     assert_eq!(sale.engine.stats().served, 0);
     sale.at(OPENS_AT + 100).tick().unwrap();
@@ -295,9 +299,17 @@ fn next_deadline_names_opening_then_expiry() {
     sale.at(OPENS_AT).tick().unwrap();
     assert_eq!(sale.engine.next_deadline(), Some(OPENS_AT + 2), "a token");
     sale.at(OPENS_AT + 2).tick().unwrap();
-    let window_end = OPENS_AT + 2 + Policy::default().admission_window_ms;
-    assert_eq!(sale.engine.next_deadline(), Some(window_end));
+    // Holding nothing, the shopper becomes idle at the idle time, then the
+    // turn ends with the window.
+    let idle_at = OPENS_AT + 2 + Policy::default().idle_after_ms;
+    assert_eq!(sale.engine.next_deadline(), Some(idle_at));
     sale.add(1, &[(PISTA, 1)]).unwrap();
+    // The idle entry stays queued (deadlines may be early, never late):
+    // reached while the shopper holds, it changes nothing and goes.
+    assert_eq!(sale.engine.next_deadline(), Some(idle_at));
+    let logged = sale.log.len();
+    sale.at(idle_at).tick().unwrap();
+    assert_eq!(sale.log.len(), logged, "a holder is not idle");
     assert_eq!(
         sale.engine.next_deadline(),
         Some(OPENS_AT + 2 + Policy::default().hold_ttl_ms)
@@ -867,7 +879,11 @@ fn no_more_shop_than_the_unsold_stock_can_serve() {
         sale.join(id).unwrap();
     }
     assert_eq!(sale.engine.stats().active, 5);
-    assert_eq!(sale.engine.next_deadline(), Some(OPENS_AT + 10 * MINUTE_MS));
+    // Next: those holding nothing become idle.
+    assert_eq!(
+        sale.engine.next_deadline(),
+        Some(OPENS_AT + Policy::default().idle_after_ms)
+    );
     // A hold does not free a place (its tickets are still unsold)...
     sale.add(1, &[(PISTA, 2)]).unwrap();
     assert_eq!(sale.engine.stats().active, 5);
@@ -877,7 +893,10 @@ fn no_more_shop_than_the_unsold_stock_can_serve() {
     assert_eq!(sale.engine.stats().active, 4, "8 tickets serve the other 4");
     assert!(matches!(
         sale.engine.queue_status(c(6)),
-        QueueStatus::Waiting { people_ahead: 0, .. }
+        QueueStatus::Waiting {
+            people_ahead: 0,
+            ..
+        }
     ));
     // One of them leaves without buying: the next comes in at once.
     sale.leave(2).unwrap();
@@ -906,15 +925,54 @@ fn a_shopper_who_leaves_without_buying_gives_the_place_to_the_next() {
         sale.engine.queue_status(c(3)),
         QueueStatus::Shopping { .. }
     ));
-    // An expired hold of a shopper still in their window keeps the place:
-    // they may try again.
+    // A hold that expires (past the idle time) leaves the shopper in their
+    // turn, free to try again, but idle: the next in line comes in.
     sale.add(2, &[(PISTA, 2)]).unwrap();
+    sale.add(3, &[(PISTA, 2)]).unwrap();
     sale.later(Policy::default().hold_ttl_ms).tick().unwrap();
     assert!(matches!(
         sale.engine.queue_status(c(2)),
         QueueStatus::Shopping { .. }
     ));
+    let stats = sale.engine.stats();
+    assert_eq!(
+        (stats.active, stats.idle),
+        (4, 2),
+        "2 and 3 idle, 4 and 5 in"
+    );
+}
+
+#[test]
+fn a_shopper_who_holds_nothing_for_the_idle_time_stops_counting_against_the_stock() {
+    // 4 tickets at 2 each: 2 shoppers. Customer 1 closed the page.
+    let mut sale = fair_sale(4, 2, 100, 0);
+    for id in 1..=3 {
+        sale.join(id).unwrap();
+    }
+    sale.add(2, &[(PISTA, 2)]).unwrap();
     assert_eq!(sale.engine.stats().active, 2);
+    let idle_after = Policy::default().idle_after_ms;
+    assert_eq!(sale.engine.next_deadline(), Some(OPENS_AT + idle_after));
+    sale.at(OPENS_AT + idle_after - 1).tick().unwrap();
+    assert!(matches!(
+        sale.engine.queue_status(c(3)),
+        QueueStatus::Waiting { .. }
+    ));
+    sale.at(OPENS_AT + idle_after).tick().unwrap();
+    assert!(matches!(
+        sale.engine.queue_status(c(3)),
+        QueueStatus::Shopping { .. }
+    ));
+    let stats = sale.engine.stats();
+    assert_eq!((stats.active, stats.idle), (3, 1));
+    // Customer 1 still has their turn and counts again once holding.
+    sale.add(1, &[(PISTA, 1)]).unwrap();
+    assert_eq!(sale.engine.stats().idle, 0);
+    assert!(
+        sale.log
+            .iter()
+            .any(|t| matches!(t, Transition::ShopperIdle { .. }))
+    );
 }
 
 #[test]
@@ -960,10 +1018,17 @@ fn arrivals_in_one_window_are_drawn_together_and_windows_keep_their_order() {
         matches!(status, QueueStatus::Drawing { draw_at_ms, people_ahead: 0, in_draw: 500 } if draw_at_ms == draw_at),
         "{status:?}"
     );
-    assert_eq!(sale.engine.stats().active, 0, "nobody is placed before the draw");
+    assert_eq!(
+        sale.engine.stats().active,
+        0,
+        "nobody is placed before the draw"
+    );
     sale.at(draw_at).tick().unwrap();
     assert!(matches!(
-        sale.log.iter().rev().find(|t| matches!(t, Transition::ArrivalsDrawn { .. })),
+        sale.log
+            .iter()
+            .rev()
+            .find(|t| matches!(t, Transition::ArrivalsDrawn { .. })),
         Some(Transition::ArrivalsDrawn { count: 500, .. })
     ));
     // The next window's fans stand behind all of them, drawn in turn.
@@ -977,7 +1042,10 @@ fn arrivals_in_one_window_are_drawn_together_and_windows_keep_their_order() {
         QueueStatus::Shopping { .. } => 0,
         _ => position_of(&sale, id),
     };
-    assert!((1..=500).all(|id| place(id) < 500), "the first window takes 0..500");
+    assert!(
+        (1..=500).all(|id| place(id) < 500),
+        "the first window takes 0..500"
+    );
     assert!((501..=600).all(|id| (500..600).contains(&place(id))));
     // Within a window arrival order predicts nothing: about half of the
     // neighbours in arrival order swap.
@@ -986,7 +1054,10 @@ fn arrivals_in_one_window_are_drawn_together_and_windows_keep_their_order() {
     // The draw is in the log: replay gives the same places.
     let replayed = sale.replayed();
     for id in [2, 250, 600] {
-        assert_eq!(replayed.queue_status(c(id)), sale.engine.queue_status(c(id)));
+        assert_eq!(
+            replayed.queue_status(c(id)),
+            sale.engine.queue_status(c(id))
+        );
     }
 }
 
@@ -1024,7 +1095,11 @@ fn a_fan_who_leaves_during_the_draw_is_stepped_over() {
     }
     assert!(matches!(
         sale.engine.queue_status(c(2)),
-        QueueStatus::Drawing { people_ahead: 0, in_draw: 3, .. }
+        QueueStatus::Drawing {
+            people_ahead: 0,
+            in_draw: 3,
+            ..
+        }
     ));
     assert_eq!(sale.leave(2), Ok(Reply::Left));
     assert!(matches!(
@@ -1052,7 +1127,7 @@ fn a_window_open_when_the_sale_closes_is_still_drawn_and_nothing_spins() {
     );
     // Each deadline is in the future and, once reached, gives way: the
     // shard sleeping until it never spins.
-    for _ in 0..4 {
+    for _ in 0..8 {
         let Some(deadline) = sale.engine.next_deadline() else {
             return;
         };

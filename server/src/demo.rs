@@ -170,6 +170,10 @@ impl Demo<'_> {
             Transition::PolicyChanged { .. } | Transition::PolicyChangedV1 { .. } => {
                 "policy changed".into()
             }
+            Transition::ShopperIdle { customer } => format!(
+                "{} holds nothing a minute into the turn: the next in line may come in",
+                self.fan(customer.0)
+            ),
             Transition::ArrivalWindowOpened { ends_at_ms } => format!(
                 "arrivals after opening: everyone who joins until {} is drawn together",
                 clock(ends_at_ms)
@@ -208,6 +212,13 @@ impl Demo<'_> {
         })?;
         let what = format!("asks for {}", self.items_text(&items));
         self.answer(who, &what, outcome)
+    }
+
+    fn done(&mut self, who: u64) -> std::io::Result<()> {
+        let outcome = self.apply(Command::Leave {
+            customer: CustomerId(who),
+        })?;
+        self.answer(who, "is done", outcome)
     }
 
     fn pay(&mut self, who: u64, key: u128, approved: bool) -> std::io::Result<()> {
@@ -312,14 +323,17 @@ pub fn run(seed: u64, out: &mut dyn Write) -> DemoResult {
     demo.now_ms += 10_000;
     demo.pay(a, 1002, true)?;
     demo.pay(a, 1002, true)?; // a retry with the same key
+    demo.done(a)?; // the page says "done" after a purchase: the place is freed
     demo.now_ms += 20_000;
     demo.pay(b, 2001, true)?;
+    demo.done(b)?;
     // fan c never pays: the hold expires and its ticket goes back on sale.
     if let Some(cart) = demo.engine.cart(CustomerId(c)) {
         demo.at(cart.expires_at_ms)?;
     }
-    // The turns end with the admission window; the next in line come in.
-    demo.at(OPENS_AT_MS + demo.config.policy.admission_window_ms)?;
+    // Fan c's turn ends with the admission window; the next in line come
+    // in (no sooner: the two tickets left serve one shopper, fan c).
+    demo.at(OPENS_AT_MS + demo.config.policy.admission_window_ms + 2_000)?;
     let newcomer = (1..=9).find(|&id| {
         ![a, b, c].contains(&id)
             && matches!(

@@ -161,6 +161,7 @@ fn detail(transition: &Transition) -> String {
         | Transition::LeftQueue { .. }
         | Transition::HoldExpired { .. }
         | Transition::SessionEnded { .. }
+        | Transition::ShopperIdle { .. }
         | Transition::Paused { .. }
         | Transition::Resumed { .. } => String::new(),
     }

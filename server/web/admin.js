@@ -187,7 +187,7 @@ async function renderEvents(nav) {
         <label for="ne-capacity">${esc(t("admin.capacity"))}</label><input id="ne-capacity" name="capacity" type="number" min="1" value="1000" required>
         <label for="ne-limit">${esc(t("admin.typeLimit"))}</label><input id="ne-limit" name="limit" type="number" min="1" value="4" required>
       </fieldset>
-      ${policyFields("ne", { max_active: 2000, admit_per_second: 500, overadmit_percent: 120, arrival_window_seconds: 10, hold_minutes: 8, per_event_limit: 4, pow_difficulty: 18 })}
+      ${policyFields("ne", { max_active: 2000, admit_per_second: 500, overadmit_percent: 100, arrival_window_seconds: 10, hold_minutes: 8, per_event_limit: 4, pow_difficulty: 18 })}
       <button type="submit">${esc(t("admin.create"))}</button><p id="new-event-result" role="status"></p></form>`);
   wireOps();
   document.querySelectorAll("[data-pause]").forEach((b) => b.addEventListener("click", async () => {

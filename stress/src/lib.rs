@@ -17,9 +17,12 @@
 //!
 //! - `client.rs`: the keep-alive JSON client and the event-stream reader.
 //! - `watch.rs`: watchers holding many event streams open (`--watch`).
+//! - `fairness.rs`: populations that differ in network or accounts, and
+//!   who gets the tickets (`--fairness`).
 //! - `main.rs`: arguments, progress bar, printing and the JSON summary.
 
 pub mod client;
+pub mod fairness;
 pub mod watch;
 
 use std::collections::BTreeMap;

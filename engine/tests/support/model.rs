@@ -22,6 +22,9 @@ use ingressoja_engine::{
 #[derive(Clone, Debug, Default)]
 pub struct ModelCustomer {
     pub shopping: bool,
+    pub admitted_at: u64,
+    pub idle_at: u64,
+    pub idle: bool,
     pub window_end: u64,
     pub hold: Option<(TypeCounts, u64)>,
     pub hold_expired: bool,
@@ -108,7 +111,7 @@ impl Model {
             self.prequeue_len = self.joiners.len() as u32;
             self.drawn = self.prequeue_len;
             self.bucket_milli = 0;
-            self.bucket_at = now;
+            self.bucket_at = self.schedule.opens_at_ms.min(now);
         }
         if self.phase == Phase::Open && now >= self.schedule.closes_at_ms {
             self.phase = Phase::Closed(CloseReason::Ended);
@@ -129,10 +132,7 @@ impl Model {
                     self.available[t.index()] += u32::from(q);
                 }
             }
-            let customer = self.customers.get_mut(&id).unwrap();
-            if customer.hold.is_none() && customer.window_end <= now {
-                customer.shopping = false;
-            }
+            self.settle_turn(id, now);
         }
         if self.window_end.is_some_and(|end| end <= now) {
             let len = self.joiners.len() as u32;
@@ -146,6 +146,20 @@ impl Model {
         self.admit(now);
     }
 
+    /// A shopper holding nothing: the turn ends past the window, or they
+    /// become idle past their idle time.
+    fn settle_turn(&mut self, id: CustomerId, now: u64) {
+        let customer = self.customers.get_mut(&id).unwrap();
+        if !customer.shopping || customer.hold.is_some() {
+            return;
+        }
+        if customer.window_end <= now {
+            customer.shopping = false;
+        } else if customer.idle_at <= now {
+            customer.idle = true;
+        }
+    }
+
     fn tokens(&self, now: u64) -> u64 {
         let rate = u64::from(self.policy.admit_per_second);
         let elapsed = now.saturating_sub(self.bucket_at);
@@ -154,6 +168,11 @@ impl Model {
 
     fn admit(&mut self, now: u64) {
         let active = self.customers.values().filter(|c| c.shopping).count() as u32;
+        let counted = self
+            .customers
+            .values()
+            .filter(|c| c.shopping && !c.idle)
+            .count() as u32;
         let waiting = self.admissible();
         let available: u32 = self.available.iter().sum();
         let held: u32 = self.held.iter().sum();
@@ -166,13 +185,14 @@ impl Model {
         );
         let servable = (u64::from(available + held) * u64::from(self.policy.overadmit_percent))
             .div_ceil(100 * u64::from(take)) as u32;
-        let cap = self.policy.max_active.min(servable);
-        if self.phase != Phase::Open || self.paused || available == 0 || waiting == 0 || active >= cap
-        {
+        let room = servable
+            .saturating_sub(counted)
+            .min(self.policy.max_active.saturating_sub(active));
+        if self.phase != Phase::Open || self.paused || available == 0 || waiting == 0 || room == 0 {
             return;
         }
         let tokens = (self.tokens(now) / 1000) as u32;
-        let count = waiting.min(cap - active).min(tokens);
+        let count = waiting.min(room).min(tokens);
         if count == 0 {
             return;
         }
@@ -185,6 +205,9 @@ impl Model {
             let window_end = now + self.policy.admission_window_ms;
             let customer = self.customers.entry(id).or_default();
             customer.shopping = true;
+            customer.admitted_at = now;
+            customer.idle_at = now + self.policy.idle_after_ms;
+            customer.idle = false;
             customer.window_end = window_end;
             customer.hold = None;
             customer.hold_expired = false;
@@ -383,6 +406,7 @@ impl Model {
         let record = self.customers.get_mut(&id).unwrap();
         record.hold = Some((held.checked_add(&items).unwrap(), expires));
         record.hold_expired = false;
+        record.idle = false;
         Ok(Reply::Held {
             expires_at_ms: expires,
         })
@@ -415,9 +439,7 @@ impl Model {
         if left.is_empty() {
             record.hold = None;
             record.hold_expired = false;
-            if record.window_end <= now {
-                record.shopping = false;
-            }
+            self.settle_turn(id, now);
             Ok(Reply::Released {
                 hold_expires_at_ms: None,
             })
@@ -478,7 +500,9 @@ impl Model {
         let sold = record.sold;
         let more = sold.total() < u32::from(self.policy.per_event_limit)
             && (0..self.capacity.len()).any(|t| sold.at(t) < self.policy.per_type_limits.at(t));
-        if record.window_end <= now || !more {
+        if more {
+            self.settle_turn(id, now);
+        } else {
             record.shopping = false;
         }
         if self.sold == self.capacity {
@@ -559,6 +583,7 @@ impl Model {
         };
         if let Some(customer) = self.shopping(id) {
             return QueueStatus::Shopping {
+                admitted_at_ms: customer.admitted_at,
                 window_ends_at_ms: customer.window_end,
                 hold_expires_at_ms: customer.hold.map(|(_, e)| e),
             };

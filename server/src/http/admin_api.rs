@@ -78,6 +78,7 @@ pub struct PolicyBody {
     admit_per_second: Option<u32>,
     overadmit_percent: Option<u16>,
     arrival_window_ms: Option<u64>,
+    idle_after_ms: Option<u64>,
     admission_window_ms: Option<u64>,
     hold_ttl_ms: Option<u64>,
     per_event_limit: Option<u16>,
@@ -119,6 +120,7 @@ impl PolicyBody {
         policy.admit_per_second = self.admit_per_second.unwrap_or(policy.admit_per_second);
         policy.overadmit_percent = self.overadmit_percent.unwrap_or(policy.overadmit_percent);
         policy.arrival_window_ms = self.arrival_window_ms.unwrap_or(policy.arrival_window_ms);
+        policy.idle_after_ms = self.idle_after_ms.unwrap_or(policy.idle_after_ms);
         policy.admission_window_ms = self
             .admission_window_ms
             .unwrap_or(policy.admission_window_ms);

@@ -217,6 +217,11 @@ impl Hub {
         loop {
             tokio::select! {
                 notice = notices.recv() => match notice {
+                    Ok(notice) if notice.turn_of.is_some() => {
+                        if let Some(customer) = notice.turn_of {
+                            hub.route(notice.event, customer, notice.seq, notice.transition);
+                        }
+                    }
                     Ok(notice) => {
                         dirty.insert(notice.event, notice.seq);
                         match notice.transition {

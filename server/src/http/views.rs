@@ -159,10 +159,12 @@ pub fn queue_status(status: QueueStatus, pace: Pace) -> Value {
             "estimated_wait_ms": estimated_wait(people_ahead, estimated_wait_ms, pace),
         }),
         QueueStatus::Shopping {
+            admitted_at_ms,
             window_ends_at_ms,
             hold_expires_at_ms,
         } => json!({
             "status": "shopping",
+            "admitted_at_ms": admitted_at_ms,
             "window_ends_at_ms": window_ends_at_ms,
             "hold_expires_at_ms": hold_expires_at_ms,
         }),

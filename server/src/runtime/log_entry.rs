@@ -130,7 +130,9 @@ impl From<WireEntry> for LogEntry {
                 config: Box::new(EventConfig::from(*config)),
             },
             WireEntry::EventCreated { event, config } => LogEntry::EventCreated { event, config },
-            WireEntry::Transition { event, transition } => LogEntry::Transition { event, transition },
+            WireEntry::Transition { event, transition } => {
+                LogEntry::Transition { event, transition }
+            }
             WireEntry::RequestedTransition {
                 event,
                 transition,
@@ -140,7 +142,9 @@ impl From<WireEntry> for LogEntry {
                 transition,
                 from,
             },
-            WireEntry::PaymentStarted { payment, from } => LogEntry::PaymentStarted { payment, from },
+            WireEntry::PaymentStarted { payment, from } => {
+                LogEntry::PaymentStarted { payment, from }
+            }
             WireEntry::PaymentSettled {
                 payment,
                 settlement,
@@ -156,7 +160,9 @@ impl From<&LogEntry> for WireEntry {
     fn from(entry: &LogEntry) -> WireEntry {
         match entry.clone() {
             LogEntry::EventCreated { event, config } => WireEntry::EventCreated { event, config },
-            LogEntry::Transition { event, transition } => WireEntry::Transition { event, transition },
+            LogEntry::Transition { event, transition } => {
+                WireEntry::Transition { event, transition }
+            }
             LogEntry::RequestedTransition {
                 event,
                 transition,
@@ -166,7 +172,9 @@ impl From<&LogEntry> for WireEntry {
                 transition,
                 from,
             },
-            LogEntry::PaymentStarted { payment, from } => WireEntry::PaymentStarted { payment, from },
+            LogEntry::PaymentStarted { payment, from } => {
+                WireEntry::PaymentStarted { payment, from }
+            }
             LogEntry::PaymentSettled {
                 payment,
                 settlement,

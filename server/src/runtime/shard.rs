@@ -217,6 +217,7 @@ impl Shard {
             return Err(RuntimeError::UnknownEvent(event));
         };
         let mut transitions = Vec::new();
+        let served_before = engine.served();
         let mut origin = from.zip(command.customer()).map(|(from, customer)| Origin {
             customer,
             from,
@@ -233,7 +234,9 @@ impl Shard {
             origin.first = transitions.len();
         }
         let outcome = engine.apply(command, now, &mut transitions);
+        let turns = engine.admitted_since(served_before);
         self.log_transitions(event, &transitions, origin, now, job)?;
+        push_turns(event, self.next_seq, &transitions, turns, job);
         Ok(Applied {
             outcome,
             transitions,
@@ -320,15 +323,23 @@ impl Shard {
         for event in due {
             if let Some(engine) = self.state.events.get_mut(&event) {
                 transitions.clear();
+                let served_before = engine.served();
                 // A tick is never rejected.
                 let _ = engine.apply(Command::Tick, now, &mut transitions);
+                let turns = engine.admitted_since(served_before);
                 // A failure poisons the runtime; nothing more to do here.
-                let _ = self.log_transitions(event, &transitions, None, now, job);
+                if self
+                    .log_transitions(event, &transitions, None, now, job)
+                    .is_ok()
+                {
+                    push_turns(event, self.next_seq, &transitions, turns, job);
+                }
             }
         }
     }
 
     /// Logs transitions as records and as notices to publish once durable.
+    /// (Turns started are added after, by [`push_turns`].)
     /// Those the requesting fan's command made for that fan carry the
     /// request's address (see [`Origin`]).
     fn log_transitions(
@@ -356,6 +367,7 @@ impl Shard {
                 event,
                 seq,
                 transition,
+                turn_of: None,
             });
         }
         Ok(())
@@ -424,4 +436,32 @@ impl Shard {
             }
         }
     }
+}
+
+/// Adds a notice per customer whose turn the just-logged `transitions`
+/// started (`turns`, from `Engine::admitted_since`), carrying the last
+/// `Admitted` of them and its sequence number (`next_seq` is the one after
+/// the batch's last record).
+fn push_turns(
+    event: EventId,
+    next_seq: u64,
+    transitions: &[Transition],
+    turns: Vec<ingressoja_engine::CustomerId>,
+    job: &mut WriteJob,
+) {
+    let Some(back) = transitions
+        .iter()
+        .rev()
+        .position(|t| matches!(t, Transition::Admitted { .. }))
+    else {
+        return;
+    };
+    let seq = next_seq - 1 - back as u64;
+    let transition = transitions[transitions.len() - 1 - back];
+    job.notices.extend(turns.into_iter().map(|customer| Notice {
+        event,
+        seq,
+        transition,
+        turn_of: Some(customer),
+    }));
 }

@@ -30,6 +30,11 @@ pub struct Notice {
     pub seq: u64,
     /// What changed.
     pub transition: ingressoja_engine::Transition,
+    /// For a `Transition::Admitted`, one notice more per customer whose
+    /// turn it started, naming them (the transition only counts them): their
+    /// streams are told at once instead of finding out when the sale's
+    /// published state next moves. `None` on the transition's own notice.
+    pub turn_of: Option<ingressoja_engine::CustomerId>,
 }
 
 /// Where notices go: a bounded ring; a subscriber that falls behind by more
