@@ -307,7 +307,7 @@ impl Engine {
         let (covered, entries) = self.shoppers.deadlines_cover_shoppers();
         require!(covered, "a shopper has no live deadline");
         require!(
-            entries <= 2 * self.shoppers.iter().count() + 2048,
+            entries <= 6 * self.shoppers.iter().count() + 2048,
             "{entries} deadline entries for {} shoppers",
             self.shoppers.len()
         );

@@ -17,9 +17,9 @@
 //! steady clock and a fixed TTL both are pushed in time order, so pushing and
 //! popping is O(1) (a TTL lowered mid-sale or a clock stepping back falls back
 //! to a sorted insert). Entries are deleted lazily: one is live only while it
-//! matches the shopper's current window or hold, and the queues are compacted
-//! whenever dead entries outnumber live ones, so they never hold more than
-//! about twice the shoppers. A window entry that comes due while its shopper
+//! matches the shopper's current window, idle time or hold, and the queues
+//! are compacted whenever dead entries outnumber the live bound (three a
+//! shopper), so they never hold more than about six entries a shopper. A window entry that comes due while its shopper
 //! still holds tickets is dropped: the turn then ends when the hold does
 //! (the engine checks the window whenever a hold ends). Finding what is due
 //! never scans.
@@ -69,8 +69,8 @@ impl Shopper {
     }
 }
 
-/// Queue entries beyond this many more than twice the shoppers trigger a
-/// compaction.
+/// Queue entries beyond this many more than twice the live bound (three a
+/// shopper) trigger a compaction.
 const STALE_SLACK: usize = 1024;
 
 /// Deadlines of one kind, earliest first.
@@ -330,7 +330,9 @@ impl Shoppers {
 
     fn compact_if_needed(&mut self) {
         let entries = self.windows.len() + self.expiries.len() + self.idles.len();
-        if entries > 2 * self.by_customer.len() + STALE_SLACK {
+        // Up to three live entries a shopper (window, idle time, hold):
+        // compacting once the dead ones outnumber them keeps it amortized O(1).
+        if entries > 6 * self.by_customer.len() + STALE_SLACK {
             let shoppers = &self.by_customer;
             self.windows
                 .0

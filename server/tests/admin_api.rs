@@ -9,9 +9,9 @@ use support::{NOW, admin_token, call, join_and_hold, start, token};
 
 const NEW_EVENT: &str = r#"{
     "name": "Show Extra", "venue": "Arena", "starts_at_ms": 1800100000000,
-    "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+    "opens_at_ms": 1799999999000, "closes_at_ms": 1800090000000,
     "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50, "limit_per_customer": 2}],
-    "policy": {"max_active": 100, "pow_difficulty": 0, "require_two_factor": false}
+    "policy": {"arrival_window_ms": 0, "max_active": 100, "pow_difficulty": 0, "require_two_factor": false}
 }"#;
 
 #[test]
@@ -49,7 +49,7 @@ fn an_operator_creates_configures_pauses_and_snapshots_a_sale() {
     );
     assert_eq!(
         event["prequeue_opens_at_ms"].as_u64(),
-        Some(NOW - 30 * 60_000),
+        Some(NOW - 1_000 - 30 * 60_000),
         "30-minute pre-queue by default"
     );
 

@@ -242,7 +242,7 @@ fn per_customer_limits_are_capped() {
     let ops = [("Authorization", admin.as_str())];
     let event = r#"{
         "name": "Show", "venue": "Arena", "starts_at_ms": 1800100000000,
-        "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+        "opens_at_ms": 1799999999000, "closes_at_ms": 1800090000000,
         "ticket_types": [{"name": "Pista", "price_cents": 100, "capacity": 70000, "limit_per_customer": 51}]
     }"#;
     let (status, error) = call(&server, "POST", "/api/admin/events", &ops, Some(event));

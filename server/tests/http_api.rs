@@ -442,9 +442,9 @@ fn one_place_three_fans() -> (support::Server, String, Vec<String>) {
     let admin = support::admin_token(&server, 9);
     let one_place = r#"{
         "name": "Um Lugar", "venue": "Arena", "starts_at_ms": 1800100000000,
-        "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+        "opens_at_ms": 1799999999000, "closes_at_ms": 1800090000000,
         "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50}],
-        "policy": {"max_active": 1, "pow_difficulty": 0, "require_two_factor": false}
+        "policy": {"arrival_window_ms": 0, "max_active": 1, "pow_difficulty": 0, "require_two_factor": false}
     }"#;
     let (status, created) = call(
         &server,

@@ -85,6 +85,8 @@ fn a_fans_requests_carry_their_address_and_what_time_did_carries_none() {
             ("joined", Some(ana)),
             ("items_held", Some(ana)),
             ("hold_expired", None),
+            // Holding nothing past the idle time: time's doing too.
+            ("shopper_idle", None),
             ("items_held", Some(ana)),
         ]
     );
@@ -95,7 +97,11 @@ fn a_fans_requests_carry_their_address_and_what_time_did_carries_none() {
         .filter(|e| e.account == Some(2))
         .map(|e| e.ip.as_deref())
         .collect();
-    assert_eq!(bias, vec![Some("198.51.100.20")], "Bia only joined");
+    assert_eq!(
+        bias,
+        vec![None, Some("198.51.100.20")],
+        "Bia joined; time made her idle (newest first)"
+    );
     let nobodys: Vec<&str> = everyone
         .entries
         .iter()

@@ -497,7 +497,7 @@ fn secure_event(server: &Server, admin: &str, opens_at_ms: u64) -> u64 {
         r#"{{"name": "Show Seguro", "venue": "Arena", "starts_at_ms": {},
             "opens_at_ms": {opens_at_ms}, "prequeue_opens_at_ms": {opens_at_ms}, "closes_at_ms": {},
             "ticket_types": [{{"name": "Pista", "price_cents": 10000, "capacity": 50}}],
-            "policy": {{"pow_difficulty": 8}}}}"#,
+            "policy": {{"pow_difficulty": 8, "arrival_window_ms": 0}}}}"#,
         NOW + 86_400_000,
         NOW + 3_600_000
     );
@@ -553,7 +553,7 @@ fn join(server: &Server, auth: &str, event: u64, challenge: &str, solution: &str
 fn joining_takes_a_fresh_solved_challenge_of_ones_own() {
     let server = start();
     let admin = admin_token(&server, 3);
-    let event = secure_event(&server, &admin, NOW);
+    let event = secure_event(&server, &admin, NOW - 1_000);
     let (ana, bia) = (token(&server, 31), token(&server, 32));
     let path = format!("/api/events/{event}/queue");
     let (status, error) = call(&server, "POST", &path, &[("Authorization", &ana)], None);
@@ -619,7 +619,7 @@ fn a_challenge_is_used_up_even_when_the_join_fails() {
 fn buying_needs_a_two_factor_login_where_the_event_asks_for_it() {
     let server = start();
     let admin = admin_token(&server, 5);
-    let event = secure_event(&server, &admin, NOW);
+    let event = secure_event(&server, &admin, NOW - 1_000);
     let cart = format!("/api/events/{event}/cart/items");
     let items = r#"{"items":[{"ticket_type":0,"quantity":1}]}"#;
     let password_only = token(&server, 51);

@@ -110,9 +110,9 @@ fn waiting_fans_see_their_place_move_and_their_turn_come() {
     let admin = admin_token(&server, 100);
     let one_at_a_time = r#"{
         "name": "Show Pequeno", "venue": "Bar", "starts_at_ms": 1800100000000,
-        "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+        "opens_at_ms": 1799999999000, "closes_at_ms": 1800090000000,
         "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50}],
-        "policy": {"max_active": 1, "pow_difficulty": 0, "require_two_factor": false}
+        "policy": {"arrival_window_ms": 0, "max_active": 1, "pow_difficulty": 0, "require_two_factor": false}
     }"#;
     let (status, event) = call(
         &server,
@@ -168,9 +168,9 @@ fn a_fan_is_told_of_a_hold_expiring_soon_and_of_a_refused_request() {
     let admin = admin_token(&server, 100);
     let short_holds = r#"{
         "name": "Show Rápido", "venue": "Bar", "starts_at_ms": 1800100000000,
-        "opens_at_ms": 1800000000000, "closes_at_ms": 1800090000000,
+        "opens_at_ms": 1799999999000, "closes_at_ms": 1800090000000,
         "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 50, "limit_per_customer": 2}],
-        "policy": {"hold_ttl_ms": 60000, "pow_difficulty": 0, "require_two_factor": false}
+        "policy": {"arrival_window_ms": 0, "hold_ttl_ms": 60000, "pow_difficulty": 0, "require_two_factor": false}
     }"#;
     let (status, event) = call(
         &server,

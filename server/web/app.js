@@ -122,6 +122,9 @@ async function renderEvent(id) {
       <thead><tr><th scope="col">${esc(t("event.type"))}</th><th scope="col">${esc(t("event.price"))}</th><th scope="col">${esc(t("event.stock"))}</th></tr></thead>
       <tbody id="stock">${stockRows(event)}</tbody></table>
     <p><a class="button" href="#/event/${id}/sale" id="join-link">${esc(t("event.join"))}</a></p>`);
+  // The anti-bot check is solved here, while the fan reads the page, so
+  // that joining the line is one request when the sale opens.
+  if (state.me && event.phase !== "sold_out" && event.phase !== "ended") prepareProof(id);
   const stream = new EventSource(`/api/events/${id}/stream`);
   stream.addEventListener("state", (message) => {
     const live = JSON.parse(message.data);
@@ -233,6 +236,38 @@ export async function renderEnroll() {
 
 // ---- waiting room and purchase ------------------------------------------------
 
+// A join's proof of work, solved ahead and kept for this tab until shortly
+// before the challenge expires (the server accepts it for five minutes).
+const PROOF_MARGIN_MS = 30_000;
+
+async function solveChallenge(id, onProgress = () => {}) {
+  const { challenge, difficulty, expires_at_ms: expires } = await api("GET", `/api/events/${id}/challenge`);
+  if (difficulty === 0) return { body: undefined, expires };
+  const solution = await solveInWorker(challenge, difficulty, (tried) => onProgress(Math.min(tried / 2 ** difficulty, 0.99)));
+  return { body: { challenge, solution }, expires };
+}
+
+/** Solves the join's challenge in the background and keeps it (once per
+ * tab and event, renewed before it expires); failures are silent: the
+ * sale page solves one itself. */
+async function prepareProof(id) {
+  const key = `proof:${id}`;
+  const kept = JSON.parse(sessionStorage.getItem(key) ?? "null");
+  if (kept && kept.expires - PROOF_MARGIN_MS > Date.now()) return;
+  try {
+    const proof = await solveChallenge(id);
+    sessionStorage.setItem(key, JSON.stringify(proof));
+  } catch { /* the sale page will solve one */ }
+}
+
+/** The kept proof, if still good; it is used once. */
+function takeProof(id) {
+  const key = `proof:${id}`;
+  const kept = JSON.parse(sessionStorage.getItem(key) ?? "null");
+  sessionStorage.removeItem(key);
+  return kept && kept.expires - PROOF_MARGIN_MS > Date.now() ? kept : null;
+}
+
 function solveInWorker(challenge, difficulty, onProgress) {
   return new Promise((resolve, reject) => {
     const worker = new Worker("/pow-worker.js", { type: "module" });
@@ -258,6 +293,12 @@ export function duration(ms) {
 function waitingHtml(queue) {
   switch (queue.status) {
     case "prequeue": return `<p>${esc(t("wait.prequeue"))}</p><p>${esc(t("wait.prequeueCount", { n: queue.prequeue_len }))}</p>`;
+    case "drawing": {
+      const left = Math.max(0, queue.draw_at_ms - Date.now());
+      return `<p data-testid="drawing">${esc(t("wait.drawing", { d: duration(left) }))}</p>
+        <p>${esc(t("wait.inDraw", { n: queue.in_draw }))}</p>
+        <p>${esc(queue.people_ahead === 0 ? t("wait.drawFirst") : t("wait.drawAhead", { n: queue.people_ahead }))}</p>`;
+    }
     case "waiting": {
       // No estimate (null) when nobody is ahead (the wait is for a free
       // place) or when the line has not moved for a minute.
@@ -283,23 +324,23 @@ async function renderSale(id) {
     <section id="shop" hidden></section><p id="sale-error" role="alert"></p>`);
   const waiting = document.getElementById("waiting");
   const saleError = document.getElementById("sale-error");
-  let queue = await api("GET", `/api/events/${id}/queue`);
-  if (queue.status === "not_joined") {
-    waiting.innerHTML = `<p>${esc(t("pow.preparing"))}</p><progress id="pow-progress" max="1" value="0" aria-label="${esc(t("pow.progress"))}"></progress>`;
-    try {
-      const { challenge, difficulty } = await api("GET", `/api/events/${id}/challenge`);
-      let body;
-      if (difficulty > 0) {
-        const expected = 2 ** difficulty;
-        const solution = await solveInWorker(challenge, difficulty, (tried) => {
-          document.getElementById("pow-progress").value = Math.min(tried / expected, 0.99);
-        });
-        body = { challenge, solution };
-      }
+  // With a proof solved on the event page, joining is one request (a fan
+  // already in line gets their status back from it too).
+  let queue;
+  try {
+    const kept = takeProof(id);
+    if (kept) {
+      try { queue = await api("POST", `/api/events/${id}/queue`, kept.body); }
+      catch (e) { if (!String(e.code).startsWith("proof_of_work")) throw e; }
+    }
+    queue ??= await api("GET", `/api/events/${id}/queue`);
+    if (queue.status === "not_joined") {
+      waiting.innerHTML = `<p>${esc(t("pow.preparing"))}</p><progress id="pow-progress" max="1" value="0" aria-label="${esc(t("pow.progress"))}"></progress>`;
+      const { body } = await solveChallenge(id, (done) => { document.getElementById("pow-progress").value = done; });
       queue = await api("POST", `/api/events/${id}/queue`, body);
-      announce(t("wait.joined"));
-    } catch (e) { showError(saleError, e); waiting.innerHTML = ""; return; }
-  }
+    }
+    if (queue.status !== "not_joined") announce(t("wait.joined"));
+  } catch (e) { showError(saleError, e); waiting.innerHTML = ""; return; }
   const shop = new Shop(id, event);
   const show = (status) => {
     queue = status.queue ?? queue;
@@ -307,7 +348,7 @@ async function renderSale(id) {
       waiting.hidden = true; shop.open(status.cart);
     } else {
       waiting.hidden = false; waiting.innerHTML = waitingHtml(queue); shop.close();
-      if (queue.status === "waiting" || queue.status === "prequeue") {
+      if (["waiting", "prequeue", "drawing"].includes(queue.status)) {
         // Giving up the place: it goes to the next in line instead of being
         // held for a fan who is gone.
         const leave = document.createElement("button");
@@ -459,6 +500,10 @@ class Shop {
         <p>${esc(t("pay.orderTotal", { n: order.tickets.length, total: brl(order.total_cents) }))}</p>
         <a class="button" href="#/tickets">${esc(t("nav.tickets"))}</a></div>`;
       announce(t("pay.confirmed"));
+      // Done: the turn's place goes to the next in line now rather than
+      // when the admission window ends (the engine ends it by itself when
+      // the limit is reached; this covers a purchase below it).
+      api("DELETE", `/api/events/${this.id}/queue`).catch(() => {});
     } catch (e) {
       // The same key again after anything that may not have been the end of
       // this payment (a lost answer, a busy server): it can never buy twice.

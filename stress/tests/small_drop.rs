@@ -117,10 +117,10 @@ fn a_small_drop_sells_out_and_verifies() {
         Some(400),
         "{steps}"
     );
-    assert_eq!(
-        steps["wait_for_turn"]["count"].as_u64(),
-        Some(400),
-        "{steps}"
-    );
+    // Admission is paced by the stock: a turn came to those the 100
+    // tickets could serve (fans take 1 to 3), the others were told it sold
+    // out on their stream.
+    let turns = steps["wait_for_turn"]["count"].as_u64().unwrap();
+    assert!((34..400).contains(&turns), "{turns} turns: {steps}");
     assert_eq!(steps["leave"]["count"].as_u64(), Some(400), "{steps}");
 }

@@ -110,8 +110,12 @@ export async function apiFanInLine(url, id, email) {
   return { fan, token };
 }
 
-/** Makes an event; `policy` may set pow_difficulty, require_two_factor … */
+/** Makes an event; `policy` may set pow_difficulty, require_two_factor …
+ * It opened a second ago, so fans join after opening: in arrival order
+ * unless `policy.arrival_window_ms` asks for a draw (the product's default
+ * of 10 s would make every test wait for one). */
 export async function createEvent(admin, name, { policy = {}, types } = {}) {
+  policy = { arrival_window_ms: 0, ...policy };
   const now = Date.now();
   const { json } = await admin.call("POST", "/api/admin/events", {
     name, venue: "Arena de Teste", starts_at_ms: now + 86400000, opens_at_ms: now - 1000, prequeue_opens_at_ms: now - 2000,

@@ -18,7 +18,10 @@ use serde_json::Value;
 pub const NOW: u64 = 1_800_000_000_000;
 
 /// An event for runtime tests: one type (Pista, 100 tickets at R$ 100),
-/// open from `NOW` for an hour, default policy.
+/// open from a second before `NOW` (the admission rate has a second of
+/// tokens saved, so a fan who joins at `NOW` is admitted at once), for an
+/// hour, the default policy with arrivals in strict order (the clock of
+/// these tests never moves on its own to an arrival window's draw).
 pub fn runtime_event(name: &str) -> ingressoja_engine::EventConfig {
     use ingressoja_engine::{EventConfig, MINUTE_MS, Policy, Schedule, TicketType};
     EventConfig {
@@ -30,8 +33,11 @@ pub fn runtime_event(name: &str) -> ingressoja_engine::EventConfig {
             price_cents: 10_000,
             capacity: 100,
         }],
-        schedule: Schedule::with_default_prequeue(NOW, NOW + 60 * MINUTE_MS),
-        policy: Policy::default(),
+        schedule: Schedule::with_default_prequeue(NOW - 1_000, NOW + 60 * MINUTE_MS),
+        policy: Policy {
+            arrival_window_ms: 0,
+            ..Policy::default()
+        },
         shuffle_seed: 99,
     }
 }
@@ -107,9 +113,10 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
     let mut options = RuntimeOptions::new(dir.path());
     tune(&mut options);
     let runtime = Runtime::start(options, clock.clone()).unwrap();
-    runtime
-        .create_event(demo_event::demo_event(NOW, 7))
-        .unwrap();
+    // Opened a second ago, arrivals in strict order: see `runtime_event`.
+    let mut event = demo_event::demo_event(NOW - 1_000, 7);
+    event.policy.arrival_window_ms = 0;
+    runtime.create_event(event).unwrap();
     let app = Arc::new(App::new(runtime, config, clock.clone()).unwrap());
     // The demo event without proof of work or two-factor, so that tests of
     // other things need neither; `security.rs` tests both on its own event.
