@@ -31,6 +31,9 @@ fn config(tune: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
             joins_per_account: 0,
             carts_per_ip: 0,
             carts_per_account: 0,
+            pow_free_joins_per_address: 0,
+            pow_max_extra_bits: 0,
+            joins_per_address_per_event: 0,
         },
         ..ServerConfig::default()
     };

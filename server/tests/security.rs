@@ -655,3 +655,38 @@ fn buying_needs_a_two_factor_login_where_the_event_asks_for_it() {
     );
     assert_eq!(status, 200, "{held}");
 }
+
+#[test]
+fn many_accounts_joining_from_one_address_pay_more_work_each_and_others_do_not() {
+    let server = start();
+    let admin = admin_token(&server, 5);
+    let event = secure_event(&server, &admin, NOW - 1_000);
+    // Twenty accounts join from this test's one address: the default free
+    // joins per address and event.
+    for n in 0..20 {
+        let fan = token(&server, 500 + n);
+        assert_eq!(solve_and_join(&server, &fan, event), 201);
+    }
+    let next = token(&server, 600);
+    let (status, answer) = call(
+        &server,
+        "GET",
+        &format!("/api/events/{event}/challenge"),
+        &[("Authorization", &next)],
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["difficulty"], 9,
+        "one bit more past 20 joins: {answer}"
+    );
+    let text = answer["challenge"].as_str().unwrap();
+    // The harder challenge is the one checked: a solution at the event's
+    // difficulty only is refused, unless it happens to solve the harder one.
+    let solution = ingressoja::http::pow::solve(text, 9);
+    assert_eq!(join(&server, &next, event, text, &solution).0, 201);
+    // Another event's line from the same address is not affected (the
+    // helper checks the event's own difficulty, 8).
+    let other = secure_event(&server, &admin, NOW - 1_000);
+    challenge(&server, &next, other);
+}

@@ -55,6 +55,10 @@ fn a_small_drop_sells_out_and_verifies() {
         joins_per_account: 0,
         carts_per_ip: 0,
         carts_per_account: 0,
+        // Every virtual fan joins from the one loopback address.
+        pow_free_joins_per_address: 0,
+        pow_max_extra_bits: 0,
+        joins_per_address_per_event: 0,
     };
     let config = ServerConfig {
         development: true,

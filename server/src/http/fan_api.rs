@@ -139,9 +139,13 @@ pub async fn require_event(app: &App, event: EventId) -> Result<(), ApiError> {
 }
 
 /// `GET /api/events/{id}/challenge`: a proof-of-work challenge for joining.
-pub async fn challenge(app: &App, event: EventId, customer: CustomerId) -> Answer {
+pub async fn challenge(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
     require_event(app, event).await?;
-    let difficulty = app.settings.event(event).pow_difficulty;
+    // Harder for an address many accounts joined from lately.
+    let base = app.settings.event(event).pow_difficulty;
+    let difficulty = app
+        .pressure
+        .difficulty(base, event, from, app.clock.now_ms());
     let (challenge, expires_at_ms) =
         app.challenges
             .issue(event, customer.0, difficulty, app.clock.now_ms())?;
@@ -161,9 +165,12 @@ pub async fn join(
     proof: Option<JoinProof>,
 ) -> Answer {
     let difficulty = app.settings.event(event).pow_difficulty;
-    if difficulty > 0 {
+    if difficulty > 0 || app.pressure.has_quota() {
         let (_, status) = queue_status(app, event, customer).await?;
         if status["status"] == "not_joined" {
+            app.pressure.check_quota(event, from, app.clock.now_ms())?;
+        }
+        if difficulty > 0 && status["status"] == "not_joined" {
             let proof = proof.ok_or_else(|| {
                 ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -185,6 +192,7 @@ pub async fn join(
     let (reply, place) =
         apply_then(app, event, command, from, move |e| e.queue_status(customer)).await?;
     let status = if reply == (Reply::Joined { fresh: true }) {
+        app.pressure.record_join(event, from, app.clock.now_ms());
         StatusCode::CREATED
     } else {
         StatusCode::OK

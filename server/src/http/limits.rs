@@ -30,6 +30,14 @@ pub struct LimitsConfig {
     pub carts_per_ip: u32,
     /// Cart changes and checkouts per account.
     pub carts_per_account: u32,
+    /// Joins of an event from one address in ten minutes before its proof
+    /// of work gets harder (`address_pressure.rs`); 0 turns that off.
+    pub pow_free_joins_per_address: u32,
+    /// At most this many bits (each doubles the work) are added.
+    pub pow_max_extra_bits: u8,
+    /// Joins of an event from one address in ten minutes beyond which the
+    /// next is refused (429); 0, the default, sets no quota.
+    pub joins_per_address_per_event: u32,
 }
 
 impl Default for LimitsConfig {
@@ -40,6 +48,9 @@ impl Default for LimitsConfig {
             joins_per_account: 2,
             carts_per_ip: 100,
             carts_per_account: 10,
+            pow_free_joins_per_address: 20,
+            pow_max_extra_bits: 3,
+            joins_per_address_per_event: 0,
         }
     }
 }

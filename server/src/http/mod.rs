@@ -24,6 +24,7 @@
 //! before they are sent) and waits up to ten seconds for connections to close.
 
 pub mod account_api;
+pub mod address_pressure;
 pub mod admin_api;
 pub mod assets;
 pub mod body;
@@ -81,6 +82,9 @@ pub struct App {
     pub settings: settings::Settings,
     /// Proof-of-work challenges.
     pub challenges: pow::Challenges,
+    /// Recent joins per client address, for the proof of work's surcharge
+    /// and the per-address quota.
+    pub pressure: address_pressure::AddressPressure,
     /// Bounds concurrent password hashing.
     pub hashing: tokio::sync::Semaphore,
     /// Takes payments.
@@ -126,6 +130,7 @@ impl App {
             throttle: LoginThrottle::default(),
             settings,
             challenges,
+            pressure: address_pressure::AddressPressure::new(&config.limits),
             hashing: tokio::sync::Semaphore::new(account_api::HASHING_AT_ONCE),
             gateway,
             clock,
@@ -204,6 +209,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 app.hub.forget_closed();
                 app.throttle.trim(app.clock.now_ms());
                 app.challenges.trim(app.clock.now_ms());
+                app.pressure.trim(app.clock.now_ms());
             }
             accepted = connections::accept(&listener, &permits) => {
                 let Some((stream, remote, permit)) = accepted else { continue };

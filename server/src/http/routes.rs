@@ -433,7 +433,7 @@ async fn route(app: &Arc<App>, remote: IpAddr, request: Request<Incoming>) -> An
         (&Method::GET, ["api", "events", id, "challenge"]) => {
             let event = event_id(id)?;
             let who = customer(&who)?;
-            fan_api::challenge(app, event, who).await
+            fan_api::challenge(app, event, who, remote).await
         }
         (&Method::POST, ["api", "events", id, "queue"]) => {
             let (event, who) = (event_id(id)?, customer(&who)?);

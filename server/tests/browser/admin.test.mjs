@@ -4,7 +4,7 @@
 // log shows the actions, the sale log the fan's purchase and its address.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ADMIN, apiFanInLine, browser, startServer, totp, withPage } from "./support.mjs";
+import { ADMIN, apiFanInLine, browser, startServer, totp, waitForTurn, withPage } from "./support.mjs";
 
 let server, chrome;
 before(async () => { server = await startServer(); chrome = await browser(); });
@@ -50,6 +50,8 @@ test("an admin creates an event and watches the dashboard move", async () => {
     // A fan (through the API) joins and buys; the dashboard follows.
     const { fan: me, token: cookie } = await apiFanInLine(server.url, id, "fan@example.com");
     await page.waitForFunction(() => document.querySelector("[data-testid=funnel-joined]")?.textContent === "1", null, { timeout: 10000 });
+    // The event has the default 10-second arrival draw: the turn comes after it.
+    await waitForTurn(me, id);
     await me.call("POST", `/api/events/${id}/cart/items`, { items: [{ ticket_type: 0, quantity: 2 }] });
     await page.waitForFunction(() => document.querySelector("[data-testid=funnel-holding]")?.textContent === "1", null, { timeout: 10000 });
     const pay = await fetch(`${server.url}/api/events/${id}/checkout`, {

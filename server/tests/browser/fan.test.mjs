@@ -3,7 +3,8 @@
 // work, admission, cart with countdown, payment, ticket with QR code); a
 // declined card (and the language switch); the per-customer limit; a hold
 // that expires; a waiting fan told of a pause, the resumption and the sell-out;
-// a waiting fan who gives up and leaves the line.
+// a waiting fan who gives up and leaves the line; a fan who arrives after
+// opening, joins with one request and waits for the arrival draw.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { adminApi, apiFanInLine, browser, createEvent, registerWithTwoFactor, startServer, totp, withPage, PASSWORD } from "./support.mjs";
@@ -178,4 +179,29 @@ test("a waiting fan who gives up leaves the line", async () => {
   const { json: stats } = await admin.call("GET", "/api/admin/stats");
   const sale = stats.events.find((e) => e.event === id);
   assert.deepEqual([sale.active, sale.waiting, sale.admitted, sale.left], [0, 0, 1, 1], JSON.stringify(sale));
+});
+
+test("a fan arriving after opening joins with one request and is placed by the arrival draw", async () => {
+  const event = "Show do Sorteio";
+  const id = await createEvent(admin, event, {
+    policy: { arrival_window_ms: 10000, pow_difficulty: 8, require_two_factor: false },
+  });
+  await withPage(chrome, "arrival-draw", async (page) => {
+    await registerWithTwoFactor(page, server.url, "gabi@example.com");
+    await page.getByRole("link", { name: "Eventos" }).click();
+    await page.getByRole("link", { name: event }).click();
+    // The event page solves the anti-bot check while the fan reads it.
+    await page.waitForFunction((key) => sessionStorage.getItem(key) !== null, `proof:${id}`, { timeout: 20000 });
+    const asked = [];
+    page.on("request", (request) => {
+      const path = new URL(request.url()).pathname;
+      if (path.startsWith(`/api/events/${id}/`)) asked.push(`${request.method()} ${path.slice(`/api/events/${id}`.length)}`);
+    });
+    await page.getByRole("link", { name: "Entrar na fila" }).click();
+    await page.getByTestId("drawing").getByText("Você chegou depois da abertura", { exact: false }).waitFor({ timeout: 10000 });
+    await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 20000 });
+    assert.equal(asked.filter((r) => r === "POST /queue").length, 1, asked.join(", "));
+    assert.equal(asked.filter((r) => r.endsWith("/challenge")).length, 0, asked.join(", "));
+    assert.equal(asked.filter((r) => r === "GET /queue").length, 0, asked.join(", "));
+  });
 });

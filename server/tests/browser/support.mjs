@@ -110,6 +110,18 @@ export async function apiFanInLine(url, id, email) {
   return { fan, token };
 }
 
+/** Polls the fan's place until their turn comes (an arrival window's draw
+ * may come first), for at most `ms`. */
+export async function waitForTurn(fan, id, ms = 20000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const { json } = await fan.call("GET", `/api/events/${id}/queue`);
+    if (json.status === "shopping") return json;
+    if (Date.now() > deadline) throw new Error(`no turn within ${ms} ms: ${JSON.stringify(json)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 /** Makes an event; `policy` may set pow_difficulty, require_two_factor …
  * It opened a second ago, so fans join after opening: in arrival order
  * unless `policy.arrival_window_ms` asks for a draw (the product's default
