@@ -434,8 +434,10 @@ mod tests {
 
     #[test]
     fn take_is_the_smaller_of_the_event_and_summed_type_limits() {
-        let mut policy = Policy::default();
-        policy.per_event_limit = 6;
+        let mut policy = Policy {
+            per_event_limit: 6,
+            ..Policy::default()
+        };
         assert_eq!(policy.take(1), 4);
         assert_eq!(policy.take(2), 6);
         policy.per_event_limit = 2;

@@ -94,6 +94,8 @@ struct Outcome {
     learned_ms: Option<u64>,
     /// Ended in an error (counted, reported).
     broken: Option<&'static str>,
+    /// The join's answer said the pre-queue (before opening).
+    prequeued: bool,
 }
 
 /// The measured result.
@@ -333,6 +335,7 @@ async fn visit(
     if !status.is_success() {
         return Err(Broken(format!("join: {status} {joined}")));
     }
+    outcome.prequeued = joined["status"] == "prequeue";
     let turn = match read_status(&joined, &mut outcome) {
         Some(turn) => turn,
         None => match spec.behaviour {
@@ -490,6 +493,7 @@ pub async fn run(options: FairnessOptions) -> Result<FairnessReport, Broken> {
             "median_place": median(&mut places),
             "median_learned_turn_ms": median(&mut learned),
             "turns": learned.len(),
+            "joined_before_opening": group.iter().filter(|o| o.prequeued).count(),
             "broken": group.iter().filter(|o| o.broken.is_some()).count(),
         }));
         shares.push((share_of_accounts, share_of_tickets));

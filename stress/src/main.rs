@@ -6,6 +6,7 @@ use clap::Parser;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use ingressoja_stress::fairness::{Arrival, Behaviour, FairnessOptions, Population};
 use ingressoja_stress::watch::Watching;
 use ingressoja_stress::{Options, run};
 
@@ -44,12 +45,36 @@ struct Args {
     /// Where to write the JSON summary.
     #[arg(long, default_value = "stress-summary.json")]
     summary: std::path::PathBuf,
+    /// Instead of a drop: measure who gets the tickets of `--event` (one
+    /// ticket type, no two-factor, made for the run) when `--fast` fans,
+    /// `--slow` fans `--slow-rtt-ms` away and `--bots` accounts behind one
+    /// address arrive in the pre-queue (`prequeue`) or in the first second
+    /// after opening (`after-opening`). Each fan connects from an address
+    /// of its own in 127.0.0.0/8. Prints the report (shares with 95%
+    /// intervals, median place, time to learn the turn).
+    #[arg(long, value_parser = ["prequeue", "after-opening"])]
+    fairness: Option<String>,
+    /// Fans next to the server (fairness).
+    #[arg(long, default_value_t = 300)]
+    fast: u32,
+    /// Fans far from it (fairness).
+    #[arg(long, default_value_t = 300)]
+    slow: u32,
+    /// The far fans' round trip, in milliseconds (fairness).
+    #[arg(long, default_value_t = 155)]
+    slow_rtt_ms: u64,
+    /// Bot accounts behind one address (fairness).
+    #[arg(long, default_value_t = 0)]
+    bots: u32,
+    /// How often a bot polls its place, in milliseconds (fairness).
+    #[arg(long, default_value_t = 50)]
+    bot_poll_ms: u64,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let options = Options {
-        addr: args.addr,
+        addr: args.addr.clone(),
         fans: args.fans,
         event: args.event,
         spike_seconds: args.spike_seconds,
@@ -62,6 +87,9 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(streams) = args.watch {
         return watch(&options.addr, args.watch_event, streams);
+    }
+    if let Some(arrival) = &args.fairness {
+        return fairness(&args, arrival);
     }
     let bar = indicatif::ProgressBar::new(options.fans);
     let progress_bar = bar.clone();
@@ -122,4 +150,60 @@ fn watch(addr: &str, event: u64, streams: u64) -> std::process::ExitCode {
         watchers.abort();
     });
     std::process::ExitCode::SUCCESS
+}
+
+fn fairness(args: &Args, arrival: &str) -> std::process::ExitCode {
+    let fans = |name: &str, accounts, rtt_ms| Population {
+        name: name.into(),
+        accounts,
+        rtt: std::time::Duration::from_millis(rtt_ms),
+        behaviour: Behaviour::Fan,
+    };
+    let mut populations = vec![
+        fans("fast", args.fast, 0),
+        fans("slow", args.slow, args.slow_rtt_ms),
+    ];
+    if args.bots > 0 {
+        populations.push(Population {
+            name: "bots".into(),
+            accounts: args.bots,
+            rtt: std::time::Duration::ZERO,
+            behaviour: Behaviour::Bot {
+                poll_ms: args.bot_poll_ms,
+            },
+        });
+    }
+    let options = FairnessOptions {
+        addr: args.addr.clone(),
+        event: args.event,
+        populations,
+        arrival: if arrival == "prequeue" {
+            Arrival::PreQueue
+        } else {
+            Arrival::AfterOpening { within_ms: 1_000 }
+        },
+        seed: args.seed,
+        deadline: std::time::Duration::from_secs(600),
+    };
+    let Ok(tokio) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the async runtime");
+        return std::process::ExitCode::FAILURE;
+    };
+    match tokio.block_on(ingressoja_stress::fairness::run(options)) {
+        Ok(report) => {
+            let text = serde_json::to_string_pretty(&report.json).unwrap_or_default();
+            println!("{text}");
+            if let Err(error) = std::fs::write(&args.summary, &text) {
+                eprintln!("cannot write {}: {error}", args.summary.display());
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ingressoja-stress: {}", error.0);
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
