@@ -661,8 +661,8 @@ fn many_accounts_joining_from_one_address_pay_more_work_each_and_others_do_not()
     let server = start();
     let admin = admin_token(&server, 5);
     let event = secure_event(&server, &admin, NOW - 1_000);
-    // Twenty accounts join from this test's one address: the default free
-    // joins per address and event.
+    // Twenty accounts ask for a challenge and join from this test's one
+    // address: the default free challenges per address and event.
     for n in 0..20 {
         let fan = token(&server, 500 + n);
         assert_eq!(solve_and_join(&server, &fan, event), 201);

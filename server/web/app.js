@@ -344,6 +344,9 @@ async function renderSale(id) {
   const shop = new Shop(id, event);
   const show = (status) => {
     queue = status.queue ?? queue;
+    // After a purchase the turn ends (the limit reached, or the page said
+    // it is done): the confirmation stays, not "your turn is over".
+    if (shop.bought) { waiting.hidden = true; return; }
     if (queue.status === "shopping") {
       waiting.hidden = true; shop.open(status.cart);
     } else {
@@ -496,6 +499,12 @@ class Shop {
     try {
       const order = await this.checkout(document.getElementById("card").value);
       clearInterval(this.timer);
+      this.bought = true;
+      this.el.hidden = false;
+      // The turn may have ended already (the stream can be quicker than
+      // this answer): its "turn over" gives way to the confirmation.
+      const waiting = document.getElementById("waiting");
+      if (waiting) waiting.hidden = true;
       this.el.innerHTML = `<div class="card"><p class="ok big" data-testid="confirmed">${esc(t("pay.confirmed"))}</p>
         <p>${esc(t("pay.orderTotal", { n: order.tickets.length, total: brl(order.total_cents) }))}</p>
         <a class="button" href="#/tickets">${esc(t("nav.tickets"))}</a></div>`;

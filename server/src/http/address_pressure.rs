@@ -1,12 +1,15 @@
-//! How many accounts joined an event's line from one client address in the
-//! last ten minutes, and what that costs the next one from there: a harder
-//! proof of work (a bot farm's hundred accounts behind one address pay more
-//! per account, while a household pays nothing extra), and optionally a
-//! quota of joins per address per event.
+//! How many join challenges one client address asked for, and how many
+//! accounts joined from it, per event over the last ten minutes, and what
+//! that costs the next one from there: a harder proof of work (a bot farm's
+//! hundred accounts behind one address pay more per account, while a
+//! household pays nothing extra), and optionally a quota of joins per
+//! address per event. The surcharge counts challenges, not joins: counting
+//! joins would let a farm fetch all its challenges first, cheap, and join
+//! after.
 //!
 //! The trade-off: many real fans share one address (mobile carriers' NAT,
 //! a university, an office), and nothing here can tell them from a farm.
-//! The first `pow_free_joins_per_address` joins from an address cost the
+//! The first `pow_free_joins_per_address` challenges to an address cost the
 //! event's difficulty; each doubling beyond adds a bit (twice the work), up
 //! to `pow_max_extra_bits`. The defaults (20 free, at most 3 more bits:
 //! eight times the work, about 8 s instead of 1 s on a phone at the usual
@@ -38,6 +41,7 @@ pub const MAX_ADDRESSES: usize = 200_000;
 
 #[derive(Clone, Copy, Debug)]
 struct Count {
+    challenges: u32,
     joins: u32,
     since_ms: u64,
 }
@@ -76,31 +80,37 @@ impl AddressPressure {
         self.quota > 0
     }
 
-    fn joins(&self, event: EventId, from: IpAddr, now_ms: u64) -> u32 {
+    fn count(&self, event: EventId, from: IpAddr, now_ms: u64) -> Count {
         self.counts
             .lock()
             .get(&(event, from))
             .filter(|c| now_ms.saturating_sub(c.since_ms) < WINDOW_MS)
-            .map_or(0, |c| c.joins)
+            .copied()
+            .unwrap_or(Count {
+                challenges: 0,
+                joins: 0,
+                since_ms: now_ms,
+            })
     }
 
-    /// The difficulty of the next challenge for `from`: the event's, plus
-    /// the surcharge of the address's recent joins (never above 32 bits).
-    pub fn difficulty(&self, base: u8, event: EventId, from: IpAddr, now_ms: u64) -> u8 {
+    /// The difficulty of the next challenge for `from`, which this counts:
+    /// the event's, plus the surcharge of the challenges the address asked
+    /// for lately (never above 32 bits).
+    pub fn next_challenge(&self, base: u8, event: EventId, from: IpAddr, now_ms: u64) -> u8 {
         if base == 0 {
             return 0;
         }
-        let extra = extra_bits(
-            self.joins(event, from, now_ms),
-            self.free,
-            self.max_extra_bits,
-        );
+        let asked = self.count(event, from, now_ms).challenges;
+        self.update(event, from, now_ms, |c| {
+            c.challenges = c.challenges.saturating_add(1);
+        });
+        let extra = extra_bits(asked, self.free, self.max_extra_bits);
         base.saturating_add(extra).min(32)
     }
 
     /// Refuses a join from an address that used up the event's quota.
     pub fn check_quota(&self, event: EventId, from: IpAddr, now_ms: u64) -> Result<(), ApiError> {
-        if self.quota == 0 || self.joins(event, from, now_ms) < self.quota {
+        if self.quota == 0 || self.count(event, from, now_ms).joins < self.quota {
             return Ok(());
         }
         Err(ApiError {
@@ -116,21 +126,24 @@ impl AddressPressure {
 
     /// Counts a join (a fresh one: rejoining is free).
     pub fn record_join(&self, event: EventId, from: IpAddr, now_ms: u64) {
+        self.update(event, from, now_ms, |c| c.joins = c.joins.saturating_add(1));
+    }
+
+    fn update(&self, event: EventId, from: IpAddr, now_ms: u64, change: impl FnOnce(&mut Count)) {
         let mut counts = self.counts.lock();
         if counts.len() >= MAX_ADDRESSES && !counts.contains_key(&(event, from)) {
             return;
         }
-        let count = counts.entry((event, from)).or_insert(Count {
+        let fresh = Count {
+            challenges: 0,
             joins: 0,
             since_ms: now_ms,
-        });
+        };
+        let count = counts.entry((event, from)).or_insert(fresh);
         if now_ms.saturating_sub(count.since_ms) >= WINDOW_MS {
-            *count = Count {
-                joins: 0,
-                since_ms: now_ms,
-            };
+            *count = fresh;
         }
-        count.joins = count.joins.saturating_add(1);
+        change(count);
     }
 
     /// Forgets windows that ended (called every minute).
@@ -167,22 +180,28 @@ mod tests {
             IpAddr::from([10, 0, 0, 1]),
             IpAddr::from([10, 0, 0, 2]),
         );
-        for _ in 0..45 {
-            pressure.record_join(event, farm, 1_000);
-        }
-        assert_eq!(pressure.difficulty(18, event, farm, 1_000), 20);
-        assert_eq!(pressure.difficulty(18, event, fan, 1_000), 18);
+        // A farm fetching its challenges before joining pays as it asks.
+        let asked: Vec<u8> = (0..45)
+            .map(|_| pressure.next_challenge(18, event, farm, 1_000))
+            .collect();
         assert_eq!(
-            pressure.difficulty(18, EventId(1), farm, 1_000),
+            (asked[19], asked[20], asked[39], asked[40]),
+            (18, 19, 19, 20)
+        );
+        assert_eq!(pressure.next_challenge(18, event, fan, 1_000), 18);
+        assert_eq!(
+            pressure.next_challenge(18, EventId(1), farm, 1_000),
             18,
             "per event"
         );
         assert_eq!(
-            pressure.difficulty(0, event, farm, 1_000),
+            pressure.next_challenge(0, event, farm, 1_000),
             0,
             "off stays off"
         );
-        for _ in 0..5 {
+        // The quota counts joins.
+        assert!(pressure.check_quota(event, farm, 1_000).is_ok());
+        for _ in 0..50 {
             pressure.record_join(event, farm, 1_000);
         }
         let refused = pressure.check_quota(event, farm, 1_000).unwrap_err();
@@ -194,6 +213,9 @@ mod tests {
         // Ten minutes on, the address starts afresh.
         assert!(pressure.check_quota(event, farm, 1_000 + WINDOW_MS).is_ok());
         pressure.trim(1_000 + WINDOW_MS);
-        assert_eq!(pressure.difficulty(18, event, farm, 1_000 + WINDOW_MS), 18);
+        assert_eq!(
+            pressure.next_challenge(18, event, farm, 1_000 + WINDOW_MS),
+            18
+        );
     }
 }

@@ -304,7 +304,7 @@ pub async fn stats(app: &App) -> Answer {
                 let s = engine.stats();
                 json!({
                     "event": id.0, "joined": s.joined, "waiting": s.waiting, "admitted": s.admitted, "left": s.left,
-                    "active": s.active, "holds": s.holds, "tickets_held": s.tickets_held,
+                    "active": s.active, "idle": s.idle, "in_draw": s.in_draw, "holds": s.holds, "tickets_held": s.tickets_held,
                     "tickets_sold": s.tickets_sold, "tickets_available": s.tickets_available, "orders": s.orders,
                     "paused": s.paused, "phase": format!("{:?}", s.phase),
                 })

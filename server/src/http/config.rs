@@ -13,7 +13,7 @@
 //! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` (headers, and then the body, each) |
 //! | `trusted_proxies` | `INGRESSOJA_TRUSTED_PROXIES` (comma-separated) | none: the peer's address is the client's |
 //! | `[limits]` `reads_per_ip`, `joins_per_ip`, `joins_per_account`, `carts_per_ip`, `carts_per_account` | (file only) | 200, 20, 2, 100, 10 per second, bursts of twice that; 0 turns one off |
-//! | `[limits]` `pow_free_joins_per_address`, `pow_max_extra_bits`, `joins_per_address_per_event` | (file only) | 20, 3, 0: a bit more proof of work per doubling of an address's joins of an event in ten minutes past 20, at most 3; no quota (`address_pressure.rs`) |
+//! | `[limits]` `pow_free_joins_per_address`, `pow_max_extra_bits`, `joins_per_address_per_event` | (file only) | 20, 3, 0: a bit more proof of work per doubling of an address's join challenges for an event in ten minutes past 20, at most 3; no quota (`address_pressure.rs`) |
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -145,7 +145,7 @@ pub async fn challenge(app: &App, event: EventId, customer: CustomerId, from: Ip
     let base = app.settings.event(event).pow_difficulty;
     let difficulty = app
         .pressure
-        .difficulty(base, event, from, app.clock.now_ms());
+        .next_challenge(base, event, from, app.clock.now_ms());
     let (challenge, expires_at_ms) =
         app.challenges
             .issue(event, customer.0, difficulty, app.clock.now_ms())?;

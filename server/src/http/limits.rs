@@ -30,8 +30,9 @@ pub struct LimitsConfig {
     pub carts_per_ip: u32,
     /// Cart changes and checkouts per account.
     pub carts_per_account: u32,
-    /// Joins of an event from one address in ten minutes before its proof
-    /// of work gets harder (`address_pressure.rs`); 0 turns that off.
+    /// Join challenges of an event one address may ask for in ten minutes
+    /// before its proof of work gets harder (`address_pressure.rs`); 0
+    /// turns that off.
     pub pow_free_joins_per_address: u32,
     /// At most this many bits (each doubles the work) are added.
     pub pow_max_extra_bits: u8,
