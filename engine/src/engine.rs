@@ -313,14 +313,19 @@ impl Engine {
     /// holders are among the shoppers.
     fn shopper_room(&self) -> u32 {
         let policy = &self.config.policy;
-        let unsold = self.inventory.available_total() + self.inventory.held_total();
+        // max_active bounds everyone shopping (checked first: it is free);
+        // the stock, those counted.
+        let by_load = policy.max_active.saturating_sub(self.shoppers.len());
+        if by_load == 0 {
+            return 0;
+        }
+        let unsold = self.inventory.unsold_total();
         let take = u64::from(policy.take(self.config.ticket_types.len()));
         let servable = (unsold * u64::from(policy.overadmit_percent)).div_ceil(100 * take);
         let servable = u32::try_from(servable).unwrap_or(u32::MAX);
-        // max_active bounds everyone shopping; the stock, those counted.
-        let by_stock = servable.saturating_sub(self.shoppers.counted());
-        let by_load = policy.max_active.saturating_sub(self.shoppers.len());
-        by_stock.min(by_load)
+        servable
+            .saturating_sub(self.shoppers.counted())
+            .min(by_load)
     }
 
     fn next_admission_ms(&self) -> Option<u64> {

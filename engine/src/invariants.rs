@@ -63,8 +63,9 @@ impl Engine {
                 sold[t.index()] += u64::from(q);
             }
         }
-        let mut available_total = 0u64;
+        let (mut available_total, mut unsold_total) = (0u64, 0u64);
         for (t, stock) in self.inventory.types().iter().enumerate() {
+            unsold_total += u64::from(stock.available) + u64::from(stock.held);
             let sum = u64::from(stock.available) + u64::from(stock.held) + u64::from(stock.sold);
             require!(
                 sum == u64::from(stock.capacity),
@@ -92,6 +93,11 @@ impl Engine {
             available_total == self.inventory.available_total(),
             "available total {} != sum over types {available_total}",
             self.inventory.available_total()
+        );
+        require!(
+            unsold_total == self.inventory.unsold_total(),
+            "unsold total {} != sum over types {unsold_total}",
+            self.inventory.unsold_total()
         );
         if self.inventory.sold_out() {
             require!(

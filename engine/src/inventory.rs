@@ -27,6 +27,9 @@ pub struct Inventory {
     types: Vec<Stock>,
     /// Sum of `available` over types, so "anything left?" is O(1).
     available_total: u64,
+    /// Sum of `available + held` (not sold), for stock-paced admission,
+    /// which asks on every command.
+    unsold_total: u64,
 }
 
 impl Inventory {
@@ -45,6 +48,7 @@ impl Inventory {
         Inventory {
             types,
             available_total,
+            unsold_total: available_total,
         }
     }
 
@@ -58,10 +62,9 @@ impl Inventory {
         self.available_total
     }
 
-    /// Tickets in holds, all types together (at most 16 types: no scan to
-    /// speak of).
-    pub fn held_total(&self) -> u64 {
-        self.types.iter().map(|s| u64::from(s.held)).sum()
+    /// Tickets not sold (available or held), all types together.
+    pub fn unsold_total(&self) -> u64 {
+        self.unsold_total
     }
 
     /// True when every ticket of every type is sold.
@@ -101,6 +104,7 @@ impl Inventory {
             s.held -= q;
             s.sold += q;
         });
+        self.unsold_total -= u64::from(items.total());
     }
 
     /// Whether `items` could be held (checked before applying a logged
