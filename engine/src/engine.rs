@@ -281,13 +281,17 @@ impl Engine {
     }
 
     fn admit(&mut self, now_ms: u64, out: &mut Vec<Transition>) {
-        if !self.admitting() {
+        // Cheapest first: this runs twice per command.
+        if !self.someone_to_admit() {
             return;
         }
-        let policy = &self.config.policy;
-        let room = self.shopper_room();
-        let tokens = self.admission.tokens_at(now_ms, policy.admit_per_second);
-        let count = self.queue.admissible().min(room).min(tokens);
+        let tokens = self
+            .admission
+            .tokens_at(now_ms, self.config.policy.admit_per_second);
+        if tokens == 0 {
+            return;
+        }
+        let count = self.queue.admissible().min(self.shopper_room()).min(tokens);
         if count > 0 {
             self.emit(
                 Transition::Admitted {
@@ -299,12 +303,17 @@ impl Engine {
         }
     }
 
-    fn admitting(&self) -> bool {
+    /// Open, not paused, tickets left and someone placed in line.
+    fn someone_to_admit(&self) -> bool {
         self.phase == Phase::Open
             && !self.paused
             && self.inventory.available_total() > 0
             && self.queue.admissible() > 0
-            && self.shopper_room() > 0
+    }
+
+    /// Whether the next token would admit someone.
+    fn admitting(&self) -> bool {
+        self.someone_to_admit() && self.shopper_room() > 0
     }
 
     /// How many more may shop: below `max_active`, and below what the

@@ -93,11 +93,7 @@ fn main() -> std::process::ExitCode {
     }
     let bar = indicatif::ProgressBar::new(options.fans);
     let progress_bar = bar.clone();
-    let Ok(tokio) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("cannot start the async runtime");
+    let Some(tokio) = async_runtime() else {
         return std::process::ExitCode::FAILURE;
     };
     let result = tokio.block_on(run(options, move |done| progress_bar.set_position(done)));
@@ -124,11 +120,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn watch(addr: &str, event: u64, streams: u64) -> std::process::ExitCode {
-    let Ok(tokio) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("cannot start the async runtime");
+    let Some(tokio) = async_runtime() else {
         return std::process::ExitCode::FAILURE;
     };
     let watching = Arc::new(Watching::default());
@@ -185,11 +177,7 @@ fn fairness(args: &Args, arrival: &str) -> std::process::ExitCode {
         seed: args.seed,
         deadline: std::time::Duration::from_secs(600),
     };
-    let Ok(tokio) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("cannot start the async runtime");
+    let Some(tokio) = async_runtime() else {
         return std::process::ExitCode::FAILURE;
     };
     match tokio.block_on(ingressoja_stress::fairness::run(options)) {
@@ -206,4 +194,16 @@ fn fairness(args: &Args, arrival: &str) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The multi-threaded async runtime every mode runs on (`None`, said on
+/// stderr, when it cannot start).
+fn async_runtime() -> Option<tokio::runtime::Runtime> {
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    if let Err(error) = &built {
+        eprintln!("cannot start the async runtime: {error}");
+    }
+    built.ok()
 }
