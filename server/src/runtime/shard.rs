@@ -234,9 +234,7 @@ impl Shard {
             origin.first = transitions.len();
         }
         let outcome = engine.apply(command, now, &mut transitions);
-        let turns = engine.admitted_since(served_before);
-        self.log_transitions(event, &transitions, origin, now, job)?;
-        push_turns(event, self.next_seq, &transitions, turns, job);
+        self.log_transitions(event, &transitions, origin, served_before, now, job)?;
         Ok(Applied {
             outcome,
             transitions,
@@ -326,30 +324,27 @@ impl Shard {
                 let served_before = engine.served();
                 // A tick is never rejected.
                 let _ = engine.apply(Command::Tick, now, &mut transitions);
-                let turns = engine.admitted_since(served_before);
                 // A failure poisons the runtime; nothing more to do here.
-                if self
-                    .log_transitions(event, &transitions, None, now, job)
-                    .is_ok()
-                {
-                    push_turns(event, self.next_seq, &transitions, turns, job);
-                }
+                let _ = self.log_transitions(event, &transitions, None, served_before, now, job);
             }
         }
     }
 
     /// Logs transitions as records and as notices to publish once durable.
-    /// (Turns started are added after, by [`push_turns`].)
     /// Those the requesting fan's command made for that fan carry the
-    /// request's address (see [`Origin`]).
+    /// request's address (see [`Origin`]). `served_before` is the engine's
+    /// cursor before the apply that made them: the customers whose turn it
+    /// started get a notice each, naming them, on the last `Admitted`.
     fn log_transitions(
         &mut self,
         event: EventId,
         transitions: &[Transition],
         origin: Option<Origin>,
+        served_before: u32,
         now: u64,
         job: &mut WriteJob,
     ) -> Result<(), RuntimeError> {
+        let mut admitted = None;
         for (index, &transition) in transitions.iter().enumerate() {
             let seq = self.next_seq;
             let entry = match origin {
@@ -369,6 +364,20 @@ impl Shard {
                 transition,
                 turn_of: None,
             });
+            if matches!(transition, Transition::Admitted { .. }) {
+                admitted = Some((seq, transition));
+            }
+        }
+        if let Some((seq, transition)) = admitted
+            && let Some(engine) = self.state.events.get(&event)
+        {
+            let turns = engine.admitted_since(served_before);
+            job.notices.extend(turns.into_iter().map(|customer| Notice {
+                event,
+                seq,
+                transition,
+                turn_of: Some(customer),
+            }));
         }
         Ok(())
     }
@@ -436,32 +445,4 @@ impl Shard {
             }
         }
     }
-}
-
-/// Adds a notice per customer whose turn the just-logged `transitions`
-/// started (`turns`, from `Engine::admitted_since`), carrying the last
-/// `Admitted` of them and its sequence number (`next_seq` is the one after
-/// the batch's last record).
-fn push_turns(
-    event: EventId,
-    next_seq: u64,
-    transitions: &[Transition],
-    turns: Vec<ingressoja_engine::CustomerId>,
-    job: &mut WriteJob,
-) {
-    let Some(back) = transitions
-        .iter()
-        .rev()
-        .position(|t| matches!(t, Transition::Admitted { .. }))
-    else {
-        return;
-    };
-    let seq = next_seq - 1 - back as u64;
-    let transition = transitions[transitions.len() - 1 - back];
-    job.notices.extend(turns.into_iter().map(|customer| Notice {
-        event,
-        seq,
-        transition,
-        turn_of: Some(customer),
-    }));
 }
