@@ -14,14 +14,12 @@
 //! fixed (docs/BENCHMARKS.md).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ingressoja::http::config::ServerConfig;
-use ingressoja::http::settings::EventSecurity;
-use ingressoja::http::{App, serve};
-use ingressoja::runtime::{Clock, Runtime, RuntimeOptions, SystemClock};
 use ingressoja_engine::{EventConfig, Policy, Schedule, TicketType};
+
+mod support;
 use ingressoja_stress::fairness::{
     Arrival, Behaviour, FairnessOptions, FairnessReport, Population, run,
 };
@@ -64,44 +62,17 @@ fn fans(name: &str, accounts: u32, rtt_ms: u64) -> Population {
 
 /// Runs `populations` arriving as `arrival` at a fresh server and event.
 fn measure(populations: Vec<Population>, arrival: Arrival, opens_in_ms: u64) -> FairnessReport {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock);
-    let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
     // The product's limits per address and per account stand: every fan
     // has an address of its own, the bot farm one for all its accounts.
     let config = ServerConfig {
         development: true,
         ..ServerConfig::default()
     };
-    let now = SystemClock.now_ms();
-    let event = runtime
-        .create_event(event_config(now, opens_in_ms))
-        .unwrap();
-    let app = Arc::new(App::new(runtime, config, clock).unwrap());
-    app.settings
-        .set(
-            event,
-            EventSecurity {
-                pow_difficulty: 8,
-                require_two_factor: false,
-            },
-        )
-        .unwrap();
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, async move {
-            let _ = stopped.await;
-        }));
+    let event = event_config(support::now_ms(), opens_in_ms);
+    support::with_server(event, config, |addr, event| async move {
         let options = FairnessOptions {
             addr,
-            event: u64::from(event.0),
+            event,
             populations,
             arrival,
             seed: 11,
@@ -110,8 +81,6 @@ fn measure(populations: Vec<Population>, arrival: Arrival, opens_in_ms: u64) -> 
         let report = run(options).await.unwrap();
         // The figures, for `--nocapture` (docs/BENCHMARKS.md).
         println!("{:#}", report.json);
-        let _ = stop.send(());
-        let _ = server.await;
         report
     })
 }

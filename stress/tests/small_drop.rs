@@ -4,14 +4,11 @@
 //! fans bought equals what was sold, nobody over the limit) passes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use ingressoja::http::config::ServerConfig;
 use ingressoja::http::limits::LimitsConfig;
-use ingressoja::http::settings::EventSecurity;
-use ingressoja::http::{App, serve};
-use ingressoja::runtime::{Clock, Runtime, RuntimeOptions, SystemClock};
 use ingressoja_engine::{EventConfig, Policy, Schedule, TicketType};
+
+mod support;
 
 /// 100 tickets over three types, opening in a second.
 fn event_config(now: u64) -> EventConfig {
@@ -46,9 +43,6 @@ use ingressoja_stress::{Options, run};
 
 #[test]
 fn a_small_drop_sells_out_and_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock);
-    let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
     let off = LimitsConfig {
         reads_per_ip: 0,
         joins_per_ip: 0,
@@ -67,44 +61,17 @@ fn a_small_drop_sells_out_and_verifies() {
         max_connections_per_ip: 100_000,
         ..ServerConfig::default()
     };
-    // The event as an operator would make it for a load test: a small
-    // proof of work, no two-factor (virtual fans have no authenticator).
-    let now = SystemClock.now_ms();
-    let event = runtime.create_event(event_config(now)).unwrap();
-    let app = Arc::new(App::new(runtime, config, clock).unwrap());
-    app.settings
-        .set(
-            event,
-            EventSecurity {
-                pow_difficulty: 8,
-                require_two_factor: false,
-            },
-        )
-        .unwrap();
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let summary = tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, async move {
-            let _ = stopped.await;
-        }));
+    let event = event_config(support::now_ms());
+    let summary = support::with_server(event, config, |addr, event| async move {
         let options = Options {
             addr,
             fans: 400,
-            event: u64::from(event.0),
+            event,
             spike_seconds: 1,
             concurrency: 400,
             seed: 5,
         };
-        let summary = run(options, |_| {}).await.unwrap();
-        let _ = stop.send(());
-        let _ = server.await;
-        summary
+        run(options, |_| {}).await.unwrap()
     });
     let verification = &summary.json["verification"];
     assert!(summary.consistent, "{}", summary.json);
