@@ -93,7 +93,7 @@ struct Outcome {
     /// From the turn's start (server clock) to the client knowing it.
     learned_ms: Option<u64>,
     /// Ended in an error (counted, reported).
-    broken: Option<&'static str>,
+    broken: bool,
     /// The join's answer said the pre-queue (before opening).
     prequeued: bool,
 }
@@ -163,12 +163,8 @@ fn read_status(queue: &Value, outcome: &mut Outcome) -> Option<bool> {
         }
         "shopping" => {
             let admitted = queue["admitted_at_ms"].as_u64().unwrap_or(0);
+            // Admitted before any "waiting" status: the place stays unknown.
             outcome.learned_ms = Some(now_ms().saturating_sub(admitted));
-            if outcome.place.is_none() {
-                // Admitted before a "waiting" status was ever seen: the
-                // place is the cursor's at the time, not known here.
-                outcome.place = Some(0);
-            }
             Some(true)
         }
         "prequeue" | "drawing" => None,
@@ -427,7 +423,7 @@ pub async fn run(options: FairnessOptions) -> Result<FairnessReport, Broken> {
                     .unwrap_or_else(|Broken(reason)| {
                         eprintln!("client {population}/{index}: {reason}");
                         Outcome {
-                            broken: Some("broken"),
+                            broken: true,
                             ..Outcome::default()
                         }
                     });
@@ -458,11 +454,7 @@ pub async fn run(options: FairnessOptions) -> Result<FairnessReport, Broken> {
         .sum();
     let tickets: u64 = outcomes.iter().flatten().map(|o| o.tickets).sum();
     let buyers: u64 = outcomes.iter().flatten().filter(|o| o.tickets > 0).count() as u64;
-    let broken: u64 = outcomes
-        .iter()
-        .flatten()
-        .filter(|o| o.broken.is_some())
-        .count() as u64;
+    let broken: u64 = outcomes.iter().flatten().filter(|o| o.broken).count() as u64;
     let mut rows = Vec::new();
     let mut shares = Vec::new();
     for (spec, group) in options.populations.iter().zip(outcomes.iter()) {
@@ -494,7 +486,7 @@ pub async fn run(options: FairnessOptions) -> Result<FairnessReport, Broken> {
             "median_learned_turn_ms": median(&mut learned),
             "turns": learned.len(),
             "joined_before_opening": group.iter().filter(|o| o.prequeued).count(),
-            "broken": group.iter().filter(|o| o.broken.is_some()).count(),
+            "broken": group.iter().filter(|o| o.broken).count(),
         }));
         shares.push((share_of_accounts, share_of_tickets));
     }
