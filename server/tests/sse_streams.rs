@@ -158,7 +158,7 @@ fn waiting_fans_see_their_place_move_and_their_turn_come() {
     read_until(
         &mut streams[1],
         &mut seen[1],
-        r#""people_ahead":0,"position":3,"status":"waiting""#,
+        r#""status":"waiting","position":3,"people_ahead":0"#,
     );
 }
 

@@ -1,16 +1,24 @@
 //! The operators' endpoints (admin role): create an event, change its policy
-//! or schedule, pause and resume the sale, take a snapshot, read the stats.
+//! or schedule, pause and resume the sale, take a snapshot or a backup, read
+//! the stats and the audit trail. [`handle`] runs each and records every
+//! action that changes something in the audit log, in one place.
 
-use crate::http::settings::MAX_POW_DIFFICULTY;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::StatusCode;
 use ingressoja_engine::{Command, EventConfig, MINUTE_MS, Policy, Schedule, TicketType};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::App;
 use super::error::ApiError;
-use super::fan_api::Answer;
-use super::views;
+use super::reply::{Answer, answer};
+use super::route::AdminRoute;
+use super::session::Identity;
+use super::settings::MAX_POW_DIFFICULTY;
+use super::views::{EventFacts, EventView};
+use super::{App, body};
 use crate::runtime::{EventId, RuntimeError};
 
 /// A ticket type in an event's creation.
@@ -166,24 +174,104 @@ pub struct ScheduleBody {
     closes_at_ms: u64,
 }
 
+/// Runs an administrator's request (`who` already checked by the
+/// dispatcher) and records what it changed in the audit log: who, from
+/// where, what, on which event.
+pub async fn handle(
+    app: &Arc<App>,
+    who: &Identity,
+    remote: IpAddr,
+    route: AdminRoute,
+    body: &Bytes,
+    query: &str,
+) -> Answer {
+    // What a change asked for, as the audit trail keeps it.
+    let asked = || String::from_utf8_lossy(body).chars().take(500).collect();
+    let record = |action: &str, event: Option<EventId>, detail: String| {
+        record(app, who, remote, action, event, detail)
+    };
+    match route {
+        AdminRoute::CreateEvent => {
+            let view = create_event(app, body::json(body)?).await?;
+            record("event_created", Some(EventId(view.id)), view.name.clone())?;
+            answer(StatusCode::CREATED, &view)
+        }
+        AdminRoute::Policy(event) => {
+            let view = update_policy(app, event, body::json(body)?).await?;
+            record("policy_changed", Some(event), asked())?;
+            answer(StatusCode::OK, &view)
+        }
+        AdminRoute::Schedule(event) => {
+            let view = reschedule(app, event, body::json(body)?).await?;
+            record("schedule_changed", Some(event), asked())?;
+            answer(StatusCode::OK, &view)
+        }
+        AdminRoute::Pause(event) | AdminRoute::Resume(event) => {
+            let paused = matches!(route, AdminRoute::Pause(_));
+            let view = pause(app, event, paused).await?;
+            let action = if paused {
+                "sale_paused"
+            } else {
+                "sale_resumed"
+            };
+            record(action, Some(event), String::new())?;
+            answer(StatusCode::OK, &view)
+        }
+        AdminRoute::Snapshot => {
+            let taken = json!({ "snapshot_seq": snapshot(app).await? });
+            record("snapshot_taken", None, taken.to_string())?;
+            answer(StatusCode::CREATED, &taken)
+        }
+        AdminRoute::Backup => {
+            let taken = json!({ "backup": backup(app).await? });
+            record("backup_taken", None, taken.to_string())?;
+            answer(StatusCode::CREATED, &taken)
+        }
+        AdminRoute::Stats => stats(app).await,
+        AdminRoute::Audit => audit_query(app, query),
+    }
+}
+
+/// Records an administrator's action in the audit log.
+fn record(
+    app: &App,
+    who: &Identity,
+    remote: IpAddr,
+    action: &str,
+    event: Option<EventId>,
+    detail: String,
+) -> Result<(), ApiError> {
+    tokio::task::block_in_place(|| {
+        app.audit.record(crate::audit::Entry {
+            at_ms: app.clock.now_ms(),
+            action: action.into(),
+            account: Some(who.account.id),
+            email: Some(who.account.email.clone()),
+            event: event.map(|e| e.0),
+            ip: Some(remote.to_string()),
+            detail,
+            ..crate::audit::Entry::default()
+        })
+    })
+    .map(|_| ())
+    .map_err(|e| ApiError::internal("audit_failed", e))
+}
+
 fn stopped(_: impl std::fmt::Debug) -> ApiError {
     ApiError::from(RuntimeError::Stopped)
 }
 
-async fn event_view(app: &App, event: EventId) -> Answer {
-    let view = app.runtime.query(move |state| {
-        state
-            .events
-            .get(&event)
-            .map(|e| views::EventFacts::of(event, e))
-    })?;
+async fn event_view(app: &App, event: EventId) -> Result<EventView, ApiError> {
+    let view = app
+        .runtime
+        .query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)))?;
     let view = view.await.map_err(stopped)??;
-    view.map(|facts| (StatusCode::OK, views::event(&facts)))
+    view.map(|facts| EventView::of(&facts))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
 
-/// `POST /api/admin/events`
-pub async fn create_event(app: &App, body: NewEventBody) -> Answer {
+/// `POST /api/admin/events`: the new event's view.
+pub async fn create_event(app: &App, body: NewEventBody) -> Result<EventView, ApiError> {
     check_names(&body)?;
     let mut policy = body.policy.apply_to(Policy::default())?;
     for (t, ticket_type) in body.ticket_types.iter().enumerate() {
@@ -228,11 +316,10 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Answer {
     }
     let event = app.runtime.submit_event(config)?.await.map_err(stopped)??;
     body.policy.apply_security(app, event)?;
-    let (_, view) = event_view(app, event).await?;
-    Ok((StatusCode::CREATED, view))
+    event_view(app, event).await
 }
 
-async fn command(app: &App, event: EventId, command: Command) -> Answer {
+async fn command(app: &App, event: EventId, command: Command) -> Result<EventView, ApiError> {
     let applied = app
         .runtime
         .submit(event, command)?
@@ -243,7 +330,11 @@ async fn command(app: &App, event: EventId, command: Command) -> Answer {
 }
 
 /// `PUT /api/admin/events/{id}/policy`
-pub async fn update_policy(app: &App, event: EventId, body: PolicyBody) -> Answer {
+pub async fn update_policy(
+    app: &App,
+    event: EventId,
+    body: PolicyBody,
+) -> Result<EventView, ApiError> {
     let current = app
         .runtime
         .query(move |state| state.events.get(&event).map(|e| e.config().policy))?;
@@ -259,7 +350,11 @@ pub async fn update_policy(app: &App, event: EventId, body: PolicyBody) -> Answe
 }
 
 /// `PUT /api/admin/events/{id}/schedule`
-pub async fn reschedule(app: &App, event: EventId, body: ScheduleBody) -> Answer {
+pub async fn reschedule(
+    app: &App,
+    event: EventId,
+    body: ScheduleBody,
+) -> Result<EventView, ApiError> {
     let schedule = Schedule {
         prequeue_opens_at_ms: body.prequeue_opens_at_ms,
         opens_at_ms: body.opens_at_ms,
@@ -269,7 +364,7 @@ pub async fn reschedule(app: &App, event: EventId, body: ScheduleBody) -> Answer
 }
 
 /// `POST /api/admin/events/{id}/pause` and `/resume`
-pub async fn pause(app: &App, event: EventId, paused: bool) -> Answer {
+pub async fn pause(app: &App, event: EventId, paused: bool) -> Result<EventView, ApiError> {
     command(
         app,
         event,
@@ -282,10 +377,10 @@ pub async fn pause(app: &App, event: EventId, paused: bool) -> Answer {
     .await
 }
 
-/// `POST /api/admin/snapshot`
-pub async fn snapshot(app: &App) -> Answer {
+/// `POST /api/admin/snapshot`: the log sequence number it covers.
+pub async fn snapshot(app: &App) -> Result<u64, ApiError> {
     match app.runtime.request_snapshot()?.await.map_err(stopped)? {
-        Ok(seq) => Ok((StatusCode::CREATED, json!({ "snapshot_seq": seq }))),
+        Ok(seq) => Ok(seq),
         Err(reason) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "snapshot_failed",
@@ -294,35 +389,63 @@ pub async fn snapshot(app: &App) -> Answer {
     }
 }
 
+/// One event's figures in `GET /api/admin/stats`.
+#[derive(Serialize)]
+struct EventStats {
+    event: u32,
+    joined: u32,
+    waiting: u32,
+    admitted: u32,
+    left: u32,
+    active: u32,
+    idle: u32,
+    in_draw: u32,
+    holds: u32,
+    tickets_held: u64,
+    tickets_sold: u64,
+    tickets_available: u64,
+    orders: u32,
+    paused: bool,
+    phase: String,
+    holds_expired: u64,
+}
+
 /// `GET /api/admin/stats`
 pub async fn stats(app: &App) -> Answer {
     let events = app.runtime.query(|state| {
         state
             .events
             .iter()
-            .map(|(id, engine)| {
-                let s = engine.stats();
-                json!({
-                    "event": id.0, "joined": s.joined, "waiting": s.waiting, "admitted": s.admitted, "left": s.left,
-                    "active": s.active, "idle": s.idle, "in_draw": s.in_draw, "holds": s.holds, "tickets_held": s.tickets_held,
-                    "tickets_sold": s.tickets_sold, "tickets_available": s.tickets_available, "orders": s.orders,
-                    "paused": s.paused, "phase": format!("{:?}", s.phase),
-                })
-            })
+            .map(|(&id, engine)| (id, engine.stats()))
             .collect::<Vec<_>>()
     })?;
-    let mut events = events.await.map_err(stopped)??;
-    for event in &mut events {
-        let id = event["event"]
-            .as_u64()
-            .and_then(|id| u32::try_from(id).ok())
-            .unwrap_or(0);
-        event["holds_expired"] = json!(app.hub.expired_holds(EventId(id)));
-    }
+    let events: Vec<EventStats> = events
+        .await
+        .map_err(stopped)??
+        .into_iter()
+        .map(|(id, s)| EventStats {
+            event: id.0,
+            joined: s.joined,
+            waiting: s.waiting,
+            admitted: s.admitted,
+            left: s.left,
+            active: s.active,
+            idle: s.idle,
+            in_draw: s.in_draw,
+            holds: s.holds,
+            tickets_held: s.tickets_held,
+            tickets_sold: s.tickets_sold,
+            tickets_available: s.tickets_available,
+            orders: s.orders,
+            paused: s.paused,
+            phase: format!("{:?}", s.phase),
+            holds_expired: app.hub.expired_holds(id),
+        })
+        .collect();
     let runtime = app.runtime.stats();
-    Ok((
+    answer(
         StatusCode::OK,
-        json!({
+        &json!({
             "events": events,
             "log": {
                 "durable_seq": app.runtime.durable_seq(),
@@ -337,7 +460,7 @@ pub async fn stats(app: &App) -> Answer {
             },
             "shard_queue_depth": app.runtime.queue_depth(),
         }),
-    ))
+    )
 }
 
 /// Sale-log records an audit query reads back from the end at most: a
@@ -350,7 +473,7 @@ const SALE_QUERY_BUDGET: u64 = 500_000;
 /// (`log=sale`: every sale transition, with the fan's address for what
 /// their own requests did; the newest half a million records are searched,
 /// and `complete` says whether that reached back far enough).
-pub fn audit(app: &App, query: &str) -> Answer {
+pub fn audit_query(app: &App, query: &str) -> Answer {
     let mut filter = crate::audit::Filter::default();
     let mut limit = 100;
     let mut sale_log = false;
@@ -399,10 +522,10 @@ pub fn audit(app: &App, query: &str) -> Answer {
     }
     let entries = tokio::task::block_in_place(|| app.audit.query(&filter, limit))
         .map_err(|e| ApiError::internal("audit_unavailable", e))?;
-    Ok((
+    answer(
         StatusCode::OK,
-        json!({ "log": "audit", "entries": entries }),
-    ))
+        &json!({ "log": "audit", "entries": entries }),
+    )
 }
 
 fn sale_audit(app: &App, filter: &crate::audit::Filter, limit: usize) -> Answer {
@@ -416,20 +539,21 @@ fn sale_audit(app: &App, filter: &crate::audit::Filter, limit: usize) -> Answer 
         crate::sale_trail::query(&store, filter, limit, SALE_QUERY_BUDGET)
     })
     .map_err(|e| ApiError::internal("audit_unavailable", e))?;
-    Ok((
+    answer(
         StatusCode::OK,
-        json!({
+        &json!({
             "log": "sale",
             "entries": found.entries,
             "scanned": found.scanned,
             "complete": found.complete,
         }),
-    ))
+    )
 }
 
 /// `POST /api/admin/backup`: an online, consistent backup into
-/// `DATA/backups/backup-<ms>` (checked with `ingressoja backup verify`).
-pub async fn backup(app: &std::sync::Arc<App>) -> Answer {
+/// `DATA/backups/backup-<ms>` (checked with `ingressoja backup verify`);
+/// its directory.
+pub async fn backup(app: &std::sync::Arc<App>) -> Result<String, ApiError> {
     let target = app
         .config
         .data
@@ -447,8 +571,5 @@ pub async fn backup(app: &std::sync::Arc<App>) -> Answer {
                 e.to_string(),
             )
         })?;
-    Ok((
-        StatusCode::CREATED,
-        json!({ "backup": target.display().to_string() }),
-    ))
+    Ok(target.display().to_string())
 }

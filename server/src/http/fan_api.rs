@@ -5,19 +5,20 @@
 use std::net::IpAddr;
 
 use http::StatusCode;
-use ingressoja_engine::{Command, CustomerId, Payment, Reply, TicketTypeId, TypeCounts};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use ingressoja_engine::{
+    Command, CustomerId, Payment, QueueStatus, Reply, TicketTypeId, TypeCounts,
+};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::App;
 use super::error::ApiError;
-use super::{App, views};
+pub use super::reply::Answer;
+use super::reply::answer;
+use super::views::{CartView, EventFacts, EventView, OrderView, QueueView};
 use crate::payments::checkout::{CheckoutRequest, pay};
 use crate::payments::gateway::card_digits;
 use crate::runtime::EventId;
-
-/// A handler's answer: a status and a JSON body.
-pub type Answer = Result<(StatusCode, Value), ApiError>;
 
 async fn read_state<R: Send + 'static>(
     app: &App,
@@ -98,26 +99,28 @@ pub async fn list_events(app: &App) -> Answer {
         state
             .events
             .iter()
-            .map(|(&id, engine)| views::EventFacts::of(id, engine))
+            .map(|(&id, engine)| EventFacts::of(id, engine))
             .collect::<Vec<_>>()
     })
     .await?;
-    let events: Vec<Value> = events.iter().map(views::event).collect();
-    Ok((StatusCode::OK, json!({ "events": events })))
+    #[derive(Serialize)]
+    struct Events {
+        events: Vec<EventView>,
+    }
+    let events = Events {
+        events: events.iter().map(EventView::of).collect(),
+    };
+    answer(StatusCode::OK, &events)
 }
 
 /// `GET /api/events/{id}`
 pub async fn event(app: &App, event: EventId) -> Answer {
     let found = read_state(app, move |state| {
-        state
-            .events
-            .get(&event)
-            .map(|e| views::EventFacts::of(event, e))
+        state.events.get(&event).map(|e| EventFacts::of(event, e))
     })
     .await?;
-    found
-        .map(|facts| (StatusCode::OK, views::event(&facts)))
-        .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
+    let facts = found.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+    answer(StatusCode::OK, &EventView::of(&facts))
 }
 
 /// A join's proof of work (see `pow.rs`).
@@ -149,10 +152,18 @@ pub async fn challenge(app: &App, event: EventId, customer: CustomerId, from: Ip
     let (challenge, expires_at_ms) =
         app.challenges
             .issue(event, customer.0, difficulty, app.clock.now_ms())?;
-    Ok((
-        StatusCode::OK,
-        json!({ "challenge": challenge, "difficulty": difficulty, "expires_at_ms": expires_at_ms }),
-    ))
+    #[derive(Serialize)]
+    struct Challenge {
+        challenge: String,
+        difficulty: u8,
+        expires_at_ms: u64,
+    }
+    let challenge = Challenge {
+        challenge,
+        difficulty,
+        expires_at_ms,
+    };
+    answer(StatusCode::OK, &challenge)
 }
 
 /// `POST /api/events/{id}/queue`, with a solved challenge when the event
@@ -166,11 +177,11 @@ pub async fn join(
 ) -> Answer {
     let difficulty = app.settings.event(event).pow_difficulty;
     if difficulty > 0 || app.pressure.has_quota() {
-        let (_, status) = queue_status(app, event, customer).await?;
-        if status["status"] == "not_joined" {
+        let fresh = status_of(app, event, customer).await? == QueueStatus::NotJoined;
+        if fresh {
             app.pressure.check_quota(event, from, app.clock.now_ms())?;
         }
-        if difficulty > 0 && status["status"] == "not_joined" {
+        if difficulty > 0 && fresh {
             let proof = proof.ok_or_else(|| {
                 ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -197,7 +208,7 @@ pub async fn join(
     } else {
         StatusCode::OK
     };
-    Ok((status, views::queue_status(place, pace(app, event))))
+    answer(status, &QueueView::of(place, pace(app, event)))
 }
 
 /// `DELETE /api/events/{id}/queue`: a shopper is done (their hold, if any,
@@ -207,10 +218,7 @@ pub async fn leave(app: &App, event: EventId, customer: CustomerId, from: IpAddr
     let command = Command::Leave { customer };
     let (_, status) =
         apply_then(app, event, command, from, move |e| e.queue_status(customer)).await?;
-    Ok((
-        StatusCode::OK,
-        views::queue_status(status, pace(app, event)),
-    ))
+    answer(StatusCode::OK, &QueueView::of(status, pace(app, event)))
 }
 
 /// How fast the event's line moves now (for waiting fans' estimates).
@@ -218,17 +226,23 @@ pub fn pace(app: &App, event: EventId) -> super::pace::Pace {
     app.hub.paces.pace(event, app.clock.now_ms())
 }
 
-/// `GET /api/events/{id}/queue`
-pub async fn queue_status(app: &App, event: EventId, customer: CustomerId) -> Answer {
+/// Where `customer` stands in `event`'s line (404 for no such event).
+async fn status_of(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+) -> Result<QueueStatus, ApiError> {
     let status = read_state(app, move |state| {
         state.events.get(&event).map(|e| e.queue_status(customer))
     })
     .await?;
-    let status = status.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
-    Ok((
-        StatusCode::OK,
-        views::queue_status(status, pace(app, event)),
-    ))
+    status.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
+}
+
+/// `GET /api/events/{id}/queue`
+pub async fn queue_status(app: &App, event: EventId, customer: CustomerId) -> Answer {
+    let status = status_of(app, event, customer).await?;
+    answer(StatusCode::OK, &QueueView::of(status, pace(app, event)))
 }
 
 /// `GET /api/events/{id}/cart`
@@ -237,8 +251,8 @@ pub async fn cart(app: &App, event: EventId, customer: CustomerId) -> Answer {
         state.events.get(&event).map(|e| e.cart(customer))
     })
     .await?;
-    cart.map(|c| (StatusCode::OK, views::cart_view(c)))
-        .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
+    let cart = cart.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+    answer(StatusCode::OK, &CartView::of(cart))
 }
 
 /// The body of cart changes: `{"items": [{"ticket_type": 0, "quantity": 2}]}`.
@@ -296,14 +310,14 @@ pub async fn change_items(
         Command::RemoveItems { customer, items }
     };
     let (_, cart) = apply_then(app, event, command, from, move |e| e.cart(customer)).await?;
-    Ok((StatusCode::OK, views::cart_view(cart)))
+    answer(StatusCode::OK, &CartView::of(cart))
 }
 
 /// `DELETE /api/events/{id}/cart`
 pub async fn release(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
     let command = Command::ReleaseHold { customer };
     let (_, cart) = apply_then(app, event, command, from, move |e| e.cart(customer)).await?;
-    Ok((StatusCode::OK, views::cart_view(cart)))
+    answer(StatusCode::OK, &CartView::of(cart))
 }
 
 /// The body of a checkout: `{"card_number": "4242 4242 4242 4242"}`.
@@ -422,25 +436,23 @@ async fn order_answer(
     })
     .await?;
     let (found, tickets) = found.ok_or_else(|| ApiError::not_found("no such order"))?;
-    let mut orders = vec![views::order(event, order, &found, tickets.into_iter())];
-    draw_qr_codes(&mut orders).await?;
-    let answer = orders
+    let orders = vec![OrderView::of(event, order, &found, tickets.into_iter())];
+    let order = with_qr_codes(orders)
+        .await?
         .pop()
         .ok_or_else(|| ApiError::not_found("no such order"))?;
-    Ok((status, answer))
+    answer(status, &order)
 }
 
 /// Draws the tickets' QR codes (about half a millisecond each) on the
 /// blocking pool, off the threads that serve requests.
-async fn draw_qr_codes(orders: &mut Vec<Value>) -> Result<(), ApiError> {
-    let mut taken = std::mem::take(orders);
-    *orders = tokio::task::spawn_blocking(move || {
-        taken.iter_mut().for_each(views::add_ticket_qr_codes);
-        taken
+async fn with_qr_codes(mut orders: Vec<OrderView>) -> Result<Vec<OrderView>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        orders.iter_mut().for_each(OrderView::draw_qr_codes);
+        orders
     })
     .await
-    .map_err(|e| ApiError::internal("qr_failed", e))?;
-    Ok(())
+    .map_err(|e| ApiError::internal("qr_failed", e))
 }
 
 /// Orders per page of `GET /api/me/orders`, by default and at most.
@@ -533,10 +545,18 @@ pub async fn my_orders(app: &App, customer: CustomerId, query: &str) -> Answer {
                 .map(|(event, id, _, _)| format!("{}-{}", event.0, id.0))
         })
         .flatten();
-    let mut orders: Vec<Value> = page
+    let orders: Vec<OrderView> = page
         .into_iter()
-        .map(|(event, id, order, tickets)| views::order(event, id, &order, tickets.into_iter()))
+        .map(|(event, id, order, tickets)| OrderView::of(event, id, &order, tickets.into_iter()))
         .collect();
-    draw_qr_codes(&mut orders).await?;
-    Ok((StatusCode::OK, json!({ "orders": orders, "next": next })))
+    #[derive(Serialize)]
+    struct Page {
+        orders: Vec<OrderView>,
+        next: Option<String>,
+    }
+    let page = Page {
+        orders: with_qr_codes(orders).await?,
+        next,
+    };
+    answer(StatusCode::OK, &page)
 }

@@ -23,11 +23,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use ingressoja_engine::{CustomerId, Transition};
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 
-use super::{App, views};
+use super::App;
+use super::views::{EventFacts, EventView};
 use crate::runtime::EventId;
 
 /// A stream sees an event's state at most this often.
@@ -50,8 +50,8 @@ pub const PERSONAL_BUFFER: usize = 32;
 /// number of the newest change it includes, and the stream message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Published {
-    /// The event's JSON view.
-    pub state: Value,
+    /// The event's view, with the line's pace.
+    pub view: EventView,
     /// The newest change included.
     pub seq: u64,
     /// `state` as a server-sent event message, rendered once for all.
@@ -179,14 +179,10 @@ impl Hub {
     }
 
     /// Records an event's newest state (rendered once here).
-    fn update(&self, event: EventId, state: Value, seq: u64) {
-        let message = super::sse::message("state", Some(seq), &state);
+    fn update(&self, event: EventId, view: EventView, seq: u64) {
+        let message = super::sse::message("state", Some(seq), &view);
         if let Some(watched) = self.events.lock().get_mut(&event) {
-            watched.latest = Some(Arc::new(Published {
-                state,
-                seq,
-                message,
-            }));
+            watched.latest = Some(Arc::new(Published { view, seq, message }));
         }
     }
 
@@ -252,12 +248,11 @@ impl Hub {
                             if !watched.contains(&event) {
                                 continue;
                             }
-                            let facts = app.runtime.query(move |state| state.events.get(&event).map(|e| views::EventFacts::of(event, e)));
+                            let facts = app.runtime.query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)));
                             let Ok(receiver) = facts else { continue };
                             if let Ok(Ok(Some(facts))) = receiver.await {
-                                let mut state = views::event(&facts);
-                                views::add_pace(&mut state, super::fan_api::pace(&app, event));
-                                hub.update(event, state, seq);
+                                let pace = super::fan_api::pace(&app, event);
+                                hub.update(event, EventView::of(&facts).with_pace(pace), seq);
                             }
                         }
                     }
@@ -317,7 +312,8 @@ mod tests {
         let hub = Hub::default();
         let event = EventId(0);
         let mut watchers: Vec<_> = (0..LANES * 2).map(|_| hub.watch_event(event)).collect();
-        hub.update(event, serde_json::json!({"x": 1}), 7);
+        let view = EventView::example(crate::http::views::PhaseName::Open, 1, 0);
+        hub.update(event, view, 7);
         hub.publish_lane(0);
         let woken = |watchers: &mut Vec<watch::Receiver<Option<Arc<Published>>>>| {
             watchers

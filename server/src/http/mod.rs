@@ -1,9 +1,12 @@
 //! The HTTP front: hyper 1 on tokio, a JSON API over the durable runtime.
 //!
-//! - `routes.rs`: dispatch, identity, responses.
+//! - `route.rs`: the route table, parsed once into a typed `Route`;
+//!   `dispatch.rs`: quotas, who is asking, handler, response.
 //! - `admin_api.rs`: the operators' endpoints (admin role);
-//! - `fan_api.rs`: the fans' endpoints; `views.rs`: their JSON shapes;
-//!   `sse.rs`: server-sent event streams; `hub.rs`: their fan-out;
+//! - `fan_api.rs`: the fans' endpoints; `views.rs`: their typed JSON
+//!   shapes; `reply.rs`: a handler's answer, rendered once;
+//!   `sse.rs`: server-sent event streams; `fan_stream.rs`: what a fan's
+//!   own stream sends next (pure); `hub.rs`: their fan-out;
 //!   `pace.rs`: how fast each line moves (for waiting fans' estimates).
 //! - `error.rs`: the error model; `body.rs`: bounded JSON bodies;
 //!   `client_address.rs`: the client's address, behind trusted proxies too.
@@ -32,15 +35,18 @@ pub mod client_address;
 pub mod config;
 pub mod connections;
 pub mod demo_event;
+pub mod dispatch;
 pub mod error;
 pub mod fan_api;
+pub mod fan_stream;
 pub mod hub;
 pub mod library_errors;
 pub mod limits;
 pub mod metrics;
 pub mod pace;
 pub mod pow;
-pub mod routes;
+pub mod reply;
+pub mod route;
 pub mod session;
 pub mod settings;
 pub mod sse;
@@ -223,7 +229,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     let _held = (permit, slot);
                     let service = service_fn(move |request| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(routes::handle(app, remote.ip(), request).await) }
+                        async move { Ok::<_, Infallible>(dispatch::handle(app, remote.ip(), request).await) }
                     });
                     let connection = http1::Builder::new()
                         .timer(TokioTimer::new())

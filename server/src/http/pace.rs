@@ -40,6 +40,16 @@ pub enum Pace {
     PerMinute(u64),
 }
 
+/// Shown as admissions per minute, null while unknown.
+impl serde::Serialize for Pace {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pace::Unknown => serializer.serialize_none(),
+            Pace::PerMinute(n) => serializer.serialize_some(n),
+        }
+    }
+}
+
 /// Every event's admissions (see the module documentation).
 #[derive(Debug, Default)]
 pub struct Paces {

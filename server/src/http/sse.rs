@@ -31,13 +31,15 @@ use http::{HeaderValue, Response, header};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame};
-use ingressoja_engine::{CustomerId, QueueStatus, Transition};
-use serde_json::{Value, json};
+use ingressoja_engine::{Cart, CustomerId, QueueStatus};
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use super::App;
 use super::error::ApiError;
+use super::fan_stream::{EXPIRING_SOON_MS, FanStream, Input, Next};
 use super::hub::{Note, Published};
-use super::{App, views};
+use super::views::{EventFacts, EventView};
 use crate::runtime::EventId;
 use crate::runtime::RuntimeError;
 
@@ -63,9 +65,15 @@ impl Body for ChannelBody {
     }
 }
 
-/// One server-sent event message.
-pub(super) fn message(event: &str, id: Option<u64>, data: &Value) -> Bytes {
+/// One server-sent event message: `data` rendered here, once.
+pub(super) fn message(event: &str, id: Option<u64>, data: &impl Serialize) -> Bytes {
     let id = id.map(|id| format!("id: {id}\n")).unwrap_or_default();
+    // Our views always render; should one ever fail, the client gets an
+    // empty object rather than a broken stream.
+    let data = serde_json::to_string(data).unwrap_or_else(|error| {
+        tracing::error!(%error, event, "a stream message did not render");
+        "{}".into()
+    });
     Bytes::from(format!("{id}event: {event}\ndata: {data}\n\n"))
 }
 
@@ -101,82 +109,6 @@ impl Drop for Open {
 /// Sends without waiting: false when the client is gone or too far behind.
 fn offer(sender: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
     sender.try_send(bytes).is_ok()
-}
-
-/// A fan's status as the shard sees it.
-enum Fetched {
-    State(Value),
-    /// The event does not exist.
-    Gone,
-    /// The shard's queue is full (or it stopped): try again later.
-    Busy,
-}
-
-async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Fetched {
-    // The shard only copies the fan's status and cart; JSON is made here.
-    let query = app.runtime.query(move |state| {
-        state
-            .events
-            .get(&event)
-            .map(|engine| (engine.queue_status(customer), engine.cart(customer)))
-    });
-    let Ok(receiver) = query else {
-        return Fetched::Busy;
-    };
-    match receiver.await {
-        Ok(Ok(Some((queue, cart)))) => Fetched::State(json!({
-            "queue": views::queue_status(queue, super::fan_api::pace(app, event)),
-            "cart": views::cart_view(cart),
-        })),
-        Ok(Ok(None)) => Fetched::Gone,
-        Ok(Err(_)) | Err(_) => Fetched::Busy,
-    }
-}
-
-/// What the sale's newest published state means for a fan whose last known
-/// status is `last`: the fan's new queue status when it follows from the
-/// published cursor alone (a waiting fan not yet reached, a fan in the
-/// pre-queue before opening), or `None` when only the shard can tell (their
-/// turn may have come, the sale opened or closed). This keeps the cost of
-/// 10 000 waiting fans' streams off the shard: it is asked once per fan when
-/// the cursor reaches them, not once per fan per published change.
-fn follow_locally(last: &Value, published: &Value) -> Option<Value> {
-    let queue = &published["queue"];
-    let served = u32::try_from(queue["served"].as_u64()?).ok()?;
-    match (last["status"].as_str()?, published["phase"].as_str()?) {
-        ("waiting", "open") => {
-            let position = u32::try_from(last["position"].as_u64()?.checked_sub(1)?).ok()?;
-            let rate = u32::try_from(queue["admit_per_second"].as_u64()?).ok()?;
-            (position >= served).then(|| {
-                views::queue_status(
-                    QueueStatus::waiting(position, served, rate),
-                    views::pace_of(published),
-                )
-            })
-        }
-        // Still in the same arrival window's draw: its size and the line
-        // ahead come from the published counts.
-        ("drawing", "open") if queue["draw_at_ms"] == last["draw_at_ms"] => {
-            let waiting = queue["waiting"].as_u64()?;
-            let in_draw = queue["in_draw"].as_u64()?;
-            Some(views::queue_status(
-                QueueStatus::Drawing {
-                    draw_at_ms: last["draw_at_ms"].as_u64()?,
-                    people_ahead: u32::try_from(waiting.saturating_sub(in_draw)).ok()?,
-                    in_draw: u32::try_from(in_draw).ok()?,
-                },
-                views::pace_of(published),
-            ))
-        }
-        ("prequeue", "scheduled") => {
-            let prequeue_len = u32::try_from(queue["joined"].as_u64()?).ok()?;
-            Some(views::queue_status(
-                QueueStatus::PreQueue { prequeue_len },
-                views::pace_of(published),
-            ))
-        }
-        _ => None,
-    }
 }
 
 /// The body of an event's stream: the first state, then each state the
@@ -250,16 +182,11 @@ pub async fn event_stream(
         None => {
             let facts = app
                 .runtime
-                .query(move |state| {
-                    state
-                        .events
-                        .get(&event)
-                        .map(|e| views::EventFacts::of(event, e))
-                })?
+                .query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)))?
                 .await
                 .map_err(|_| ApiError::from(RuntimeError::Stopped))??
                 .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
-            message("state", None, &views::event(&facts))
+            message("state", None, &EventView::of(&facts))
         }
     };
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
@@ -272,32 +199,44 @@ pub async fn event_stream(
     Ok(response(body.boxed()))
 }
 
-/// A named event for a change of the customer's own, if it is one.
-fn personal(transition: &Transition) -> Option<(&'static str, Value)> {
-    Some(match transition {
-        Transition::ItemsHeld {
-            items,
-            expires_at_ms,
-            ..
-        } => (
-            "hold",
-            json!({ "added": items.iter().map(|(t, q)| json!({"ticket_type": t.0, "quantity": q})).collect::<Vec<_>>(), "expires_at_ms": expires_at_ms }),
-        ),
-        Transition::ItemsReleased { .. } => ("released", json!({})),
-        Transition::HoldExpired { .. } => ("hold_expired", json!({})),
-        Transition::OrderPlaced { .. } => ("order_confirmed", json!({})),
-        Transition::SessionEnded { .. } => ("turn_over", json!({})),
-        _ => return None,
-    })
-}
-
-/// A fan is told their hold is expiring this long before it does.
-pub const EXPIRING_SOON_MS: u64 = 60_000;
-
 /// How long a stream waits before asking a busy shard again.
 const RETRY: Duration = Duration::from_millis(500);
 
+/// A fan's status as the shard sees it.
+enum Fetched {
+    State(QueueStatus, Option<Cart>),
+    /// The event does not exist.
+    Gone,
+    /// The shard's queue is full (or it stopped): try again later.
+    Busy,
+}
+
+async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Fetched {
+    // The shard only copies the fan's status and cart.
+    let query = app.runtime.query(move |state| {
+        state
+            .events
+            .get(&event)
+            .map(|engine| (engine.queue_status(customer), engine.cart(customer)))
+    });
+    let Ok(receiver) = query else {
+        return Fetched::Busy;
+    };
+    match receiver.await {
+        Ok(Ok(Some((queue, cart)))) => Fetched::State(queue, cart),
+        Ok(Ok(None)) => Fetched::Gone,
+        Ok(Err(_)) | Err(_) => Fetched::Busy,
+    }
+}
+
+/// Sends every message of `next`: false when the client is gone or behind.
+fn send_all(sender: &mpsc::Sender<Bytes>, next: &Next) -> bool {
+    next.send.iter().all(|m| offer(sender, m.frame()))
+}
+
 /// The customer's stream. `resumed_after` is the Last-Event-ID they sent.
+/// What to send is decided by [`FanStream`] (`fan_stream.rs`); this is the
+/// loop that feeds it its inputs and sends what it says.
 pub fn customer_stream(
     app: Arc<App>,
     event: EventId,
@@ -305,131 +244,113 @@ pub fn customer_stream(
     resumed_after: Option<u64>,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let (sender, receiver) = mpsc::channel(BUFFER);
-    let mut own = app.hub.register(event, customer);
-    let mut published = app.hub.watch_event(event);
+    let own = app.hub.register(event, customer);
+    let published = app.hub.watch_event(event);
     let open = Open::new(&app);
     tokio::spawn(async move {
         let _open = open;
-        // In a spike the shard may be too busy to answer at once: the
-        // stream waits for it rather than failing the fan.
-        let mut last = loop {
-            match customer_state(&app, event, customer).await {
-                Fetched::State(state) => break state,
-                Fetched::Gone => return,
-                Fetched::Busy if sender.is_closed() => return,
-                Fetched::Busy => tokio::time::sleep(RETRY).await,
-            }
-        };
-        let mut first = last.clone();
-        if let Some(seq) = resumed_after {
-            first["resumed_after"] = json!(seq);
-        }
-        if !offer(&sender, message("status", None, &first)) {
-            return;
-        }
-        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
-        let retry = tokio::time::sleep(RETRY);
-        tokio::pin!(retry);
-        let mut stale = false;
-        // The hold whose expiry is to be announced, and the last announced.
-        let warning = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(warning);
-        let (mut warn_for, mut warned) = (None, None);
-        loop {
-            // A hold not yet announced (none, once released or bought).
-            let pending = last["cart"]["expires_at_ms"]
-                .as_u64()
-                .filter(|&at| Some(at) != warned);
-            if pending != warn_for {
-                warn_for = pending;
-                if let Some(expires_at_ms) = pending {
-                    let due = expires_at_ms.saturating_sub(EXPIRING_SOON_MS);
-                    let wait = Duration::from_millis(due.saturating_sub(app.clock.now_ms()));
-                    warning.as_mut().reset(tokio::time::Instant::now() + wait);
-                }
-            }
-            let refresh = tokio::select! {
-                note = own.recv() => match note {
-                    // None: the hub dropped this stream for falling behind.
-                    None => return,
-                    Some(Note::Change(seq, transition)) => {
-                        if let Some((name, data)) = personal(&transition)
-                            && !offer(&sender, message(name, Some(seq), &data))
-                        {
-                            return;
-                        }
-                        true
-                    }
-                    Some(Note::Rejected { code, message: text }) => {
-                        let data = json!({ "code": code, "message": text });
-                        if !offer(&sender, message("rejected", None, &data)) {
-                            return;
-                        }
-                        false
-                    }
-                },
-                () = &mut warning, if warn_for.is_some() => {
-                    let expires_at_ms = warn_for.take();
-                    let data = json!({ "expires_at_ms": expires_at_ms });
-                    if !offer(&sender, message("expiring_soon", None, &data)) {
-                        return;
-                    }
-                    warned = expires_at_ms;
-                    false
-                }
-                changed = published.changed() => {
-                    if changed.is_err() { return; }
-                    let sale = published.borrow_and_update().clone();
-                    let local = sale.and_then(|sale| follow_locally(&last["queue"], &sale.state));
-                    match local {
-                        Some(queue) if queue == last["queue"] => false,
-                        Some(queue) => {
-                            last["queue"] = queue;
-                            if !offer(&sender, message("status", None, &last)) {
-                                return;
-                            }
-                            false
-                        }
-                        // Only a fan still waiting can be affected by the
-                        // sale moving; the shard tells whether it is their turn.
-                        None => matches!(last["queue"]["status"].as_str(), Some("waiting" | "prequeue" | "drawing")),
-                    }
-                }
-                () = &mut retry, if stale => true,
-                _ = keep_alive.tick() => {
-                    if !offer(&sender, Bytes::from_static(b": keep-alive\n\n")) { return; }
-                    false
-                }
-                () = sender.closed() => return,
-            };
-            if !refresh {
-                continue;
-            }
-            let now = match customer_state(&app, event, customer).await {
-                Fetched::State(now) => now,
-                Fetched::Gone => return,
-                Fetched::Busy => {
-                    stale = true;
-                    retry.as_mut().reset(tokio::time::Instant::now() + RETRY);
-                    continue;
-                }
-            };
-            stale = false;
-            if now == last {
-                continue;
-            }
-            let admitted =
-                last["queue"]["status"] != "shopping" && now["queue"]["status"] == "shopping";
-            if admitted && !offer(&sender, message("admitted", None, &now["queue"])) {
-                return;
-            }
-            if !offer(&sender, message("status", None, &now)) {
-                return;
-            }
-            last = now;
-        }
+        follow_fan(
+            &app,
+            event,
+            customer,
+            resumed_after,
+            &sender,
+            own,
+            published,
+        )
+        .await;
     });
     response(ChannelBody(receiver).boxed())
+}
+
+/// The loop of [`customer_stream`]; returns when the stream ends.
+async fn follow_fan(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+    resumed_after: Option<u64>,
+    sender: &mpsc::Sender<Bytes>,
+    mut own: mpsc::Receiver<Note>,
+    mut published: watch::Receiver<Option<Arc<Published>>>,
+) {
+    let pace = || super::fan_api::pace(app, event);
+    // In a spike the shard may be too busy to answer at once: the stream
+    // waits for it rather than failing the fan.
+    let (mut stream, first) = loop {
+        match customer_state(app, event, customer).await {
+            Fetched::State(status, cart) => {
+                break FanStream::start(status, cart, pace(), resumed_after);
+            }
+            Fetched::Gone => return,
+            Fetched::Busy if sender.is_closed() => return,
+            Fetched::Busy => tokio::time::sleep(RETRY).await,
+        }
+    };
+    if !offer(sender, first.frame()) {
+        return;
+    }
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+    let retry = tokio::time::sleep(RETRY);
+    tokio::pin!(retry);
+    let mut stale = false;
+    let warning = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(warning);
+    let mut warn_for = None;
+    loop {
+        let pending = stream.expiry_to_announce();
+        if pending != warn_for {
+            warn_for = pending;
+            if let Some(expires_at_ms) = pending {
+                let due = expires_at_ms.saturating_sub(EXPIRING_SOON_MS);
+                let wait = Duration::from_millis(due.saturating_sub(app.clock.now_ms()));
+                warning.as_mut().reset(tokio::time::Instant::now() + wait);
+            }
+        }
+        let next = tokio::select! {
+            note = own.recv() => match note {
+                // None: the hub dropped this stream for falling behind.
+                None => return,
+                Some(note) => stream.step(Input::Own(note)),
+            },
+            () = &mut warning, if warn_for.is_some() => match warn_for.take() {
+                Some(expires_at_ms) => stream.step(Input::ExpiryDue(expires_at_ms)),
+                None => continue,
+            },
+            changed = published.changed() => {
+                if changed.is_err() { return; }
+                let sale = published.borrow_and_update().clone();
+                match sale {
+                    Some(sale) => stream.step(Input::Sale(&sale.view)),
+                    None => continue,
+                }
+            }
+            () = &mut retry, if stale => Next { send: Vec::new(), ask_shard: true },
+            _ = keep_alive.tick() => {
+                if !offer(sender, Bytes::from_static(b": keep-alive\n\n")) { return; }
+                continue;
+            }
+            () = sender.closed() => return,
+        };
+        if !send_all(sender, &next) {
+            return;
+        }
+        if !next.ask_shard {
+            continue;
+        }
+        let (status, cart) = match customer_state(app, event, customer).await {
+            Fetched::State(status, cart) => (status, cart),
+            Fetched::Gone => return,
+            Fetched::Busy => {
+                stale = true;
+                retry.as_mut().reset(tokio::time::Instant::now() + RETRY);
+                continue;
+            }
+        };
+        stale = false;
+        if !send_all(sender, &stream.step(Input::Fetched(status, cart, pace()))) {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -458,48 +379,9 @@ mod tests {
         );
     }
 
-    fn sale(phase: &str, joined: u64, served: u64) -> Value {
-        json!({"phase": phase, "queue": {"joined": joined, "served": served, "admit_per_second": 10}})
-    }
-
-    #[test]
-    fn a_waiting_fan_is_followed_from_the_cursor_until_it_reaches_them() {
-        let waiting = json!({"status": "waiting", "position": 31, "people_ahead": 25});
-        // 0-based place 30; 20 admitted: 10 ahead, a second at 10/s.
-        assert_eq!(
-            follow_locally(&waiting, &sale("open", 100, 20)),
-            Some(
-                json!({"status": "waiting", "position": 31, "people_ahead": 10, "estimated_wait_ms": 1000})
-            )
-        );
-        assert_eq!(
-            follow_locally(&waiting, &sale("open", 100, 30)).map(|q| q["people_ahead"].clone()),
-            Some(json!(0)),
-            "next in line, not yet admitted"
-        );
-        assert_eq!(
-            follow_locally(&waiting, &sale("open", 100, 31)),
-            None,
-            "the cursor passed them: only the shard knows whether they shop"
-        );
-        assert_eq!(follow_locally(&waiting, &sale("sold_out", 100, 20)), None);
-    }
-
-    #[test]
-    fn a_prequeued_fan_is_followed_until_the_sale_opens() {
-        let prequeue = json!({"status": "prequeue", "prequeue_len": 5});
-        assert_eq!(
-            follow_locally(&prequeue, &sale("scheduled", 9, 0)),
-            Some(json!({"status": "prequeue", "prequeue_len": 9}))
-        );
-        assert_eq!(follow_locally(&prequeue, &sale("open", 9, 0)), None);
-        let shopping = json!({"status": "shopping"});
-        assert_eq!(follow_locally(&shopping, &sale("open", 9, 5)), None);
-    }
-
     #[test]
     fn messages_are_framed_with_id_event_and_data() {
-        let framed = message("hold", Some(42), &json!({"a": 1}));
+        let framed = message("hold", Some(42), &serde_json::json!({"a": 1}));
         assert_eq!(&framed[..], b"id: 42\nevent: hold\ndata: {\"a\":1}\n\n");
     }
 }
