@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ingressoja::runtime::{Applied, EventId, Runtime, RuntimeError, RuntimeOptions, SystemClock};
+use ingressoja::runtime::{Applied, EventId, Runtime, RuntimeOptions, SystemClock};
 use ingressoja_engine::{Command, CustomerId, EventConfig, Policy, Schedule, TicketType};
 
 /// An event whose queue takes every join (pre-queue open, nobody admitted),
@@ -54,7 +54,7 @@ fn start(dir: &std::path::Path, snapshot_every: u64) -> Runtime {
     Runtime::start(options, Arc::new(SystemClock)).unwrap()
 }
 
-type Reply = tokio::sync::oneshot::Receiver<Result<Applied, RuntimeError>>;
+type Reply = ingressoja::runtime::Pending<Applied>;
 
 /// Joins `count` fans from `first` on, `window` requests in flight; returns
 /// the elapsed time.
@@ -70,7 +70,7 @@ fn closed_loop(
     for id in first..first + count {
         if in_flight.len() == window {
             let reply = in_flight.pop_front().unwrap();
-            reply.blocking_recv().unwrap().unwrap();
+            reply.wait().unwrap();
         }
         in_flight.push_back(
             runtime
@@ -79,19 +79,23 @@ fn closed_loop(
                     Command::Join {
                         customer: CustomerId(id),
                     },
+                    None,
                 )
                 .unwrap(),
         );
     }
     for reply in in_flight {
-        reply.blocking_recv().unwrap().unwrap();
+        reply.wait().unwrap();
     }
     started.elapsed()
 }
 
 fn throughput(dir: &std::path::Path) {
     let runtime = start(dir, u64::MAX);
-    let event = runtime.create_event(event()).unwrap();
+    let event = runtime
+        .create_event(event())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     println!("\n## Acknowledged throughput (closed loop, one event, joins)");
     println!("| in flight | transitions | seconds | acknowledged/s | records per fsync |");
     println!("| --- | --- | --- | --- | --- |");
@@ -114,7 +118,10 @@ fn throughput(dir: &std::path::Path) {
 
 fn latency(dir: &std::path::Path) {
     let runtime = Arc::new(start(dir, u64::MAX));
-    let event = runtime.create_event(event()).unwrap();
+    let event = runtime
+        .create_event(event())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     println!("\n## Acknowledgement latency at offered loads (open loop, 3 s each)");
     println!("| offered/s | achieved/s | p50 µs | p99 µs | p99.9 µs | max µs |");
     println!("| --- | --- | --- | --- | --- | --- |");
@@ -126,7 +133,7 @@ fn latency(dir: &std::path::Path) {
         let collector = std::thread::spawn(move || {
             let mut histogram = Histogram::<u64>::new(3).unwrap();
             for (sent, reply) in receiver {
-                reply.blocking_recv().unwrap().unwrap();
+                reply.wait().unwrap();
                 histogram.record(sent.elapsed().as_micros() as u64).unwrap();
             }
             histogram
@@ -145,6 +152,7 @@ fn latency(dir: &std::path::Path) {
                     Command::Join {
                         customer: CustomerId(next),
                     },
+                    None,
                 )
                 .unwrap();
             next += 1;
@@ -176,11 +184,17 @@ fn recovery(dir: &std::path::Path) {
     );
     for (path, snapshot_every) in [(&log_only, u64::MAX), (&with_snapshot, 1_000_000)] {
         let runtime = start(path, snapshot_every);
-        let event = runtime.create_event(event()).unwrap();
+        let event = runtime
+            .create_event(event())
+            .and_then(|pending| pending.wait())
+            .unwrap();
         let write = closed_loop(&runtime, event, 0, transitions, 16_384);
         if snapshot_every != u64::MAX {
             // One more, on request, to time the copy of the full state.
-            runtime.snapshot().unwrap();
+            runtime
+                .snapshot()
+                .and_then(|pending| pending.wait())
+                .unwrap();
             let paused_us = runtime.stats().last_snapshot_pause_us;
             println!(
                 "- snapshot pause (shard copying its state, {transitions} fans queued): {:.1} ms",
@@ -259,25 +273,36 @@ fn settlement(dir: &std::path::Path) {
         options
     };
     let runtime = Runtime::start(options(), clock.clone()).unwrap();
-    let event = runtime.create_event(open_event(now)).unwrap();
+    let event = runtime
+        .create_event(open_event(now))
+        .and_then(|pending| pending.wait())
+        .unwrap();
     let one = ingressoja_engine::TypeCounts::single(ingressoja_engine::TicketTypeId(0), 1).unwrap();
     let gateway = SandboxGateway::open(&ledger_dir(dir)).unwrap();
     for id in 1..=payments {
         let customer = CustomerId(id);
-        runtime.apply(event, Command::Join { customer }).unwrap();
+        runtime
+            .submit(event, Command::Join { customer }, None)
+            .and_then(|pending| pending.wait())
+            .unwrap();
     }
     clock.set(now + 10_000);
-    runtime.apply(event, Command::Tick).unwrap();
+    runtime
+        .submit(event, Command::Tick, None)
+        .and_then(|pending| pending.wait())
+        .unwrap();
     for id in 1..=payments {
         let customer = CustomerId(id);
         let held = runtime
-            .apply(
+            .submit(
                 event,
                 Command::AddItems {
                     customer,
                     items: one,
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
         assert!(held.outcome.is_ok(), "{held:?}");
         let payment = PendingPayment {
@@ -290,7 +315,6 @@ fn settlement(dir: &std::path::Path) {
         };
         tokio
             .block_on(runtime.start_payment(payment, None).unwrap())
-            .unwrap()
             .unwrap();
         tokio
             .block_on(gateway.authorize(id, "4242424242424242", 100))

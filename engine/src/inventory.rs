@@ -128,9 +128,10 @@ impl Inventory {
     // every profile and would stop a bug here rather than let stock drift.
     fn shift(&mut self, items: &TypeCounts, change: impl Fn(&mut Stock, u32)) {
         for (t, q) in items.iter() {
-            if let Some(stock) = self.types.get_mut(t.index()) {
-                change(stock, u32::from(q));
-            }
+            let Some(stock) = self.types.get_mut(t.index()) else {
+                unreachable!("ticket type {t:?} is not in the event");
+            };
+            change(stock, u32::from(q));
         }
     }
 }

@@ -172,7 +172,13 @@ impl OrderBook {
             ticket_seed,
             previous_of_customer: buyer.last_order,
         });
-        buyer.sold = buyer.sold.checked_add(&items).unwrap_or(buyer.sold);
+        // Within the per-customer limits, which the checkout respected.
+        buyer.sold = buyer.sold.checked_add(&items).unwrap_or_else(|| {
+            unreachable!(
+                "{customer:?}'s tickets overflowed: {:?} + {items:?}",
+                buyer.sold
+            )
+        });
         buyer.last_order = Some(id);
         self.tickets_sold += items.total();
         id

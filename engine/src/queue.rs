@@ -333,10 +333,23 @@ impl Queue {
             // One inverse of the draw per position: it is most of an
             // admission's cost in a shuffled pre-queue.
             let join_number = self.join_number_at(self.served);
-            let customer = *self.joiners.get(join_number as usize)?;
+            // Every drawn place maps to someone who joined.
+            let Some(&customer) = self.joiners.get(join_number as usize) else {
+                unreachable!(
+                    "place {} maps to join {join_number}, of {}",
+                    self.served,
+                    self.joiners.len()
+                );
+            };
             self.served += 1;
             if self.has_left(join_number) {
-                self.left_ahead_of_cursor = self.left_ahead_of_cursor.saturating_sub(1);
+                // Everyone who left ahead of the cursor was counted when
+                // they left: the count covers the one stepped over here.
+                assert!(
+                    self.left_ahead_of_cursor > 0,
+                    "a leaver ahead of the cursor was not counted"
+                );
+                self.left_ahead_of_cursor -= 1;
                 continue;
             }
             return Some(customer);

@@ -266,8 +266,10 @@ impl Shoppers {
     /// Adds to the customer's hold, starting one that expires at
     /// `expires_at_ms` if there is none.
     pub(crate) fn hold(&mut self, customer: CustomerId, items: &TypeCounts, expires_at_ms: u64) {
+        // The engine holds only for a shopper (a command checks the turn, a
+        // logged transition is checked before it is applied).
         let Some(shopper) = self.by_customer.get_mut(&customer) else {
-            return;
+            unreachable!("a hold for {customer:?}, who is not shopping");
         };
         if shopper.idle {
             // Holding again: counted again.
@@ -276,7 +278,13 @@ impl Shoppers {
         }
         match &mut shopper.hold {
             Some(hold) => {
-                hold.items = hold.items.checked_add(items).unwrap_or(hold.items);
+                // Within the per-customer limits (at most 50 a type).
+                hold.items = hold.items.checked_add(items).unwrap_or_else(|| {
+                    unreachable!(
+                        "{customer:?}'s hold overflowed: {:?} + {items:?}",
+                        hold.items
+                    )
+                });
             }
             None => {
                 shopper.hold = Some(Hold {
@@ -293,13 +301,17 @@ impl Shoppers {
 
     /// Takes `items` out of the hold; an emptied hold ends.
     pub(crate) fn release(&mut self, customer: CustomerId, items: &TypeCounts) {
-        let Some(shopper) = self.by_customer.get_mut(&customer) else {
-            return;
+        // Only what a shopper holds is released (checked as for `hold`).
+        let Some(hold) = self
+            .by_customer
+            .get_mut(&customer)
+            .and_then(|shopper| shopper.hold.as_mut())
+        else {
+            unreachable!("a release for {customer:?}, who holds nothing");
         };
-        let Some(hold) = &mut shopper.hold else {
-            return;
-        };
-        hold.items = hold.items.checked_sub(items).unwrap_or(TypeCounts::ZERO);
+        hold.items = hold.items.checked_sub(items).unwrap_or_else(|| {
+            unreachable!("{customer:?} released {items:?} but holds {:?}", hold.items)
+        });
         if hold.items.is_empty() {
             self.end_hold(customer, false);
         }
@@ -440,6 +452,20 @@ mod tests {
 
     fn due(shoppers: &mut Shoppers, now_ms: u64) -> Option<CustomerId> {
         shoppers.take_due(now_ms).map(|(customer, _)| customer)
+    }
+
+    // Impossible states stop the shard (and recovery replays the durable
+    // log) instead of being absorbed into drifting counts.
+    #[test]
+    #[should_panic(expected = "who holds nothing")]
+    fn releasing_what_nobody_holds_is_a_bug_that_stops_the_engine() {
+        Shoppers::default().release(CustomerId(9), &two_tickets());
+    }
+
+    #[test]
+    #[should_panic(expected = "who is not shopping")]
+    fn holding_for_someone_not_shopping_is_a_bug_that_stops_the_engine() {
+        Shoppers::default().hold(CustomerId(9), &two_tickets(), 1_000);
     }
 
     #[test]

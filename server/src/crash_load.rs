@@ -66,10 +66,12 @@ pub fn run(data: &Path, acks: &Path, seed: u64) -> Result<(), Box<dyn std::error
     // Snapshots often, so kills land around them too.
     options.snapshot_every_records = 5_000;
     let runtime = Runtime::start(options, Arc::new(SystemClock))?;
-    let existing = runtime.read(|state| state.events.keys().next().copied())?;
+    let existing = runtime
+        .query(|state| state.events.keys().next().copied())?
+        .wait()?;
     let event = match existing {
         Some(event) => event,
-        None => runtime.create_event(event_config())?,
+        None => runtime.create_event(event_config())?.wait()?,
     };
     let mut acks = OpenOptions::new().create(true).append(true).open(acks)?;
     let mut rng = seed;
@@ -78,7 +80,7 @@ pub fn run(data: &Path, acks: &Path, seed: u64) -> Result<(), Box<dyn std::error
         while in_flight.len() < IN_FLIGHT {
             rng = mix64(rng.wrapping_add(0x9E37_79B9_7F4A_7C15));
             let command = next_command(&runtime, event, rng)?;
-            match runtime.submit(event, command) {
+            match runtime.submit(event, command, None) {
                 Ok(receiver) => in_flight.push_back(receiver),
                 Err(RuntimeError::Overloaded) => break,
                 Err(error) => return Err(error.into()),
@@ -87,9 +89,7 @@ pub fn run(data: &Path, acks: &Path, seed: u64) -> Result<(), Box<dyn std::error
         let Some(receiver) = in_flight.pop_front() else {
             continue;
         };
-        let applied = receiver
-            .blocking_recv()
-            .map_err(|_| RuntimeError::Stopped)??;
+        let applied = receiver.wait()?;
         record_acks(&mut acks, &applied)?;
     }
 }
@@ -105,13 +105,15 @@ fn next_command(runtime: &Runtime, event: EventId, rng: u64) -> Result<Command, 
             Command::AddItems { customer, items }
         }
         6..=8 => {
-            let amount_cents = runtime.read(move |state| {
-                state
-                    .events
-                    .get(&event)
-                    .and_then(|e| e.cart(customer))
-                    .map_or(0, |c| c.total_cents)
-            })?;
+            let amount_cents = runtime
+                .query(move |state| {
+                    state
+                        .events
+                        .get(&event)
+                        .and_then(|e| e.cart(customer))
+                        .map_or(0, |c| c.total_cents)
+                })?
+                .wait()?;
             let key = u128::from(mix64(rng));
             Command::Checkout {
                 customer,

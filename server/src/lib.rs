@@ -8,12 +8,13 @@
 //!   transition (those are in the write-ahead log, itself chained).
 //! - [`sale_trail`]: the sale log read as an audit trail (who, what, when,
 //!   from where), for the admin query and `audit export`.
-//! - [`runtime`]: the durable runtime: shard thread, group-commit log writer,
-//!   snapshots, recovery.
+//! - [`runtime`]: the durable runtime (the `ingressoja-runtime` crate, here
+//!   by its short name): shard thread, group-commit log writer, snapshots,
+//!   recovery, backup, restore, log tools.
 //! - [`http`]: the hyper server: JSON API, errors, configuration, payments.
 //! - [`demo`]: the narrated demo drop (`ingressoja demo`).
-//! - [`ops`]: operators' tools: backup, point-in-time restore, log
-//!   verification and inspection.
+//! - [`ops`]: operators' tools over the server's own data (administrators,
+//!   the audit log).
 //! - [`crash_load`]: steady load for the crash tests (`ingressoja crash-load`).
 
 pub mod accounts;
@@ -23,5 +24,14 @@ pub mod demo;
 pub mod http;
 pub mod ops;
 pub mod payments;
-pub mod runtime;
+pub use ingressoja_runtime as runtime;
 pub mod sale_trail;
+
+/// The column families the server keeps in the sale's database, beside the
+/// runtime's sale log: one checkpoint backs them all up at one instant.
+pub const COLUMN_FAMILIES: &[&str] = &[
+    accounts::store::ACCOUNTS,
+    accounts::store::SESSIONS,
+    audit::AUDIT,
+    http::settings::SETTINGS_FAMILY,
+];

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ingressoja::http::config::ServerConfig;
-use ingressoja::runtime::{Clock, Runtime, RuntimeOptions, SystemClock};
+use ingressoja::runtime::{self, Clock, RuntimeOptions, SystemClock};
 use ingressoja::{demo, http, ops};
 
 // mimalloc: fast and steady under many small allocations per request.
@@ -222,8 +222,8 @@ fn audit(command: AuditCommand) -> CliResult {
 fn backup(command: BackupCommand) -> CliResult {
     match command {
         BackupCommand::Create { dir, data } => {
-            ops::backup::create_offline_backup(&data, &dir)?;
-            let summary = ops::backup::verify_backup(&dir)?;
+            runtime::backup::create_offline_backup(&data, &dir)?;
+            let summary = runtime::backup::verify_backup(&dir)?;
             println!(
                 "backup written to {} (log up to sequence {})",
                 dir.display(),
@@ -231,7 +231,7 @@ fn backup(command: BackupCommand) -> CliResult {
             );
         }
         BackupCommand::Verify { dir } => {
-            let s = ops::backup::verify_backup(&dir)?;
+            let s = runtime::backup::verify_backup(&dir)?;
             println!(
                 "backup OK: {} batches up to sequence {}, {} snapshots, {} events, {} tickets sold",
                 s.batches, s.last_seq, s.snapshots, s.events, s.tickets_sold
@@ -248,11 +248,11 @@ fn restore(
     until_time: Option<u64>,
 ) -> CliResult {
     let until = match (until_seq, until_time) {
-        (Some(seq), _) => ops::restore::Until::Seq(seq),
-        (None, Some(at)) => ops::restore::Until::Time(at),
-        (None, None) => ops::restore::Until::End,
+        (Some(seq), _) => runtime::restore::Until::Seq(seq),
+        (None, Some(at)) => runtime::restore::Until::Time(at),
+        (None, None) => runtime::restore::Until::End,
     };
-    let s = ops::restore::restore(&backup, &data, until)?;
+    let s = runtime::restore::restore(&backup, &data, until)?;
     println!(
         "restored {} up to sequence {} (the backup goes to {}): {} events, {} tickets sold",
         data.display(),
@@ -268,7 +268,7 @@ fn wal(command: WalCommand) -> CliResult {
     match command {
         WalCommand::Verify { data } => {
             let db = ingressoja::runtime::DataDir::create(&data)?.db_path();
-            let s = ops::log_tools::verify_log(&db)?;
+            let s = runtime::log_tools::verify_log(&db)?;
             println!(
                 "log OK: {} batches, {} records, up to sequence {}",
                 s.batches, s.records, s.last_seq
@@ -276,7 +276,7 @@ fn wal(command: WalCommand) -> CliResult {
         }
         WalCommand::Inspect { data, from, limit } => {
             let db = ingressoja::runtime::DataDir::create(&data)?.db_path();
-            ops::log_tools::inspect(&db, from, limit, &mut std::io::stdout().lock())?;
+            runtime::log_tools::inspect(&db, from, limit, &mut std::io::stdout().lock())?;
         }
     }
     Ok(())
@@ -303,17 +303,14 @@ fn serve(
         tracing::warn!(ms, "simulating a slow log disk (testing only)");
         options.simulated_write_delay_ms = ms;
     }
-    let runtime = Runtime::start(options, clock.clone())?;
-    if config.demo && runtime.read(|state| state.events.is_empty())? {
+    let app = Arc::new(http::App::start(options, config.clone(), clock.clone())?);
+    if config.demo && app.runtime.query(|state| state.events.is_empty())?.wait()? {
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed)?;
-        let event = runtime.create_event(http::demo_event::demo_event(
-            clock.now_ms(),
-            u64::from_le_bytes(seed),
-        ))?;
+        let demo = http::demo_event::demo_event(clock.now_ms(), u64::from_le_bytes(seed));
+        let event = app.runtime.create_event(demo)?.wait()?;
         tracing::info!(event = event.0, "created the demo event");
     }
-    let app = Arc::new(http::App::new(runtime, config.clone(), clock)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::thread;
 
-use ingressoja::ops::backup::{BackupError, verify_backup};
-use ingressoja::ops::restore::{Until, restore};
+use ingressoja::runtime::backup::{BackupError, verify_backup};
+use ingressoja::runtime::restore::{Until, restore};
 use ingressoja::runtime::{DataDir, ManualClock, Runtime, RuntimeOptions, recovery};
 use ingressoja_engine::{Command, CustomerId, EventConfig, MINUTE_MS};
 
@@ -32,7 +32,7 @@ fn config() -> EventConfig {
 
 fn joined(data: &std::path::Path) -> u32 {
     let data = DataDir::create(data).unwrap();
-    let store = DataDir::wal_store(data.open_db().unwrap()).unwrap();
+    let store = DataDir::wal_store(data.open_db(&[]).unwrap()).unwrap();
     let (state, _, _) = recovery::recover(store, &data.snapshots(3).unwrap()).unwrap();
     state.events.values().map(|e| e.stats().joined).sum()
 }
@@ -43,18 +43,23 @@ fn a_backup_taken_under_load_restores_to_a_consistent_state() {
     let mut options = RuntimeOptions::new(dir.path().join("data"));
     options.snapshot_every_records = 500;
     let runtime = Arc::new(Runtime::start(options, Arc::new(ManualClock::at(PREQUEUE))).unwrap());
-    let event = runtime.create_event(config()).unwrap();
+    let event = runtime
+        .create_event(config())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     let load = {
         let runtime = runtime.clone();
         thread::spawn(move || {
             for id in 0..5_000 {
                 runtime
-                    .apply(
+                    .submit(
                         event,
                         Command::Join {
                             customer: CustomerId(id),
                         },
+                        None,
                     )
+                    .and_then(|pending| pending.wait())
                     .unwrap();
             }
         })
@@ -92,16 +97,21 @@ fn a_restore_stops_at_a_sequence_number_or_an_instant() {
     let mut options = RuntimeOptions::new(dir.path().join("data"));
     options.snapshot_every_records = 40;
     let runtime = Runtime::start(options, clock.clone()).unwrap();
-    let event = runtime.create_event(config()).unwrap();
+    let event = runtime
+        .create_event(config())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     for id in 0..100 {
         clock.set(PREQUEUE + id * 1_000);
         runtime
-            .apply(
+            .submit(
                 event,
                 Command::Join {
                     customer: CustomerId(id),
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
     }
     let backup = dir.path().join("backup");
@@ -123,12 +133,14 @@ fn a_restore_stops_at_a_sequence_number_or_an_instant() {
     // A restored directory runs and continues the log.
     let runtime = Runtime::start(RuntimeOptions::new(&by_time), clock).unwrap();
     runtime
-        .apply(
+        .submit(
             event,
             Command::Join {
                 customer: CustomerId(777),
             },
+            None,
         )
+        .and_then(|pending| pending.wait())
         .unwrap();
     assert_eq!(runtime.durable_seq(), 52);
 }
@@ -142,7 +154,10 @@ fn a_restore_refuses_a_data_directory_in_use_and_verify_refuses_damage() {
         Arc::new(ManualClock::at(OPENS_AT)),
     )
     .unwrap();
-    runtime.create_event(config()).unwrap();
+    runtime
+        .create_event(config())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     let backup = dir.path().join("backup");
     runtime.backup(&backup).unwrap();
     drop(runtime);
@@ -151,7 +166,7 @@ fn a_restore_refuses_a_data_directory_in_use_and_verify_refuses_damage() {
         Err(BackupError::TargetNotEmpty(_))
     ));
     assert!(matches!(
-        ingressoja::ops::backup::create_offline_backup(&data, &backup),
+        ingressoja::runtime::backup::create_offline_backup(&data, &backup),
         Err(BackupError::TargetNotEmpty(_))
     ));
     // Overwrite the backup's table files: verify must notice.

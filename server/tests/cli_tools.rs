@@ -37,15 +37,20 @@ fn data_dir(root: &Path) -> std::path::PathBuf {
     let mut config = ingressoja::crash_load::event_config();
     config.schedule =
         ingressoja_engine::Schedule::with_default_prequeue(opens_at, opens_at + 60 * MINUTE_MS);
-    let event = runtime.create_event(config).unwrap();
+    let event = runtime
+        .create_event(config)
+        .and_then(|pending| pending.wait())
+        .unwrap();
     for id in 0..10 {
         runtime
-            .apply(
+            .submit(
                 event,
                 Cmd::Join {
                     customer: CustomerId(id),
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
     }
     runtime.shutdown();
@@ -122,7 +127,7 @@ fn wal_verify_names_the_first_bad_batch() {
     let root = tempfile::tempdir().unwrap();
     let data = data_dir(root.path());
     {
-        let db = DataDir::create(&data).unwrap().open_db().unwrap();
+        let db = DataDir::create(&data).unwrap().open_db(&[]).unwrap();
         let cf = db.cf_handle("wal").unwrap();
         let mut value = db.get_cf(cf, 4u64.to_be_bytes()).unwrap().unwrap();
         value[5] ^= 0x10;
@@ -235,7 +240,10 @@ fn admin_create_is_audited_and_audit_verify_names_a_changed_byte() {
 
     // One byte of the second entry changed behind the server's back.
     {
-        let db = DataDir::create(&data).unwrap().open_db().unwrap();
+        let db = DataDir::create(&data)
+            .unwrap()
+            .open_db(ingressoja::COLUMN_FAMILIES)
+            .unwrap();
         let audit = db.cf_handle(ingressoja::audit::AUDIT).unwrap();
         let key = [b"r".as_slice(), &2u64.to_be_bytes()].concat();
         let mut bytes = db.get_cf(audit, &key).unwrap().unwrap();

@@ -45,7 +45,7 @@ const CARD: &str = "4242 4242 4242 4242";
 /// the fans here hold development sessions), made in this process.
 fn prepare(data: &Path) {
     let clock = Arc::new(SystemClock);
-    let runtime = Runtime::start(RuntimeOptions::new(data), clock.clone()).unwrap();
+    let app = App::start(RuntimeOptions::new(data), ServerConfig::default(), clock).unwrap();
     let now = ingressoja::runtime::Clock::now_ms(&SystemClock);
     let mut event = demo_event::demo_event(now, 11);
     event.schedule.prequeue_opens_at_ms = now - 2;
@@ -55,8 +55,7 @@ fn prepare(data: &Path) {
         event.policy.per_type_limits.set(t, 50);
     }
     event.policy.max_active = 10_000;
-    runtime.create_event(event).unwrap();
-    let app = App::new(runtime, ServerConfig::default(), clock).unwrap();
+    app.runtime.create_event(event).unwrap().wait().unwrap();
     app.settings
         .set(
             EventId(0),
@@ -543,7 +542,10 @@ fn acknowledged_orders_holds_and_charges_survive_repeated_sigkills() {
     let data = dir.path().join("data");
     let ledger = read_ledger(&ledger_dir(&data).join(LEDGER_FILE)).unwrap();
     let runtime = Runtime::start(RuntimeOptions::new(&data), Arc::new(SystemClock)).unwrap();
-    let state = runtime.read(|state| state.clone()).unwrap();
+    let state = runtime
+        .query(|state| state.clone())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     state.check_invariants().unwrap();
     assert!(state.payments.is_empty(), "{:?}", state.payments);
     let engine = &state.events[&EventId(0)];

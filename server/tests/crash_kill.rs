@@ -87,7 +87,7 @@ fn wait_for_acks(child: &mut Child, acks: &Path, count: usize) {
 fn recover_and_check(data: &Path, acks: &[(u64, String, u64)], round: u64) {
     let data = DataDir::create(data).unwrap();
     let snapshots = data.snapshots(3).unwrap();
-    let store = DataDir::wal_store(data.open_db().unwrap()).unwrap();
+    let store = DataDir::wal_store(data.open_db(&[]).unwrap()).unwrap();
     let (state, wal, report) = recovery::recover(store, &snapshots)
         .unwrap_or_else(|e| panic!("round {round}: recovery failed: {e}"));
     let last_acked = acks.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0);

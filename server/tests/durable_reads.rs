@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use ingressoja::runtime::{EventId, ManualClock, Runtime, RuntimeError, RuntimeOptions};
 use ingressoja_engine::{Command, CustomerId, QueueStatus, Reply, TicketTypeId, TypeCounts};
 use ingressoja_wal::{Faults, MemStore};
-use tokio::sync::oneshot::error::TryRecvError;
 
 mod support;
 
@@ -35,9 +34,11 @@ fn sale(store: &MemStore, dir: &std::path::Path) -> (Runtime, EventId) {
     let runtime = Runtime::start_on(store.clone(), RuntimeOptions::new(dir), clock).unwrap();
     let event = runtime
         .create_event(support::runtime_event("Durable reads"))
+        .and_then(|pending| pending.wait())
         .unwrap();
     let joined = runtime
-        .apply(event, Command::Join { customer: FAN })
+        .submit(event, Command::Join { customer: FAN }, None)
+        .and_then(|pending| pending.wait())
         .unwrap();
     assert_eq!(joined.outcome, Ok(Reply::Joined { fresh: true }));
     (runtime, event)
@@ -51,6 +52,7 @@ fn hold_two(runtime: &Runtime, event: EventId) -> impl Sized {
                 customer: FAN,
                 items: TypeCounts::single(TicketTypeId(0), 2).unwrap(),
             },
+            None,
         )
         .unwrap()
 }
@@ -76,12 +78,12 @@ fn a_read_waits_for_the_write_in_flight_and_shows_it_once_durable() {
         .unwrap();
     poll_until("the shard running the read", || ran.load(Ordering::SeqCst));
     assert!(
-        matches!(cart.try_recv(), Err(TryRecvError::Empty)),
+        cart.try_now().is_none(),
         "a read showed a hold whose write is still in flight"
     );
 
     store.release_syncs();
-    let shown = cart.blocking_recv().unwrap().unwrap();
+    let shown = cart.wait().unwrap();
     assert_eq!(shown, Some(2), "once durable, the read shows the hold");
     assert!(runtime.durable_seq() >= 3);
 }
@@ -94,7 +96,8 @@ fn with_nothing_in_flight_a_read_is_answered_without_a_write() {
     // Every write would now hang: a read that asked for one never returns.
     store.hold_syncs();
     let place = runtime
-        .read(move |state| state.events[&event].queue_status(FAN))
+        .query(move |state| state.events[&event].queue_status(FAN))
+        .and_then(|pending| pending.wait())
         .unwrap();
     assert!(matches!(place, QueueStatus::Shopping { .. }), "{place:?}");
     assert_eq!(store.syncs_held(), 0, "the read wrote nothing");
@@ -117,7 +120,7 @@ fn after_a_failed_write_a_read_of_what_it_held_is_refused() {
         .query(move |state| state.events[&event].cart(FAN).is_some())
         .unwrap();
     store.release_syncs();
-    let answer = cart.blocking_recv().unwrap();
+    let answer = cart.wait();
     assert!(
         matches!(answer, Err(RuntimeError::Durability(_))),
         "{answer:?}"

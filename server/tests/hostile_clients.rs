@@ -148,7 +148,11 @@ fn a_double_tap_on_pay_charges_once_and_answers_with_one_order() {
     let first = tap(SLOW_CARD);
     let runtime = &server.app.runtime;
     poll_until("the first payment in flight", || {
-        runtime.read(|state| state.payments.len()).unwrap() == 1
+        runtime
+            .query(|state| state.payments.len())
+            .and_then(|pending| pending.wait())
+            .unwrap()
+            == 1
     });
     // ...so the second, with the same key, finds it in progress.
     let me = [
@@ -185,7 +189,12 @@ fn a_double_tap_on_pay_charges_once_and_answers_with_one_order() {
         matches!(charges.as_slice(), [ChargeState::Captured { .. }]),
         "{charges:?}"
     );
-    assert!(runtime.read(|state| state.payments.is_empty()).unwrap());
+    assert!(
+        runtime
+            .query(|state| state.payments.is_empty())
+            .and_then(|pending| pending.wait())
+            .unwrap()
+    );
 }
 
 #[test]
@@ -344,7 +353,11 @@ fn two_tabs_paying_one_hold_with_two_keys_buy_once_and_the_other_charge_goes_bac
     });
     let runtime = &server.app.runtime;
     poll_until("tab A's payment in flight", || {
-        runtime.read(|state| state.payments.len()).unwrap() == 1
+        runtime
+            .query(|state| state.payments.len())
+            .and_then(|pending| pending.wait())
+            .unwrap()
+            == 1
     });
     // ...while tab B, with its own key, pays the same hold at once.
     let tab_b = [
@@ -378,5 +391,10 @@ fn two_tabs_paying_one_hold_with_two_keys_buy_once_and_the_other_charge_goes_bac
         ],
         "one charge taken, the other given back"
     );
-    assert!(runtime.read(|state| state.payments.is_empty()).unwrap());
+    assert!(
+        runtime
+            .query(|state| state.payments.is_empty())
+            .and_then(|pending| pending.wait())
+            .unwrap()
+    );
 }

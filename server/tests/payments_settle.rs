@@ -41,18 +41,22 @@ impl Sale {
         let runtime = sale.start();
         let event = runtime
             .create_event(support::runtime_event("Settle"))
+            .and_then(|pending| pending.wait())
             .unwrap();
         runtime
-            .apply(event, Command::Join { customer: FAN })
+            .submit(event, Command::Join { customer: FAN }, None)
+            .and_then(|pending| pending.wait())
             .unwrap();
         let held = runtime
-            .apply(
+            .submit(
                 event,
                 Command::AddItems {
                     customer: FAN,
                     items: TypeCounts::single(TicketTypeId(0), 2).unwrap(),
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
         assert!(matches!(held.outcome, Ok(Reply::Held { .. })));
         (sale, runtime, event)
@@ -79,7 +83,6 @@ impl Sale {
         self.tokio
             .block_on(runtime.start_payment(payment, None).unwrap())
             .unwrap()
-            .unwrap()
     }
 
     /// The process dies (the runtime is dropped) and starts again.
@@ -103,17 +106,21 @@ impl Sale {
 
 fn orders(runtime: &Runtime, event: EventId) -> Vec<(u128, u64)> {
     runtime
-        .read(move |state| {
+        .query(move |state| {
             state.events[&event]
                 .orders_of(FAN)
                 .map(|(_, o)| (o.idempotency_key, o.payment_ref))
                 .collect()
         })
+        .and_then(|pending| pending.wait())
         .unwrap()
 }
 
 fn in_flight(runtime: &Runtime) -> usize {
-    runtime.read(|state| state.payments.len()).unwrap()
+    runtime
+        .query(|state| state.payments.len())
+        .and_then(|pending| pending.wait())
+        .unwrap()
 }
 
 #[test]
@@ -168,7 +175,8 @@ fn charged_but_the_hold_is_gone_the_money_goes_back() {
         .block_on(gateway.authorize(payment.payment_ref, CARD, 20_000))
         .unwrap();
     runtime
-        .apply(event, Command::ReleaseHold { customer: FAN })
+        .submit(event, Command::ReleaseHold { customer: FAN }, None)
+        .and_then(|pending| pending.wait())
         .unwrap();
     let runtime = sale.restart(runtime);
     let report = sale.sweep(&runtime, &gateway);
@@ -186,7 +194,7 @@ fn ordered_but_not_captured_when_the_process_died_it_is_captured() {
         .block_on(gateway.authorize(payment.payment_ref, CARD, 20_000))
         .unwrap();
     let placed = runtime
-        .apply(
+        .submit(
             event,
             Command::Checkout {
                 customer: FAN,
@@ -197,11 +205,16 @@ fn ordered_but_not_captured_when_the_process_died_it_is_captured() {
                 idempotency_key: 10,
                 ticket_seed: 3,
             },
+            None,
         )
+        .and_then(|pending| pending.wait())
         .unwrap();
     assert!(matches!(placed.outcome, Ok(Reply::OrderPlaced { .. })));
     // A snapshot while the payment is in flight: it must carry it.
-    runtime.snapshot().unwrap();
+    runtime
+        .snapshot()
+        .and_then(|pending| pending.wait())
+        .unwrap();
     let runtime = sale.restart(runtime);
     assert!(runtime.recovery().snapshot_seq.is_some());
     assert_eq!(in_flight(&runtime), 1);
@@ -232,7 +245,7 @@ fn one_checkout_has_one_payment_in_flight_and_a_settlement_is_logged_once() {
     assert!(
         matches!(
             again,
-            Ok(Err(ingressoja::runtime::RuntimeError::PaymentInFlight))
+            Err(ingressoja::runtime::RuntimeError::PaymentInFlight)
         ),
         "{again:?}"
     );
@@ -243,7 +256,6 @@ fn one_checkout_has_one_payment_in_flight_and_a_settlement_is_logged_once() {
                     .settle_payment(payment, Settlement::NotCharged)
                     .unwrap(),
             )
-            .unwrap()
             .unwrap()
     };
     assert!(settle(&runtime), "the first settlement is logged");

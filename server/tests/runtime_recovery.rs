@@ -39,7 +39,11 @@ fn eventually(runtime: &Runtime, condition: impl Fn(&ShardState) -> bool + Send 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let check = condition.clone();
-        if runtime.read(move |state| check(state)).unwrap() {
+        if runtime
+            .query(move |state| check(state))
+            .and_then(|pending| pending.wait())
+            .unwrap()
+        {
             return;
         }
         assert!(Instant::now() < deadline, "condition not reached in 10 s");
@@ -50,32 +54,39 @@ fn eventually(runtime: &Runtime, condition: impl Fn(&ShardState) -> bool + Send 
 /// A sale where customers 1..=n joined, were admitted, and each holds two
 /// tickets; customer 1 also paid.
 fn run_a_sale(runtime: &Runtime, n: u64) -> ingressoja::runtime::EventId {
-    let event = runtime.create_event(config()).unwrap();
+    let event = runtime
+        .create_event(config())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     for id in 1..=n {
         let joined = runtime
-            .apply(
+            .submit(
                 event,
                 Command::Join {
                     customer: CustomerId(id),
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
         assert_eq!(joined.outcome, Ok(Reply::Joined { fresh: true }));
     }
     for id in 1..=n {
         let held = runtime
-            .apply(
+            .submit(
                 event,
                 Command::AddItems {
                     customer: CustomerId(id),
                     items: two_pista(),
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
         assert!(matches!(held.outcome, Ok(Reply::Held { .. })), "{held:?}");
     }
     let paid = runtime
-        .apply(
+        .submit(
             event,
             Command::Checkout {
                 customer: CustomerId(1),
@@ -86,7 +97,9 @@ fn run_a_sale(runtime: &Runtime, n: u64) -> ingressoja::runtime::EventId {
                 idempotency_key: 1,
                 ticket_seed: 1,
             },
+            None,
         )
+        .and_then(|pending| pending.wait())
         .unwrap();
     assert!(matches!(
         paid.outcome,
@@ -99,7 +112,10 @@ fn run_a_sale(runtime: &Runtime, n: u64) -> ingressoja::runtime::EventId {
 }
 
 fn state_of(runtime: &Runtime) -> ShardState {
-    runtime.read(|state| state.clone()).unwrap()
+    runtime
+        .query(|state| state.clone())
+        .and_then(|pending| pending.wait())
+        .unwrap()
 }
 
 #[test]
@@ -131,22 +147,29 @@ fn recovery_starts_from_the_snapshot_and_replays_only_what_follows() {
     let (before, snapshot_seq) = {
         let runtime = Runtime::start(options(dir.path()), clock.clone()).unwrap();
         let event = run_a_sale(&runtime, 3);
-        let seq = runtime.snapshot().unwrap();
+        let seq = runtime
+            .snapshot()
+            .and_then(|pending| pending.wait())
+            .unwrap();
         runtime
-            .apply(
+            .submit(
                 event,
                 Command::Join {
                     customer: CustomerId(50),
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
         runtime
-            .apply(
+            .submit(
                 event,
                 Command::ReleaseHold {
                     customer: CustomerId(2),
                 },
+                None,
             )
+            .and_then(|pending| pending.wait())
             .unwrap();
         let state = state_of(&runtime);
         runtime.shutdown();
@@ -167,7 +190,10 @@ fn a_corrupt_snapshot_falls_back_to_the_log() {
     let before = {
         let runtime = Runtime::start(options(dir.path()), clock.clone()).unwrap();
         run_a_sale(&runtime, 3);
-        runtime.snapshot().unwrap();
+        runtime
+            .snapshot()
+            .and_then(|pending| pending.wait())
+            .unwrap();
         let state = state_of(&runtime);
         runtime.shutdown();
         state
@@ -201,7 +227,8 @@ fn holds_expire_without_any_request_arriving() {
     let runtime = Runtime::start(options(dir.path()), Arc::new(ManualClock::at(OPENS_AT))).unwrap();
     assert!(runtime.recovery().last_seq >= durable);
     let held = runtime
-        .read(move |state| state.events[&event].stats().tickets_held)
+        .query(move |state| state.events[&event].stats().tickets_held)
+        .and_then(|pending| pending.wait())
         .unwrap();
     assert_eq!(held, 0, "the expiry was logged");
 }
@@ -212,7 +239,10 @@ fn a_full_queue_sheds_new_requests() {
     let mut options = options(dir.path());
     options.queue_capacity = 4;
     let runtime = Runtime::start(options, Arc::new(ManualClock::at(OPENS_AT))).unwrap();
-    let event = runtime.create_event(config()).unwrap();
+    let event = runtime
+        .create_event(config())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     let mut waiting = Vec::new();
     let mut shed = 0;
     for id in 0..10_000 {
@@ -221,6 +251,7 @@ fn a_full_queue_sheds_new_requests() {
             Command::Join {
                 customer: CustomerId(id),
             },
+            None,
         ) {
             Ok(receiver) => waiting.push(receiver),
             Err(RuntimeError::Overloaded) => shed += 1,
@@ -229,7 +260,7 @@ fn a_full_queue_sheds_new_requests() {
     }
     assert!(shed > 0, "nothing was shed");
     for receiver in waiting {
-        assert!(receiver.blocking_recv().unwrap().is_ok());
+        assert!(receiver.wait().is_ok());
     }
 }
 
@@ -238,12 +269,15 @@ fn unknown_events_and_invalid_configurations_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::start(options(dir.path()), Arc::new(ManualClock::at(OPENS_AT))).unwrap();
     let missing = ingressoja::runtime::EventId(7);
-    let error = runtime.apply(missing, Command::Tick).unwrap_err();
+    let error = runtime
+        .submit(missing, Command::Tick, None)
+        .and_then(|pending| pending.wait())
+        .unwrap_err();
     assert_eq!(error, RuntimeError::UnknownEvent(missing));
     let mut bad = config();
     bad.ticket_types.clear();
     assert!(matches!(
-        runtime.create_event(bad),
+        runtime.create_event(bad).and_then(|pending| pending.wait()),
         Err(RuntimeError::InvalidConfig(_))
     ));
 }
@@ -254,36 +288,47 @@ fn a_failed_fsync_poisons_the_runtime_and_nothing_more_is_acknowledged() {
     let store = MemStore::default();
     let clock = Arc::new(ManualClock::at(OPENS_AT));
     let runtime = Runtime::start_on(store.clone(), options(dir.path()), clock.clone()).unwrap();
-    let event = runtime.create_event(config()).unwrap();
+    let event = runtime
+        .create_event(config())
+        .and_then(|pending| pending.wait())
+        .unwrap();
     runtime
-        .apply(
+        .submit(
             event,
             Command::Join {
                 customer: CustomerId(1),
             },
+            None,
         )
+        .and_then(|pending| pending.wait())
         .unwrap();
     store.inject(Faults {
         fail_next_sync: true,
         ..Faults::default()
     });
-    let failed = runtime.apply(
-        event,
-        Command::Join {
-            customer: CustomerId(2),
-        },
-    );
+    let failed = runtime
+        .submit(
+            event,
+            Command::Join {
+                customer: CustomerId(2),
+            },
+            None,
+        )
+        .and_then(|pending| pending.wait());
     assert!(
         matches!(failed, Err(RuntimeError::Durability(_))),
         "{failed:?}"
     );
     assert!(runtime.poisoned().is_some());
-    let after = runtime.apply(
-        event,
-        Command::Join {
-            customer: CustomerId(3),
-        },
-    );
+    let after = runtime
+        .submit(
+            event,
+            Command::Join {
+                customer: CustomerId(3),
+            },
+            None,
+        )
+        .and_then(|pending| pending.wait());
     assert!(
         matches!(after, Err(RuntimeError::Durability(_))),
         "{after:?}"
@@ -292,7 +337,8 @@ fn a_failed_fsync_poisons_the_runtime_and_nothing_more_is_acknowledged() {
     // A restart recovers exactly what was acknowledged: customer 1 only.
     let runtime = Runtime::start_on(store, options(dir.path()), clock).unwrap();
     let joined = runtime
-        .read(move |state| state.events[&event].stats().joined)
+        .query(move |state| state.events[&event].stats().joined)
+        .and_then(|pending| pending.wait())
         .unwrap();
     assert_eq!(joined, 1);
 }

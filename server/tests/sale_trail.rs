@@ -18,10 +18,9 @@ const OPENS_AT: u64 = support::NOW;
 fn send(runtime: &Runtime, event: EventId, command: Command, from: &str) -> Reply {
     let from: IpAddr = from.parse().unwrap();
     runtime
-        .submit_from(event, command, Some(from))
+        .submit(event, command, Some(from))
         .unwrap()
-        .blocking_recv()
-        .unwrap()
+        .wait()
         .unwrap()
         .outcome
         .unwrap()
@@ -41,6 +40,7 @@ fn a_fans_requests_carry_their_address_and_what_time_did_carries_none() {
     let runtime = Runtime::start(RuntimeOptions::new(root.path()), clock.clone()).unwrap();
     let event = runtime
         .create_event(support::runtime_event("Trail Test"))
+        .and_then(|pending| pending.wait())
         .unwrap();
     let ana = "203.0.113.10";
     send(
@@ -66,7 +66,7 @@ fn a_fans_requests_carry_their_address_and_what_time_did_carries_none() {
     send(&runtime, event, hold(1, 1), ana);
     runtime.shutdown();
 
-    let db = DataDir::create(root.path()).unwrap().open_db().unwrap();
+    let db = DataDir::create(root.path()).unwrap().open_db(&[]).unwrap();
     let store = ingressoja_wal::RocksStore::new(db, "wal").unwrap();
     let anas = Filter {
         account: Some(1),

@@ -27,13 +27,19 @@ fn each_admission_names_the_customers_whose_turn_it_started() {
         max_active: 2,
         ..config.policy
     };
-    let event = runtime.create_event(config).unwrap();
+    let event = runtime
+        .create_event(config)
+        .and_then(|pending| pending.wait())
+        .unwrap();
     let mut notices = runtime.subscribe();
     for id in 1..=3 {
         let join = Command::Join {
             customer: CustomerId(id),
         };
-        runtime.apply(event, join).unwrap();
+        runtime
+            .submit(event, join, None)
+            .and_then(|pending| pending.wait())
+            .unwrap();
     }
     let turns = |notices: &[Notice]| -> Vec<(u64, bool)> {
         notices
@@ -54,12 +60,14 @@ fn each_admission_names_the_customers_whose_turn_it_started() {
     }
     // Customer 1 is done: the place goes to customer 3, who is told.
     runtime
-        .apply(
+        .submit(
             event,
             Command::Leave {
                 customer: CustomerId(1),
             },
+            None,
         )
+        .and_then(|pending| pending.wait())
         .unwrap();
     let second = received(&mut notices);
     assert_eq!(turns(&second), [(3, true)], "{second:?}");

@@ -44,10 +44,13 @@ pub enum OpenError {
     Refused {
         /// The record.
         seq: u64,
-        /// Why.
-        reason: String,
+        /// Why (the visitor's own error).
+        reason: RefusedRecord,
     },
 }
+
+/// A visitor's reason to refuse a record while the log is opened.
+pub type RefusedRecord = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why an append failed.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ pub mod log;
 pub mod rocks;
 pub mod store;
 
-pub use error::{AppendError, OpenError, VerifyError};
+pub use error::{AppendError, OpenError, RefusedRecord, VerifyError};
 pub use format::{Damage, FORMAT_VERSION, Hash, Record};
 pub use log::{ChainSummary, OpenReport, TailCut, Wal, read_back, read_from, verify};
 pub use rocks::{RocksStore, open_db, open_db_read_only};

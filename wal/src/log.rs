@@ -118,7 +118,7 @@ impl<S: LogStore> Wal<S> {
     pub fn open(
         mut store: S,
         anchor_seq: u64,
-        mut replay: impl FnMut(&Record) -> Result<(), String>,
+        mut replay: impl FnMut(&Record) -> Result<(), crate::error::RefusedRecord>,
     ) -> Result<(Wal<S>, OpenReport), OpenError> {
         let mut report = OpenReport::default();
         let (start, mut chain) = Self::chain_before_anchor(&store, anchor_seq)?;

@@ -21,7 +21,16 @@ pub fn open_db(path: &Path, column_families: &[&str]) -> io::Result<Arc<DB>> {
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    let db = DB::open_cf(&options, path, column_families).map_err(to_io)?;
+    // RocksDB opens a database for writing only with every family it has:
+    // those asked for, plus any already there (a tool that knows only the
+    // log can still open a database that also keeps other things).
+    let mut families: Vec<String> = DB::list_cf(&options, path).unwrap_or_default();
+    for family in column_families {
+        if !families.iter().any(|f| f == family) {
+            families.push((*family).to_string());
+        }
+    }
+    let db = DB::open_cf(&options, path, &families).map_err(to_io)?;
     Ok(Arc::new(db))
 }
 

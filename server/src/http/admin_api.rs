@@ -257,15 +257,11 @@ fn record(
     .map_err(|e| ApiError::internal("audit_failed", e))
 }
 
-fn stopped(_: impl std::fmt::Debug) -> ApiError {
-    ApiError::from(RuntimeError::Stopped)
-}
-
 async fn event_view(app: &App, event: EventId) -> Result<EventView, ApiError> {
     let view = app
         .runtime
         .query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)))?;
-    let view = view.await.map_err(stopped)??;
+    let view = view.await?;
     view.map(|facts| EventView::of(&facts))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
@@ -314,17 +310,13 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Result<EventView, Ap
             format!("pow_difficulty is at most {MAX_POW_DIFFICULTY}"),
         ));
     }
-    let event = app.runtime.submit_event(config)?.await.map_err(stopped)??;
+    let event = app.runtime.create_event(config)?.await?;
     body.policy.apply_security(app, event)?;
     event_view(app, event).await
 }
 
 async fn command(app: &App, event: EventId, command: Command) -> Result<EventView, ApiError> {
-    let applied = app
-        .runtime
-        .submit(event, command)?
-        .await
-        .map_err(stopped)??;
+    let applied = app.runtime.submit(event, command, None)?.await?;
     applied.outcome.map_err(ApiError::from)?;
     event_view(app, event).await
 }
@@ -339,8 +331,7 @@ pub async fn update_policy(
         .runtime
         .query(move |state| state.events.get(&event).map(|e| e.config().policy))?;
     let current = current
-        .await
-        .map_err(stopped)??
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
     let policy = body.apply_to(current)?;
     check_limits(&policy)?;
@@ -379,13 +370,14 @@ pub async fn pause(app: &App, event: EventId, paused: bool) -> Result<EventView,
 
 /// `POST /api/admin/snapshot`: the log sequence number it covers.
 pub async fn snapshot(app: &App) -> Result<u64, ApiError> {
-    match app.runtime.request_snapshot()?.await.map_err(stopped)? {
+    match app.runtime.snapshot()?.await {
         Ok(seq) => Ok(seq),
-        Err(reason) => Err(ApiError::new(
+        Err(RuntimeError::SnapshotFailed(reason)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "snapshot_failed",
             reason,
         )),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -420,8 +412,7 @@ pub async fn stats(app: &App) -> Answer {
             .collect::<Vec<_>>()
     })?;
     let events: Vec<EventStats> = events
-        .await
-        .map_err(stopped)??
+        .await?
         .into_iter()
         .map(|(id, s)| EventStats {
             event: id.0,
@@ -529,12 +520,10 @@ pub fn audit_query(app: &App, query: &str) -> Answer {
 }
 
 fn sale_audit(app: &App, filter: &crate::audit::Filter, limit: usize) -> Answer {
-    let db = app
+    let store = app
         .runtime
-        .db()
-        .ok_or_else(|| ApiError::internal("audit_unavailable", "this runtime keeps no database"))?;
-    let store = ingressoja_wal::RocksStore::new(db, crate::runtime::data_dir::WAL_FAMILY)
-        .map_err(|e| ApiError::internal("audit_unavailable", e))?;
+        .sale_log()
+        .ok_or_else(|| ApiError::internal("audit_unavailable", "this runtime keeps no sale log"))?;
     let found = tokio::task::block_in_place(|| {
         crate::sale_trail::query(&store, filter, limit, SALE_QUERY_BUDGET)
     })

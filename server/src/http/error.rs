@@ -65,6 +65,7 @@ impl ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> ApiError {
+        // Every rejection named: a new one must be given its status here.
         let status = match rejection {
             Rejection::EmptyItems
             | Rejection::UnknownTicketType(_)
@@ -72,7 +73,21 @@ impl From<Rejection> for ApiError {
             Rejection::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             Rejection::PaymentFailed => StatusCode::BAD_GATEWAY,
             Rejection::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::CONFLICT,
+            // The state of the sale or of the fan's turn says no.
+            Rejection::QueueNotOpen
+            | Rejection::SaleNotOpen
+            | Rejection::SaleClosed
+            | Rejection::SoldOut
+            | Rejection::Paused
+            | Rejection::NotInQueue
+            | Rejection::NotAdmitted
+            | Rejection::AdmissionExpired
+            | Rejection::NoHold
+            | Rejection::HoldExpired
+            | Rejection::NotInCart(_)
+            | Rejection::LimitReached(_)
+            | Rejection::InsufficientStock(_)
+            | Rejection::AmountMismatch { .. } => StatusCode::CONFLICT,
         };
         let message = match rejection {
             Rejection::EmptyItems => "the request has no tickets in it".to_string(),
@@ -128,6 +143,14 @@ impl From<RuntimeError> for ApiError {
                     "this checkout's payment is still in progress; retry shortly for its order"
                         .into(),
                 retry_after_s: Some(1),
+            },
+            // Only the operators' snapshot asks for one, and it names the
+            // failure itself; anywhere else it is the server's own trouble.
+            RuntimeError::SnapshotFailed(_) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "snapshot_failed",
+                message: "the snapshot could not be written; the log keeps everything".into(),
+                retry_after_s: Some(10),
             },
             RuntimeError::Durability(_) | RuntimeError::Stopped => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,

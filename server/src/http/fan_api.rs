@@ -25,9 +25,7 @@ async fn read_state<R: Send + 'static>(
     read: impl FnOnce(&crate::runtime::ShardState) -> R + Send + 'static,
 ) -> Result<R, ApiError> {
     let receiver = app.runtime.query(read)?;
-    Ok(receiver
-        .await
-        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??)
+    Ok(receiver.await?)
 }
 
 /// Applies a fan's command sent from `from` (logged with what it causes).
@@ -37,7 +35,7 @@ async fn apply(
     command: Command,
     from: IpAddr,
 ) -> Result<Reply, ApiError> {
-    let receiver = app.runtime.submit_from(event, command, Some(from))?;
+    let receiver = app.runtime.submit(event, command, Some(from))?;
     answer_of(app, event, command.customer(), receiver).await
 }
 
@@ -51,9 +49,7 @@ async fn apply_then<R: Send + 'static>(
     read: impl FnOnce(&ingressoja_engine::Engine) -> R + Send + 'static,
 ) -> Result<(Reply, R), ApiError> {
     let receiver = app.runtime.submit_then(event, command, Some(from), read)?;
-    let (applied, view) = receiver
-        .await
-        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
+    let (applied, view) = receiver.await?;
     let reply = outcome_of(app, event, command.customer(), applied)?;
     // A view is missing only when the event is, and then the outcome
     // already said so.
@@ -67,13 +63,9 @@ async fn answer_of(
     app: &App,
     event: EventId,
     customer: Option<CustomerId>,
-    receiver: tokio::sync::oneshot::Receiver<
-        Result<crate::runtime::Applied, crate::runtime::RuntimeError>,
-    >,
+    pending: crate::runtime::Pending<crate::runtime::Applied>,
 ) -> Result<Reply, ApiError> {
-    let applied = receiver
-        .await
-        .map_err(|_| ApiError::from(crate::runtime::RuntimeError::Stopped))??;
+    let applied = pending.await?;
     outcome_of(app, event, customer, applied)
 }
 

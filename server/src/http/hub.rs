@@ -39,6 +39,11 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 pub const LANES: usize = 125;
 /// The hub publishes one lane per tick.
 pub const TICK: Duration = Duration::from_millis(250 / LANES as u64);
+// A full turn of the lanes is one publication period: every stream sees the
+// newest state within PUBLISH_EVERY, and no tick is lost to rounding.
+const _: () = assert!(250 % LANES == 0 && 250 / LANES >= 1);
+const _: () = assert!(TICK.as_millis() * LANES as u128 == PUBLISH_EVERY.as_millis());
+
 /// A changed event is re-read from the shard at most every this many ticks
 /// (every 10 ms): often enough for the published state to be fresh, rarely
 /// enough that the re-reads cost the shard nothing to speak of.
@@ -250,7 +255,7 @@ impl Hub {
                             }
                             let facts = app.runtime.query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)));
                             let Ok(receiver) = facts else { continue };
-                            if let Ok(Ok(Some(facts))) = receiver.await {
+                            if let Ok(Some(facts)) = receiver.await {
                                 let pace = super::fan_api::pace(&app, event);
                                 hub.update(event, EventView::of(&facts).with_pace(pace), seq);
                             }

@@ -222,9 +222,7 @@ impl Metrics {
                 .collect::<Vec<_>>();
             (events, state.payments.len())
         })?;
-        let (events, payments_in_flight) = receiver
-            .await
-            .map_err(|_| crate::runtime::RuntimeError::Stopped)??;
+        let (events, payments_in_flight) = receiver.await?;
         self.payments_in_flight
             .set(gauge_value(payments_in_flight as u64));
         for (event, s) in events {

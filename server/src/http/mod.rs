@@ -69,7 +69,7 @@ use crate::accounts::throttle::LoginThrottle;
 use crate::audit::AuditLog;
 use crate::payments::gateway::PaymentGateway;
 use crate::payments::sandbox::{SandboxGateway, ledger_dir};
-use crate::runtime::{Clock, Runtime};
+use crate::runtime::{Clock, DataDir, Runtime, RuntimeOptions};
 use config::ServerConfig;
 
 /// Everything a request handler needs.
@@ -106,17 +106,30 @@ pub struct App {
 }
 
 impl App {
-    /// An app over a started runtime, with a fresh token key, the sandbox
-    /// payment gateway (its ledger beside the data), and limits and metrics
-    /// from the configuration.
-    pub fn new(
-        runtime: Runtime,
+    /// Opens the data directory's database with the server's column
+    /// families beside the sale log, recovers and starts the runtime on it,
+    /// and builds the app over both.
+    pub fn start(
+        options: RuntimeOptions,
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<App> {
-        let db = runtime
-            .db()
-            .ok_or_else(|| std::io::Error::other("the runtime has no database for accounts"))?;
+        let db = DataDir::create(&options.data_dir)?.open_db(crate::COLUMN_FAMILIES)?;
+        let runtime =
+            Runtime::start_in(db.clone(), options, clock.clone()).map_err(std::io::Error::other)?;
+        App::new(runtime, db, config, clock)
+    }
+
+    /// An app over a started runtime and the database its server-side
+    /// state lives in (opened with [`crate::COLUMN_FAMILIES`]), with a fresh
+    /// token key, the sandbox payment gateway (its ledger beside the data),
+    /// and limits and metrics from the configuration.
+    pub fn new(
+        runtime: Runtime,
+        db: Arc<rocksdb::DB>,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<App> {
         let settings = settings::Settings::open(db.clone())?;
         let challenges = pow::Challenges::new(settings.secret("pow")?);
         let metrics = metrics::Metrics::new();

@@ -13,7 +13,10 @@ use rocksdb::{DB, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::EventId;
-use crate::runtime::data_dir::SETTINGS_FAMILY;
+
+/// Column family of server settings (per-event security settings, the
+/// proof-of-work key).
+pub const SETTINGS_FAMILY: &str = "settings";
 
 /// Leading zero bits of the default proof of work: 262 144 SHA-256 hashes
 /// expected, 0.4 s for JavaScript on one core of the 2-core test machine

@@ -41,7 +41,6 @@ use super::fan_stream::{EXPIRING_SOON_MS, FanStream, Input, Next};
 use super::hub::{Note, Published};
 use super::views::{EventFacts, EventView};
 use crate::runtime::EventId;
-use crate::runtime::RuntimeError;
 
 /// Messages buffered per connection before a slow client is dropped.
 pub const BUFFER: usize = 32;
@@ -183,8 +182,7 @@ pub async fn event_stream(
             let facts = app
                 .runtime
                 .query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)))?
-                .await
-                .map_err(|_| ApiError::from(RuntimeError::Stopped))??
+                .await?
                 .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
             message("state", None, &EventView::of(&facts))
         }
@@ -223,9 +221,9 @@ async fn customer_state(app: &App, event: EventId, customer: CustomerId) -> Fetc
         return Fetched::Busy;
     };
     match receiver.await {
-        Ok(Ok(Some((queue, cart)))) => Fetched::State(queue, cart),
-        Ok(Ok(None)) => Fetched::Gone,
-        Ok(Err(_)) | Err(_) => Fetched::Busy,
+        Ok(Some((queue, cart))) => Fetched::State(queue, cart),
+        Ok(None) => Fetched::Gone,
+        Err(_) => Fetched::Busy,
     }
 }
 

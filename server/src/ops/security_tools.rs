@@ -10,7 +10,6 @@ use std::path::Path;
 use crate::accounts::{Accounts, normalize_email, password, store::random_hex};
 use crate::audit::{self, AuditLog, Entry};
 use crate::runtime::DataDir;
-use crate::runtime::data_dir::{COLUMN_FAMILIES, WAL_FAMILY};
 
 type ToolResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -49,7 +48,7 @@ pub fn create_admin(
         .into());
     }
     let data = DataDir::create(data)?;
-    let db = data.open_db().map_err(|e| {
+    let db = data.open_db(crate::COLUMN_FAMILIES).map_err(|e| {
         format!(
             "cannot open {} ({e}); is the server running? stop it first",
             data.db_path().display()
@@ -90,13 +89,13 @@ pub struct AuditSummary {
 /// the first broken link.
 pub fn verify(data: &Path) -> ToolResult<AuditSummary> {
     let data = DataDir::create(data)?;
-    let db = ingressoja_wal::open_db_read_only(&data.db_path(), COLUMN_FAMILIES)?;
+    let db = ingressoja_wal::open_db_read_only(&data.db_path(), &[crate::audit::AUDIT])?;
     let audit_entries = match audit::verify(&db)? {
         Ok(verified) => verified.entries,
         Err(broken) => return Err(broken.into()),
     };
     drop(db);
-    let log = super::log_tools::verify_log(&data.db_path())?;
+    let log = crate::runtime::log_tools::verify_log(&data.db_path())?;
     Ok(AuditSummary {
         audit_entries,
         log_batches: log.batches,
@@ -117,8 +116,8 @@ pub struct Exported {
 /// in time order, each tagged with its log (`"log": "audit"` or `"sale"`).
 pub fn export(data: &Path, since_ms: u64, out: &mut impl Write) -> ToolResult<Exported> {
     let data = DataDir::create(data)?;
-    let db = ingressoja_wal::open_db_read_only(&data.db_path(), COLUMN_FAMILIES)?;
-    let store = ingressoja_wal::RocksStore::new(db.clone(), WAL_FAMILY)?;
+    let db = ingressoja_wal::open_db_read_only(&data.db_path(), &[crate::audit::AUDIT])?;
+    let store = crate::runtime::log_tools::open_read_only(&data.db_path())?;
     let mut audit_entries = audit::since(&db, since_ms)?.peekable();
     let mut sale_entries = crate::sale_trail::since(&store, since_ms).peekable();
     let mut exported = Exported::default();

@@ -17,9 +17,7 @@ use ingressoja_engine::{CustomerId, Outcome, Payment, Reply};
 
 use super::gateway::{Authorization, PaymentGateway};
 use super::{place_order, random_u64, record_settlement, submit_checkout};
-use crate::runtime::{
-    CheckoutKey, EventId, PendingPayment, Runtime, RuntimeError, Settlement, answer,
-};
+use crate::runtime::{CheckoutKey, EventId, PendingPayment, Runtime, RuntimeError, Settlement};
 
 /// One checkout, as the fan asked for it.
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +55,7 @@ pub async fn pay(
         },
         Some(request.from),
     )?;
-    let payment = answer(started).await?;
+    let payment = started.await?;
     let authorization = gateway
         .authorize(payment.payment_ref, request.card, payment.amount_cents)
         .await;
@@ -107,7 +105,7 @@ async fn order_paid_by(
     order: ingressoja_engine::OrderId,
 ) -> Result<bool, RuntimeError> {
     let (event, payment_ref) = (payment.event, payment.payment_ref);
-    let paid_by = answer(runtime.query(move |state| {
+    let paid_by = (runtime.query(move |state| {
         let engine = state.events.get(&event)?;
         engine.order(order).map(|o| o.payment_ref)
     })?)

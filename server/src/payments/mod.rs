@@ -19,9 +19,7 @@ pub mod settle;
 
 use std::net::IpAddr;
 
-use crate::runtime::{
-    Applied, CheckoutKey, PendingPayment, Runtime, RuntimeError, Settlement, answer,
-};
+use crate::runtime::{Applied, CheckoutKey, PendingPayment, Runtime, RuntimeError, Settlement};
 use ingressoja_engine::{Command, Payment};
 
 /// A fresh, unguessable, non-zero 64-bit value from the operating system.
@@ -47,7 +45,7 @@ pub(crate) async fn record_settlement(
     payment: PendingPayment,
     settlement: Settlement,
 ) -> Result<bool, RuntimeError> {
-    answer(runtime.settle_payment(payment, settlement)?).await
+    (runtime.settle_payment(payment, settlement)?).await
 }
 
 /// Places the order an authorized payment pays for (from `from`, when a
@@ -78,5 +76,5 @@ pub(crate) async fn submit_checkout(
         idempotency_key: checkout.idempotency_key,
         ticket_seed: random_seed()?,
     };
-    answer(runtime.submit_from(checkout.event, command, from)?).await
+    (runtime.submit(checkout.event, command, from)?).await
 }

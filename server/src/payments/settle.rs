@@ -19,7 +19,7 @@ use ingressoja_engine::Reply;
 use super::checkout::finish;
 use super::gateway::{ChargeState, PaymentGateway};
 use super::{place_order, record_settlement};
-use crate::runtime::{PendingPayment, Runtime, RuntimeError, Settlement, answer};
+use crate::runtime::{PendingPayment, Runtime, RuntimeError, Settlement};
 
 /// A payment is left to its own request for this long before the periodic
 /// sweep takes it over (requests time out long before).
@@ -50,7 +50,7 @@ pub async fn sweep(
     gateway: &dyn PaymentGateway,
     cutoff_ms: u64,
 ) -> Result<SweepReport, RuntimeError> {
-    let pending: Vec<PendingPayment> = answer(runtime.query(move |state| {
+    let pending: Vec<PendingPayment> = (runtime.query(move |state| {
         state
             .payments
             .values()
@@ -125,7 +125,7 @@ async fn settle(
 /// its key with its reference, or one placed now while the hold stands.
 async fn order_stands(runtime: &Runtime, payment: &PendingPayment) -> Result<bool, RuntimeError> {
     let (event, customer, key) = (payment.event, payment.customer, payment.idempotency_key);
-    let placed_by = answer(runtime.query(move |state| {
+    let placed_by = (runtime.query(move |state| {
         let engine = state.events.get(&event)?;
         engine
             .orders_of(customer)

@@ -12,7 +12,7 @@ use ingressoja::http::config::ServerConfig;
 use ingressoja::http::limits::LimitsConfig;
 use ingressoja::http::settings::EventSecurity;
 use ingressoja::http::{App, demo_event, serve};
-use ingressoja::runtime::{EventId, ManualClock, Runtime, RuntimeOptions};
+use ingressoja::runtime::{EventId, ManualClock, RuntimeOptions};
 use serde_json::Value;
 
 pub const NOW: u64 = 1_800_000_000_000;
@@ -112,12 +112,11 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
     let clock = Arc::new(ManualClock::at(NOW));
     let mut options = RuntimeOptions::new(dir.path());
     tune(&mut options);
-    let runtime = Runtime::start(options, clock.clone()).unwrap();
+    let app = Arc::new(App::start(options, config, clock.clone()).unwrap());
     // Opened a second ago, arrivals in strict order: see `runtime_event`.
     let mut event = demo_event::demo_event(NOW - 1_000, 7);
     event.policy.arrival_window_ms = 0;
-    runtime.create_event(event).unwrap();
-    let app = Arc::new(App::new(runtime, config, clock.clone()).unwrap());
+    app.runtime.create_event(event).unwrap().wait().unwrap();
     // The demo event without proof of work or two-factor, so that tests of
     // other things need neither; `security.rs` tests both on its own event.
     app.settings

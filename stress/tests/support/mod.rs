@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ingressoja::http::config::ServerConfig;
 use ingressoja::http::settings::EventSecurity;
 use ingressoja::http::{App, serve};
-use ingressoja::runtime::{Clock, Runtime, RuntimeOptions, SystemClock};
+use ingressoja::runtime::{Clock, RuntimeOptions, SystemClock};
 use ingressoja_engine::EventConfig;
 
 /// The wall clock's now, for building the event's schedule.
@@ -31,9 +31,8 @@ where
 {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SystemClock);
-    let runtime = Runtime::start(RuntimeOptions::new(dir.path()), clock.clone()).unwrap();
-    let event = runtime.create_event(event).unwrap();
-    let app = Arc::new(App::new(runtime, config, clock).unwrap());
+    let app = Arc::new(App::start(RuntimeOptions::new(dir.path()), config, clock).unwrap());
+    let event = app.runtime.create_event(event).unwrap().wait().unwrap();
     let security = EventSecurity {
         pow_difficulty: 8,
         require_two_factor: false,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ingressoja_wal::Wal;
 
-use crate::runtime::{DataDir, recovery};
+use crate::{DataDir, recovery};
 
 use super::backup::BackupError;
 
@@ -44,12 +44,12 @@ pub fn restore(backup: &Path, data: &Path, until: Until) -> Result<RestoreSummar
     }
     let target = DataDir::create(data)?;
     let files = count_files(&backup.join("db"))? + count_files(&backup.join("snapshots"))?;
-    let bar = super::progress(files, "copying the backup");
+    let bar = crate::progress::bar(files, "copying the backup");
     copy_dir(&backup.join("db"), &target.db_path(), &bar)?;
     copy_dir(&backup.join("snapshots"), &target.snapshots_path(), &bar)?;
     bar.finish_and_clear();
 
-    let store = DataDir::wal_store(target.open_db()?)?;
+    let store = DataDir::wal_store(target.open_db(&[])?)?;
     let (mut wal, opened) =
         Wal::open(store, 0, |_| Ok(())).map_err(|e| BackupError::Invalid(e.to_string()))?;
     let restored_seq = match until {
@@ -75,14 +75,16 @@ pub fn restore(backup: &Path, data: &Path, until: Until) -> Result<RestoreSummar
     let snapshots = target.snapshots(usize::MAX)?;
     snapshots.remove_after(restored_seq)?;
 
-    let store = DataDir::wal_store(target.open_db()?)?;
+    let store = DataDir::wal_store(target.open_db(&[])?)?;
     let (state, _, report) =
         recovery::recover(store, &snapshots).map_err(|e| BackupError::Invalid(e.to_string()))?;
     Ok(RestoreSummary {
         backup_last_seq: opened.last_seq,
         restored_seq: report.last_seq,
         events: state.events.len(),
-        tickets_sold: state.check_invariants().map_err(BackupError::Invalid)?,
+        tickets_sold: state
+            .check_invariants()
+            .map_err(|broken| BackupError::Invalid(broken.to_string()))?,
     })
 }
 

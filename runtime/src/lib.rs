@@ -1,5 +1,16 @@
 //! The durable runtime: a shard thread that owns the events, a log writer
-//! thread that group-commits, and a snapshot thread, started after recovery.
+//! thread that group-commits, and a snapshot thread, started after recovery;
+//! and the operators' tools over its data (backup, restore, log tools). It
+//! knows events, commands and the sale log; nothing of HTTP, JSON or
+//! accounts.
+//!
+//! # API boundary
+//! [`Runtime`] is the whole interface of a running sale: every request
+//! (`submit`, `submit_then`, `create_event`, `query`, `snapshot`,
+//! `start_payment`, `settle_payment`) returns a [`Pending`] answer at once,
+//! which async callers `.await` and threads [`Pending::wait`] for. Its
+//! errors are [`RuntimeError`]; `subscribe` streams durable changes; the sale
+//! log is read through [`SaleLog`], never through the database handle.
 //!
 //! A request goes: caller → bounded channel → shard (apply, number the
 //! transitions as log records) → writer (one synced append for everything
@@ -13,20 +24,31 @@
 //! - `recovery.rs`: snapshot + log replay at start; `ShardState`.
 //! - `shared.rs`: the durability watermark and figures.
 //! - `log_entry.rs`: what a log record holds; `clock.rs`: time sources;
-//!   `data_dir.rs`: the data directory's layout.
+//!   `data_dir.rs`: the data directory's layout; `sale_log.rs`: reading the
+//!   sale log while the sale runs.
+//! - `backup.rs`, `restore.rs`, `log_tools.rs`: `ingressoja backup`,
+//!   `restore`, `wal verify|inspect`; `progress.rs`: their progress bars.
 
+pub mod backup;
 pub mod clock;
 pub mod data_dir;
 pub mod log_entry;
+pub mod log_tools;
+pub mod progress;
 pub mod recovery;
+pub mod restore;
+pub mod sale_log;
 mod shard;
 pub mod shared;
 mod snapshotter;
 mod writer;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -38,6 +60,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use data_dir::DataDir;
 pub use log_entry::{CheckoutKey, EventId, LogEntry, PendingPayment, Settlement};
 pub use recovery::{MAX_PENDING_PAYMENTS, RecoveryReport, ShardState};
+pub use sale_log::SaleLog;
 pub use shared::RuntimeStats;
 pub use writer::Notice;
 
@@ -99,12 +122,43 @@ type AfterApply = Box<dyn FnOnce(Option<&Engine>) -> Respond + Send>;
 /// once everything the state contained is durable (or known never to be).
 type DurableRead = Box<dyn FnOnce(&ShardState) -> writer::Completion + Send>;
 
-/// An answer the runtime sends once it is durable (or why it never will be).
-pub type Pending<T> = oneshot::Receiver<Result<T, RuntimeError>>;
+/// An answer the runtime sends once it is durable (or why it never will
+/// be): `.await` it in async code, [`Pending::wait`] for it on a thread.
+/// `Stopped` if the runtime dropped the request.
+#[derive(Debug)]
+#[must_use = "a request's answer says whether it was applied"]
+pub struct Pending<T>(oneshot::Receiver<Result<T, RuntimeError>>);
 
-/// Waits for a [`Pending`] answer; `Stopped` if the runtime dropped it.
-pub async fn answer<T>(pending: Pending<T>) -> Result<T, RuntimeError> {
-    pending.await.map_err(|_| RuntimeError::Stopped)?
+impl<T> Pending<T> {
+    fn channel() -> (oneshot::Sender<Result<T, RuntimeError>>, Pending<T>) {
+        let (reply, receiver) = oneshot::channel();
+        (reply, Pending(receiver))
+    }
+
+    /// Blocks the thread until the answer comes (never inside an async
+    /// runtime's worker).
+    pub fn wait(self) -> Result<T, RuntimeError> {
+        self.0.blocking_recv().map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// The answer if it has come, without waiting (`None`: not yet).
+    pub fn try_now(&mut self) -> Option<Result<T, RuntimeError>> {
+        match self.0.try_recv() {
+            Ok(answer) => Some(answer),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(RuntimeError::Stopped)),
+        }
+    }
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, RuntimeError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.map_err(|_| RuntimeError::Stopped)?)
+    }
 }
 
 /// What applying a command gave, once durable.
@@ -140,6 +194,10 @@ pub enum RuntimeError {
     /// A payment of the same checkout is already in flight.
     #[error("a payment of this checkout is already in progress")]
     PaymentInFlight,
+    /// A snapshot could not be written (the sale goes on; the log has
+    /// everything).
+    #[error("the snapshot failed: {0}")]
+    SnapshotFailed(String),
 }
 
 /// Why the runtime did not start.
@@ -171,7 +229,7 @@ pub(crate) enum Request {
     /// to the last record the state it saw contained.
     Read(DurableRead),
     Snapshot {
-        reply: oneshot::Sender<Result<u64, String>>,
+        reply: oneshot::Sender<Result<u64, RuntimeError>>,
     },
     StartPayment {
         payment: PendingPayment,
@@ -192,7 +250,8 @@ pub struct Runtime {
     shared: Arc<shared::Shared>,
     threads: Vec<JoinHandle<()>>,
     recovery: RecoveryReport,
-    /// The database, for online backups (absent when started on another store).
+    /// The database, for online backups and reading the sale log (absent
+    /// when started on another store). Never handed out.
     db: Option<Arc<rocksdb::DB>>,
     snapshots_path: PathBuf,
     /// The data directory.
@@ -202,10 +261,22 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Recovers the data directory and starts the threads.
+    /// Recovers the data directory and starts the threads, with only the
+    /// sale in the database (tools, tests, crash load).
     pub fn start(options: RuntimeOptions, clock: Arc<dyn Clock>) -> Result<Runtime, StartError> {
-        let data = DataDir::create(&options.data_dir)?;
-        let db = data.open_db()?;
+        let db = DataDir::create(&options.data_dir)?.open_db(&[])?;
+        Runtime::start_in(db, options, clock)
+    }
+
+    /// [`Runtime::start`] on a database the caller opened with the column
+    /// families it keeps beside the sale log ([`DataDir::open_db`]): the
+    /// server keeps accounts, sessions, its audit log and settings there,
+    /// so that one backup checkpoint covers all of them at one instant.
+    pub fn start_in(
+        db: Arc<rocksdb::DB>,
+        options: RuntimeOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Runtime, StartError> {
         let store = DataDir::wal_store(db.clone())?;
         let mut runtime = Runtime::start_on(store, options, clock)?;
         runtime.db = Some(db);
@@ -268,10 +339,11 @@ impl Runtime {
         })
     }
 
-    /// The database (absent when started on another store), shared with
-    /// accounts, sessions, the audit log and settings.
-    pub fn db(&self) -> Option<Arc<rocksdb::DB>> {
-        self.db.clone()
+    /// A reader of the sale log as it is written (absent when started on
+    /// another store): for audit queries while the sale runs.
+    pub fn sale_log(&self) -> Option<SaleLog> {
+        let db = self.db.clone()?;
+        SaleLog::open(db).ok()
     }
 
     /// The data directory.
@@ -284,34 +356,26 @@ impl Runtime {
         &self.recovery
     }
 
-    /// Queues a command; the receiver gets the outcome once it is durable.
-    /// A full queue refuses at once with [`RuntimeError::Overloaded`].
+    /// Queues a command; its outcome comes once durable. A full queue
+    /// refuses at once with [`RuntimeError::Overloaded`]. `from` is the
+    /// client's address for a fan's own request: the transitions it causes
+    /// for that fan are logged with it.
     pub fn submit(
-        &self,
-        event: EventId,
-        command: Command,
-    ) -> Result<oneshot::Receiver<Result<Applied, RuntimeError>>, RuntimeError> {
-        self.submit_from(event, command, None)
-    }
-
-    /// [`Runtime::submit`] for a fan's request from `from`: the transitions
-    /// it causes for that fan are logged with the address.
-    pub fn submit_from(
         &self,
         event: EventId,
         command: Command,
         from: Option<IpAddr>,
     ) -> Result<Pending<Applied>, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, pending) = Pending::channel();
         self.offer_apply(event, command, from, move |_| {
             Box::new(move |applied| {
                 let _ = reply.send(applied);
             })
         })?;
-        Ok(receiver)
+        Ok(pending)
     }
 
-    /// [`Runtime::submit_from`], and `read` runs on the event's engine right
+    /// [`Runtime::submit`], and `read` runs on the event's engine right
     /// after the command is applied (on the shard, before anything else
     /// touches the event): the answer's view of the state costs no second
     /// trip through the shard's queue, and shows exactly the state the
@@ -325,14 +389,14 @@ impl Runtime {
         from: Option<IpAddr>,
         read: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<Pending<(Applied, Option<R>)>, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, pending) = Pending::channel();
         self.offer_apply(event, command, from, move |engine| {
             let view = engine.map(read);
             Box::new(move |applied| {
                 let _ = reply.send(applied.map(|applied| (applied, view)));
             })
         })?;
-        Ok(receiver)
+        Ok(pending)
     }
 
     fn offer_apply(
@@ -350,93 +414,47 @@ impl Runtime {
         })
     }
 
-    /// Applies a command and waits for its durable outcome (not for use
-    /// inside an async runtime).
-    pub fn apply(&self, event: EventId, command: Command) -> Result<Applied, RuntimeError> {
-        self.submit(event, command)?
-            .blocking_recv()
-            .map_err(|_| RuntimeError::Stopped)?
-    }
-
-    /// Creates an event; returns its id once its creation is durable.
-    pub fn create_event(&self, config: EventConfig) -> Result<EventId, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
+    /// Queues an event's creation; its id comes once the creation is durable.
+    pub fn create_event(&self, config: EventConfig) -> Result<Pending<EventId>, RuntimeError> {
+        let (reply, pending) = Pending::channel();
         self.offer(Request::CreateEvent {
             config: Box::new(config),
             reply,
         })?;
-        receiver
-            .blocking_recv()
-            .map_err(|_| RuntimeError::Stopped)?
-    }
-
-    /// Runs a read on the shard's state and waits for its result, which
-    /// comes only once everything that state contains is durable (not for
-    /// use inside an async runtime; see [`Runtime::query`]).
-    pub fn read<R: Send + 'static>(
-        &self,
-        read: impl FnOnce(&ShardState) -> R + Send + 'static,
-    ) -> Result<R, RuntimeError> {
-        self.query(read)?
-            .blocking_recv()
-            .map_err(|_| RuntimeError::Stopped)?
+        Ok(pending)
     }
 
     /// Queues a read of the shard's state. The shard runs it in turn, but
-    /// the receiver gets its result only once the log is durable up to the
-    /// last change that state contained: nothing a read shows can vanish in
-    /// a crash (a fan never sees an order, a ticket code, a hold or a place
-    /// that a restart would take back). It costs at most the wait for the
-    /// group commit in flight, never an fsync of its own; with nothing
-    /// pending it is answered at once. `Durability` if the log failed.
+    /// its result comes only once the log is durable up to the last change
+    /// that state contained: nothing a read shows can vanish in a crash (a
+    /// fan never sees an order, a ticket code, a hold or a place that a
+    /// restart would take back). It costs at most the wait for the group
+    /// commit in flight, never an fsync of its own; with nothing pending it
+    /// is answered at once. `Durability` if the log failed.
     pub fn query<R: Send + 'static>(
         &self,
         read: impl FnOnce(&ShardState) -> R + Send + 'static,
-    ) -> Result<oneshot::Receiver<Result<R, RuntimeError>>, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
+    ) -> Result<Pending<R>, RuntimeError> {
+        let (reply, pending) = Pending::channel();
         self.offer(Request::Read(Box::new(move |state| {
             let value = read(state);
             Box::new(move |durable: Result<(), RuntimeError>| {
                 let _ = reply.send(durable.map(|()| value));
             })
         })))?;
-        Ok(receiver)
+        Ok(pending)
     }
 
-    /// Queues an event's creation; the receiver gets its id once durable.
-    pub fn submit_event(
-        &self,
-        config: EventConfig,
-    ) -> Result<oneshot::Receiver<Result<EventId, RuntimeError>>, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
-        self.offer(Request::CreateEvent {
-            config: Box::new(config),
-            reply,
-        })?;
-        Ok(receiver)
-    }
-
-    /// Queues a snapshot; the receiver gets the sequence number it covers
-    /// once written (for async callers).
-    pub fn request_snapshot(&self) -> Result<oneshot::Receiver<Result<u64, String>>, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
+    /// Queues a snapshot; the answer is the sequence number it covers, once
+    /// written.
+    pub fn snapshot(&self) -> Result<Pending<u64>, RuntimeError> {
+        let (reply, pending) = Pending::channel();
         self.offer(Request::Snapshot { reply })?;
-        Ok(receiver)
+        Ok(pending)
     }
 
-    /// Takes a snapshot now; returns the sequence number it covers once written.
-    pub fn snapshot(&self) -> Result<u64, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
-        self.offer(Request::Snapshot { reply })?;
-        match receiver.blocking_recv() {
-            Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(reason)) => Err(RuntimeError::Durability(reason)),
-            Err(_) => Err(RuntimeError::Stopped),
-        }
-    }
-
-    /// Logs that a payment is about to be asked of the gateway; the
-    /// receiver gets it as recorded (stamped with the shard's time) once
+    /// Logs that a payment is about to be asked of the gateway; the answer
+    /// is the payment as recorded (stamped with the shard's time) once
     /// durable. Refused with `PaymentInFlight` while another payment of the
     /// same checkout is, `Overloaded` beyond [`MAX_PENDING_PAYMENTS`].
     /// `started_at_ms` is ignored; `from` is the fan's address (logged).
@@ -445,40 +463,38 @@ impl Runtime {
         payment: PendingPayment,
         from: Option<IpAddr>,
     ) -> Result<Pending<PendingPayment>, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, pending) = Pending::channel();
         self.offer(Request::StartPayment {
             payment,
             from,
             reply,
         })?;
-        Ok(receiver)
+        Ok(pending)
     }
 
-    /// Logs how a started payment ended; the receiver gets `true` once
-    /// durable, or `false` (nothing logged) if it was no longer in flight:
-    /// someone else settled it first.
+    /// Logs how a started payment ended; the answer is `true` once durable,
+    /// or `false` (nothing logged) if it was no longer in flight: someone
+    /// else settled it first.
     pub fn settle_payment(
         &self,
         payment: PendingPayment,
         settlement: Settlement,
     ) -> Result<Pending<bool>, RuntimeError> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, pending) = Pending::channel();
         self.offer(Request::SettlePayment {
             payment,
             settlement,
             reply,
         })?;
-        Ok(receiver)
+        Ok(pending)
     }
 
     /// Writes a consistent backup to `target` while the sale runs.
-    pub fn backup(&self, target: &std::path::Path) -> Result<(), crate::ops::backup::BackupError> {
+    pub fn backup(&self, target: &std::path::Path) -> Result<(), backup::BackupError> {
         let db = self.db.as_ref().ok_or_else(|| {
-            crate::ops::backup::BackupError::Checkpoint(
-                "this runtime's log is not in RocksDB".into(),
-            )
+            backup::BackupError::Checkpoint("this runtime's log is not in RocksDB".into())
         })?;
-        crate::ops::backup::create_backup(db, &self.snapshots_path, target)
+        backup::create_backup(db, &self.snapshots_path, target)
     }
 
     /// Calls `observer(records, micros)` after every group commit, from

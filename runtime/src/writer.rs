@@ -25,7 +25,7 @@ pub type Completion = Box<dyn FnOnce(Result<(), RuntimeError>) + Send>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Notice {
     /// Which event changed.
-    pub event: crate::runtime::EventId,
+    pub event: crate::EventId,
     /// The change's log sequence number (used as the SSE event id).
     pub seq: u64,
     /// What changed.
@@ -92,6 +92,22 @@ fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared, 
         published.extend(job.notices);
     }
     let last_seq = records.last().map(|r| r.seq);
+    // The shard numbers records one after another, and jobs arrive in the
+    // order it sent them: a gap or a repeat would be a log that replays to
+    // something else than what was answered.
+    assert!(
+        records
+            .windows(2)
+            .all(|pair| pair[0].seq + 1 == pair[1].seq),
+        "a batch's records are not consecutive"
+    );
+    if let (None, Some(first)) = (wal.poisoned(), records.first()) {
+        assert_eq!(
+            first.seq,
+            shared.durable_seq() + 1,
+            "a batch does not follow the durable log"
+        );
+    }
     let count = records.len() as u64;
     let started = Instant::now();
     let result = match (wal.poisoned(), last_seq) {

@@ -10,6 +10,7 @@ use ingressoja_snapshots::SnapshotDir;
 
 use super::recovery::ShardState;
 use super::shared::Shared;
+use crate::RuntimeError;
 
 /// A copy of the shard's state to write.
 pub struct SnapshotJob {
@@ -20,7 +21,7 @@ pub struct SnapshotJob {
     /// The copy.
     pub state: ShardState,
     /// Told the outcome (operators' "snapshot now" requests).
-    pub done: Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+    pub done: Vec<tokio::sync::oneshot::Sender<Result<u64, RuntimeError>>>,
 }
 
 /// Runs until the shard drops its sender.
@@ -29,9 +30,11 @@ pub fn run(dir: SnapshotDir, jobs: Receiver<SnapshotJob>, shared: Arc<Shared>) {
         let result = if shared.wait_durable(job.last_seq) {
             dir.write(job.last_seq, job.taken_at_ms, &job.state)
                 .map(|_| job.last_seq)
-                .map_err(|e| e.to_string())
+                .map_err(|e| RuntimeError::SnapshotFailed(e.to_string()))
         } else {
-            Err("the log is poisoned; no snapshot is taken past it".to_string())
+            Err(RuntimeError::SnapshotFailed(
+                "the log is poisoned; no snapshot is taken past it".into(),
+            ))
         };
         if let Ok(seq) = result {
             shared.record(|s| {

@@ -1,6 +1,7 @@
-//! The data directory: `db/` is the RocksDB database (column families `wal`
-//! for the sale log, `accounts`, `sessions`, `audit` and `settings`),
-//! `snapshots/` holds the shard's snapshots.
+//! The data directory: `db/` is the RocksDB database (column family `wal`
+//! for the sale log, and those its callers keep beside it: the server's
+//! accounts, sessions, audit log and settings), `snapshots/` holds the
+//! shard's snapshots.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,17 +11,6 @@ use ingressoja_snapshots::SnapshotDir;
 use ingressoja_wal::{RocksStore, open_db};
 use rocksdb::DB;
 
-/// Column families of the database; all are opened together.
-pub const COLUMN_FAMILIES: &[&str] = &[
-    WAL_FAMILY,
-    crate::accounts::store::ACCOUNTS,
-    crate::accounts::store::SESSIONS,
-    crate::audit::AUDIT,
-    SETTINGS_FAMILY,
-];
-/// Column family of server settings (per-event security settings, the
-/// proof-of-work key).
-pub const SETTINGS_FAMILY: &str = "settings";
 /// The column family of the sale log.
 pub const WAL_FAMILY: &str = "wal";
 
@@ -53,9 +43,13 @@ impl DataDir {
         self.root.join("snapshots")
     }
 
-    /// Opens the database.
-    pub fn open_db(&self) -> io::Result<Arc<DB>> {
-        open_db(&self.db_path(), COLUMN_FAMILIES)
+    /// Opens the database with the sale log's column family, the caller's
+    /// `families` beside it, and every family it already has (RocksDB
+    /// opens a database for writing only with all of them).
+    pub fn open_db(&self, families: &[&str]) -> io::Result<Arc<DB>> {
+        let mut all = vec![WAL_FAMILY];
+        all.extend(families.iter().copied().filter(|f| *f != WAL_FAMILY));
+        open_db(&self.db_path(), &all)
     }
 
     /// The sale log's store in `db`.

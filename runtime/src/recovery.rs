@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ingressoja_engine::Engine;
+use ingressoja_engine::{ConfigError, Engine};
 use ingressoja_wal::{LogStore, Record, TailCut, Wal};
 use serde::{Deserialize, Serialize};
 
@@ -30,29 +30,79 @@ pub struct ShardState {
 /// payment is shed (503) until the gateway has settled some.
 pub const MAX_PENDING_PAYMENTS: usize = 100_000;
 
+/// Why a log record cannot be applied to the state recovered so far: the
+/// log and the state disagree, and recovery stops rather than guess.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The record's payload is not a log entry this build reads.
+    #[error("undecodable entry: {0}")]
+    Undecodable(#[from] postcard::Error),
+    /// An event is created twice.
+    #[error("event {} created twice", .0.0)]
+    CreatedTwice(EventId),
+    /// A logged event's configuration is refused.
+    #[error("event {}: {error}", .event.0)]
+    InvalidConfig {
+        /// The event.
+        event: EventId,
+        /// What is wrong with its configuration.
+        error: ConfigError,
+    },
+    /// A record names an event that was never created.
+    #[error("unknown event {}", .0.0)]
+    UnknownEvent(EventId),
+    /// The engine refuses a logged transition.
+    #[error("event {}: {refusal}", .event.0)]
+    Transition {
+        /// The event.
+        event: EventId,
+        /// Why the engine refuses it.
+        refusal: String,
+    },
+    /// A payment started while another of its checkout was in flight.
+    #[error("payment {0} started while another of its checkout was in flight")]
+    PaymentTwice(u64),
+    /// A payment settled that was not in flight.
+    #[error("payment {0} settled but not in flight")]
+    PaymentNotInFlight(u64),
+}
+
+/// An event whose invariants do not hold.
+#[derive(Debug, thiserror::Error)]
+#[error("event {}: {violation}", .event.0)]
+pub struct InvariantBroken {
+    /// The event.
+    pub event: EventId,
+    /// What does not hold.
+    pub violation: String,
+}
+
 impl ShardState {
     /// Checks every event's invariants; returns the tickets sold across events.
-    pub fn check_invariants(&self) -> Result<u64, String> {
+    pub fn check_invariants(&self) -> Result<u64, InvariantBroken> {
         let mut sold = 0;
         for (event, engine) in &self.events {
             engine
                 .check_invariants()
-                .map_err(|v| format!("event {}: {v}", event.0))?;
+                .map_err(|violation| InvariantBroken {
+                    event: *event,
+                    violation: violation.to_string(),
+                })?;
             sold += engine.stats().tickets_sold;
         }
         Ok(sold)
     }
 
     /// Applies one log record.
-    pub fn apply_record(&mut self, record: &Record) -> Result<(), String> {
-        let entry =
-            LogEntry::decode(&record.payload).map_err(|e| format!("undecodable entry: {e}"))?;
+    pub fn apply_record(&mut self, record: &Record) -> Result<(), ReplayError> {
+        let entry = LogEntry::decode(&record.payload)?;
         match entry {
             LogEntry::EventCreated { event, config } => {
                 if self.events.contains_key(&event) {
-                    return Err(format!("event {} created twice", event.0));
+                    return Err(ReplayError::CreatedTwice(event));
                 }
-                let engine = Engine::new(*config).map_err(|e| format!("event {}: {e}", event.0))?;
+                let engine = Engine::new(*config)
+                    .map_err(|error| ReplayError::InvalidConfig { event, error })?;
                 self.events.insert(event, engine);
                 self.next_event = self.next_event.max(event.0 + 1);
             }
@@ -63,10 +113,13 @@ impl ShardState {
                 let engine = self
                     .events
                     .get_mut(&event)
-                    .ok_or(format!("unknown event {}", event.0))?;
+                    .ok_or(ReplayError::UnknownEvent(event))?;
                 engine
                     .apply_transition(&transition)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| ReplayError::Transition {
+                        event,
+                        refusal: e.to_string(),
+                    })?;
             }
             LogEntry::PaymentStarted { payment, .. } => self.start_payment(payment)?,
             LogEntry::PaymentSettled { payment, .. } => self.settle_payment(&payment)?,
@@ -76,15 +129,14 @@ impl ShardState {
 
     /// Records a started payment, unless one of the same checkout is in
     /// flight (the shard checks this before logging; replay re-checks).
-    pub fn start_payment(&mut self, payment: PendingPayment) -> Result<(), String> {
+    pub fn start_payment(&mut self, payment: PendingPayment) -> Result<(), ReplayError> {
         if !self.events.contains_key(&payment.event) {
-            return Err(format!("payment for unknown event {}", payment.event.0));
+            return Err(ReplayError::UnknownEvent(payment.event));
         }
         match self.payments.entry(payment.checkout()) {
-            std::collections::btree_map::Entry::Occupied(_) => Err(format!(
-                "payment {} started while another of its checkout was in flight",
-                payment.payment_ref
-            )),
+            std::collections::btree_map::Entry::Occupied(_) => {
+                Err(ReplayError::PaymentTwice(payment.payment_ref))
+            }
             std::collections::btree_map::Entry::Vacant(slot) => {
                 slot.insert(payment);
                 Ok(())
@@ -93,16 +145,13 @@ impl ShardState {
     }
 
     /// Forgets a settled payment; it must be the one in flight.
-    pub fn settle_payment(&mut self, payment: &PendingPayment) -> Result<(), String> {
+    pub fn settle_payment(&mut self, payment: &PendingPayment) -> Result<(), ReplayError> {
         match self.payments.get(&payment.checkout()) {
             Some(pending) if pending.payment_ref == payment.payment_ref => {
                 self.payments.remove(&payment.checkout());
                 Ok(())
             }
-            _ => Err(format!(
-                "payment {} settled but not in flight",
-                payment.payment_ref
-            )),
+            _ => Err(ReplayError::PaymentNotInFlight(payment.payment_ref)),
         }
     }
 }
@@ -155,7 +204,9 @@ pub fn recover<S: LogStore>(
         }
         None => (ShardState::default(), 0),
     };
-    let (wal, opened) = Wal::open(store, anchor, |record| state.apply_record(record))?;
+    let (wal, opened) = Wal::open(store, anchor, |record| {
+        state.apply_record(record).map_err(Into::into)
+    })?;
     report.replayed = opened.records_replayed;
     report.cut = opened.cut;
     report.last_seq = opened.last_seq;

@@ -14,8 +14,8 @@ use ingressoja_snapshots::SnapshotDir;
 use rocksdb::DB;
 use rocksdb::checkpoint::Checkpoint;
 
-use crate::runtime::DataDir;
-use crate::runtime::recovery::{self, ShardState};
+use crate::DataDir;
+use crate::recovery::{self, ShardState};
 
 use super::log_tools::{open_read_only, verify_log};
 
@@ -82,7 +82,7 @@ pub fn create_backup(db: &DB, snapshots: &Path, target: &Path) -> Result<(), Bac
 /// Creates a backup of a stopped server's data directory.
 pub fn create_offline_backup(data: &Path, target: &Path) -> Result<(), BackupError> {
     let data = DataDir::create(data)?;
-    let db = data.open_db()?;
+    let db = data.open_db(&[])?;
     create_backup(&db, &data.snapshots_path(), target)
 }
 
@@ -100,7 +100,9 @@ pub fn verify_backup(backup: &Path) -> Result<BackupSummary, BackupError> {
         batches: chain.batches,
         snapshots: snapshot_count,
         events: state.events.len(),
-        tickets_sold: state.check_invariants().map_err(BackupError::Invalid)?,
+        tickets_sold: state
+            .check_invariants()
+            .map_err(|broken| BackupError::Invalid(broken.to_string()))?,
     })
 }
 

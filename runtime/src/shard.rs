@@ -424,7 +424,7 @@ impl Shard {
     fn take_snapshot(
         &mut self,
         now: u64,
-        requests: Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+        requests: Vec<tokio::sync::oneshot::Sender<Result<u64, RuntimeError>>>,
     ) {
         let started = Instant::now();
         let state = self.state.clone();
@@ -441,7 +441,7 @@ impl Shard {
         };
         if let Err(crossbeam_channel::SendError(job)) = self.snapshots.send(job) {
             for done in job.done {
-                let _ = done.send(Err("the snapshot thread has stopped".into()));
+                let _ = done.send(Err(RuntimeError::Stopped));
             }
         }
     }

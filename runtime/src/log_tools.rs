@@ -9,18 +9,19 @@ use ingressoja_wal::{
     ChainSummary, LogStore, RocksStore, VerifyError, open_db_read_only, read_from, verify,
 };
 
-use crate::runtime::LogEntry;
-use crate::runtime::data_dir::{COLUMN_FAMILIES, WAL_FAMILY};
+use crate::LogEntry;
+use crate::data_dir::WAL_FAMILY;
 
 /// Opens the log of a database directory without changing it.
 pub fn open_read_only(db_path: &Path) -> std::io::Result<RocksStore> {
-    RocksStore::new(open_db_read_only(db_path, COLUMN_FAMILIES)?, WAL_FAMILY)
+    // Read-only, RocksDB opens the families asked for and no others.
+    RocksStore::new(open_db_read_only(db_path, &[WAL_FAMILY])?, WAL_FAMILY)
 }
 
 /// Verifies the whole chain of the log in `db_path`, with a progress bar.
 pub fn verify_log(db_path: &Path) -> Result<ChainSummary, Box<dyn std::error::Error>> {
     let store = open_read_only(db_path)?;
-    let bar = super::progress(last_seq(&store)?.max(1), "verifying the log");
+    let bar = crate::progress::bar(last_seq(&store)?.max(1), "verifying the log");
     let summary = verify(&store, |seq| bar.set_position(seq));
     bar.finish_and_clear();
     summary.map_err(|e: VerifyError| -> Box<dyn std::error::Error> { e.into() })
