@@ -58,7 +58,7 @@ use tokio::sync::oneshot;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data_dir::DataDir;
-pub use log_entry::{CheckoutKey, EventId, LogEntry, PendingPayment, Settlement};
+pub use log_entry::{CheckoutKey, EventId, LogEntry, PendingPayment, Settlement, ShardId};
 pub use recovery::{MAX_PENDING_PAYMENTS, RecoveryReport, ShardState};
 pub use sale_log::SaleLog;
 pub use shared::RuntimeStats;
@@ -72,6 +72,9 @@ pub const NOTICE_BUFFER: usize = 65_536;
 pub struct RuntimeOptions {
     /// The data directory.
     pub data_dir: PathBuf,
+    /// This shard's number in the cluster: the high part of the ids of the
+    /// events it creates (0 on a single node).
+    pub shard: ShardId,
     /// Requests waiting for the shard; beyond this they are refused.
     pub queue_capacity: usize,
     /// Requests the shard applies per batch at most.
@@ -96,6 +99,7 @@ impl RuntimeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> RuntimeOptions {
         RuntimeOptions {
             data_dir: data_dir.into(),
+            shard: ShardId::default(),
             queue_capacity: 65_536,
             max_batch: 4_096,
             writer_queue: 64,

@@ -18,9 +18,44 @@ use ingressoja_engine::config::EventConfigV1;
 use ingressoja_engine::{CustomerId, EventConfig, Transition};
 use serde::{Deserialize, Serialize};
 
-/// An event's number on its shard, from 0 in creation order.
+/// An event's id, unique across a cluster: the number of the shard (the
+/// replicated log) that owns it times 2^32, plus its number on that shard,
+/// from 0 in creation order. A shard names its events without asking any
+/// other, and a request's event id says which shard to send it to. Ids stay
+/// below 2^48, exact as JavaScript numbers. Shard 0's ids are the plain
+/// numbers, so ids logged before shards had numbers read back unchanged
+/// (postcard writes a `u32` and a `u64` of the same value alike).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EventId(pub u32);
+pub struct EventId(pub u64);
+
+/// A shard's number in a cluster (0 on a single node).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ShardId(pub u16);
+
+impl EventId {
+    /// The event numbered `number` on `shard`.
+    pub const fn on_shard(shard: ShardId, number: u32) -> EventId {
+        EventId(((shard.0 as u64) << 32) | number as u64)
+    }
+
+    /// The shard that owns it (an id past 48 bits, which no shard gives,
+    /// names no real shard either way).
+    #[allow(clippy::cast_possible_truncation)]
+    pub const fn shard(self) -> ShardId {
+        ShardId((self.0 >> 32) as u16)
+    }
+
+    /// Its number on that shard.
+    #[allow(clippy::cast_possible_truncation)] // the low 32 bits, masked
+    pub const fn number(self) -> u32 {
+        (self.0 & 0xFFFF_FFFF) as u32
+    }
+}
+
+// Every id fits in 48 bits: exact in a JavaScript number (2^53).
+const _: () = assert!(EventId::on_shard(ShardId(u16::MAX), u32::MAX).0 < 1 << 48);
 
 /// One log record's payload, as the runtime uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -278,6 +313,24 @@ impl LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_name_their_shard_and_read_old_logs_unchanged() {
+        let id = EventId::on_shard(ShardId(3), 7);
+        assert_eq!((id.shard(), id.number()), (ShardId(3), 7));
+        assert_eq!(id.0, 3 * (1 << 32) + 7);
+        let single_node = EventId::on_shard(ShardId(0), 5);
+        assert_eq!(
+            single_node,
+            EventId(5),
+            "shard 0's ids are the plain numbers"
+        );
+        // An id logged as a u32 before shards had numbers reads back as the
+        // same id.
+        let old = postcard::to_stdvec(&5u32).unwrap();
+        assert_eq!(postcard::from_bytes::<EventId>(&old).unwrap(), EventId(5));
+        assert_eq!(postcard::to_stdvec(&EventId(5)).unwrap(), old);
+    }
 
     /// `LogEntry::EventCreated` for event 3 as the code before issue 11
     /// (commit 015270e) wrote it: variant 0, the event, the configuration.

@@ -16,7 +16,7 @@ use super::log_entry::{CheckoutKey, EventId, LogEntry, PendingPayment};
 /// Everything a shard owns; what a snapshot holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardState {
-    /// The id the next event gets.
+    /// The number on this shard the next event gets.
     pub next_event: u32,
     /// The events, by id.
     pub events: BTreeMap<EventId, Engine>,
@@ -104,7 +104,7 @@ impl ShardState {
                 let engine = Engine::new(*config)
                     .map_err(|error| ReplayError::InvalidConfig { event, error })?;
                 self.events.insert(event, engine);
-                self.next_event = self.next_event.max(event.0 + 1);
+                self.next_event = self.next_event.max(event.number().saturating_add(1));
             }
             LogEntry::Transition { event, transition }
             | LogEntry::RequestedTransition {

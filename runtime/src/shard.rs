@@ -248,7 +248,7 @@ impl Shard {
         records: &mut Vec<Record>,
     ) -> Result<EventId, RuntimeError> {
         let engine = Engine::new((*config).clone()).map_err(RuntimeError::InvalidConfig)?;
-        let event = EventId(self.state.next_event);
+        let event = EventId::on_shard(self.options.shard, self.state.next_event);
         let entry = LogEntry::EventCreated { event, config };
         self.push_record(&entry, self.last_now_ms, records)?;
         self.state.next_event += 1;

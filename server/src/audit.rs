@@ -41,9 +41,28 @@ pub struct Entry {
     /// The email given (for failures, possibly of no account).
     pub email: Option<String>,
     /// The event concerned, for admin actions on one.
-    pub event: Option<u32>,
+    pub event: Option<u64>,
     /// From where: the client's address.
     pub ip: Option<String>,
+    /// Anything else, as short text.
+    pub detail: String,
+}
+
+/// Who did what, from where: everything an audited action says, before the
+/// log numbers, stamps and chains it ([`AuditLog::act`]). Accounts, the
+/// operators' endpoints and the command line all audit through this.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Action {
+    /// What, a stable snake_case name.
+    pub name: &'static str,
+    /// The account acting, if known.
+    pub account: Option<u64>,
+    /// The email given or the account's.
+    pub email: Option<String>,
+    /// The event concerned.
+    pub event: Option<u64>,
+    /// From where: a client's address, or "command line".
+    pub from: String,
     /// Anything else, as short text.
     pub detail: String,
 }
@@ -114,8 +133,23 @@ impl AuditLog {
         })
     }
 
-    /// Appends `entry` (its `seq` is assigned here) and syncs; returns the seq.
-    pub fn record(&self, mut entry: Entry) -> io::Result<u64> {
+    /// Records an action, stamped `at_ms`: appended and synced before this
+    /// returns; its sequence number.
+    pub fn act(&self, at_ms: u64, action: Action) -> io::Result<u64> {
+        self.record(Entry {
+            seq: 0,
+            at_ms,
+            action: action.name.into(),
+            account: action.account,
+            email: action.email,
+            event: action.event,
+            ip: Some(action.from),
+            detail: action.detail,
+        })
+    }
+
+    /// Appends `entry` (its `seq` is assigned), synced; returns its seq.
+    fn record(&self, mut entry: Entry) -> io::Result<u64> {
         let audit = family(&self.db)?;
         let mut head = self.head.lock();
         entry.seq = head.seq + 1;
@@ -179,7 +213,7 @@ pub struct Filter {
     /// Only this account's.
     pub account: Option<u64>,
     /// Only about this event.
-    pub event: Option<u32>,
+    pub event: Option<u64>,
     /// At or after.
     pub since_ms: Option<u64>,
     /// At or before.

@@ -443,6 +443,7 @@ fn administrators_need_the_admin_role_and_a_second_factor() {
     server
         .app
         .accounts
+        .store()
         .create("boss@example.com", hash, true, NOW)
         .unwrap();
     let raw = call_raw(

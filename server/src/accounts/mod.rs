@@ -3,14 +3,18 @@
 //! login throttling. Everything here is storage and rules; the HTTP
 //! handlers live in `http/account_api.rs`.
 //!
+//! - `service.rs`: the login flow (the API the server uses), over a store
+//!   trait.
 //! - `store.rs`: accounts and sessions in RocksDB.
 //! - `password.rs`: argon2id hashing.
 //! - `totp.rs`: TOTP codes (single use) and recovery codes.
 //! - `throttle.rs`: growing delays after failed logins.
 
 pub mod password;
+pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod totp;
 
+pub use service::{AccountService, AccountStore, AccountsError, Caller, LoginStep, Started};
 pub use store::{Account, AccountError, Accounts, Session, TwoFactor, normalize_email};

@@ -1,29 +1,27 @@
 //! The account endpoints: register, log in (password, then the second
 //! factor when enabled), log out, who am I, change the password, enroll in
-//! two-factor, and the development-only session factory. Each answer that
-//! starts or ends a session sets or clears the session cookie; every
-//! outcome that matters to security goes to the audit log first.
+//! two-factor, and the development-only session factory. The flow and its
+//! rules (throttling, session rotation, auditing) are the accounts service's
+//! (`accounts/service.rs`); here requests become its calls, and its results
+//! become JSON and the session cookie.
 //!
-//! Passwords are checked off the async workers (argon2id takes tens of
-//! milliseconds and 19 MiB), at most [`HASHING_AT_ONCE`] at a time; a login
-//! for an unknown email spends the same work as a wrong password, and both
-//! get the same answer.
+//! The service's calls block (argon2id takes tens of milliseconds and 19
+//! MiB): they run off the async workers, those that hash at most
+//! [`HASHING_AT_ONCE`] at a time.
 
-use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::App;
 use super::error::ApiError;
+use super::reply::Json;
 use super::session::{self, Identity};
 use crate::accounts::store::{PENDING_TTL_MS, SESSION_TTL_MS};
-use crate::accounts::{Account, AccountError, TwoFactor, normalize_email, password, totp};
-use crate::audit::Entry;
+use crate::accounts::{Account, AccountService, AccountsError, Caller, LoginStep, Started};
 
 /// Password hashes computed at once at most (each holds 19 MiB).
 pub const HASHING_AT_ONCE: usize = 2;
@@ -33,7 +31,7 @@ pub struct Reply {
     /// The status.
     pub status: StatusCode,
     /// The JSON body.
-    pub body: Value,
+    pub body: Json,
     /// A `Set-Cookie` value.
     pub cookie: Option<String>,
 }
@@ -85,25 +83,89 @@ fn busy() -> ApiError {
     }
 }
 
-fn storage(error: io::Error) -> ApiError {
-    ApiError::internal("accounts_unavailable", error)
+/// Every refusal of the accounts service, as the API says it.
+fn api_error(error: AccountsError) -> ApiError {
+    match error {
+        AccountsError::BadEmail(why) => ApiError::bad_request("invalid_email", why),
+        AccountsError::Taken => ApiError::new(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "an account with this email exists; log in instead",
+        ),
+        AccountsError::WeakPassword => ApiError::bad_request(
+            "weak_password",
+            format!(
+                "a password has at least {} characters (and at most {} bytes)",
+                crate::accounts::password::MIN_LENGTH,
+                crate::accounts::password::MAX_LENGTH
+            ),
+        ),
+        AccountsError::InvalidCredentials => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the email or the password is wrong",
+        ),
+        AccountsError::WrongCurrentPassword => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the current password is wrong",
+        ),
+        AccountsError::TooMany { wait_ms } => ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_attempts",
+            message: "too many failed attempts; wait before trying again".into(),
+            retry_after_s: Some(
+                u32::try_from(wait_ms.div_ceil(1_000))
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+            ),
+        },
+        AccountsError::AlreadyLoggedIn => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_logged_in",
+            "this session is already logged in",
+        ),
+        AccountsError::InvalidCode => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_code",
+            "the code is wrong, expired or already used",
+        ),
+        AccountsError::TwoFactorEnabled => ApiError::new(
+            StatusCode::CONFLICT,
+            "two_factor_enabled",
+            "two-factor is already on",
+        ),
+        AccountsError::EnrollmentCodeMismatch => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_code",
+            "the code does not match: check the device's clock, or start the enrollment again",
+        ),
+        AccountsError::UnfitForAuthenticator => ApiError::bad_request(
+            "invalid_email",
+            "this email cannot name an authenticator entry",
+        ),
+        AccountsError::NoRandomness(e) => ApiError::internal("no_randomness", e),
+        AccountsError::Storage(e) => ApiError::internal("accounts_unavailable", e),
+        AccountsError::Audit(e) => ApiError::internal("audit_failed", e),
+    }
 }
 
-/// Runs blocking work (store writes) off the async workers.
+/// Runs a call of the accounts service off the async workers.
 async fn off_thread<T: Send + 'static>(
     app: &Arc<App>,
-    work: impl FnOnce(&App) -> T + Send + 'static,
+    work: impl FnOnce(&AccountService) -> Result<T, AccountsError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let app = app.clone();
-    tokio::task::spawn_blocking(move || work(&app))
+    tokio::task::spawn_blocking(move || work(&app.accounts))
         .await
-        .map_err(|e| ApiError::internal("worker_failed", e))
+        .map_err(|e| ApiError::internal("worker_failed", e))?
+        .map_err(api_error)
 }
 
-/// Runs password hashing off the async workers, a few at a time.
+/// [`off_thread`] for calls that hash a password: a few at a time.
 async fn hashing<T: Send + 'static>(
     app: &Arc<App>,
-    work: impl FnOnce(&App) -> T + Send + 'static,
+    work: impl FnOnce(&AccountService) -> Result<T, AccountsError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let permit = tokio::time::timeout(Duration::from_secs(10), app.hashing.acquire())
         .await
@@ -114,158 +176,93 @@ async fn hashing<T: Send + 'static>(
     result
 }
 
-/// Records an audit entry; an action that cannot be audited fails.
-pub fn audit(
-    app: &App,
-    action: &str,
-    account: Option<&Account>,
-    email: Option<&str>,
-    ip: IpAddr,
-    detail: impl Into<String>,
-) -> Result<(), ApiError> {
-    // A synced write: the worker hands its other tasks on while it waits.
-    tokio::task::block_in_place(|| {
-        app.audit.record(Entry {
-            at_ms: app.clock.now_ms(),
-            action: action.into(),
-            account: account.map(|a| a.id),
-            email: email
-                .map(str::to_string)
-                .or_else(|| account.map(|a| a.email.clone())),
-            ip: Some(ip.to_string()),
-            detail: detail.into(),
-            ..Entry::default()
-        })
-    })
-    .map(|_| ())
-    .map_err(|e| ApiError::internal("audit_failed", e))
+/// The caller as the accounts service knows them.
+fn caller(who: &Identity) -> Caller {
+    Caller {
+        token: who.token.clone(),
+        session: who.session.clone(),
+        account: who.account.clone(),
+    }
 }
 
 /// What a client may know of an account.
-pub fn account_view(account: &Account) -> Value {
-    json!({
-        "id": account.id,
-        "email": account.email,
-        "admin": account.admin,
-        "two_factor": account.has_two_factor(),
-    })
-}
-
-fn check_password_rules(password: &str) -> Result<(), ApiError> {
-    let length = password.chars().count();
-    if length < password::MIN_LENGTH || password.len() > password::MAX_LENGTH {
-        return Err(ApiError::bad_request(
-            "weak_password",
-            format!(
-                "a password has at least {} characters (and at most {} bytes)",
-                password::MIN_LENGTH,
-                password::MAX_LENGTH
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn email_error(error: AccountError) -> ApiError {
-    match error {
-        AccountError::BadEmail(why) => ApiError::bad_request("invalid_email", why),
-        AccountError::Taken => ApiError::new(
-            StatusCode::CONFLICT,
-            "email_taken",
-            "an account with this email exists; log in instead",
-        ),
-        AccountError::Io(e) => storage(e),
-    }
-}
-
-/// Ends a session (a synced write, waited for off the async tasks).
-fn revoke(app: &App, token: &str) -> Result<(), ApiError> {
-    tokio::task::block_in_place(|| app.accounts.revoke_session(token)).map_err(storage)
-}
-
-/// Starts a session and answers with its cookie.
-fn start_session(
-    app: &App,
-    account: &Account,
-    awaiting_code: bool,
+#[derive(Serialize)]
+pub struct AccountView {
+    id: u64,
+    email: String,
+    admin: bool,
     two_factor: bool,
+}
+
+impl AccountView {
+    /// The view of `account`.
+    pub fn of(account: &Account) -> AccountView {
+        AccountView {
+            id: account.id,
+            email: account.email.clone(),
+            admin: account.admin,
+            two_factor: account.has_two_factor(),
+        }
+    }
+}
+
+/// An answer that starts a session: `body`'s fields, then the session's
+/// CSRF token and expiry, and the cookie.
+fn with_session(
+    app: &App,
+    started: &Started,
     status: StatusCode,
-    mut body: Value,
+    body: impl Serialize,
 ) -> Result<Reply, ApiError> {
-    let now = app.clock.now_ms();
-    let (token, session) = tokio::task::block_in_place(|| {
-        app.accounts
-            .create_session(account, awaiting_code, two_factor, now)
-    })
-    .map_err(storage)?;
-    let ttl = if awaiting_code {
+    #[derive(Serialize)]
+    struct WithSession<B> {
+        #[serde(flatten)]
+        body: B,
+        csrf_token: String,
+        session_expires_at_ms: u64,
+    }
+    let ttl = if started.session.awaiting_code {
         PENDING_TTL_MS
     } else {
         SESSION_TTL_MS
     };
-    body["csrf_token"] = json!(session.csrf);
-    body["session_expires_at_ms"] = json!(session.expires_ms);
+    let body = WithSession {
+        body,
+        csrf_token: started.session.csrf.clone(),
+        session_expires_at_ms: started.session.expires_ms,
+    };
     Ok(Reply {
         status,
-        body,
+        body: Json::of(&body)?,
         cookie: Some(session::cookie(
-            &token,
+            &started.token,
             ttl / 1_000,
             app.config.secure_cookies,
         )),
     })
 }
 
+#[derive(Serialize)]
+struct AccountBody {
+    account: AccountView,
+}
+
+#[derive(Serialize)]
+struct Stage {
+    stage: &'static str,
+    account: AccountView,
+}
+
 /// `POST /api/accounts`: a new account, logged in.
 pub async fn register(app: &Arc<App>, ip: IpAddr, body: Credentials) -> Result<Reply, ApiError> {
-    let email = normalize_email(&body.email).map_err(email_error)?;
-    check_password_rules(&body.password)?;
-    let now = app.clock.now_ms();
-    let account = hashing(app, move |app| {
-        let hash = password::hash(&body.password)
-            .map_err(|e| AccountError::Io(io::Error::other(e.to_string())))?;
-        app.accounts.create(&email, hash, false, now)
+    let started = hashing(app, move |accounts| {
+        accounts.register(&body.email, &body.password, ip)
     })
-    .await?
-    .map_err(email_error)?;
-    audit(app, "account_registered", Some(&account), None, ip, "")?;
-    let body = json!({ "account": account_view(&account) });
-    start_session(app, &account, false, false, StatusCode::CREATED, body)
-}
-
-fn too_many(wait_ms: u64) -> ApiError {
-    ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        code: "too_many_attempts",
-        message: "too many failed attempts; wait before trying again".into(),
-        retry_after_s: Some(
-            u32::try_from(wait_ms.div_ceil(1_000))
-                .unwrap_or(u32::MAX)
-                .max(1),
-        ),
-    }
-}
-
-/// Counts a failed attempt: audit entries for the failure and any lockout.
-fn failed_attempt(
-    app: &App,
-    ip: IpAddr,
-    email: &str,
-    account: Option<&Account>,
-    why: &str,
-) -> Result<(), ApiError> {
-    let lockouts = app.throttle.failed(ip, email, app.clock.now_ms());
-    audit(app, "login_failed", account, Some(email), ip, why)?;
-    for lockout in lockouts {
-        let detail = format!(
-            "{} locked for {} s after {} failures",
-            lockout.kind,
-            lockout.block_ms / 1_000,
-            lockout.failures
-        );
-        audit(app, "login_lockout", account, Some(email), ip, detail)?;
-    }
-    Ok(())
+    .await?;
+    let view = AccountBody {
+        account: AccountView::of(&started.account),
+    };
+    with_session(app, &started, StatusCode::CREATED, view)
 }
 
 /// `POST /api/session`: the password step of a login. With two-factor on,
@@ -276,74 +273,19 @@ pub async fn login(
     previous: Option<String>,
     body: Credentials,
 ) -> Result<Reply, ApiError> {
-    let email = normalize_email(&body.email).unwrap_or_else(|_| body.email.trim().to_lowercase());
-    let wait = app.throttle.wait_ms(ip, &email, app.clock.now_ms());
-    if wait > 0 {
-        return Err(too_many(wait));
-    }
-    let lookup = email.clone();
-    let found = hashing(app, move |app| {
-        let account = app.accounts.find(&lookup)?;
-        Ok::<_, io::Error>(match account {
-            Some(account) if password::verify(&body.password, &account.password_hash) => {
-                Some(account)
-            }
-            Some(_) => None,
-            None => {
-                password::verify_nothing(&body.password);
-                None
-            }
-        })
+    let step = hashing(app, move |accounts| {
+        accounts.login(&body.email, &body.password, previous.as_deref(), ip)
     })
-    .await?
-    .map_err(storage)?;
-    let Some(account) = found else {
-        failed_attempt(app, ip, &email, None, "wrong email or password")?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the email or the password is wrong",
-        ));
+    .await?;
+    let (stage, started) = match step {
+        LoginStep::AwaitingCode(started) => ("two_factor", started),
+        LoginStep::Done(started) => ("done", started),
     };
-    app.throttle.succeeded(&email);
-    // A login always starts a new session (no fixation): the old one ends.
-    if let Some(previous) = previous {
-        revoke(app, &previous)?;
-    }
-    if account.has_two_factor() {
-        audit(
-            app,
-            "login_password_accepted",
-            Some(&account),
-            None,
-            ip,
-            "awaiting the second factor",
-        )?;
-        let body = json!({ "stage": "two_factor", "account": account_view(&account) });
-        return start_session(app, &account, true, false, StatusCode::OK, body);
-    }
-    audit(
-        app,
-        "login_succeeded",
-        Some(&account),
-        None,
-        ip,
-        "password only",
-    )?;
-    let body = json!({ "stage": "done", "account": account_view(&account) });
-    start_session(app, &account, false, false, StatusCode::OK, body)
-}
-
-/// Why a second factor was refused.
-enum CodeError {
-    Wrong,
-    Io(io::Error),
-}
-
-impl From<io::Error> for CodeError {
-    fn from(error: io::Error) -> CodeError {
-        CodeError::Io(error)
-    }
+    let view = Stage {
+        stage,
+        account: AccountView::of(&started.account),
+    };
+    with_session(app, &started, StatusCode::OK, view)
 }
 
 /// `POST /api/session/code`: the second step, with a TOTP code or a
@@ -354,108 +296,54 @@ pub async fn login_code(
     who: Identity,
     body: SecondFactor,
 ) -> Result<Reply, ApiError> {
-    if !who.session.awaiting_code {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_logged_in",
-            "this session is already logged in",
-        ));
-    }
-    let email = who.account.email.clone();
-    let wait = app.throttle.wait_ms(ip, &email, app.clock.now_ms());
-    if wait > 0 {
-        return Err(too_many(wait));
-    }
-    let now_s = app.clock.now_ms() / 1_000;
-    let id = who.account.id;
-    let used = off_thread(app, move |app| {
-        app.accounts.update(id, |account| {
-            let two_factor = account
-                .two_factor
-                .as_mut()
-                .filter(|t| t.confirmed)
-                .ok_or(CodeError::Wrong)?;
-            if let Some(code) = &body.code {
-                let step =
-                    totp::accepted_step(&two_factor.secret, code, now_s, two_factor.last_step)
-                        .ok_or(CodeError::Wrong)?;
-                two_factor.last_step = step;
-                return Ok("authenticator code".to_string());
-            }
-            let digest = totp::recovery_digest(body.recovery_code.as_deref().unwrap_or(""));
-            let index = two_factor
-                .recovery
-                .iter()
-                .position(|d| *d == digest)
-                .ok_or(CodeError::Wrong)?;
-            two_factor.recovery.remove(index);
-            Ok(format!(
-                "recovery code ({} left)",
-                two_factor.recovery.len()
-            ))
-        })
+    let caller = caller(&who);
+    let started = off_thread(app, move |accounts| {
+        let (code, recovery) = (body.code.as_deref(), body.recovery_code.as_deref());
+        accounts.login_code(&caller, code, recovery, ip)
     })
     .await?;
-    let how = match used {
-        Ok(how) => how,
-        Err(CodeError::Io(e)) => return Err(storage(e)),
-        Err(CodeError::Wrong) => {
-            failed_attempt(
-                app,
-                ip,
-                &email,
-                Some(&who.account),
-                "wrong or reused second-factor code",
-            )?;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_code",
-                "the code is wrong, expired or already used",
-            ));
-        }
+    let view = Stage {
+        stage: "done",
+        account: AccountView::of(&started.account),
     };
-    app.throttle.succeeded(&email);
-    revoke(app, &who.token)?;
-    let account = app
-        .accounts
-        .get(id)
-        .map_err(storage)?
-        .unwrap_or(who.account);
-    audit(app, "login_succeeded", Some(&account), None, ip, how)?;
-    let body = json!({ "stage": "done", "account": account_view(&account) });
-    start_session(app, &account, false, true, StatusCode::OK, body)
+    with_session(app, &started, StatusCode::OK, view)
 }
 
 /// `DELETE /api/session`: log out.
-pub fn logout(app: &App, ip: IpAddr, who: &Identity) -> Result<Reply, ApiError> {
-    revoke(app, &who.token)?;
-    audit(
-        app,
-        "session_revoked",
-        Some(&who.account),
-        None,
-        ip,
-        "logout",
-    )?;
+pub async fn logout(app: &Arc<App>, ip: IpAddr, who: &Identity) -> Result<Reply, ApiError> {
+    let caller = caller(who);
+    off_thread(app, move |accounts| accounts.logout(&caller, ip)).await?;
+    #[derive(Serialize)]
+    struct LoggedOut {
+        logged_out: bool,
+    }
     Ok(Reply {
         status: StatusCode::OK,
-        body: json!({ "logged_out": true }),
+        body: Json::of(&LoggedOut { logged_out: true })?,
         cookie: Some(session::clear_cookie(app.config.secure_cookies)),
     })
 }
 
 /// `GET /api/me`
-pub fn me(who: &Identity) -> Reply {
-    Reply {
-        status: StatusCode::OK,
-        body: json!({
-            "account": account_view(&who.account),
-            "csrf_token": who.session.csrf,
-            "session_two_factor": who.session.two_factor,
-            "session_expires_at_ms": who.session.expires_ms,
-        }),
-        cookie: None,
+pub fn me(who: &Identity) -> Result<Reply, ApiError> {
+    #[derive(Serialize)]
+    struct Me<'a> {
+        account: AccountView,
+        csrf_token: &'a str,
+        session_two_factor: bool,
+        session_expires_at_ms: u64,
     }
+    let me = Me {
+        account: AccountView::of(&who.account),
+        csrf_token: &who.session.csrf,
+        session_two_factor: who.session.two_factor,
+        session_expires_at_ms: who.session.expires_ms,
+    };
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: Json::of(&me)?,
+        cookie: None,
+    })
 }
 
 /// `POST /api/me/password`: every other session of the account ends.
@@ -465,105 +353,35 @@ pub async fn change_password(
     who: Identity,
     body: PasswordChange,
 ) -> Result<Reply, ApiError> {
-    check_password_rules(&body.new_password)?;
-    let email = who.account.email.clone();
-    let wait = app.throttle.wait_ms(ip, &email, app.clock.now_ms());
-    if wait > 0 {
-        return Err(too_many(wait));
-    }
-    let id = who.account.id;
-    let changed = hashing(app, move |app| {
-        app.accounts.update(id, |account| {
-            if !password::verify(&body.current_password, &account.password_hash) {
-                return Ok(None);
-            }
-            account.password_hash =
-                password::hash(&body.new_password).map_err(|e| io::Error::other(e.to_string()))?;
-            // Every session of the old epoch is revoked at once.
-            account.epoch = account.epoch.wrapping_add(1);
-            Ok::<_, io::Error>(Some(account.clone()))
-        })
+    let caller = caller(&who);
+    let started = hashing(app, move |accounts| {
+        accounts.change_password(&caller, &body.current_password, &body.new_password, ip)
     })
-    .await?
-    .map_err(storage)?;
-    let Some(account) = changed else {
-        failed_attempt(
-            app,
-            ip,
-            &email,
-            Some(&who.account),
-            "wrong current password",
-        )?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the current password is wrong",
-        ));
+    .await?;
+    let view = AccountBody {
+        account: AccountView::of(&started.account),
     };
-    audit(
-        app,
-        "password_changed",
-        Some(&account),
-        None,
-        ip,
-        "every session revoked",
-    )?;
-    let body = json!({ "account": account_view(&account) });
-    start_session(
-        app,
-        &account,
-        false,
-        who.session.two_factor,
-        StatusCode::OK,
-        body,
-    )
+    with_session(app, &started, StatusCode::OK, view)
 }
 
 /// `POST /api/me/two-factor`: starts (or restarts) an enrollment.
 pub async fn enroll(app: &Arc<App>, ip: IpAddr, who: Identity) -> Result<Reply, ApiError> {
-    if who.account.has_two_factor() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "two_factor_enabled",
-            "two-factor is already on",
-        ));
+    let caller = caller(&who);
+    let enrollment = off_thread(app, move |accounts| accounts.enroll(&caller, ip)).await?;
+    #[derive(Serialize)]
+    struct Enrollment {
+        secret: String,
+        otpauth_uri: String,
+        qr_svg: String,
     }
-    let secret = totp::new_secret().map_err(|e| ApiError::internal("no_randomness", e))?;
-    let enrollment = totp::enrollment(&secret, &who.account.email).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_email",
-            "this email cannot name an authenticator entry",
-        )
-    })?;
-    let id = who.account.id;
-    off_thread(app, move |app| {
-        app.accounts.update(id, |account| {
-            account.two_factor = Some(TwoFactor {
-                secret,
-                confirmed: false,
-                last_step: 0,
-                recovery: Vec::new(),
-            });
-            Ok::<_, io::Error>(())
-        })
-    })
-    .await?
-    .map_err(storage)?;
-    audit(
-        app,
-        "two_factor_enrollment_started",
-        Some(&who.account),
-        None,
-        ip,
-        "",
-    )?;
+    let enrollment = Enrollment {
+        secret: enrollment.secret_base32,
+        otpauth_uri: enrollment.uri,
+        qr_svg: enrollment.qr_svg,
+    };
     Ok(Reply {
         status: StatusCode::OK,
-        body: json!({
-            "secret": enrollment.secret_base32,
-            "otpauth_uri": enrollment.uri,
-            "qr_svg": enrollment.qr_svg,
-        }),
+        body: Json::of(&enrollment)?,
         cookie: None,
     })
 }
@@ -576,67 +394,42 @@ pub async fn confirm(
     who: Identity,
     body: Confirmation,
 ) -> Result<Reply, ApiError> {
-    let (codes, digests) =
-        totp::recovery_codes().map_err(|e| ApiError::internal("no_randomness", e))?;
-    let now_s = app.clock.now_ms() / 1_000;
-    let id = who.account.id;
-    let confirmed = off_thread(app, move |app| {
-        app.accounts.update(id, |account| {
-            let two_factor = account
-                .two_factor
-                .as_mut()
-                .filter(|t| !t.confirmed)
-                .ok_or(CodeError::Wrong)?;
-            let step = totp::accepted_step(&two_factor.secret, &body.code, now_s, 0)
-                .ok_or(CodeError::Wrong)?;
-            two_factor.confirmed = true;
-            two_factor.last_step = step;
-            two_factor.recovery = digests;
-            Ok(account.clone())
-        })
+    let caller = caller(&who);
+    let (started, codes) = off_thread(app, move |accounts| {
+        accounts.confirm(&caller, &body.code, ip)
     })
     .await?;
-    let account = match confirmed {
-        Ok(account) => account,
-        Err(CodeError::Io(e)) => return Err(storage(e)),
-        Err(CodeError::Wrong) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_code",
-                "the code does not match: check the device's clock, or start the enrollment again",
-            ));
-        }
+    #[derive(Serialize)]
+    struct Confirmed {
+        account: AccountView,
+        recovery_codes: Vec<String>,
+    }
+    let view = Confirmed {
+        account: AccountView::of(&started.account),
+        recovery_codes: codes,
     };
-    audit(app, "two_factor_enabled", Some(&account), None, ip, "")?;
-    // Showing the code proves the second factor: the session is replaced
-    // by one that has it.
-    revoke(app, &who.token)?;
-    let body = json!({ "account": account_view(&account), "recovery_codes": codes });
-    start_session(app, &account, false, true, StatusCode::OK, body)
+    with_session(app, &started, StatusCode::OK, view)
 }
 
 /// `POST /api/dev/session` (development mode only): a session for an
 /// account made on the spot, without a password, for load tools and
 /// tests. Such an account can never log in with a password.
 pub async fn dev_session(app: &Arc<App>, body: DevSession) -> Result<Reply, ApiError> {
-    let email = normalize_email(&body.email).map_err(email_error)?;
-    let now = app.clock.now_ms();
-    let account = off_thread(app, move |app| match app.accounts.find(&email)? {
-        Some(account) => Ok(account),
-        None => match app.accounts.create(&email, String::new(), false, now) {
-            // Made by a request racing this one: use it.
-            Err(AccountError::Taken) => app.accounts.find(&email)?.ok_or(AccountError::Taken),
-            made => made,
-        },
-    })
-    .await?
-    .map_err(email_error)?;
-    let (token, session) =
-        tokio::task::block_in_place(|| app.accounts.create_session(&account, false, false, now))
-            .map_err(storage)?;
+    let started = off_thread(app, move |accounts| accounts.dev_session(&body.email)).await?;
+    #[derive(Serialize)]
+    struct DevStarted {
+        token: String,
+        account: AccountView,
+        csrf_token: String,
+    }
+    let view = DevStarted {
+        account: AccountView::of(&started.account),
+        csrf_token: started.session.csrf,
+        token: started.token,
+    };
     Ok(Reply {
         status: StatusCode::CREATED,
-        body: json!({ "token": token, "account": account_view(&account), "csrf_token": session.csrf }),
+        body: Json::of(&view)?,
         cookie: None,
     })
 }

@@ -262,8 +262,8 @@ async fn accounts(
             let code = body::json(&body::read(body, deadline).await?)?;
             account_api::login_code(app, remote, who, code).await
         }
-        AccountRoute::Logout => account_api::logout(app, remote, &who(true)?),
-        AccountRoute::Me => Ok(account_api::me(&who(false)?)),
+        AccountRoute::Logout => account_api::logout(app, remote, &who(true)?).await,
+        AccountRoute::Me => account_api::me(&who(false)?),
         AccountRoute::PasswordChange => {
             let who = who(false)?;
             let change = body::json(&body::read(body, deadline).await?)?;
@@ -280,7 +280,7 @@ async fn accounts(
             account_api::dev_session(app, wanted).await
         }
     }?;
-    let mut response = json_response(reply.status, Bytes::from(reply.body.to_string()), None);
+    let mut response = json_response(reply.status, reply.body.into_bytes(), None);
     if let Some(cookie) = reply.cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }

@@ -455,7 +455,7 @@ pub const TICKETS_PER_PAGE: usize = 100;
 
 /// Where a page of orders starts: after this (event, order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct OrderCursor(u32, u32);
+struct OrderCursor(u64, u32);
 
 impl OrderCursor {
     fn parse(text: &str) -> Option<OrderCursor> {

@@ -32,7 +32,7 @@ struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
-    event: u32,
+    event: u64,
 }
 
 /// The registry and the metrics updated per request.

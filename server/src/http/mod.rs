@@ -64,8 +64,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::accounts::Accounts;
-use crate::accounts::throttle::LoginThrottle;
+use crate::accounts::{AccountService, Accounts};
 use crate::audit::AuditLog;
 use crate::payments::gateway::PaymentGateway;
 use crate::payments::sandbox::{SandboxGateway, ledger_dir};
@@ -78,12 +77,10 @@ pub struct App {
     pub runtime: Runtime,
     /// The configuration.
     pub config: ServerConfig,
-    /// Accounts and sessions.
-    pub accounts: Accounts,
-    /// The audit log.
-    pub audit: AuditLog,
-    /// Failed-login delays.
-    pub throttle: LoginThrottle,
+    /// Accounts, sessions and the login flow.
+    pub accounts: AccountService,
+    /// The audit log (shared with the accounts service).
+    pub audit: Arc<AuditLog>,
     /// Per-event security settings.
     pub settings: settings::Settings,
     /// Proof-of-work challenges.
@@ -131,6 +128,7 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<App> {
         let settings = settings::Settings::open(db.clone())?;
+        let audit = Arc::new(AuditLog::open(db.clone())?);
         let challenges = pow::Challenges::new(settings.secret("pow")?);
         let metrics = metrics::Metrics::new();
         let (records, append) = (
@@ -144,9 +142,12 @@ impl App {
         let gateway = Arc::new(SandboxGateway::open(&ledger_dir(runtime.data_dir()))?);
         Ok(App {
             runtime,
-            accounts: Accounts::open(db.clone())?,
-            audit: AuditLog::open(db)?,
-            throttle: LoginThrottle::default(),
+            accounts: AccountService::new(
+                Arc::new(Accounts::open(db.clone())?),
+                audit.clone(),
+                clock.clone(),
+            ),
+            audit,
             settings,
             challenges,
             pressure: address_pressure::AddressPressure::new(&config.limits),
@@ -226,7 +227,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             _ = trim.tick() => {
                 app.limits.trim();
                 app.hub.forget_closed();
-                app.throttle.trim(app.clock.now_ms());
+                app.accounts.trim_throttle();
                 app.challenges.trim(app.clock.now_ms());
                 app.pressure.trim(app.clock.now_ms());
             }

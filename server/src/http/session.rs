@@ -78,7 +78,7 @@ pub fn identify(
     }
     let (session, account) = app
         .accounts
-        .session(&token, app.clock.now_ms())
+        .session(&token)
         .map_err(|e| ApiError::internal("sessions_unavailable", e))?
         .ok_or_else(|| ApiError::unauthorized("the session is invalid or expired"))?;
     if session.awaiting_code && !awaiting_code {

@@ -65,15 +65,19 @@ impl Settings {
         let mut events = HashMap::new();
         for item in db.prefix_iterator_cf(family(&db)?, b"event:") {
             let (k, v) = item.map_err(|e| io::Error::other(e.into_string()))?;
-            let Some(id) = k
-                .strip_prefix(b"event:")
-                .and_then(|id| <[u8; 4]>::try_from(id).ok())
-            else {
-                break;
+            // Ids were 4 bytes before events were numbered per shard; the
+            // same event's id read either way is the same number.
+            let id = match k.strip_prefix(b"event:") {
+                Some(id) if id.len() == 8 => <[u8; 8]>::try_from(id).map(u64::from_be_bytes),
+                Some(id) if id.len() == 4 => {
+                    <[u8; 4]>::try_from(id).map(|id| u32::from_be_bytes(id).into())
+                }
+                _ => break,
             };
+            let Ok(id) = id else { break };
             let security = postcard::from_bytes(&v)
                 .map_err(|e| io::Error::other(format!("event settings are damaged: {e}")))?;
-            events.insert(EventId(u32::from_be_bytes(id)), security);
+            events.insert(EventId(id), security);
         }
         Ok(Settings {
             db,
@@ -91,8 +95,16 @@ impl Settings {
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
         let bytes = postcard::to_stdvec(&security).map_err(io::Error::other)?;
+        let family = family(&self.db)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(family, key(event), bytes);
+        // The 4-byte key of before shard numbers goes in the same write, so
+        // it can never be read back over the new one.
+        if let Ok(old) = u32::try_from(event.0) {
+            batch.delete_cf(family, [b"event:".as_slice(), &old.to_be_bytes()].concat());
+        }
         self.db
-            .put_cf_opt(family(&self.db)?, key(event), bytes, &synced)
+            .write_opt(batch, &synced)
             .map_err(|e| io::Error::other(e.into_string()))?;
         self.events.write().insert(event, security);
         Ok(())
@@ -120,5 +132,41 @@ impl Settings {
             .put_cf_opt(settings, &key, secret, &synced)
             .map_err(|e| io::Error::other(e.into_string()))?;
         Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_stored_under_the_old_four_byte_ids_are_read_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ingressoja_wal::open_db(dir.path(), &[SETTINGS_FAMILY]).unwrap();
+        let old = EventSecurity {
+            pow_difficulty: 12,
+            require_two_factor: false,
+        };
+        let old_key = [b"event:".as_slice(), &1u32.to_be_bytes()].concat();
+        db.put_cf(
+            family(&db).unwrap(),
+            old_key,
+            postcard::to_stdvec(&old).unwrap(),
+        )
+        .unwrap();
+        let settings = Settings::open(db.clone()).unwrap();
+        assert_eq!(settings.event(EventId(1)), old, "read under its old key");
+        let new = EventSecurity {
+            pow_difficulty: 3,
+            require_two_factor: true,
+        };
+        settings.set(EventId(1), new).unwrap();
+        // Event 1's old key sorts after event 0's new one but before event
+        // 1's: it must be gone, or it would be read back over the new value.
+        settings.set(EventId(0), new).unwrap();
+        drop(settings);
+        let reopened = Settings::open(db).unwrap();
+        assert_eq!(reopened.event(EventId(1)), new);
+        assert_eq!(reopened.event(EventId(0)), new);
     }
 }

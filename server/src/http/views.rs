@@ -86,7 +86,7 @@ impl From<CloseReason> for CloseReasonName {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventView {
     /// The event's id.
-    pub id: u32,
+    pub id: u64,
     /// Its name.
     pub name: String,
     /// Where.
@@ -444,7 +444,7 @@ pub struct TicketView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OrderView {
     /// The event.
-    pub event: u32,
+    pub event: u64,
     /// The order's number in the event.
     pub id: u32,
     /// When.
@@ -482,7 +482,7 @@ impl OrderView {
     /// Draws every ticket's QR code, for the fan's phone to show at the gate.
     pub fn draw_qr_codes(&mut self) {
         for ticket in &mut self.tickets {
-            let text = ticket_qr_text(self.event.into(), ticket.id.into(), &ticket.code);
+            let text = ticket_qr_text(self.event, ticket.id.into(), &ticket.code);
             if let Ok(code) = qrcode::QrCode::new(text.as_bytes()) {
                 let svg = code
                     .render::<qrcode::render::svg::Color>()

@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use crate::accounts::{Accounts, normalize_email, password, store::random_hex};
-use crate::audit::{self, AuditLog, Entry};
+use crate::audit::{self, Action, AuditLog};
 use crate::runtime::DataDir;
 
 type ToolResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -58,15 +58,15 @@ pub fn create_admin(
     let hash = password::hash(&password)?;
     let now = crate::runtime::Clock::now_ms(&crate::runtime::SystemClock);
     let account = accounts.create(&email, hash, true, now)?;
-    AuditLog::open(db)?.record(Entry {
-        at_ms: now,
-        action: "admin_created".into(),
+    let action = Action {
+        name: "admin_created",
         account: Some(account.id),
         email: Some(email.clone()),
-        ip: Some("command line".into()),
+        event: None,
+        from: "command line".into(),
         detail: "ingressoja admin create".into(),
-        ..Entry::default()
-    })?;
+    };
+    AuditLog::open(db)?.act(now, action)?;
     Ok(CreatedAdmin {
         id: account.id,
         email,

@@ -251,7 +251,7 @@ pub fn session_cookie(raw: &str) -> String {
 
 /// The TOTP secret stored for an account.
 pub fn secret_of(server: &Server, email: &str) -> Vec<u8> {
-    let account = server.app.accounts.find(email).unwrap().unwrap();
+    let account = server.app.accounts.store().find(email).unwrap().unwrap();
     account.two_factor.unwrap().secret
 }
 
@@ -261,7 +261,12 @@ pub fn secret_of(server: &Server, email: &str) -> Vec<u8> {
 pub fn admin_token(server: &Server, n: u64) -> String {
     let email = format!("admin{n}@test.invalid");
     let hash = ingressoja::accounts::password::hash(PASSWORD).unwrap();
-    server.app.accounts.create(&email, hash, true, NOW).unwrap();
+    server
+        .app
+        .accounts
+        .store()
+        .create(&email, hash, true, NOW)
+        .unwrap();
     let credentials = format!("{{\"email\":\"{email}\",\"password\":\"{PASSWORD}\"}}");
     let raw = call_raw(server, "POST", "/api/session", &[], Some(&credentials));
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");

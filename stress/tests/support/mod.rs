@@ -50,7 +50,7 @@ where
         let server = tokio::spawn(serve(listener, app, async move {
             let _ = stopped.await;
         }));
-        let result = client(addr, u64::from(event.0)).await;
+        let result = client(addr, event.0).await;
         let _ = stop.send(());
         let _ = server.await;
         result
