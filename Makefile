@@ -62,11 +62,21 @@ test-deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# `make run` and `make demo` build exactly what `make test` builds (the
+# whole workspace with its tests' features): a `cargo run -p` resolves
+# dependency features differently and rebuilt the server after every test
+# run. The first `make run` on a fresh clone also compiles the tests; every
+# later one after `make test` starts at once.
+BINARIES := $(CARGO) test $(CARGO_FLAGS) --workspace --no-run --quiet
+INGRESSOJA := $(CARGO_TARGET_DIR)/release/ingressoja
+
 run: deps
-	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- serve --demo --data ./data
+	$(BINARIES)
+	$(INGRESSOJA) serve --demo --data ./data
 
 demo: deps
-	$(CARGO) run $(CARGO_FLAGS) -p ingressoja-server --bin ingressoja -- demo
+	$(BINARIES)
+	$(INGRESSOJA) demo
 
 # The last line is the cargo tests' total again: the fuzzer's own closing
 # line reads like a test runner's that ran nothing.
@@ -102,7 +112,7 @@ browser:
 # the binary `unit` just built (exclusions and their reasons are in
 # server/tests/api_fuzz/schemathesis.toml).
 fuzz-api: $(VENV)/.installed
-	server/tests/api_fuzz/run.sh $(CARGO_TARGET_DIR)/release/ingressoja $(VENV)/bin/st $(FUZZ_SECONDS)
+	server/tests/api_fuzz/run.sh $(INGRESSOJA) $(VENV)/bin/st $(FUZZ_SECONDS)
 
 $(VENV)/.installed:
 	@python3 -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && \
@@ -117,7 +127,7 @@ bench: deps
 # wrk against nginx and against the server, same run (installs both if missing).
 bench-http: deps
 	@for p in nginx-light wrk; do dpkg -s $$p >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk; break; }; done
-	$(CARGO) build $(CARGO_FLAGS) -p ingressoja-server -p ingressoja-stress
+	$(BINARIES)
 	benches/http/compare.sh
 
 clean:

@@ -374,25 +374,15 @@ pub async fn checkout(
             "your cart is empty",
         ));
     };
-    // The payment runs as a task of its own: a client that hangs up (or
-    // times out) mid-payment must not cancel it between the charge and the
-    // order. Its retry finds the order, or 409 while it is still running.
-    let paying = app.clone();
-    let payment = tokio::spawn(async move {
-        let request = CheckoutRequest {
-            event,
-            customer,
-            from,
-            card: &card,
-            amount_cents,
-            idempotency_key: key_hash,
-        };
-        pay(&paying.runtime, paying.gateway.as_ref(), request).await
-    });
-    let outcome = payment
-        .await
-        .map_err(|e| ApiError::internal("payment_task_failed", e))??;
-    match outcome {
+    let request = Paying {
+        event,
+        customer,
+        from,
+        card,
+        amount_cents,
+        idempotency_key: key_hash,
+    };
+    match pay_in_task(app, request).await? {
         Ok(Reply::OrderPlaced { order, duplicate }) => {
             let status = if duplicate {
                 StatusCode::OK
@@ -412,6 +402,40 @@ pub async fn checkout(
             Err(error)
         }
     }
+}
+
+/// A checkout's payment, owned (it outlives the request).
+struct Paying {
+    event: EventId,
+    customer: CustomerId,
+    from: IpAddr,
+    card: String,
+    amount_cents: u64,
+    idempotency_key: u128,
+}
+
+/// Runs the payment as a task of its own: a client that hangs up (or
+/// times out) mid-payment must not cancel it between the charge and the
+/// order. Its retry finds the order, or 409 while it is still running.
+async fn pay_in_task(
+    app: &std::sync::Arc<App>,
+    paying: Paying,
+) -> Result<ingressoja_engine::Outcome, ApiError> {
+    let app = app.clone();
+    let payment = tokio::spawn(async move {
+        let request = CheckoutRequest {
+            event: paying.event,
+            customer: paying.customer,
+            from: paying.from,
+            card: &paying.card,
+            amount_cents: paying.amount_cents,
+            idempotency_key: paying.idempotency_key,
+        };
+        pay(&app.runtime, app.gateway.as_ref(), request).await
+    });
+    Ok(payment
+        .await
+        .map_err(|e| ApiError::internal("payment_task_failed", e))??)
 }
 
 async fn order_answer(

@@ -62,6 +62,18 @@ pub struct Metrics {
     pub wal_append_seconds: Histogram,
 }
 
+/// Registers `metric` under `name` and hands it back (the registry keeps a
+/// handle to the same series).
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
@@ -72,123 +84,117 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("ingressoja");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            requests.clone(),
-        );
+        let r = &mut registry;
+        // 50 µs to about 3.3 s.
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            // 50 µs to about 3.3 s.
             Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
         });
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer, by route",
-            latency.clone(),
-        );
-        let gauge = |registry: &mut Registry, name: &str, help: &str| {
-            let family = Family::<EventLabels, Gauge>::default();
-            registry.register(name, help, family.clone());
-            family
-        };
-        let waiting = gauge(
-            &mut registry,
-            "queue_waiting",
-            "Fans waiting in the queue, per event",
-        );
-        let admitted = gauge(
-            &mut registry,
-            "queue_admitted",
-            "Fans admitted so far (now serving), per event",
-        );
-        let active = gauge(
-            &mut registry,
-            "shoppers_active",
-            "Fans shopping now, per event",
-        );
-        let holds = gauge(
-            &mut registry,
-            "holds_active",
-            "Carts holding tickets, per event",
-        );
-        let tickets_sold = gauge(&mut registry, "tickets_sold", "Tickets sold, per event");
-        let tickets_available = gauge(
-            &mut registry,
-            "tickets_available",
-            "Tickets free to add to a cart, per event",
-        );
-        let wal_batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 16));
-        registry.register(
-            "wal_batch_records",
-            "Records per group commit",
-            wal_batch_records.clone(),
-        );
-        let wal_append_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register(
-            "wal_append_seconds",
-            "Write + fsync time per group commit",
-            wal_append_seconds.clone(),
-        );
-        let single = |registry: &mut Registry, name: &str, help: &str| {
-            let gauge = Gauge::default();
-            registry.register(name, help, gauge.clone());
-            gauge
-        };
-        let connections_refused = Counter::default();
-        registry.register(
-            "connections_refused",
-            "Connections refused because their address already held max_connections_per_ip",
-            connections_refused.clone(),
-        );
+        let per_event = Family::<EventLabels, Gauge>::default;
         Metrics {
-            connections_refused,
-            payments_in_flight: single(
-                &mut registry,
+            requests: register(
+                r,
+                "http_requests",
+                "HTTP requests by route and status",
+                Family::default(),
+            ),
+            latency: register(
+                r,
+                "http_request_duration_seconds",
+                "Time to answer, by route",
+                latency,
+            ),
+            waiting: register(
+                r,
+                "queue_waiting",
+                "Fans waiting in the queue, per event",
+                per_event(),
+            ),
+            admitted: register(
+                r,
+                "queue_admitted",
+                "Fans admitted so far (now serving), per event",
+                per_event(),
+            ),
+            active: register(
+                r,
+                "shoppers_active",
+                "Fans shopping now, per event",
+                per_event(),
+            ),
+            holds: register(
+                r,
+                "holds_active",
+                "Carts holding tickets, per event",
+                per_event(),
+            ),
+            tickets_sold: register(r, "tickets_sold", "Tickets sold, per event", per_event()),
+            tickets_available: register(
+                r,
+                "tickets_available",
+                "Tickets free to add to a cart, per event",
+                per_event(),
+            ),
+            wal_batch_records: register(
+                r,
+                "wal_batch_records",
+                "Records per group commit",
+                Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            ),
+            wal_append_seconds: register(
+                r,
+                "wal_append_seconds",
+                "Write + fsync time per group commit",
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            ),
+            connections_refused: register(
+                r,
+                "connections_refused",
+                "Connections refused because their address already held max_connections_per_ip",
+                Counter::default(),
+            ),
+            payments_in_flight: register(
+                r,
                 "payments_in_flight",
                 "Payments logged as started and not yet settled with the gateway",
+                Gauge::default(),
             ),
-            shard_queue_depth: single(
-                &mut registry,
+            shard_queue_depth: register(
+                r,
                 "shard_queue_depth",
                 "Requests waiting for the shard",
+                Gauge::default(),
             ),
-            wal_batches: single(
-                &mut registry,
+            wal_batches: register(
+                r,
                 "wal_batches_written",
                 "Group commits written to the log",
+                Gauge::default(),
             ),
-            wal_records: single(
-                &mut registry,
+            wal_records: register(
+                r,
                 "wal_records_written",
                 "Records written to the log",
+                Gauge::default(),
             ),
-            wal_last_append_us: single(
-                &mut registry,
+            wal_last_append_us: register(
+                r,
                 "wal_last_append_microseconds",
                 "Duration of the last write + fsync",
+                Gauge::default(),
             ),
-            snapshot_pause_us: single(
-                &mut registry,
+            snapshot_pause_us: register(
+                r,
                 "snapshot_pause_microseconds",
                 "How long the shard paused for the last snapshot",
+                Gauge::default(),
             ),
-            sse_streams: single(
-                &mut registry,
+            sse_streams: register(
+                r,
                 "sse_streams_open",
                 "Server-sent event streams open now",
+                Gauge::default(),
             ),
-            wal_batch_records,
-            wal_append_seconds,
             registry,
-            requests,
-            latency,
-            waiting,
-            admitted,
-            active,
-            holds,
-            tickets_sold,
-            tickets_available,
         }
     }
 
