@@ -18,13 +18,24 @@ pub fn open_read_only(db_path: &Path) -> std::io::Result<RocksStore> {
     RocksStore::new(open_db_read_only(db_path, &[WAL_FAMILY])?, WAL_FAMILY)
 }
 
+/// Why a log tool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogToolError {
+    /// The database or the output could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The log is damaged or its chain broken (the first bad batch named).
+    #[error(transparent)]
+    Broken(#[from] VerifyError),
+}
+
 /// Verifies the whole chain of the log in `db_path`, with a progress bar.
-pub fn verify_log(db_path: &Path) -> Result<ChainSummary, Box<dyn std::error::Error>> {
+pub fn verify_log(db_path: &Path) -> Result<ChainSummary, LogToolError> {
     let store = open_read_only(db_path)?;
     let bar = crate::progress::bar(last_seq(&store)?.max(1), "verifying the log");
     let summary = verify(&store, |seq| bar.set_position(seq));
     bar.finish_and_clear();
-    summary.map_err(|e: VerifyError| -> Box<dyn std::error::Error> { e.into() })
+    Ok(summary?)
 }
 
 /// The last sequence number in a log (0 if empty or unreadable at the tail).
@@ -41,7 +52,7 @@ pub fn inspect(
     from: u64,
     limit: u64,
     out: &mut dyn Write,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), LogToolError> {
     let store = open_read_only(db_path)?;
     for record in read_from(&store, from).take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         let record = record?;

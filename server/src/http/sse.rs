@@ -261,6 +261,73 @@ pub fn customer_stream(
     response(ChannelBody(receiver).boxed())
 }
 
+/// The fan's stream, started from the shard's answer, its first message
+/// sent; `None` when the stream is over before it started. In a spike the
+/// shard may be too busy to answer at once: the stream waits for it rather
+/// than failing the fan.
+async fn start_fan(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+    resumed_after: Option<u64>,
+    sender: &mpsc::Sender<Bytes>,
+) -> Option<FanStream> {
+    let (stream, first) = loop {
+        match customer_state(app, event, customer).await {
+            Fetched::State(status, cart) => {
+                let pace = super::fan_api::pace(app, event);
+                break FanStream::start(status, cart, pace, resumed_after);
+            }
+            Fetched::Gone => return None,
+            Fetched::Busy if sender.is_closed() => return None,
+            Fetched::Busy => tokio::time::sleep(RETRY).await,
+        }
+    };
+    offer(sender, first.frame()).then_some(stream)
+}
+
+/// The timer of a hold's expiry warning, armed for the hold the fan's
+/// stream has yet to announce.
+struct ExpiryWarning {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed_for: Option<u64>,
+}
+
+impl ExpiryWarning {
+    fn new() -> ExpiryWarning {
+        ExpiryWarning {
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed_for: None,
+        }
+    }
+
+    /// Re-arms for `pending` (the hold's expiry) when it changed.
+    fn follow(&mut self, pending: Option<u64>, now_ms: u64) {
+        if pending == self.armed_for {
+            return;
+        }
+        self.armed_for = pending;
+        if let Some(expires_at_ms) = pending {
+            let due = expires_at_ms.saturating_sub(EXPIRING_SOON_MS);
+            let wait = Duration::from_millis(due.saturating_sub(now_ms));
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + wait);
+        }
+    }
+
+    fn armed(&self) -> bool {
+        self.armed_for.is_some()
+    }
+
+    /// Waits for the warning (only poll it while [`Self::armed`]); the
+    /// expiry it warns of.
+    async fn due(&mut self) -> u64 {
+        self.timer.as_mut().await;
+        self.armed_for.take().unwrap_or_default()
+    }
+}
+
 /// The loop of [`customer_stream`]; returns when the stream ends.
 async fn follow_fan(
     app: &App,
@@ -272,48 +339,25 @@ async fn follow_fan(
     mut published: watch::Receiver<Option<Arc<Published>>>,
 ) {
     let pace = || super::fan_api::pace(app, event);
-    // In a spike the shard may be too busy to answer at once: the stream
-    // waits for it rather than failing the fan.
-    let (mut stream, first) = loop {
-        match customer_state(app, event, customer).await {
-            Fetched::State(status, cart) => {
-                break FanStream::start(status, cart, pace(), resumed_after);
-            }
-            Fetched::Gone => return,
-            Fetched::Busy if sender.is_closed() => return,
-            Fetched::Busy => tokio::time::sleep(RETRY).await,
-        }
-    };
-    if !offer(sender, first.frame()) {
+    let Some(mut stream) = start_fan(app, event, customer, resumed_after, sender).await else {
         return;
-    }
+    };
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     let retry = tokio::time::sleep(RETRY);
     tokio::pin!(retry);
     let mut stale = false;
-    let warning = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(warning);
-    let mut warn_for = None;
+    let mut expiry = ExpiryWarning::new();
     loop {
-        let pending = stream.expiry_to_announce();
-        if pending != warn_for {
-            warn_for = pending;
-            if let Some(expires_at_ms) = pending {
-                let due = expires_at_ms.saturating_sub(EXPIRING_SOON_MS);
-                let wait = Duration::from_millis(due.saturating_sub(app.clock.now_ms()));
-                warning.as_mut().reset(tokio::time::Instant::now() + wait);
-            }
-        }
+        expiry.follow(stream.expiry_to_announce(), app.clock.now_ms());
         let next = tokio::select! {
             note = own.recv() => match note {
                 // None: the hub dropped this stream for falling behind.
                 None => return,
                 Some(note) => stream.step(Input::Own(note)),
             },
-            () = &mut warning, if warn_for.is_some() => match warn_for.take() {
-                Some(expires_at_ms) => stream.step(Input::ExpiryDue(expires_at_ms)),
-                None => continue,
-            },
+            expires_at_ms = expiry.due(), if expiry.armed() => {
+                stream.step(Input::ExpiryDue(expires_at_ms))
+            }
             changed = published.changed() => {
                 if changed.is_err() { return; }
                 let sale = published.borrow_and_update().clone();
