@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::thread;
 
-use ingressoja::runtime::backup::{BackupError, verify_backup};
-use ingressoja::runtime::restore::{Until, restore};
-use ingressoja::runtime::{DataDir, ManualClock, Runtime, RuntimeOptions, recovery};
 use ingressoja_engine::{Command, CustomerId, EventConfig, MINUTE_MS};
+use ingressoja_runtime::backup::{BackupError, verify_backup};
+use ingressoja_runtime::restore::{Until, restore};
+use ingressoja_runtime::{DataDir, ManualClock, Runtime, RuntimeOptions, recovery};
 
 mod support;
 
@@ -166,7 +166,7 @@ fn a_restore_refuses_a_data_directory_in_use_and_verify_refuses_damage() {
         Err(BackupError::TargetNotEmpty(_))
     ));
     assert!(matches!(
-        ingressoja::runtime::backup::create_offline_backup(&data, &backup),
+        ingressoja_runtime::backup::create_offline_backup(&data, &backup),
         Err(BackupError::TargetNotEmpty(_))
     ));
     // Overwrite the backup's table files: verify must notice.

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use ingressoja::runtime::{ManualClock, Notice, Runtime, RuntimeOptions};
 use ingressoja_engine::{Command, CustomerId, Policy, Transition};
+use ingressoja_runtime::{ManualClock, Notice, Runtime, RuntimeOptions};
 
 mod support;
 

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ingressoja::runtime::{ManualClock, Runtime, RuntimeError, RuntimeOptions, ShardState};
 use ingressoja_engine::{
     Command, CustomerId, EventConfig, Payment, Policy, Reply, TicketTypeId, TypeCounts,
 };
+use ingressoja_runtime::{ManualClock, Runtime, RuntimeError, RuntimeOptions, ShardState};
 use ingressoja_wal::{Faults, MemStore};
 
 mod support;
@@ -53,7 +53,7 @@ fn eventually(runtime: &Runtime, condition: impl Fn(&ShardState) -> bool + Send 
 
 /// A sale where customers 1..=n joined, were admitted, and each holds two
 /// tickets; customer 1 also paid.
-fn run_a_sale(runtime: &Runtime, n: u64) -> ingressoja::runtime::EventId {
+fn run_a_sale(runtime: &Runtime, n: u64) -> ingressoja_runtime::EventId {
     let event = runtime
         .create_event(config())
         .and_then(|pending| pending.wait())
@@ -268,7 +268,7 @@ fn a_full_queue_sheds_new_requests() {
 fn unknown_events_and_invalid_configurations_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::start(options(dir.path()), Arc::new(ManualClock::at(OPENS_AT))).unwrap();
-    let missing = ingressoja::runtime::EventId(7);
+    let missing = ingressoja_runtime::EventId(7);
     let error = runtime
         .submit(missing, Command::Tick, None)
         .and_then(|pending| pending.wait())

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ingressoja::runtime::{EventId, ManualClock, Runtime, RuntimeError, RuntimeOptions};
 use ingressoja_engine::{Command, CustomerId, QueueStatus, Reply, TicketTypeId, TypeCounts};
+use ingressoja_runtime::{EventId, ManualClock, Runtime, RuntimeError, RuntimeOptions};
 use ingressoja_wal::{Faults, MemStore};
 
 mod support;
