@@ -1,0 +1,16 @@
+//! Replication of a shard's log on several nodes, with openraft (issue 13;
+//! the plan is docs/REPLICATION.md). What is replicated is the leader's
+//! shard batches, as opaque bytes: this crate knows no tickets, no HTTP and
+//! no JSON, only Raft entries.
+//!
+//! - `types.rs`: the Raft type configuration (`ShardRaft`) and the
+//!   replicated batch.
+//! - `memory.rs`: an in-memory log store and state machine, for the
+//!   deterministic cluster tests; checked against openraft's own storage
+//!   conformance suite (`tests/conformance.rs`), as the wal-backed store
+//!   will be.
+
+pub mod memory;
+pub mod types;
+
+pub use types::{Applied, NodeId, ShardBatch, ShardRaft};
