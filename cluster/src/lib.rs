@@ -9,8 +9,11 @@
 //!   deterministic cluster tests; checked against openraft's own storage
 //!   conformance suite (`tests/conformance.rs`), as the wal-backed store
 //!   will be.
+//! - `memory_network.rs`: an in-process network between nodes that a test
+//!   can cut (a partition, a dead machine).
 
 pub mod memory;
+pub mod memory_network;
 pub mod types;
 
 pub use types::{Applied, NodeId, ShardBatch, ShardRaft};

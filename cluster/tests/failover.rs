@@ -1,0 +1,128 @@
+//! Three nodes over the in-memory network: a leader is elected, a batch is
+//! replicated and applied on every node, the leader is cut off, the other
+//! two elect a new leader and go on (the old one, alone, acknowledges
+//! nothing), and the old leader catches up when it is back: every node
+//! applies the same batches in the same order. Time is
+//! tokio's paused clock, so election timeouts pass without waiting.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ingressoja_cluster::memory::{MemoryLog, MemoryMachine};
+use ingressoja_cluster::memory_network::Router;
+use ingressoja_cluster::{NodeId, ShardBatch, ShardRaft};
+use openraft::{BasicNode, Config, Raft};
+
+const DEADLINE: Option<Duration> = Some(Duration::from_secs(30));
+
+struct Node {
+    raft: Raft<ShardRaft>,
+    machine: MemoryMachine,
+}
+
+async fn start(router: &Router, id: NodeId) -> Node {
+    let config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        ..Config::default()
+    };
+    let config = Arc::new(config.validate().unwrap());
+    let machine = MemoryMachine::default();
+    let raft = Raft::new(
+        id,
+        config,
+        router.network_of(id),
+        MemoryLog::default(),
+        machine.clone(),
+    )
+    .await
+    .unwrap();
+    router.add(id, raft.clone());
+    Node { raft, machine }
+}
+
+async fn leader_among(nodes: &BTreeMap<NodeId, Node>, among: &[NodeId]) -> NodeId {
+    let first = &nodes[&among[0]].raft;
+    let metrics = first
+        .wait(DEADLINE)
+        .metrics(
+            |m| m.current_leader.is_some_and(|l| among.contains(&l)),
+            "a leader among the connected nodes",
+        )
+        .await
+        .unwrap();
+    metrics.current_leader.unwrap()
+}
+
+async fn applied_everywhere(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId], index: u64) {
+    for id in ids {
+        nodes[id]
+            .raft
+            .wait(DEADLINE)
+            .applied_index_at_least(Some(index), format!("node {id} applies {index}"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_committed_by_a_majority_survives_the_loss_of_its_leader() {
+    let router = Router::default();
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        nodes.insert(id, start(&router, id).await);
+    }
+    let members: BTreeMap<NodeId, BasicNode> =
+        (1..=3).map(|id| (id, BasicNode::default())).collect();
+    nodes[&1].raft.initialize(members).await.unwrap();
+
+    let leader = leader_among(&nodes, &[1, 2, 3]).await;
+    let first = nodes[&leader]
+        .raft
+        .client_write(ShardBatch(b"first".to_vec()))
+        .await
+        .unwrap();
+    applied_everywhere(&nodes, &[1, 2, 3], first.log_id.index).await;
+
+    // The leader is cut off from the others: what it is asked now reaches
+    // no majority, so it is never acknowledged.
+    router.cut_off(leader, true);
+    let lost = tokio::time::timeout(
+        Duration::from_secs(5),
+        nodes[&leader]
+            .raft
+            .client_write(ShardBatch(b"never acknowledged".to_vec())),
+    )
+    .await;
+    assert!(
+        !matches!(lost, Ok(Ok(_))),
+        "a minority acknowledged a write: {lost:?}"
+    );
+    let others: Vec<NodeId> = (1..=3).filter(|&id| id != leader).collect();
+    let successor = leader_among(&nodes, &others).await;
+    assert_ne!(successor, leader);
+    let second = nodes[&successor]
+        .raft
+        .client_write(ShardBatch(b"second".to_vec()))
+        .await
+        .unwrap();
+    applied_everywhere(&nodes, &others, second.log_id.index).await;
+
+    // Back: it learns what it missed, in the same order as everyone, and
+    // the write it took alone is gone.
+    router.cut_off(leader, false);
+    applied_everywhere(&nodes, &[leader], second.log_id.index).await;
+    let expected = vec![
+        ShardBatch(b"first".to_vec()),
+        ShardBatch(b"second".to_vec()),
+    ];
+    for (id, node) in &nodes {
+        assert_eq!(node.machine.applied(), expected, "node {id}");
+    }
+    for node in nodes.values() {
+        node.raft.shutdown().await.unwrap();
+    }
+}
