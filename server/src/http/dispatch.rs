@@ -41,7 +41,7 @@ pub async fn handle(app: Arc<App>, remote: IpAddr, request: Request<Incoming>) -
     }
     let (name, response) =
         match Route::parse(request.method(), request.uri().path(), app.development()) {
-            Ok(route) => (route.name(), routed(&app, remote, route, request).await),
+            Ok((route, name)) => (name, routed(&app, remote, route, request).await),
             Err(unrouted) => (UNROUTED_NAME, unrouted_response(&request, unrouted)),
         };
     app.metrics
@@ -305,7 +305,8 @@ async fn api(app: &Arc<App>, remote: IpAddr, route: Route, request: Request<Inco
     let who = who.as_ref();
     let customer = || caller(who).map(|who| who.customer);
     let deadline = app.request_deadline();
-    let query = request.uri().query().unwrap_or("").to_string();
+    // Only the routes that read a query pay for copying it.
+    let query = |request: &Request<Incoming>| request.uri().query().unwrap_or("").to_owned();
     match route {
         Route::Healthz => health(app),
         Route::Readyz => readiness(app),
@@ -335,8 +336,9 @@ async fn api(app: &Arc<App>, remote: IpAddr, route: Route, request: Request<Inco
             let order = body::json(&body::read(request.into_body(), deadline).await?)?;
             fan_api::checkout(app, event, customer()?, remote, &key, order).await
         }
-        Route::MyOrders => fan_api::my_orders(app, customer()?, &query).await,
+        Route::MyOrders => fan_api::my_orders(app, customer()?, &query(&request)).await,
         Route::Admin(admin) => {
+            let query = query(&request);
             let body = body::read(request.into_body(), deadline).await?;
             admin_api::handle(app, caller(who)?, remote, admin, &body, &query).await
         }

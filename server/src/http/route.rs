@@ -1,8 +1,9 @@
 //! Every route the server answers, in one table: method, path template,
 //! metrics name, and what each parses to. A request's path is split and
-//! matched once ([`Route::parse`]); from then on the dispatcher
-//! (`dispatch.rs`) works on a typed [`Route`] that knows its name (for
-//! metrics), its quota class (for rate limits) and who must be asking.
+//! matched once ([`Route::parse`], which also gives the route's
+//! metrics name); from then on the dispatcher (`dispatch.rs`) works on a
+//! typed [`Route`] that knows its quota class (for rate limits) and who
+//! must be asking.
 //! `docs/openapi.yaml` describes exactly this table (a test checks both
 //! ways), and 405's `Allow` header is read from it.
 
@@ -302,9 +303,14 @@ fn fit(template: &str, path: &str) -> Option<Option<EventId>> {
 }
 
 impl Route {
-    /// The route of `method` on `path`, parsed once. The development-only
-    /// route is unknown unless `development`.
-    pub fn parse(method: &Method, path: &str, development: bool) -> Result<Route, Unrouted> {
+    /// The route of `method` on `path`, parsed once, with its fixed name
+    /// for metrics (never the raw path) read off the row that matched. The
+    /// development-only route is unknown unless `development`.
+    pub fn parse(
+        method: &Method,
+        path: &str,
+        development: bool,
+    ) -> Result<(Route, &'static str), Unrouted> {
         let mut allowed: Vec<&str> = Vec::new();
         for row in TABLE {
             if row.template == DEV_SESSION && !development {
@@ -320,21 +326,15 @@ impl Route {
                 continue;
             }
             // A path whose event id is not a number names no event.
-            return event.map(row.make).ok_or(Unrouted::NotFound);
+            return event
+                .map(|event| ((row.make)(event), row.name))
+                .ok_or(Unrouted::NotFound);
         }
         if allowed.is_empty() {
             Err(Unrouted::NotFound)
         } else {
             Err(Unrouted::MethodNotAllowed(allowed.join(", ")))
         }
-    }
-
-    /// Its fixed name, for metrics (never the raw path).
-    pub fn name(self) -> &'static str {
-        TABLE
-            .iter()
-            .find(|row| (row.make)(self.event().unwrap_or(EventId(0))) == self)
-            .map_or(UNROUTED_NAME, |row| row.name)
     }
 
     /// The event its path names, if any.
@@ -435,7 +435,7 @@ mod tests {
         for row in TABLE {
             let method: Method = row.method.parse().unwrap();
             let path = row.template.replace("{event}", "7");
-            let route = Route::parse(&method, &path, true).unwrap();
+            let (route, name) = Route::parse(&method, &path, true).unwrap();
             assert_eq!(
                 route,
                 (row.make)(EventId(7)),
@@ -443,7 +443,7 @@ mod tests {
                 row.method,
                 row.template
             );
-            assert_eq!(route.name(), row.name, "{} {}", row.method, row.template);
+            assert_eq!(name, row.name, "{} {}", row.method, row.template);
             let has_event = row.template.contains("{event}");
             assert_eq!(
                 route.event(),
@@ -476,7 +476,7 @@ mod tests {
         );
         assert_eq!(
             Route::parse(&Method::GET, "/api/events/", true),
-            Ok(Route::EventsList),
+            Ok((Route::EventsList, "events_list")),
             "a trailing slash is the same path"
         );
     }
