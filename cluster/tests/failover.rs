@@ -44,6 +44,19 @@ async fn start(router: &Router, id: NodeId) -> Node {
     Node { raft, machine }
 }
 
+/// Nodes 1, 2 and 3 on one in-memory network, initialized as one group.
+async fn three_nodes() -> (Router, BTreeMap<NodeId, Node>) {
+    let router = Router::default();
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        nodes.insert(id, start(&router, id).await);
+    }
+    let members: BTreeMap<NodeId, BasicNode> =
+        (1..=3).map(|id| (id, BasicNode::default())).collect();
+    nodes[&1].raft.initialize(members).await.unwrap();
+    (router, nodes)
+}
+
 async fn leader_among(nodes: &BTreeMap<NodeId, Node>, among: &[NodeId]) -> NodeId {
     let first = &nodes[&among[0]].raft;
     let metrics = first
@@ -70,14 +83,7 @@ async fn applied_everywhere(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId], inde
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_committed_by_a_majority_survives_the_loss_of_its_leader() {
-    let router = Router::default();
-    let mut nodes = BTreeMap::new();
-    for id in 1..=3 {
-        nodes.insert(id, start(&router, id).await);
-    }
-    let members: BTreeMap<NodeId, BasicNode> =
-        (1..=3).map(|id| (id, BasicNode::default())).collect();
-    nodes[&1].raft.initialize(members).await.unwrap();
+    let (router, nodes) = three_nodes().await;
 
     let leader = leader_among(&nodes, &[1, 2, 3]).await;
     let first = nodes[&leader]
@@ -134,14 +140,7 @@ async fn a_batch_committed_by_a_majority_survives_the_loss_of_its_leader() {
 /// committed lost and every node agreeing.
 #[tokio::test(start_paused = true)]
 async fn a_node_back_from_a_partition_costs_an_election_and_nothing_committed() {
-    let router = Router::default();
-    let mut nodes = BTreeMap::new();
-    for id in 1..=3 {
-        nodes.insert(id, start(&router, id).await);
-    }
-    let members: BTreeMap<NodeId, BasicNode> =
-        (1..=3).map(|id| (id, BasicNode::default())).collect();
-    nodes[&1].raft.initialize(members).await.unwrap();
+    let (router, nodes) = three_nodes().await;
     let leader = leader_among(&nodes, &[1, 2, 3]).await;
     let before = nodes[&leader]
         .raft

@@ -141,3 +141,54 @@ fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared, 
         completion(result.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ingressoja_wal::MemStore;
+
+    use super::*;
+
+    fn record(seq: u64) -> Record {
+        Record {
+            seq,
+            timestamp_ms: 1,
+            payload: vec![7],
+        }
+    }
+
+    fn commit_records(durable: u64, seqs: &[u64]) {
+        let (mut wal, _) = Wal::open(MemStore::default(), 0, |_| Ok(())).unwrap();
+        if durable > 0 {
+            wal.append(1, (1..=durable).map(record).collect()).unwrap();
+        }
+        let shared = Shared::new(durable);
+        let (notices, _) = tokio::sync::broadcast::channel(8);
+        let job = WriteJob {
+            records: seqs.iter().copied().map(record).collect(),
+            notices: Vec::new(),
+            stamped_at_ms: 1,
+            completions: Vec::new(),
+        };
+        commit(&mut wal, vec![job], &shared, &notices);
+        assert_eq!(shared.durable_seq(), *seqs.last().unwrap());
+    }
+
+    #[test]
+    fn a_batch_that_continues_the_log_is_committed() {
+        commit_records(2, &[3, 4]);
+    }
+
+    // A log that skips or repeats a number replays to something other than
+    // what was answered: the writer stops instead of writing it.
+    #[test]
+    #[should_panic(expected = "not consecutive")]
+    fn a_batch_with_a_gap_stops_the_writer() {
+        commit_records(0, &[1, 3]);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not follow the durable log")]
+    fn a_batch_that_does_not_follow_the_durable_log_stops_the_writer() {
+        commit_records(2, &[5, 6]);
+    }
+}
