@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::audit::{Action, AuditLog};
 use crate::runtime::Clock;
 
-use super::store::{Account, AccountError, Accounts, Session, TwoFactor, normalize_email};
+use super::store::{Account, AccountError, Session, TwoFactor, normalize_email};
 use super::throttle::LoginThrottle;
 use super::{password, totp};
 
@@ -66,73 +66,6 @@ pub trait AccountStore: Send + Sync {
     fn session(&self, token: &str, now_ms: u64) -> io::Result<Option<(Session, Account)>>;
     /// Ends a session.
     fn revoke_session(&self, token: &str) -> io::Result<()>;
-}
-
-impl AccountStore for Accounts {
-    fn create(
-        &self,
-        email: &str,
-        password_hash: String,
-        admin: bool,
-        now_ms: u64,
-    ) -> Result<Account, AccountError> {
-        Accounts::create(self, email, password_hash, admin, now_ms)
-    }
-
-    fn get(&self, id: u64) -> io::Result<Option<Account>> {
-        Accounts::get(self, id)
-    }
-
-    fn find(&self, email: &str) -> io::Result<Option<Account>> {
-        Accounts::find(self, email)
-    }
-
-    fn update(
-        &self,
-        id: u64,
-        change: &mut dyn FnMut(&mut Account) -> Change,
-    ) -> io::Result<Option<Account>> {
-        let updated = Accounts::update(self, id, |account| match change(account) {
-            Change::Store => Ok(account.clone()),
-            // An error stores nothing: the stored copy stays as it was.
-            Change::Refuse => Err(NotStored::Refused),
-        });
-        match updated {
-            Ok(account) => Ok(Some(account)),
-            Err(NotStored::Refused) => Ok(None),
-            Err(NotStored::Failed(error)) => Err(error),
-        }
-    }
-
-    fn create_session(
-        &self,
-        account: &Account,
-        awaiting_code: bool,
-        two_factor: bool,
-        now_ms: u64,
-    ) -> io::Result<(String, Session)> {
-        Accounts::create_session(self, account, awaiting_code, two_factor, now_ms)
-    }
-
-    fn session(&self, token: &str, now_ms: u64) -> io::Result<Option<(Session, Account)>> {
-        Accounts::session(self, token, now_ms)
-    }
-
-    fn revoke_session(&self, token: &str) -> io::Result<()> {
-        Accounts::revoke_session(self, token)
-    }
-}
-
-/// Why [`Accounts::update`] stored nothing: refused, or the store failed.
-enum NotStored {
-    Refused,
-    Failed(io::Error),
-}
-
-impl From<io::Error> for NotStored {
-    fn from(error: io::Error) -> NotStored {
-        NotStored::Failed(error)
-    }
 }
 
 /// Why the service said no.

@@ -19,6 +19,8 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::service::{AccountStore, Change};
+
 /// Column family of accounts.
 pub const ACCOUNTS: &str = "accounts";
 /// Column family of sessions.
@@ -184,9 +186,11 @@ impl Accounts {
             .cf_handle(name)
             .ok_or_else(|| io::Error::other(format!("no column family {name}")))
     }
+}
 
+impl AccountStore for Accounts {
     /// Makes an account; `email` must be normalized.
-    pub fn create(
+    fn create(
         &self,
         email: &str,
         password_hash: String,
@@ -231,7 +235,7 @@ impl Accounts {
     }
 
     /// The account with this id.
-    pub fn get(&self, id: u64) -> io::Result<Option<Account>> {
+    fn get(&self, id: u64) -> io::Result<Option<Account>> {
         let accounts = self.family(ACCOUNTS)?;
         match self
             .db
@@ -244,7 +248,7 @@ impl Accounts {
     }
 
     /// The account with this (normalized) email.
-    pub fn find(&self, email: &str) -> io::Result<Option<Account>> {
+    fn find(&self, email: &str) -> io::Result<Option<Account>> {
         let accounts = self.family(ACCOUNTS)?;
         let Some(id) = self.db.get_cf(accounts, email_key(email)).map_err(to_io)? else {
             return Ok(None);
@@ -257,27 +261,29 @@ impl Accounts {
         self.get(id)
     }
 
-    /// Changes an account: `change` sees the stored account and either
-    /// edits it (stored, synced) or refuses (nothing stored).
-    pub fn update<T, E: From<io::Error>>(
+    /// Edits an account under the write lock: stored (synced) when
+    /// `change` says so, untouched otherwise.
+    fn update(
         &self,
         id: u64,
-        change: impl FnOnce(&mut Account) -> Result<T, E>,
-    ) -> Result<T, E> {
+        change: &mut dyn FnMut(&mut Account) -> Change,
+    ) -> io::Result<Option<Account>> {
         let _writing = self.writes.lock();
         let mut account = self
             .get(id)?
             .ok_or_else(|| io::Error::other(format!("no account {id}")))?;
-        let result = change(&mut account)?;
+        if change(&mut account) == Change::Refuse {
+            return Ok(None);
+        }
         let accounts = self.family(ACCOUNTS)?;
         self.db
             .put_cf_opt(accounts, account_key(id), encode(&account)?, &self.synced)
             .map_err(to_io)?;
-        Ok(result)
+        Ok(Some(account))
     }
 
     /// Starts a session for `account`; returns its token (shown once).
-    pub fn create_session(
+    fn create_session(
         &self,
         account: &Account,
         awaiting_code: bool,
@@ -312,7 +318,7 @@ impl Accounts {
     }
 
     /// The live session with this token, and its account.
-    pub fn session(&self, token: &str, now_ms: u64) -> io::Result<Option<(Session, Account)>> {
+    fn session(&self, token: &str, now_ms: u64) -> io::Result<Option<(Session, Account)>> {
         let sessions = self.family(SESSIONS)?;
         let Some(bytes) = self
             .db
@@ -335,7 +341,7 @@ impl Accounts {
     }
 
     /// Ends a session (logout, or a login that replaced it).
-    pub fn revoke_session(&self, token: &str) -> io::Result<()> {
+    fn revoke_session(&self, token: &str) -> io::Result<()> {
         let sessions = self.family(SESSIONS)?;
         self.db
             .delete_cf_opt(sessions, session_key(token), &self.synced)
@@ -420,9 +426,9 @@ mod tests {
         );
         assert!(accounts.session("not-a-token", 2_000).unwrap().is_none());
         accounts
-            .update(account.id, |a| {
+            .update(account.id, &mut |a| {
                 a.epoch += 1;
-                Ok::<_, io::Error>(())
+                Change::Store
             })
             .unwrap();
         assert!(

@@ -7,7 +7,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use crate::accounts::{Accounts, normalize_email, password, store::random_hex};
+use crate::accounts::{AccountStore, Accounts, normalize_email, password, store::random_hex};
 use crate::audit::{self, Action, AuditLog};
 use crate::runtime::DataDir;
 
