@@ -9,11 +9,15 @@
 //!   deterministic cluster tests; checked against openraft's own storage
 //!   conformance suite (`tests/conformance.rs`), as the wal-backed store
 //!   will be.
+//! - `wal_log.rs`: the Raft log kept in the shard's write-ahead log (the
+//!   sale log's own records, what Raft says about them beside), with group
+//!   commit on a writer thread; it passes the same suite.
 //! - `memory_network.rs`: an in-process network between nodes that a test
 //!   can cut (a partition, a dead machine).
 
 pub mod memory;
 pub mod memory_network;
 pub mod types;
+pub mod wal_log;
 
 pub use types::{Applied, NodeId, ShardBatch, ShardRaft};

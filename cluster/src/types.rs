@@ -7,12 +7,16 @@ use serde::{Deserialize, Serialize};
 /// A node's number in the cluster (from the cluster file).
 pub type NodeId = u64;
 
-/// One shard batch as the leader decided it, encoded by the runtime: its
-/// commands with everything non-deterministic already decided (the time
-/// stamp, ticket seeds, payment outcomes, the fans' addresses), so every
-/// replica's engine reaches the same state by applying it. Opaque here.
+/// One shard batch as the leader's shard wrote it: the sale-log records of
+/// one group commit, numbered on (their sequence numbers continue the
+/// log's). Each replica keeps them in its own write-ahead log under the same
+/// numbers, so every node's sale log is the same log. The payloads are
+/// opaque here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardBatch(pub Vec<u8>);
+pub struct ShardBatch {
+    /// The records, with consecutive sequence numbers.
+    pub records: Vec<ingressoja_wal::Record>,
+}
 
 /// What applying an entry gave: its index (the runtime answers the
 /// batch's requests from its own applied state).

@@ -45,6 +45,17 @@ async fn start(router: &Router, id: NodeId) -> Node {
 }
 
 /// Nodes 1, 2 and 3 on one in-memory network, initialized as one group.
+/// A batch of one record (the in-memory log does not check numbering).
+fn batch(payload: &[u8]) -> ShardBatch {
+    ShardBatch {
+        records: vec![ingressoja_wal::Record {
+            seq: 1,
+            timestamp_ms: 0,
+            payload: payload.to_vec(),
+        }],
+    }
+}
+
 async fn three_nodes() -> (Router, BTreeMap<NodeId, Node>) {
     let router = Router::default();
     let mut nodes = BTreeMap::new();
@@ -88,7 +99,7 @@ async fn a_batch_committed_by_a_majority_survives_the_loss_of_its_leader() {
     let leader = leader_among(&nodes, &[1, 2, 3]).await;
     let first = nodes[&leader]
         .raft
-        .client_write(ShardBatch(b"first".to_vec()))
+        .client_write(batch(b"first"))
         .await
         .unwrap();
     applied_everywhere(&nodes, &[1, 2, 3], first.log_id.index).await;
@@ -100,7 +111,7 @@ async fn a_batch_committed_by_a_majority_survives_the_loss_of_its_leader() {
         Duration::from_secs(5),
         nodes[&leader]
             .raft
-            .client_write(ShardBatch(b"never acknowledged".to_vec())),
+            .client_write(batch(b"never acknowledged")),
     )
     .await;
     assert!(
@@ -112,7 +123,7 @@ async fn a_batch_committed_by_a_majority_survives_the_loss_of_its_leader() {
     assert_ne!(successor, leader);
     let second = nodes[&successor]
         .raft
-        .client_write(ShardBatch(b"second".to_vec()))
+        .client_write(batch(b"second"))
         .await
         .unwrap();
     applied_everywhere(&nodes, &others, second.log_id.index).await;
@@ -121,10 +132,7 @@ async fn a_batch_committed_by_a_majority_survives_the_loss_of_its_leader() {
     // the write it took alone is gone.
     router.cut_off(leader, false);
     applied_everywhere(&nodes, &[leader], second.log_id.index).await;
-    let expected = vec![
-        ShardBatch(b"first".to_vec()),
-        ShardBatch(b"second".to_vec()),
-    ];
+    let expected = vec![batch(b"first"), batch(b"second")];
     for (id, node) in &nodes {
         assert_eq!(node.machine.applied(), expected, "node {id}");
     }
@@ -144,7 +152,7 @@ async fn a_node_back_from_a_partition_costs_an_election_and_nothing_committed() 
     let leader = leader_among(&nodes, &[1, 2, 3]).await;
     let before = nodes[&leader]
         .raft
-        .client_write(ShardBatch(b"before".to_vec()))
+        .client_write(batch(b"before"))
         .await
         .unwrap();
     applied_everywhere(&nodes, &[1, 2, 3], before.log_id.index).await;
@@ -163,14 +171,11 @@ async fn a_node_back_from_a_partition_costs_an_election_and_nothing_committed() 
     let now_leader = leader_among(&nodes, &[1, 2, 3]).await;
     let after = nodes[&now_leader]
         .raft
-        .client_write(ShardBatch(b"after".to_vec()))
+        .client_write(batch(b"after"))
         .await
         .unwrap();
     applied_everywhere(&nodes, &[1, 2, 3], after.log_id.index).await;
-    let expected = vec![
-        ShardBatch(b"before".to_vec()),
-        ShardBatch(b"after".to_vec()),
-    ];
+    let expected = vec![batch(b"before"), batch(b"after")];
     for (id, node) in &nodes {
         assert_eq!(node.machine.applied(), expected, "node {id}");
     }

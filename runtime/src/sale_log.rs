@@ -28,8 +28,24 @@ fn read_only() -> io::Error {
 }
 
 impl LogStore for SaleLog {
-    fn put_synced(&mut self, _key: u64, _value: &[u8]) -> io::Result<()> {
+    fn write_synced(
+        &mut self,
+        _batch: Option<(u64, &[u8])>,
+        _side: &[ingressoja_wal::SideWrite],
+    ) -> io::Result<()> {
         Err(read_only())
+    }
+
+    fn side_get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.0.side_get(key)
+    }
+
+    fn side_range(&self, from: &[u8], to: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0.side_range(from, to)
+    }
+
+    fn side_last(&self, from: &[u8], to: &[u8]) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.0.side_last(from, to)
     }
 
     fn delete_from(&mut self, _from: u64) -> io::Result<()> {

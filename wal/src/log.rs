@@ -16,7 +16,7 @@ use crate::format::{
     BatchBody, Damage, FORMAT_VERSION, GENESIS, Hash, Record, RecordFrame, decode_batch,
     encode_batch,
 };
-use crate::store::LogStore;
+use crate::store::{LogStore, SideWrite};
 
 /// What opening found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -233,10 +233,29 @@ impl<S: LogStore> Wal<S> {
         committed_at_ms: u64,
         records: Vec<Record>,
     ) -> Result<(), AppendError> {
+        self.append_with(committed_at_ms, records, &[])
+    }
+
+    /// Appends `records` as one batch (none is fine) together with `side`
+    /// writes, in one durable write (see [`crate::store`]). A failure
+    /// poisons the log, as for [`Wal::append`].
+    pub fn append_with(
+        &mut self,
+        committed_at_ms: u64,
+        records: Vec<Record>,
+        side: &[SideWrite],
+    ) -> Result<(), AppendError> {
         if let Some(reason) = &self.poisoned {
             return Err(AppendError::Poisoned(reason.clone()));
         }
         let Some(first) = records.first().map(|r| r.seq) else {
+            if side.is_empty() {
+                return Ok(());
+            }
+            if let Err(error) = self.store.write_synced(None, side) {
+                self.poisoned = Some(error.to_string());
+                return Err(AppendError::Io(error));
+            }
             return Ok(());
         };
         let expected = self.chain.next_seq;
@@ -255,7 +274,7 @@ impl<S: LogStore> Wal<S> {
             records: records.into_iter().map(RecordFrame::new).collect(),
         };
         let (bytes, hash) = encode_batch(&body)?;
-        if let Err(error) = self.store.put_synced(first, &bytes) {
+        if let Err(error) = self.store.write_synced(Some((first, &bytes)), side) {
             self.poisoned = Some(error.to_string());
             return Err(AppendError::Io(error));
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::format::{key, seq_of_key};
-use crate::store::LogStore;
+use crate::store::{LogStore, SideWrite};
 
 /// Opens (creating if needed) the database at `path` with these column
 /// families. Writes that say `sync` are fsynced through RocksDB's own
@@ -42,11 +42,14 @@ pub fn open_db_read_only(path: &Path, column_families: &[&str]) -> io::Result<Ar
     Ok(Arc::new(db))
 }
 
-/// A log kept in one column family of a RocksDB database.
+/// A log kept in one column family of a RocksDB database, with its side
+/// keyspace (if it has one) in another. Clones share the database: a reader
+/// can hold one while the writer owns another.
+#[derive(Clone)]
 pub struct RocksStore {
     db: Arc<DB>,
     column_family: String,
-    synced: WriteOptions,
+    side_family: Option<String>,
 }
 
 impl RocksStore {
@@ -58,13 +61,36 @@ impl RocksStore {
                 "no column family {column_family}"
             )));
         }
-        let mut synced = WriteOptions::default();
-        synced.set_sync(true);
         Ok(RocksStore {
             db,
             column_family: column_family.to_string(),
-            synced,
+            side_family: None,
         })
+    }
+
+    /// The log in `column_family` with its side keyspace in `side_family`;
+    /// both must exist in `db`.
+    pub fn with_side(
+        db: Arc<DB>,
+        column_family: &str,
+        side_family: &str,
+    ) -> io::Result<RocksStore> {
+        if db.cf_handle(side_family).is_none() {
+            return Err(io::Error::other(format!("no column family {side_family}")));
+        }
+        let mut store = RocksStore::new(db, column_family)?;
+        store.side_family = Some(side_family.to_string());
+        Ok(store)
+    }
+
+    fn side_cf(&self) -> io::Result<&rocksdb::ColumnFamily> {
+        let name = self
+            .side_family
+            .as_deref()
+            .ok_or_else(|| io::Error::other("this log has no side keyspace"))?;
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| io::Error::other(format!("no column family {name}")))
     }
 
     fn cf(&self) -> io::Result<&rocksdb::ColumnFamily> {
@@ -87,12 +113,68 @@ fn entry(item: RawEntry) -> io::Result<(u64, Vec<u8>)> {
     Ok((seq, v.into_vec()))
 }
 
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
 impl LogStore for RocksStore {
-    fn put_synced(&mut self, seq: u64, value: &[u8]) -> io::Result<()> {
-        let cf = self.cf()?;
-        self.db
-            .put_cf_opt(cf, key(seq), value, &self.synced)
-            .map_err(to_io)
+    fn write_synced(&mut self, batch: Option<(u64, &[u8])>, side: &[SideWrite]) -> io::Result<()> {
+        let mut write = WriteBatch::default();
+        if let Some((seq, value)) = batch {
+            write.put_cf(self.cf()?, key(seq), value);
+        }
+        if !side.is_empty() {
+            let side_cf = self.side_cf()?;
+            for change in side {
+                match change {
+                    SideWrite::Put(k, v) => write.put_cf(side_cf, k, v),
+                    SideWrite::DeleteRange(from, to) => write.delete_range_cf(side_cf, from, to),
+                }
+            }
+        }
+        self.db.write_opt(write, &synced()).map_err(to_io)
+    }
+
+    fn side_get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.side_cf()?, key).map_err(to_io)
+    }
+
+    fn side_range(&self, from: &[u8], to: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let cf = self.side_cf()?;
+        let mut found = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(from, Direction::Forward))
+        {
+            let (k, v) = item.map_err(to_io)?;
+            if &*k >= to {
+                break;
+            }
+            found.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(found)
+    }
+
+    fn side_last(&self, from: &[u8], to: &[u8]) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let cf = self.side_cf()?;
+        // The reverse seek lands on the greatest key at or before `to`;
+        // `to` itself is excluded.
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(to, Direction::Reverse))
+        {
+            let (k, v) = item.map_err(to_io)?;
+            if &*k >= to {
+                continue;
+            }
+            if &*k < from {
+                return Ok(None);
+            }
+            return Ok(Some((k.into_vec(), v.into_vec())));
+        }
+        Ok(None)
     }
 
     fn delete_from(&mut self, from: u64) -> io::Result<()> {
@@ -100,7 +182,7 @@ impl LogStore for RocksStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, key(from), key(u64::MAX));
         batch.delete_cf(cf, key(u64::MAX));
-        self.db.write_opt(batch, &self.synced).map_err(to_io)
+        self.db.write_opt(batch, &synced()).map_err(to_io)
     }
 
     fn at_or_before(&self, seq: u64) -> io::Result<Option<(u64, Vec<u8>)>> {

@@ -1,6 +1,12 @@
 //! Where batches are kept: the [`LogStore`] trait, and [`MemStore`], an
 //! in-memory store for tests that can fail a sync, tear the last write,
 //! hold writes in flight, or corrupt stored bytes on request. The RocksDB store is in `rocks.rs`.
+//!
+//! Beside the batches a store keeps a *side* keyspace: byte keys and values
+//! that a user of the log must keep in step with it (the Raft log keeps its
+//! entries' terms and its vote there). Side writes go in the same durable
+//! write as a batch, so a batch and what is said about it are never split by
+//! a crash; the log itself never reads them.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -8,10 +14,32 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-/// An ordered map from `u64` keys to byte values with durable writes.
+/// One change to the side keyspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SideWrite {
+    /// Stores a value under a key.
+    Put(Vec<u8>, Vec<u8>),
+    /// Removes the keys from the first (included) to the second (excluded).
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+/// An ordered map from `u64` keys to byte values with durable writes, and a
+/// side keyspace written with it (see the module documentation).
 pub trait LogStore: Send {
     /// Stores `value` under `key`; returns only once it is durable.
-    fn put_synced(&mut self, key: u64, value: &[u8]) -> io::Result<()>;
+    fn put_synced(&mut self, key: u64, value: &[u8]) -> io::Result<()> {
+        self.write_synced(Some((key, value)), &[])
+    }
+    /// Stores a batch (if any) and the side writes as one durable write:
+    /// after a crash, all of it is there or none of it.
+    fn write_synced(&mut self, batch: Option<(u64, &[u8])>, side: &[SideWrite]) -> io::Result<()>;
+    /// The side value under `key`.
+    fn side_get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
+    /// Side entries with keys from `from` (included) to `to` (excluded), in
+    /// key order.
+    fn side_range(&self, from: &[u8], to: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The side entry with the greatest key below `to` and at or after `from`.
+    fn side_last(&self, from: &[u8], to: &[u8]) -> io::Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Removes every key at or after `from`, durably.
     fn delete_from(&mut self, from: u64) -> io::Result<()>;
     /// The entry with the greatest key at or before `key`.
@@ -33,6 +61,7 @@ pub struct Faults {
 #[derive(Debug, Default)]
 struct MemInner {
     entries: BTreeMap<u64, Vec<u8>>,
+    side: BTreeMap<Vec<u8>, Vec<u8>>,
     faults: Faults,
 }
 
@@ -105,7 +134,7 @@ impl MemStore {
 }
 
 impl LogStore for MemStore {
-    fn put_synced(&mut self, key: u64, value: &[u8]) -> io::Result<()> {
+    fn write_synced(&mut self, batch: Option<(u64, &[u8])>, side: &[SideWrite]) -> io::Result<()> {
         {
             let mut gate = self.gate.state.lock();
             gate.waiting += 1;
@@ -118,16 +147,61 @@ impl LogStore for MemStore {
         if std::mem::take(&mut inner.faults.fail_next_sync) {
             return Err(io::Error::other("injected fsync failure"));
         }
-        if let Some(at) = inner.faults.tear_next_write_at.take() {
-            let torn = value
-                .get(..at.min(value.len()))
-                .unwrap_or_default()
-                .to_vec();
-            inner.entries.insert(key, torn);
-            return Err(io::Error::other("injected torn write"));
+        let torn_at = inner.faults.tear_next_write_at.take();
+        // A torn write still carries its side writes: a user of the log
+        // must cope with side entries about a batch that did not survive.
+        for write in side {
+            match write {
+                SideWrite::Put(key, value) => {
+                    inner.side.insert(key.clone(), value.clone());
+                }
+                SideWrite::DeleteRange(from, to) => {
+                    inner
+                        .side
+                        .retain(|key, _| key.as_slice() < from.as_slice() || key >= to);
+                }
+            }
         }
-        inner.entries.insert(key, value.to_vec());
+        if let Some((key, value)) = batch {
+            if let Some(at) = torn_at {
+                let torn = value
+                    .get(..at.min(value.len()))
+                    .unwrap_or_default()
+                    .to_vec();
+                inner.entries.insert(key, torn);
+                return Err(io::Error::other("injected torn write"));
+            }
+            inner.entries.insert(key, value.to_vec());
+        }
         Ok(())
+    }
+
+    fn side_get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.inner.lock().side.get(key).cloned())
+    }
+
+    fn side_range(&self, from: &[u8], to: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let inner = self.inner.lock();
+        Ok(inner
+            .side
+            .range(from.to_vec()..to.to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn side_last(&self, from: &[u8], to: &[u8]) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if from >= to {
+            return Ok(None);
+        }
+        let inner = self.inner.lock();
+        Ok(inner
+            .side
+            .range(from.to_vec()..to.to_vec())
+            .next_back()
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
 
     fn delete_from(&mut self, from: u64) -> io::Result<()> {

@@ -75,3 +75,49 @@ fn damage_in_the_database_is_named_by_sequence_number() {
     let verify = ingressoja_wal::verify(&RocksStore::new(db, "wal").unwrap(), |_| {}).unwrap_err();
     assert!(verify.to_string().contains("sequence 5"), "{verify}");
 }
+
+/// The side keyspace on RocksDB answers ranges as the in-memory store does
+/// (from included, to excluded) and survives reopening with the batch it
+/// was written with.
+#[test]
+fn side_writes_go_with_their_batch_and_ranges_exclude_their_end() {
+    use ingressoja_wal::{LogStore, SideWrite};
+    let dir = tempfile::tempdir().unwrap();
+    let put = |k: &[u8], v: &[u8]| SideWrite::Put(k.to_vec(), v.to_vec());
+    {
+        let db = open_db(dir.path(), &["wal", "side"]).unwrap();
+        let store = RocksStore::with_side(db, "wal", "side").unwrap();
+        let (mut wal, _) = Wal::open(store, 0, |_| Ok(())).unwrap();
+        wal.append_with(1, records(1, 2), &[put(b"a1", b"x"), put(b"a2", b"y")])
+            .unwrap();
+        wal.append_with(2, Vec::new(), &[put(b"a3", b"z"), put(b"b", b"w")])
+            .unwrap();
+        wal.append_with(
+            3,
+            Vec::new(),
+            &[SideWrite::DeleteRange(b"a2".to_vec(), b"a3".to_vec())],
+        )
+        .unwrap();
+    }
+    let db = open_db(dir.path(), &["wal", "side"]).unwrap();
+    let store = RocksStore::with_side(std::sync::Arc::clone(&db), "wal", "side").unwrap();
+    let keys = |found: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<Vec<u8>> {
+        found.into_iter().map(|(k, _)| k).collect()
+    };
+    assert_eq!(
+        keys(store.side_range(b"a", b"b").unwrap()),
+        vec![b"a1".to_vec(), b"a3".to_vec()]
+    );
+    assert_eq!(
+        store.side_last(b"a", b"b").unwrap().map(|(k, _)| k),
+        Some(b"a3".to_vec()),
+        "the end key b is excluded"
+    );
+    assert_eq!(store.side_last(b"a", b"a1").unwrap(), None);
+    assert_eq!(store.side_get(b"b").unwrap(), Some(b"w".to_vec()));
+    assert_eq!(ingressoja_wal::verify(&store, |_| {}).unwrap().last_seq, 2);
+    // A log without a side keyspace says so instead of dropping the writes.
+    let mut plain = RocksStore::new(db, "wal").unwrap();
+    assert!(plain.side_get(b"b").is_err());
+    assert!(plain.write_synced(None, &[put(b"c", b"v")]).is_err());
+}

@@ -1,0 +1,897 @@
+//! A shard's Raft log kept in its write-ahead log (`ingressoja_wal`).
+//!
+//! The records of every replicated batch are the sale log's own records,
+//! under their own sequence numbers, in the same hash-chained, checksummed
+//! batches as on a single node: every tool that reads the sale log (audit,
+//! restore, the fan's trail) reads a replica's log unchanged. What Raft says
+//! about each entry (its log id, and which records it holds, or that it is
+//! a blank or membership entry) is kept in the log's side keyspace, written
+//! in the same durable write as the records; the vote, the last purged log
+//! id and the last known commit live there too.
+//!
+//! One writer thread owns the log. Appends queue to it; it writes every
+//! queued append as one batch with one sync (group commit) and only then
+//! tells openraft they are flushed. A failed write poisons the log and is
+//! reported to openraft, which stops the node rather than guess what reached
+//! the disk. Truncations, purges and votes go through the same queue, so
+//! they are ordered with the appends. Readers read the store directly.
+//!
+//! Records already in the log when it first opens as a Raft log (a single
+//! node's sale from before replication) are its *base*: the Raft log
+//! starts after them.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use ingressoja_wal::{LogStore, OpenError, Record, SideWrite, Wal, read_from};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, Membership, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{NodeId, ShardBatch, ShardRaft};
+
+/// Jobs waiting for the writer at most; openraft waits when it is full.
+const QUEUE: usize = 1_024;
+
+/// Keys of the side keyspace.
+mod key {
+    pub const BASE: &[u8] = b"b";
+    pub const COMMITTED: &[u8] = b"c";
+    pub const ENTRIES: &[u8] = b"e";
+    pub const ENTRIES_END: &[u8] = b"f";
+    pub const PURGED: &[u8] = b"p";
+    pub const VOTE: &[u8] = b"v";
+
+    /// Entries sort by index: `e` and the index, big-endian.
+    pub fn entry(index: u64) -> Vec<u8> {
+        let mut key = ENTRIES.to_vec();
+        key.extend_from_slice(&index.to_be_bytes());
+        key
+    }
+}
+
+/// What the side keyspace says about one entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct EntryMeta {
+    log_id: LogId<NodeId>,
+    kind: Kind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    Blank,
+    Membership(Membership<NodeId, BasicNode>),
+    /// A batch: `count` records from `first_seq` (none is allowed).
+    Records {
+        first_seq: u64,
+        count: u64,
+    },
+}
+
+/// A log position with the last sale-log record at or before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Through {
+    /// The Raft log position.
+    pub log_id: LogId<NodeId>,
+    /// The last record's sequence number up to there.
+    pub seq: u64,
+}
+
+/// Why the log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WalLogError {
+    /// The write-ahead log itself would not open.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Reading or writing the store failed.
+    #[error("the Raft log's store failed: {0}")]
+    Io(#[from] io::Error),
+    /// The side keyspace holds something this version cannot read.
+    #[error("the Raft log's entry {0} is unreadable")]
+    Unreadable(String),
+    /// The side keyspace says there are records the log does not hold.
+    #[error("the Raft log says record {claimed} is logged, but the log ends at {ends}")]
+    Missing {
+        /// The last record the entries name.
+        claimed: u64,
+        /// The log's last record.
+        ends: u64,
+    },
+}
+
+fn unreadable(what: &str, error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("unreadable {what}: {error}"))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| unreadable(what, e))
+}
+
+fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| unreadable("value to write", e))
+}
+
+/// What the writer thread is asked to do, in order.
+enum Job {
+    Append {
+        entries: Vec<Entry<ShardRaft>>,
+        flushed: LogFlushed<ShardRaft>,
+    },
+    Truncate {
+        from: LogId<NodeId>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Purge {
+        upto: LogId<NodeId>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Vote {
+        vote: Vote<NodeId>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Committed(Option<LogId<NodeId>>),
+}
+
+/// The Raft log over a write-ahead log (see the module documentation).
+/// Clones share the writer.
+#[derive(Clone)]
+pub struct WalLog<S: LogStore + Clone + Sync + 'static> {
+    jobs: Sender<Job>,
+    reader: WalLogReader<S>,
+}
+
+/// Reads entries straight from the store.
+#[derive(Clone)]
+pub struct WalLogReader<S: LogStore + Clone + Sync + 'static> {
+    store: S,
+}
+
+/// What opening found.
+#[derive(Debug)]
+pub struct Opened<S: LogStore + Clone + Sync + 'static> {
+    /// The log, ready for openraft.
+    pub log: WalLog<S>,
+    /// The writer thread (ends when every clone of the log is dropped).
+    pub writer: JoinHandle<()>,
+    /// The last commit the log knows of (it may lag the real one: openraft
+    /// learns the rest from the leader).
+    pub committed: Option<Through>,
+    /// The last record before the Raft log began.
+    pub base_seq: u64,
+}
+
+impl<S: LogStore + Clone + Sync + 'static> Debug for WalLog<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalLog")
+    }
+}
+
+impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
+    /// Opens (and recovers) the log in `store`. `replay` is handed every
+    /// record after `anchor_seq` (the last one a snapshot covers) up to the
+    /// last known commit, in order: records after it may never commit, and
+    /// are applied when openraft says they have. Records that no entry
+    /// names (a write whose entries were cut, a crash between a truncation's
+    /// two writes) are removed.
+    pub fn open(
+        store: S,
+        anchor_seq: u64,
+        mut replay: impl FnMut(&Record) -> Result<(), ingressoja_wal::RefusedRecord>,
+    ) -> Result<Opened<S>, WalLogError> {
+        let reader = WalLogReader {
+            store: store.clone(),
+        };
+        let committed: Option<Through> = match reader.store.side_get(key::COMMITTED)? {
+            Some(bytes) => Some(decode("commit", &bytes)?),
+            None => None,
+        };
+        let replay_upto = committed.map_or(0, |c| c.seq);
+        let (mut wal, _) = Wal::open(store, anchor_seq, |record| {
+            if record.seq <= replay_upto {
+                replay(record)
+            } else {
+                Ok(())
+            }
+        })?;
+        let logged = wal.next_seq() - 1;
+        let base_seq = match reader.store.side_get(key::BASE)? {
+            Some(bytes) => decode("base", &bytes)?,
+            None => {
+                // First opened as a Raft log: what is there is the base.
+                let bytes = encode(&logged)?;
+                wal.append_with(0, Vec::new(), &[SideWrite::Put(key::BASE.to_vec(), bytes)])
+                    .map_err(io::Error::other)?;
+                logged
+            }
+        };
+        let named = reader.reconcile(&mut wal, base_seq)?;
+        if named > logged {
+            return Err(WalLogError::Missing {
+                claimed: named,
+                ends: logged,
+            });
+        }
+        if named < logged {
+            wal.truncate_after(named).map_err(io::Error::other)?;
+        }
+        let (jobs, queue) = crossbeam_channel::bounded(QUEUE);
+        let writer_store = reader.clone();
+        let writer = std::thread::Builder::new()
+            .name("raft-log".into())
+            .spawn(move || {
+                Writer {
+                    wal,
+                    reader: writer_store,
+                    committed,
+                    committed_written: committed,
+                }
+                .run(&queue);
+            })?;
+        Ok(Opened {
+            log: WalLog { jobs, reader },
+            writer,
+            committed,
+            base_seq,
+        })
+    }
+
+    async fn ask(
+        &self,
+        job: impl FnOnce(tokio::sync::oneshot::Sender<io::Result<()>>) -> Job,
+    ) -> io::Result<()> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(job(done))
+            .map_err(|_| io::Error::other("the Raft log's writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| io::Error::other("the Raft log's writer has stopped"))?
+    }
+}
+
+impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
+    fn meta(&self, index: u64) -> io::Result<Option<EntryMeta>> {
+        match self.store.side_get(&key::entry(index))? {
+            Some(bytes) => Ok(Some(decode("entry", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn metas(&self, from: u64, to: Option<u64>) -> io::Result<Vec<EntryMeta>> {
+        let end = to.map_or_else(|| key::ENTRIES_END.to_vec(), key::entry);
+        self.store
+            .side_range(&key::entry(from), &end)?
+            .into_iter()
+            .map(|(_, bytes)| decode("entry", &bytes))
+            .collect()
+    }
+
+    fn last_meta(&self) -> io::Result<Option<EntryMeta>> {
+        match self.store.side_last(key::ENTRIES, key::ENTRIES_END)? {
+            Some((_, bytes)) => Ok(Some(decode("entry", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn purged(&self) -> io::Result<Option<Through>> {
+        match self.store.side_get(key::PURGED)? {
+            Some(bytes) => Ok(Some(decode("purge mark", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The last record at or before entry `index`.
+    fn seq_through(&self, index: u64, base_seq: u64) -> io::Result<u64> {
+        let mut at = index;
+        loop {
+            match self.meta(at)? {
+                Some(EntryMeta {
+                    kind: Kind::Records { first_seq, count },
+                    ..
+                }) if count > 0 => return Ok(first_seq + count - 1),
+                Some(_) if at > 0 => at -= 1,
+                _ => {
+                    let purged = self.purged()?;
+                    return Ok(purged.map_or(base_seq, |p| p.seq));
+                }
+            }
+        }
+    }
+
+    /// Drops entries that name records the log lost (a torn last write) and
+    /// returns the last record the remaining entries name.
+    fn reconcile<L: LogStore>(&self, wal: &mut Wal<L>, base_seq: u64) -> io::Result<u64> {
+        let logged = wal.next_seq() - 1;
+        while let Some(meta) = self.last_meta()? {
+            let named = self.seq_through(meta.log_id.index, base_seq)?;
+            if named <= logged {
+                return Ok(named);
+            }
+            let index = meta.log_id.index;
+            wal.append_with(
+                0,
+                Vec::new(),
+                &[SideWrite::DeleteRange(
+                    key::entry(index),
+                    key::ENTRIES_END.to_vec(),
+                )],
+            )
+            .map_err(io::Error::other)?;
+        }
+        Ok(self.purged()?.map_or(base_seq, |p| p.seq))
+    }
+
+    fn entries(&self, from: u64, to: Option<u64>) -> io::Result<Vec<Entry<ShardRaft>>> {
+        let metas = self.metas(from, to)?;
+        let first_seq = metas.iter().find_map(|m| match m.kind {
+            Kind::Records { first_seq, count } if count > 0 => Some(first_seq),
+            _ => None,
+        });
+        let mut records = first_seq
+            .map(|seq| read_from(&self.store, seq))
+            .into_iter()
+            .flatten();
+        let mut entries = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let payload = match meta.kind {
+                Kind::Blank => EntryPayload::Blank,
+                Kind::Membership(membership) => EntryPayload::Membership(membership),
+                Kind::Records { first_seq, count } => {
+                    let mut batch = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+                    for seq in first_seq..first_seq + count {
+                        let record = records
+                            .next()
+                            .ok_or_else(|| io::Error::other(format!("record {seq} is missing")))?
+                            .map_err(io::Error::other)?;
+                        if record.seq != seq {
+                            return Err(io::Error::other(format!(
+                                "entry {} names record {seq}, the log has {}",
+                                meta.log_id.index, record.seq
+                            )));
+                        }
+                        batch.push(record);
+                    }
+                    EntryPayload::Normal(ShardBatch { records: batch })
+                }
+            };
+            entries.push(Entry {
+                log_id: meta.log_id,
+                payload,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+fn read_error(error: io::Error) -> StorageError<NodeId> {
+    StorageIOError::read_logs(&error).into()
+}
+
+fn write_error(error: io::Error) -> StorageError<NodeId> {
+    StorageIOError::write_logs(&error).into()
+}
+
+impl<S: LogStore + Clone + Sync + 'static> RaftLogReader<ShardRaft> for WalLogReader<S> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<ShardRaft>>, StorageError<NodeId>> {
+        let from = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&i) => i.checked_add(1),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
+        };
+        if to.is_some_and(|to| to <= from) {
+            return Ok(Vec::new());
+        }
+        self.entries(from, to).map_err(read_error)
+    }
+}
+
+impl<S: LogStore + Clone + Sync + 'static> RaftLogReader<ShardRaft> for WalLog<S> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<ShardRaft>>, StorageError<NodeId>> {
+        self.reader.try_get_log_entries(range).await
+    }
+}
+
+impl<S: LogStore + Clone + Sync + 'static> RaftLogStorage<ShardRaft> for WalLog<S> {
+    type LogReader = WalLogReader<S>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<ShardRaft>, StorageError<NodeId>> {
+        let purged = self.reader.purged().map_err(read_error)?.map(|p| p.log_id);
+        let last = self.reader.last_meta().map_err(read_error)?;
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last.map(|m| m.log_id).or(purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.reader.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let vote = *vote;
+        self.ask(|done| Job::Vote { vote, done })
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        let bytes = self
+            .reader
+            .store
+            .side_get(key::VOTE)
+            .map_err(|e| StorageError::from(StorageIOError::read_vote(&e)))?;
+        bytes
+            .map(|b| decode("vote", &b))
+            .transpose()
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    /// Kept in memory and written with the next append: a commit the log
+    /// forgets in a crash is learned again from the leader, and an extra
+    /// sync per commit would double the cost of every batch.
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.jobs
+            .send(Job::Committed(committed))
+            .map_err(|_| write_error(io::Error::other("the Raft log's writer has stopped")))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        let bytes = self
+            .reader
+            .store
+            .side_get(key::COMMITTED)
+            .map_err(read_error)?;
+        let committed: Option<Through> = bytes
+            .map(|b| decode("commit", &b))
+            .transpose()
+            .map_err(read_error)?;
+        Ok(committed.map(|c| c.log_id))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<ShardRaft>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<ShardRaft>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let job = Job::Append {
+            entries: entries.into_iter().collect(),
+            flushed: callback,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| write_error(io::Error::other("the Raft log's writer has stopped")))
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.ask(|done| Job::Truncate { from: log_id, done })
+            .await
+            .map_err(write_error)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.ask(|done| Job::Purge { upto: log_id, done })
+            .await
+            .map_err(write_error)
+    }
+}
+
+/// The thread that owns the log.
+struct Writer<S: LogStore + Clone + Sync + 'static> {
+    wal: Wal<S>,
+    reader: WalLogReader<S>,
+    /// The newest commit openraft reported.
+    committed: Option<Through>,
+    /// The newest one written.
+    committed_written: Option<Through>,
+}
+
+impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
+    fn run(mut self, queue: &Receiver<Job>) {
+        let mut next = queue.recv().ok();
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append { entries, flushed } => {
+                    // Group commit: every append already queued goes into
+                    // the same batch and the same sync.
+                    let mut group = vec![(entries, flushed)];
+                    loop {
+                        match queue.try_recv() {
+                            Ok(Job::Append { entries, flushed }) => group.push((entries, flushed)),
+                            Ok(Job::Committed(committed)) => self.note_commit(committed),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.append(group);
+                }
+                Job::Truncate { from, done } => {
+                    let _ = done.send(self.truncate(from));
+                }
+                Job::Purge { upto, done } => {
+                    let _ = done.send(self.purge(upto));
+                }
+                Job::Vote { vote, done } => {
+                    let _ = done.send(encode(&vote).and_then(|bytes| {
+                        self.write_side(vec![SideWrite::Put(key::VOTE.to_vec(), bytes)])
+                    }));
+                }
+                Job::Committed(committed) => self.note_commit(committed),
+            }
+            if next.is_none() {
+                next = queue.recv().ok();
+            }
+        }
+    }
+
+    fn note_commit(&mut self, committed: Option<LogId<NodeId>>) {
+        let Some(log_id) = committed else { return };
+        // A commit is named with the last record it covers, so that opening
+        // replays exactly what was committed. Unknown here (not yet
+        // written, or purged): wait for a later one.
+        let base_seq = self.base_seq();
+        if let Ok(Some(meta)) = self.reader.meta(log_id.index)
+            && meta.log_id == log_id
+            && let Ok(seq) = self.reader.seq_through(log_id.index, base_seq)
+        {
+            self.committed = Some(Through { log_id, seq });
+        }
+    }
+
+    fn base_seq(&self) -> u64 {
+        self.reader
+            .store
+            .side_get(key::BASE)
+            .ok()
+            .flatten()
+            .and_then(|bytes| postcard::from_bytes(&bytes).ok())
+            .unwrap_or(0)
+    }
+
+    /// Side writes that say when the commit moved on, if it did.
+    fn commit_writes(&mut self) -> io::Result<Vec<SideWrite>> {
+        let Some(committed) = self.committed else {
+            return Ok(Vec::new());
+        };
+        if self.committed_written == Some(committed) {
+            return Ok(Vec::new());
+        }
+        let bytes = encode(&committed)?;
+        self.committed_written = self.committed;
+        Ok(vec![SideWrite::Put(key::COMMITTED.to_vec(), bytes)])
+    }
+
+    fn write_side(&mut self, mut side: Vec<SideWrite>) -> io::Result<()> {
+        side.extend(self.commit_writes()?);
+        self.wal
+            .append_with(0, Vec::new(), &side)
+            .map_err(io::Error::other)
+    }
+
+    fn append(&mut self, group: Vec<(Vec<Entry<ShardRaft>>, LogFlushed<ShardRaft>)>) {
+        let mut callbacks = Vec::with_capacity(group.len());
+        let mut entries = Vec::new();
+        for (batch, flushed) in group {
+            entries.extend(batch);
+            callbacks.push(flushed);
+        }
+        let result = self.write_entries(entries);
+        for flushed in callbacks {
+            let result = match &result {
+                Ok(()) => Ok(()),
+                Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+            };
+            flushed.log_io_completed(result);
+        }
+    }
+
+    fn write_entries(&mut self, entries: Vec<Entry<ShardRaft>>) -> io::Result<()> {
+        let mut next_seq = self.wal.next_seq();
+        let mut records = Vec::new();
+        let mut side = Vec::with_capacity(entries.len() + 1);
+        let mut stamped_at_ms = 0;
+        for entry in entries {
+            let kind = match entry.payload {
+                EntryPayload::Blank => Kind::Blank,
+                EntryPayload::Membership(membership) => Kind::Membership(membership),
+                EntryPayload::Normal(batch) => {
+                    let first_seq = next_seq;
+                    for record in &batch.records {
+                        // The leader's records continue its log, and this
+                        // log is a prefix of it: anything else is a replica
+                        // that would diverge, refused before a byte is
+                        // written.
+                        if record.seq != next_seq {
+                            return Err(io::Error::other(format!(
+                                "entry {} starts at record {}, this log continues at {next_seq}",
+                                entry.log_id.index, record.seq
+                            )));
+                        }
+                        next_seq += 1;
+                        stamped_at_ms = stamped_at_ms.max(record.timestamp_ms);
+                    }
+                    let count = batch.records.len() as u64;
+                    records.extend(batch.records);
+                    Kind::Records { first_seq, count }
+                }
+            };
+            let meta = EntryMeta {
+                log_id: entry.log_id,
+                kind,
+            };
+            side.push(SideWrite::Put(
+                key::entry(entry.log_id.index),
+                encode(&meta)?,
+            ));
+        }
+        side.extend(self.commit_writes()?);
+        self.wal
+            .append_with(stamped_at_ms, records, &side)
+            .map_err(io::Error::other)
+    }
+
+    fn truncate(&mut self, from: LogId<NodeId>) -> io::Result<()> {
+        let cut = self.reader.metas(from.index, None)?;
+        let first_seq = cut.iter().find_map(|m| match m.kind {
+            Kind::Records { first_seq, count } if count > 0 => Some(first_seq),
+            _ => None,
+        });
+        // The entries go first: records no entry names are removed on the
+        // next open if the second write is lost.
+        self.write_side(vec![SideWrite::DeleteRange(
+            key::entry(from.index),
+            key::ENTRIES_END.to_vec(),
+        )])?;
+        if let Some(first_seq) = first_seq {
+            self.wal
+                .truncate_after(first_seq - 1)
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn purge(&mut self, upto: LogId<NodeId>) -> io::Result<()> {
+        // The records stay: the sale log is the audit trail. Only what Raft
+        // says about the entries goes.
+        let seq = self.reader.seq_through(upto.index, self.base_seq())?;
+        let mark = encode(&Through { log_id: upto, seq })?;
+        self.write_side(vec![
+            SideWrite::DeleteRange(key::entry(0), key::entry(upto.index + 1)),
+            SideWrite::Put(key::PURGED.to_vec(), mark),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use ingressoja_wal::{Faults, MemStore};
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn record(seq: u64) -> Record {
+        Record {
+            seq,
+            timestamp_ms: 1_000 + seq,
+            payload: format!("record {seq}").into_bytes(),
+        }
+    }
+
+    fn batch(term: u64, index: u64, seqs: std::ops::RangeInclusive<u64>) -> Entry<ShardRaft> {
+        Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Normal(ShardBatch {
+                records: seqs.map(record).collect(),
+            }),
+        }
+    }
+
+    fn blank(term: u64, index: u64) -> Entry<ShardRaft> {
+        Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// A writer over `store`, opened as the log would be (without the
+    /// thread: tests call it directly).
+    fn writer(store: &MemStore, replayed: &mut Vec<u64>) -> Writer<MemStore> {
+        let (wal, _) = Wal::open(store.clone(), 0, |_| Ok(())).unwrap();
+        drop(wal);
+        let opened = WalLog::open(store.clone(), 0, |r| {
+            replayed.push(r.seq);
+            Ok(())
+        })
+        .unwrap();
+        drop(opened.log);
+        opened.writer.join().unwrap();
+        let (wal, _) = Wal::open(store.clone(), 0, |_| Ok(())).unwrap();
+        Writer {
+            wal,
+            reader: WalLogReader {
+                store: store.clone(),
+            },
+            committed: opened.committed,
+            committed_written: opened.committed,
+        }
+    }
+
+    fn seqs(store: &MemStore) -> Vec<u64> {
+        read_from(store, 1).map(|r| r.unwrap().seq).collect()
+    }
+
+    #[test]
+    fn a_batchs_records_are_the_sale_logs_records_and_read_back_as_entries() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        let entries = vec![blank(1, 1), batch(1, 2, 1..=3), batch(1, 3, 4..=4)];
+        w.write_entries(entries.clone()).unwrap();
+        assert_eq!(seqs(&store), vec![1, 2, 3, 4]);
+        assert_eq!(w.reader.entries(1, None).unwrap(), entries);
+        assert_eq!(w.reader.entries(3, Some(4)).unwrap(), entries[2..]);
+    }
+
+    #[test]
+    fn a_batch_that_does_not_continue_the_log_is_refused_before_a_byte_is_written() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2)]).unwrap();
+        let refused = w.write_entries(vec![batch(1, 2, 3..=3), batch(1, 3, 5..=5)]);
+        assert!(refused.unwrap_err().to_string().contains("continues at 4"));
+        assert_eq!(seqs(&store), vec![1, 2]);
+        assert_eq!(w.reader.entries(1, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn truncating_cuts_the_entries_and_their_records_and_the_log_goes_on_from_there() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2), blank(1, 2), batch(1, 3, 3..=5)])
+            .unwrap();
+        w.truncate(log_id(1, 2)).unwrap();
+        assert_eq!(seqs(&store), vec![1, 2]);
+        // A new leader's batch numbers its records from the cut.
+        w.write_entries(vec![blank(2, 2), batch(2, 3, 3..=3)])
+            .unwrap();
+        assert_eq!(seqs(&store), vec![1, 2, 3]);
+        let terms: Vec<_> = w
+            .reader
+            .entries(1, None)
+            .unwrap()
+            .iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect();
+        assert_eq!(terms, vec![(1, 1), (2, 2), (2, 3)]);
+    }
+
+    #[test]
+    fn opening_replays_only_what_was_committed_and_keeps_the_rest_for_raft() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2)]).unwrap();
+        w.note_commit(Some(log_id(1, 1)));
+        // The commit rides on the next write.
+        w.write_entries(vec![batch(1, 2, 3..=4)]).unwrap();
+        drop(w);
+        let mut replayed = Vec::new();
+        let w = writer(&store, &mut replayed);
+        assert_eq!(
+            replayed,
+            vec![1, 2],
+            "records 3 and 4 are not known committed"
+        );
+        assert_eq!(
+            w.committed,
+            Some(Through {
+                log_id: log_id(1, 1),
+                seq: 2
+            })
+        );
+        assert_eq!(
+            w.reader.entries(1, None).unwrap().len(),
+            2,
+            "both entries kept"
+        );
+    }
+
+    #[test]
+    fn entries_naming_records_a_torn_write_lost_are_dropped_when_opening() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2)]).unwrap();
+        store.inject(Faults {
+            tear_next_write_at: Some(5),
+            ..Faults::default()
+        });
+        assert!(w.write_entries(vec![batch(1, 2, 3..=4)]).is_err());
+        drop(w);
+        let w = writer(&store, &mut Vec::new());
+        assert_eq!(seqs(&store), vec![1, 2]);
+        let entries = w.reader.entries(1, None).unwrap();
+        assert_eq!(entries, vec![batch(1, 1, 1..=2)]);
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_the_log_for_every_later_write() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        store.inject(Faults {
+            fail_next_sync: true,
+            ..Faults::default()
+        });
+        assert!(w.write_entries(vec![batch(1, 1, 1..=1)]).is_err());
+        assert!(w.write_entries(vec![batch(1, 1, 1..=1)]).is_err());
+        assert!(w.truncate(log_id(1, 1)).is_err());
+        assert!(seqs(&store).is_empty());
+    }
+
+    #[test]
+    fn a_log_from_before_replication_is_the_base_the_raft_log_continues() {
+        let store = MemStore::default();
+        let (mut wal, _) = Wal::open(store.clone(), 0, |_| Ok(())).unwrap();
+        wal.append(1, vec![record(1), record(2)]).unwrap();
+        drop(wal);
+        let mut w = writer(&store, &mut Vec::new());
+        assert!(w.reader.entries(0, None).unwrap().is_empty());
+        w.write_entries(vec![blank(1, 1), batch(1, 2, 3..=3)])
+            .unwrap();
+        drop(w);
+        // Opened again, nothing is cut: the base is not "records no entry
+        // names".
+        let w = writer(&store, &mut Vec::new());
+        assert_eq!(seqs(&store), vec![1, 2, 3]);
+        assert_eq!(w.reader.seq_through(1, 2).unwrap(), 2);
+        assert_eq!(w.reader.seq_through(2, 2).unwrap(), 3);
+    }
+
+    #[test]
+    fn purging_forgets_the_entries_but_keeps_the_sale_log() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2), batch(1, 2, 3..=3), blank(1, 3)])
+            .unwrap();
+        w.purge(log_id(1, 2)).unwrap();
+        assert_eq!(seqs(&store), vec![1, 2, 3]);
+        assert_eq!(w.reader.entries(0, None).unwrap(), vec![blank(1, 3)]);
+        assert_eq!(
+            w.reader.purged().unwrap(),
+            Some(Through {
+                log_id: log_id(1, 2),
+                seq: 3
+            })
+        );
+        assert_eq!(w.reader.seq_through(3, 0).unwrap(), 3);
+    }
+}
