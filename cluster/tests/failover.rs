@@ -6,6 +6,8 @@
 //! tokio's paused clock, so election timeouts pass without waiting.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +15,18 @@ use std::time::Duration;
 use ingressoja_cluster::memory::{MemoryLog, MemoryMachine};
 use ingressoja_cluster::memory_network::Router;
 use ingressoja_cluster::{NodeId, ShardBatch, ShardRaft};
-use openraft::{BasicNode, Config, Raft};
-
-const DEADLINE: Option<Duration> = Some(Duration::from_secs(30));
+use openraft::{Config, Raft};
+use support::{DEADLINE, applied_everywhere, found_group, leader_among};
 
 struct Node {
     raft: Raft<ShardRaft>,
     machine: MemoryMachine,
+}
+
+impl AsRef<Raft<ShardRaft>> for Node {
+    fn as_ref(&self) -> &Raft<ShardRaft> {
+        &self.raft
+    }
 }
 
 async fn start(router: &Router, id: NodeId) -> Node {
@@ -44,7 +51,6 @@ async fn start(router: &Router, id: NodeId) -> Node {
     Node { raft, machine }
 }
 
-/// Nodes 1, 2 and 3 on one in-memory network, initialized as one group.
 /// A batch of one record (the in-memory log does not check numbering).
 fn batch(payload: &[u8]) -> ShardBatch {
     ShardBatch {
@@ -56,40 +62,15 @@ fn batch(payload: &[u8]) -> ShardBatch {
     }
 }
 
+/// Nodes 1, 2 and 3 on one in-memory network, initialized as one group.
 async fn three_nodes() -> (Router, BTreeMap<NodeId, Node>) {
     let router = Router::default();
     let mut nodes = BTreeMap::new();
     for id in 1..=3 {
         nodes.insert(id, start(&router, id).await);
     }
-    let members: BTreeMap<NodeId, BasicNode> =
-        (1..=3).map(|id| (id, BasicNode::default())).collect();
-    nodes[&1].raft.initialize(members).await.unwrap();
+    found_group(&nodes).await;
     (router, nodes)
-}
-
-async fn leader_among(nodes: &BTreeMap<NodeId, Node>, among: &[NodeId]) -> NodeId {
-    let first = &nodes[&among[0]].raft;
-    let metrics = first
-        .wait(DEADLINE)
-        .metrics(
-            |m| m.current_leader.is_some_and(|l| among.contains(&l)),
-            "a leader among the connected nodes",
-        )
-        .await
-        .unwrap();
-    metrics.current_leader.unwrap()
-}
-
-async fn applied_everywhere(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId], index: u64) {
-    for id in ids {
-        nodes[id]
-            .raft
-            .wait(DEADLINE)
-            .applied_index_at_least(Some(index), format!("node {id} applies {index}"))
-            .await
-            .unwrap();
-    }
 }
 
 #[tokio::test(start_paused = true)]

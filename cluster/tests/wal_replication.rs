@@ -7,6 +7,8 @@
 //! threads, so time here is real time (timeouts are short).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +19,8 @@ use ingressoja_cluster::wal_log::WalLog;
 use ingressoja_cluster::{NodeId, ShardBatch, ShardRaft};
 use ingressoja_wal::{MemStore, Record, read_from};
 use openraft::storage::RaftLogStorage;
-use openraft::{BasicNode, Config, Raft};
-
-const DEADLINE: Option<Duration> = Some(Duration::from_secs(30));
+use openraft::{Config, Raft};
+use support::{applied_everywhere, found_group, leader_among};
 
 struct Node {
     raft: Raft<ShardRaft>,
@@ -54,6 +55,12 @@ impl Node {
     }
 }
 
+impl AsRef<Raft<ShardRaft>> for Node {
+    fn as_ref(&self) -> &Raft<ShardRaft> {
+        &self.raft
+    }
+}
+
 async fn start(router: &Router, id: NodeId) -> Node {
     let config = Config {
         heartbeat_interval: 50,
@@ -81,30 +88,6 @@ async fn start(router: &Router, id: NodeId) -> Node {
     }
 }
 
-async fn leader_among(nodes: &BTreeMap<NodeId, Node>, among: &[NodeId]) -> NodeId {
-    let metrics = nodes[&among[0]]
-        .raft
-        .wait(DEADLINE)
-        .metrics(
-            |m| m.current_leader.is_some_and(|l| among.contains(&l)),
-            "a leader among the connected nodes",
-        )
-        .await
-        .unwrap();
-    metrics.current_leader.unwrap()
-}
-
-async fn applied_everywhere(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId], index: u64) {
-    for id in ids {
-        nodes[id]
-            .raft
-            .wait(DEADLINE)
-            .applied_index_at_least(Some(index), format!("node {id} applies {index}"))
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_ends_with_the_same_sale_log_after_a_deposed_leaders_batch_is_cut() {
     let router = Router::default();
@@ -112,9 +95,7 @@ async fn every_node_ends_with_the_same_sale_log_after_a_deposed_leaders_batch_is
     for id in 1..=3 {
         nodes.insert(id, start(&router, id).await);
     }
-    let members: BTreeMap<NodeId, BasicNode> =
-        (1..=3).map(|id| (id, BasicNode::default())).collect();
-    nodes[&1].raft.initialize(members).await.unwrap();
+    found_group(&nodes).await;
 
     let leader = leader_among(&nodes, &[1, 2, 3]).await;
     let batch = nodes[&leader].batch(&["joined", "held", "bought"]);
