@@ -12,11 +12,13 @@
 //! - `wal_log.rs`: the Raft log kept in the shard's write-ahead log (the
 //!   sale log's own records, what Raft says about them beside), with group
 //!   commit on a writer thread; it passes the same suite.
+//! - `no_peers.rs`: the network of a one-voter group (a single node).
 //! - `memory_network.rs`: an in-process network between nodes that a test
 //!   can cut (a partition, a dead machine).
 
 pub mod memory;
 pub mod memory_network;
+pub mod no_peers;
 pub mod types;
 pub mod wal_log;
 

@@ -30,7 +30,7 @@ use ingressoja_wal::{LogStore, OpenError, Record, SideWrite, Wal, read_from};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, Membership, OptionalSend, RaftLogReader, StorageError,
-    StorageIOError, Vote,
+    StorageIOError, StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +164,12 @@ pub struct Opened<S: LogStore + Clone + Sync + 'static> {
     pub committed: Option<Through>,
     /// The last record before the Raft log began.
     pub base_seq: u64,
+    /// Records handed to `replay`.
+    pub replayed: u64,
+    /// The log's last record after opening (committed or not).
+    pub last_seq: u64,
+    /// A torn last batch the log cut (a write never acknowledged).
+    pub cut: Option<ingressoja_wal::TailCut>,
 }
 
 impl<S: LogStore + Clone + Sync + 'static> Debug for WalLog<S> {
@@ -192,8 +198,10 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             None => None,
         };
         let replay_upto = committed.map_or(0, |c| c.seq);
-        let (mut wal, _) = Wal::open(store, anchor_seq, |record| {
+        let mut replayed = 0;
+        let (mut wal, report) = Wal::open(store, anchor_seq, |record| {
             if record.seq <= replay_upto {
+                replayed += 1;
                 replay(record)
             } else {
                 Ok(())
@@ -220,6 +228,27 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
         if named < logged {
             wal.truncate_after(named).map_err(io::Error::other)?;
         }
+        // A commit the log no longer holds (cut by a point-in-time
+        // restore) is forgotten: openraft must not be told of an entry
+        // that is not there.
+        let committed = match committed {
+            Some(through)
+                if reader.meta(through.log_id.index)?.map(|m| m.log_id) != Some(through.log_id) =>
+            {
+                wal.append_with(
+                    0,
+                    Vec::new(),
+                    &[SideWrite::DeleteRange(
+                        key::COMMITTED.to_vec(),
+                        key::ENTRIES.to_vec(),
+                    )],
+                )
+                .map_err(io::Error::other)?;
+                None
+            }
+            other => other,
+        };
+        let last_seq = wal.next_seq() - 1;
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE);
         let writer_store = reader.clone();
         let writer = std::thread::Builder::new()
@@ -238,7 +267,15 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             writer,
             committed,
             base_seq,
+            replayed,
+            last_seq,
+            cut: report.cut,
         })
+    }
+
+    /// A reader of the log (for the state machine's own lookups).
+    pub fn reader(&self) -> WalLogReader<S> {
+        self.reader.clone()
     }
 
     async fn ask(
@@ -255,7 +292,47 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
     }
 }
 
+/// What a state machine holding the records up to some sequence number
+/// has applied, in Raft's terms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedAt {
+    /// The last entry applied.
+    pub log_id: Option<LogId<NodeId>>,
+    /// The membership as of that entry.
+    pub membership: StoredMembership<NodeId, BasicNode>,
+}
+
 impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
+    /// What a state holding every record up to `seq` has applied: each
+    /// entry whose records it holds, and entries without records up to
+    /// `committed` (an uncommitted entry is never claimed: a new leader may
+    /// still cut it). An entry the state holds only part of (a snapshot
+    /// taken inside a group commit) is not claimed; openraft applies it
+    /// again, and the records already held are skipped by number. Reads
+    /// every entry: done once, at start.
+    pub fn applied_at(&self, seq: u64, committed: Option<u64>) -> io::Result<AppliedAt> {
+        let mut applied = AppliedAt::default();
+        if let Some(purged) = self.purged()?
+            && purged.seq <= seq
+        {
+            applied.log_id = Some(purged.log_id);
+        }
+        for meta in self.metas(0, None)? {
+            let claimed = match meta.kind {
+                Kind::Records { first_seq, count } if count > 0 => first_seq + count - 1 <= seq,
+                _ => committed.is_some_and(|c| meta.log_id.index <= c),
+            };
+            if !claimed {
+                break;
+            }
+            applied.log_id = Some(meta.log_id);
+            if let Kind::Membership(membership) = meta.kind {
+                applied.membership = StoredMembership::new(Some(meta.log_id), membership);
+            }
+        }
+        Ok(applied)
+    }
+
     fn meta(&self, index: u64) -> io::Result<Option<EntryMeta>> {
         match self.store.side_get(&key::entry(index))? {
             Some(bytes) => Ok(Some(decode("entry", &bytes)?)),
@@ -270,6 +347,11 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
             .into_iter()
             .map(|(_, bytes)| decode("entry", &bytes))
             .collect()
+    }
+
+    /// The last entry's log id (none in an empty log).
+    pub fn last_log_id(&self) -> io::Result<Option<LogId<NodeId>>> {
+        Ok(self.last_meta()?.map(|m| m.log_id))
     }
 
     fn last_meta(&self) -> io::Result<Option<EntryMeta>> {
@@ -304,8 +386,11 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
         }
     }
 
-    /// Drops entries that name records the log lost (a torn last write) and
-    /// returns the last record the remaining entries name.
+    /// Drops entries that name records the log lost (a torn last write)
+    /// and returns the last record the remaining entries name. An entry
+    /// the log's end falls inside (only a point-in-time restore cuts there)
+    /// is shortened to the records kept, so a restore keeps what it asked
+    /// for.
     fn reconcile<L: LogStore>(&self, wal: &mut Wal<L>, base_seq: u64) -> io::Result<u64> {
         let logged = wal.next_seq() - 1;
         while let Some(meta) = self.last_meta()? {
@@ -314,15 +399,21 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
                 return Ok(named);
             }
             let index = meta.log_id.index;
-            wal.append_with(
-                0,
-                Vec::new(),
-                &[SideWrite::DeleteRange(
-                    key::entry(index),
-                    key::ENTRIES_END.to_vec(),
-                )],
-            )
-            .map_err(io::Error::other)?;
+            let change = match meta.kind {
+                Kind::Records { first_seq, .. } if first_seq <= logged => {
+                    let kept = EntryMeta {
+                        log_id: meta.log_id,
+                        kind: Kind::Records {
+                            first_seq,
+                            count: logged - first_seq + 1,
+                        },
+                    };
+                    SideWrite::Put(key::entry(index), encode(&kept)?)
+                }
+                _ => SideWrite::DeleteRange(key::entry(index), key::ENTRIES_END.to_vec()),
+            };
+            wal.append_with(0, Vec::new(), &[change])
+                .map_err(io::Error::other)?;
         }
         Ok(self.purged()?.map_or(base_seq, |p| p.seq))
     }
@@ -874,6 +965,29 @@ mod tests {
         assert_eq!(seqs(&store), vec![1, 2, 3]);
         assert_eq!(w.reader.seq_through(1, 2).unwrap(), 2);
         assert_eq!(w.reader.seq_through(2, 2).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_point_in_time_restore_keeps_every_record_it_asked_for() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2), batch(1, 2, 3..=6)])
+            .unwrap();
+        w.note_commit(Some(log_id(1, 2)));
+        w.write_entries(vec![blank(1, 3)]).unwrap();
+        // The restore cuts records after 4, inside entry 2.
+        w.wal.truncate_after(4).unwrap();
+        drop(w);
+        let mut replayed = Vec::new();
+        let w = writer(&store, &mut replayed);
+        assert_eq!(seqs(&store), vec![1, 2, 3, 4]);
+        assert_eq!(
+            w.reader.entries(1, None).unwrap(),
+            vec![batch(1, 1, 1..=2), batch(1, 2, 3..=4)]
+        );
+        // The commit named entry 2 whole; entry 2 is still there (shorter),
+        // so it stands, and replay gives what the log holds of it.
+        assert_eq!(replayed, vec![1, 2, 3, 4]);
     }
 
     #[test]

@@ -112,7 +112,5 @@ fn recover_read_only(
     store: ingressoja_wal::RocksStore,
     snapshots: &SnapshotDir,
 ) -> Result<(ShardState, recovery::RecoveryReport), BackupError> {
-    let (state, _wal, report) =
-        recovery::recover(store, snapshots).map_err(|e| BackupError::Invalid(e.to_string()))?;
-    Ok((state, report))
+    recovery::replay_whole_log(store, snapshots).map_err(|e| BackupError::Invalid(e.to_string()))
 }

@@ -14,6 +14,10 @@ use rocksdb::DB;
 /// The column family of the sale log.
 pub const WAL_FAMILY: &str = "wal";
 
+/// The column family where the Raft log keeps what it says about the sale
+/// log's records (the wal's side keyspace: entries' terms, the vote).
+pub const RAFT_FAMILY: &str = "raft";
+
 /// Paths inside a data directory.
 #[derive(Clone, Debug)]
 pub struct DataDir {
@@ -47,14 +51,19 @@ impl DataDir {
     /// `families` beside it, and every family it already has (RocksDB
     /// opens a database for writing only with all of them).
     pub fn open_db(&self, families: &[&str]) -> io::Result<Arc<DB>> {
-        let mut all = vec![WAL_FAMILY];
-        all.extend(families.iter().copied().filter(|f| *f != WAL_FAMILY));
+        let mut all = vec![WAL_FAMILY, RAFT_FAMILY];
+        all.extend(
+            families
+                .iter()
+                .copied()
+                .filter(|f| *f != WAL_FAMILY && *f != RAFT_FAMILY),
+        );
         open_db(&self.db_path(), &all)
     }
 
     /// The sale log's store in `db`.
     pub fn wal_store(db: Arc<DB>) -> io::Result<RocksStore> {
-        RocksStore::new(db, WAL_FAMILY)
+        RocksStore::with_side(db, WAL_FAMILY, RAFT_FAMILY)
     }
 
     /// The snapshot directory, keeping the newest `keep`.

@@ -19,7 +19,9 @@
 //! at once (`Overloaded`, which the HTTP layer turns into 503).
 //!
 //! - `shard.rs`: the shard loop, ticks, snapshots triggers.
-//! - `writer.rs`: group commit and poisoning.
+//! - `writer.rs`: group commit (one Raft entry per group) and poisoning.
+//! - `replication.rs`: the shard's log as a Raft group (a single node is a
+//!   group of one voter), and the state machine that feeds the shard.
 //! - `snapshotter.rs`: writes snapshots once the log covers them.
 //! - `recovery.rs`: snapshot + log replay at start; `ShardState`.
 //! - `shared.rs`: the durability watermark and figures.
@@ -36,6 +38,7 @@ pub mod log_entry;
 pub mod log_tools;
 pub mod progress;
 pub mod recovery;
+pub mod replication;
 pub mod restore;
 pub mod sale_log;
 mod shard;
@@ -202,6 +205,10 @@ pub enum RuntimeError {
     /// everything).
     #[error("the snapshot failed: {0}")]
     SnapshotFailed(String),
+    /// This node does not lead its shard's Raft group (yet): nothing was
+    /// applied; retry (through the leader).
+    #[error("this node does not lead its shard right now; retry shortly")]
+    NotLeader,
 }
 
 /// Why the runtime did not start.
@@ -213,6 +220,9 @@ pub enum StartError {
     /// Recovery refused the stored data.
     #[error("recovery failed: {0}")]
     Recovery(#[from] recovery::RecoveryError),
+    /// The shard's Raft group would not start.
+    #[error(transparent)]
+    Group(#[from] replication::GroupError),
 }
 
 pub(crate) enum Request {
@@ -245,6 +255,14 @@ pub(crate) enum Request {
         settlement: Settlement,
         reply: oneshot::Sender<Result<bool, RuntimeError>>,
     },
+    /// Records the Raft group committed, for the engines (see
+    /// `replication.rs`); answered once they are applied.
+    Committed {
+        records: Vec<ingressoja_wal::Record>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// This shard now leads and has applied its whole log: it takes writes.
+    Lead,
     Shutdown,
 }
 
@@ -253,6 +271,8 @@ pub struct Runtime {
     requests: Sender<Request>,
     shared: Arc<shared::Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The shard's Raft group (stopped after the threads).
+    group: Option<replication::Group>,
     recovery: RecoveryReport,
     /// The database, for online backups and reading the sale log (absent
     /// when started on another store). Never handed out.
@@ -289,7 +309,7 @@ impl Runtime {
 
     /// Like [`Runtime::start`], with the log in `store` (tests inject faults
     /// through it); snapshots still live in the data directory.
-    pub fn start_on<S: LogStore + 'static>(
+    pub fn start_on<S: LogStore + Clone + Sync + 'static>(
         store: S,
         options: RuntimeOptions,
         clock: Arc<dyn Clock>,
@@ -297,8 +317,13 @@ impl Runtime {
         let data = DataDir::create(&options.data_dir)?;
         let options_dir = options.data_dir.clone();
         let snapshots = data.snapshots(options.snapshots_kept)?;
-        let (state, wal, recovery) = recovery::recover(store, &snapshots)?;
-        log_recovery(&recovery);
+        let (state, opened, mut recovery) = recovery::recover(store, &snapshots)?;
+        let replayed_at_open = recovery.last_seq;
+        let applied = opened
+            .log
+            .reader()
+            .applied_at(recovery.last_seq, opened.committed.map(|c| c.log_id.index))
+            .map_err(recovery::RecoveryError::Io)?;
         let shared = Arc::new(shared::Shared::new(recovery.last_seq));
         let write_delay = std::time::Duration::from_millis(options.simulated_write_delay_ms);
         let (requests, request_rx) = crossbeam_channel::bounded(options.queue_capacity);
@@ -317,15 +342,43 @@ impl Runtime {
             last_tick_ms: 0,
             records_since_snapshot: 0,
             last_snapshot_ms: now,
+            leading: false,
         };
+        let shard_thread = spawn("ingressoja-shard", move || shard.run(request_rx))?;
+        // The shard follows until its group of one has elected it and it
+        // has applied the log's tail that was not known committed.
+        let machine = replication::ShardMachine::new(requests.clone(), applied);
+        let group = match replication::Group::start_alone(opened.log, opened.writer, machine) {
+            Ok(group) => group,
+            Err(error) => {
+                let _ = requests.send(Request::Shutdown);
+                let _ = shard_thread.join();
+                return Err(error.into());
+            }
+        };
+        let _ = requests.send(Request::Lead);
+        recovery.last_seq = shared.durable_seq();
+        recovery.replayed += recovery.last_seq - replayed_at_open;
+        recovery.cut = opened.cut;
+        log_recovery(&recovery);
         let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
         let writer_notices = notices.clone();
         let writer_shared = shared.clone();
         let snapshot_shared = shared.clone();
+        let proposer = writer::Proposer {
+            raft: group.raft.clone(),
+            tokio: group.tokio.handle().clone(),
+        };
         let threads = vec![
-            spawn("ingressoja-shard", move || shard.run(request_rx))?,
+            shard_thread,
             spawn("ingressoja-wal", move || {
-                writer::run(wal, writer_rx, writer_shared, writer_notices, write_delay)
+                writer::run(
+                    &proposer,
+                    writer_rx,
+                    writer_shared,
+                    writer_notices,
+                    write_delay,
+                );
             })?,
             spawn("ingressoja-snap", move || {
                 snapshotter::run(snapshots, snapshot_rx, snapshot_shared)
@@ -335,6 +388,7 @@ impl Runtime {
             requests,
             shared,
             threads,
+            group: Some(group),
             recovery,
             db: None,
             snapshots_path: data.snapshots_path(),
@@ -548,6 +602,11 @@ impl Runtime {
         let _ = self.requests.send(Request::Shutdown);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        // Every answer is out (the writer waited for its commits): the
+        // group can go.
+        if let Some(group) = self.group.take() {
+            group.stop();
         }
     }
 

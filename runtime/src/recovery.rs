@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use ingressoja_cluster::wal_log::{Opened, WalLog, WalLogError};
 use ingressoja_engine::{ConfigError, Engine};
 use ingressoja_wal::{LogStore, Record, TailCut, Wal};
 use serde::{Deserialize, Serialize};
@@ -181,14 +182,14 @@ pub enum RecoveryError {
     Io(#[from] std::io::Error),
     /// The log refused to open.
     #[error(transparent)]
-    Log(#[from] ingressoja_wal::OpenError),
+    Log(#[from] WalLogError),
 }
 
 /// Rebuilds a shard's state: the newest valid snapshot, then the log after it.
-pub fn recover<S: LogStore>(
+pub fn recover<S: LogStore + Clone + Sync + 'static>(
     store: S,
     snapshots: &ingressoja_snapshots::SnapshotDir,
-) -> Result<(ShardState, Wal<S>, RecoveryReport), RecoveryError> {
+) -> Result<(ShardState, Opened<S>, RecoveryReport), RecoveryError> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
     let search = snapshots.load_newest::<ShardState>()?;
@@ -204,12 +205,52 @@ pub fn recover<S: LogStore>(
         }
         None => (ShardState::default(), 0),
     };
-    let (wal, opened) = Wal::open(store, anchor, |record| {
-        state.apply_record(record).map_err(Into::into)
+    // Only records known committed are replayed here; the log's tail after
+    // them is applied by the Raft group once it has committed them.
+    let mut through = anchor;
+    let opened = WalLog::open(store, anchor, |record| {
+        state.apply_record(record)?;
+        through = record.seq;
+        Ok(())
     })?;
+    report.replayed = opened.replayed;
+    report.cut.clone_from(&opened.cut);
+    report.last_seq = through;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok((state, opened, report))
+}
+
+/// What a stopped node's data holds, for the offline tools (backup verify,
+/// restore): the newest snapshot and every record after it, to the log's
+/// end. On a single node that is exactly what its next start will hold (a
+/// group of one commits its whole log when it leads again); on a follower
+/// the tail may still be cut by its leader.
+pub fn replay_whole_log<S: LogStore>(
+    store: S,
+    snapshots: &ingressoja_snapshots::SnapshotDir,
+) -> Result<(ShardState, RecoveryReport), RecoveryError> {
+    let started = Instant::now();
+    let mut report = RecoveryReport::default();
+    let search = snapshots.load_newest::<ShardState>()?;
+    report.skipped_snapshots = search
+        .skipped
+        .iter()
+        .map(|(path, e)| format!("{}: {e}", path.display()))
+        .collect();
+    let (mut state, anchor) = match search.found {
+        Some(loaded) => {
+            report.snapshot_seq = Some(loaded.last_seq);
+            (loaded.state, loaded.last_seq)
+        }
+        None => (ShardState::default(), 0),
+    };
+    let (_, opened) = Wal::open(store, anchor, |record| {
+        state.apply_record(record).map_err(Into::into)
+    })
+    .map_err(WalLogError::from)?;
     report.replayed = opened.records_replayed;
     report.cut = opened.cut;
     report.last_seq = opened.last_seq;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok((state, wal, report))
+    Ok((state, report))
 }

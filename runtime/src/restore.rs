@@ -76,8 +76,8 @@ pub fn restore(backup: &Path, data: &Path, until: Until) -> Result<RestoreSummar
     snapshots.remove_after(restored_seq)?;
 
     let store = DataDir::wal_store(target.open_db(&[])?)?;
-    let (state, _, report) =
-        recovery::recover(store, &snapshots).map_err(|e| BackupError::Invalid(e.to_string()))?;
+    let (state, report) = recovery::replay_whole_log(store, &snapshots)
+        .map_err(|e| BackupError::Invalid(e.to_string()))?;
     Ok(RestoreSummary {
         backup_last_seq: opened.last_seq,
         restored_seq: report.last_seq,

@@ -81,6 +81,10 @@ pub(crate) struct Shard {
     pub last_tick_ms: u64,
     pub records_since_snapshot: u64,
     pub last_snapshot_ms: u64,
+    /// Whether this shard leads its Raft group and has applied its whole
+    /// log: only then does it take writes (its records must continue the
+    /// log). Until then writes are refused with `NotLeader`.
+    pub leading: bool,
 }
 
 impl Shard {
@@ -132,7 +136,6 @@ impl Shard {
         let mut job = WriteJob {
             records: Vec::new(),
             notices: Vec::new(),
-            stamped_at_ms: now,
             completions: Vec::new(),
         };
         let mut shutdown = false;
@@ -145,6 +148,10 @@ impl Shard {
             }
         }
         for request in batch {
+            let request = match self.refuse_unless_leading(request) {
+                Some(request) => request,
+                None => continue,
+            };
             match request {
                 Request::Apply {
                     event,
@@ -191,6 +198,10 @@ impl Shard {
                     let logged = self.settle_payment(payment, settlement, now, &mut job.records);
                     when_durable(&mut job, logged, send_to(reply));
                 }
+                Request::Committed { records, done } => {
+                    let _ = done.send(self.apply_committed(records));
+                }
+                Request::Lead => self.leading = true,
                 Request::Shutdown => shutdown = true,
             }
         }
@@ -203,6 +214,70 @@ impl Shard {
             self.take_snapshot(now, snapshot_requests);
         }
         shutdown
+    }
+
+    /// Answers a write with `NotLeader` while this shard does not lead
+    /// (returns `None`: handled); hands anything else back.
+    fn refuse_unless_leading(&self, request: Request) -> Option<Request> {
+        if self.leading {
+            return Some(request);
+        }
+        match request {
+            Request::Apply { event, after, .. } => {
+                let respond = after(self.state.events.get(&event));
+                respond(Err(RuntimeError::NotLeader));
+                None
+            }
+            Request::CreateEvent { reply, .. } => {
+                let _ = reply.send(Err(RuntimeError::NotLeader));
+                None
+            }
+            Request::StartPayment { reply, .. } => {
+                let _ = reply.send(Err(RuntimeError::NotLeader));
+                None
+            }
+            Request::SettlePayment { reply, .. } => {
+                let _ = reply.send(Err(RuntimeError::NotLeader));
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Applies records the Raft group committed. Those already in the
+    /// engines (this shard's own, or replayed at start) are skipped by
+    /// number; the next ones are replayed as recovery replays them. A gap,
+    /// or a record the engines refuse, is an error: the node stops rather
+    /// than hold a state the log does not describe.
+    fn apply_committed(&mut self, records: Vec<Record>) -> Result<(), String> {
+        // Committed up to the last of these, not up to what this shard has
+        // numbered: a leader's later records are not committed yet.
+        let committed = records.last().map(|r| r.seq);
+        for record in records {
+            if record.seq < self.next_seq {
+                continue;
+            }
+            if record.seq > self.next_seq {
+                let reason = format!(
+                    "committed record {} does not follow record {}",
+                    record.seq,
+                    self.next_seq - 1
+                );
+                self.shared.poison(reason.clone());
+                return Err(reason);
+            }
+            if let Err(error) = self.state.apply_record(&record) {
+                let reason = format!("committed record {} does not apply: {error}", record.seq);
+                self.shared.poison(reason.clone());
+                return Err(reason);
+            }
+            self.next_seq += 1;
+            self.records_since_snapshot += 1;
+        }
+        if let Some(seq) = committed {
+            self.shared.set_durable(seq);
+        }
+        Ok(())
     }
 
     fn apply(

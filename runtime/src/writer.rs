@@ -1,14 +1,16 @@
 //! The log writer thread: group commit. It takes every job the shard has
-//! queued, writes all their records as one batch with one fsync, and only
-//! then answers the jobs' requests, in order. A failed write poisons the log;
-//! that job and every later one are answered with the error, and the process
-//! reports itself unhealthy instead of guessing what reached the disk.
+//! queued and proposes all their records as one Raft entry (which the log
+//! store writes as one batch with one sync); a task answers the jobs'
+//! requests, in order, once the entry is committed: on a single node, once
+//! it is synced. A failed write poisons the log; that job and every later
+//! one are answered with the error, and the process reports itself
+//! unhealthy instead of guessing what reached the disk.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use ingressoja_wal::{LogStore, Record, Wal};
+use ingressoja_wal::Record;
 
 use super::RuntimeError;
 use super::shared::Shared;
@@ -47,20 +49,56 @@ pub struct WriteJob {
     pub records: Vec<Record>,
     /// The batch's changes, to publish once durable.
     pub notices: Vec<Notice>,
-    /// The shard's time stamp for the batch.
-    pub stamped_at_ms: u64,
     /// Answers to send once the records are durable, in order.
     pub completions: Vec<Completion>,
 }
 
-/// Runs until the shard drops its sender.
-pub fn run<S: LogStore>(
-    mut wal: Wal<S>,
+/// Group commits proposed and not yet committed, at most: beyond this the
+/// writer waits (and the shard behind it, and new requests get 503).
+const MAX_IN_FLIGHT: usize = 64;
+
+/// The Raft group the writer proposes to: the node and a handle on the
+/// runtime its tasks run on.
+pub struct Proposer {
+    /// The node.
+    pub raft: openraft::Raft<ingressoja_cluster::ShardRaft>,
+    /// Its runtime.
+    pub tokio: tokio::runtime::Handle,
+}
+
+/// One group commit on its way: what to do once Raft has committed it.
+struct InFlight {
+    /// Raft's answer, if the group had records and was proposed.
+    answer: Option<Answer>,
+    last_seq: Option<u64>,
+    count: u64,
+    started: Instant,
+    completions: Vec<Completion>,
+    notices: Vec<Notice>,
+}
+
+type Answer = tokio::sync::oneshot::Receiver<
+    Result<
+        openraft::raft::ClientWriteResponse<ingressoja_cluster::ShardRaft>,
+        openraft::error::ClientWriteError<ingressoja_cluster::NodeId, openraft::BasicNode>,
+    >,
+>;
+
+/// Runs until the shard drops its sender: each group of queued jobs is
+/// proposed as one Raft entry at once (proposals pipeline), and a task
+/// answers them in order as their entries commit.
+pub fn run(
+    proposer: &Proposer,
     jobs: Receiver<WriteJob>,
     shared: Arc<Shared>,
     notices: Notices,
     simulated_delay: std::time::Duration,
 ) {
+    let (in_flight, committed) = tokio::sync::mpsc::channel(MAX_IN_FLIGHT);
+    let answering = proposer
+        .tokio
+        .spawn(answer_in_order(committed, Arc::clone(&shared), notices));
+    let mut last_proposed = shared.durable_seq();
     while let Ok(first) = jobs.recv() {
         if !simulated_delay.is_zero() {
             // Fault injection only (see `RuntimeOptions`): a slow disk.
@@ -77,21 +115,33 @@ pub fn run<S: LogStore>(
                 Err(_) => break,
             }
         }
-        commit(&mut wal, group, &shared, &notices);
+        let flight = propose(proposer, group, &shared, &mut last_proposed);
+        if in_flight.blocking_send(flight).is_err() {
+            break;
+        }
     }
+    drop(in_flight);
+    let _ = proposer.tokio.block_on(answering);
 }
 
-fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared, notices: &Notices) {
-    let stamped_at_ms = group.iter().map(|j| j.stamped_at_ms).max().unwrap_or(0);
+/// One group's records, answers and notices, checked.
+struct Gathered {
+    records: Vec<Record>,
+    completions: Vec<Completion>,
+    notices: Vec<Notice>,
+}
+
+/// Joins a group's jobs, checking that their records continue the log
+/// (`last_proposed` is the last record proposed so far).
+fn gather(group: Vec<WriteJob>, shared: &Shared, last_proposed: u64) -> Gathered {
     let mut records = Vec::with_capacity(group.iter().map(|j| j.records.len()).sum());
     let mut completions = Vec::new();
-    let mut published = Vec::new();
+    let mut notices = Vec::new();
     for job in group {
         records.extend(job.records);
         completions.extend(job.completions);
-        published.extend(job.notices);
+        notices.extend(job.notices);
     }
-    let last_seq = records.last().map(|r| r.seq);
     // The shard numbers records one after another, and jobs arrive in the
     // order it sent them: a gap or a repeat would be a log that replays to
     // something else than what was answered.
@@ -101,51 +151,112 @@ fn commit<S: LogStore>(wal: &mut Wal<S>, group: Vec<WriteJob>, shared: &Shared, 
             .all(|pair| pair[0].seq + 1 == pair[1].seq),
         "a batch's records are not consecutive"
     );
-    if let (None, Some(first)) = (wal.poisoned(), records.first()) {
+    if let (None, Some(first)) = (shared.poisoned(), records.first()) {
         assert_eq!(
             first.seq,
-            shared.durable_seq() + 1,
-            "a batch does not follow the durable log"
+            last_proposed + 1,
+            "a batch does not follow the log"
         );
     }
+    Gathered {
+        records,
+        completions,
+        notices,
+    }
+}
+
+fn propose(
+    proposer: &Proposer,
+    group: Vec<WriteJob>,
+    shared: &Shared,
+    last_proposed: &mut u64,
+) -> InFlight {
+    let Gathered {
+        records,
+        completions,
+        notices,
+    } = gather(group, shared, *last_proposed);
+    let last_seq = records.last().map(|r| r.seq);
     let count = records.len() as u64;
     let started = Instant::now();
-    let result = match (wal.poisoned(), last_seq) {
-        (Some(reason), _) => Err(RuntimeError::Durability(reason.to_string())),
-        (None, None) => Ok(()),
-        (None, Some(last_seq)) => match wal.append(stamped_at_ms, records) {
-            Ok(()) => {
-                let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                shared.set_durable(last_seq);
-                shared.record(|s| {
-                    s.batches_written += 1;
-                    s.records_written += count;
-                    s.last_append_us = elapsed_us;
-                });
-                shared.committed(count, elapsed_us);
-                Ok(())
+    let answer = match (shared.poisoned(), last_seq) {
+        (None, Some(last)) => {
+            let batch = ingressoja_cluster::ShardBatch { records };
+            match proposer
+                .tokio
+                .block_on(proposer.raft.client_write_ff(batch))
+            {
+                Ok(answer) => {
+                    *last_proposed = last;
+                    Some(answer)
+                }
+                Err(fatal) => {
+                    shared.poison(format!("the Raft group stopped: {fatal}"));
+                    None
+                }
             }
-            Err(error) => {
-                shared.poison(error.to_string());
-                Err(RuntimeError::Durability(error.to_string()))
-            }
-        },
-    };
-    if result.is_ok() {
-        for notice in published {
-            // No subscriber is fine: nobody is listening.
-            let _ = notices.send(notice);
         }
+        _ => None,
+    };
+    InFlight {
+        answer,
+        last_seq,
+        count,
+        started,
+        completions,
+        notices,
     }
-    for completion in completions {
-        completion(result.clone());
+}
+
+/// Answers each group commit once its entry is committed (or known never
+/// to be), in the order proposed. A proposal that fails leaves the shard's
+/// engines ahead of the log: the runtime is poisoned, as by a failed sync.
+async fn answer_in_order(
+    mut committed: tokio::sync::mpsc::Receiver<InFlight>,
+    shared: Arc<Shared>,
+    notices: Notices,
+) {
+    while let Some(flight) = committed.recv().await {
+        let outcome = match flight.answer {
+            Some(answer) => match answer.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err("the Raft group stopped".to_string()),
+            },
+            None => Ok(()),
+        };
+        if let Err(reason) = outcome {
+            shared.poison(reason);
+        }
+        let result = match shared.poisoned() {
+            Some(reason) => Err(RuntimeError::Durability(reason)),
+            None => Ok(()),
+        };
+        if result.is_ok()
+            && let Some(last_seq) = flight.last_seq
+        {
+            let elapsed_us =
+                u64::try_from(flight.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            shared.set_durable(last_seq);
+            shared.record(|s| {
+                s.batches_written += 1;
+                s.records_written += flight.count;
+                s.last_append_us = elapsed_us;
+            });
+            shared.committed(flight.count, elapsed_us);
+            for notice in flight.notices {
+                // No subscriber is fine: nobody is listening.
+                let _ = notices.send(notice);
+            }
+        }
+        for completion in flight.completions {
+            completion(result.clone());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use ingressoja_wal::MemStore;
-
     use super::*;
 
     fn record(seq: u64) -> Record {
@@ -156,39 +267,33 @@ mod tests {
         }
     }
 
-    fn commit_records(durable: u64, seqs: &[u64]) {
-        let (mut wal, _) = Wal::open(MemStore::default(), 0, |_| Ok(())).unwrap();
-        if durable > 0 {
-            wal.append(1, (1..=durable).map(record).collect()).unwrap();
-        }
-        let shared = Shared::new(durable);
-        let (notices, _) = tokio::sync::broadcast::channel(8);
+    fn gather_records(proposed: u64, seqs: &[u64]) -> Vec<u64> {
+        let shared = Shared::new(proposed);
         let job = WriteJob {
             records: seqs.iter().copied().map(record).collect(),
             notices: Vec::new(),
-            stamped_at_ms: 1,
             completions: Vec::new(),
         };
-        commit(&mut wal, vec![job], &shared, &notices);
-        assert_eq!(shared.durable_seq(), *seqs.last().unwrap());
+        let gathered = gather(vec![job], &shared, proposed);
+        gathered.records.iter().map(|r| r.seq).collect()
     }
 
     #[test]
-    fn a_batch_that_continues_the_log_is_committed() {
-        commit_records(2, &[3, 4]);
+    fn a_batch_that_continues_the_log_is_proposed() {
+        assert_eq!(gather_records(2, &[3, 4]), vec![3, 4]);
     }
 
     // A log that skips or repeats a number replays to something other than
-    // what was answered: the writer stops instead of writing it.
+    // what was answered: the writer stops instead of proposing it.
     #[test]
     #[should_panic(expected = "not consecutive")]
     fn a_batch_with_a_gap_stops_the_writer() {
-        commit_records(0, &[1, 3]);
+        gather_records(0, &[1, 3]);
     }
 
     #[test]
-    #[should_panic(expected = "does not follow the durable log")]
-    fn a_batch_that_does_not_follow_the_durable_log_stops_the_writer() {
-        commit_records(2, &[5, 6]);
+    #[should_panic(expected = "does not follow the log")]
+    fn a_batch_that_does_not_follow_the_log_stops_the_writer() {
+        gather_records(2, &[5, 6]);
     }
 }

@@ -33,7 +33,7 @@ fn config() -> EventConfig {
 fn joined(data: &std::path::Path) -> u32 {
     let data = DataDir::create(data).unwrap();
     let store = DataDir::wal_store(data.open_db(&[]).unwrap()).unwrap();
-    let (state, _, _) = recovery::recover(store, &data.snapshots(3).unwrap()).unwrap();
+    let (state, _) = recovery::replay_whole_log(store, &data.snapshots(3).unwrap()).unwrap();
     state.events.values().map(|e| e.stats().joined).sum()
 }
 

@@ -380,13 +380,20 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr, as text or, with INGRESSOJA_LOG_FORMAT=json, as
     // JSON lines for a log collector.
+    // openraft narrates every start and election at INFO (whole state
+    // dumps); an operator needs its warnings.
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let quieter = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target("openraft", tracing::Level::WARN);
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false);
     if std::env::var("INGRESSOJA_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        logs.json().init();
+        logs.json().finish().with(quieter).init();
     } else {
-        logs.init();
+        logs.finish().with(quieter).init();
     }
     let result = match cli.command {
         Command::Serve {

@@ -18,7 +18,9 @@ use std::process::{Child, Command, Stdio};
 
 use std::time::{Duration, Instant};
 
-use ingressoja::runtime::{DataDir, LogEntry, ShardState, recovery};
+use std::sync::Arc;
+
+use ingressoja::runtime::{LogEntry, Runtime, RuntimeOptions, ShardState, SystemClock};
 use ingressoja_engine::shuffle::mix64;
 use ingressoja_engine::{CustomerId, Transition};
 
@@ -84,23 +86,26 @@ fn wait_for_acks(child: &mut Child, acks: &Path, count: usize) {
     }
 }
 
+/// Starts the runtime on the killed server's data, as a restart would
+/// (snapshot, committed records, then the log's tail through the Raft
+/// group), and checks every acknowledgement against its log and state.
 fn recover_and_check(data: &Path, acks: &[(u64, String, u64)], round: u64) {
-    let data = DataDir::create(data).unwrap();
-    let snapshots = data.snapshots(3).unwrap();
-    let store = DataDir::wal_store(data.open_db(&[]).unwrap()).unwrap();
-    let (state, wal, report) = recovery::recover(store, &snapshots)
+    let runtime = Runtime::start(RuntimeOptions::new(data), Arc::new(SystemClock))
         .unwrap_or_else(|e| panic!("round {round}: recovery failed: {e}"));
+    let report = runtime.recovery().clone();
     let last_acked = acks.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0);
     assert!(
         report.last_seq >= last_acked,
         "round {round}: log ends at {} before ack {last_acked}",
         report.last_seq
     );
+    let state = runtime.query(ShardState::clone).unwrap().wait().unwrap();
+    let wal = runtime.sale_log().unwrap();
 
     // What the log holds at every acknowledged sequence number.
     let first = acks.iter().map(|(seq, _, _)| *seq).min().unwrap_or(1);
     let mut logged: HashMap<u64, (String, u64)> = HashMap::new();
-    for record in wal.read_from(first) {
+    for record in ingressoja_wal::read_from(&wal, first) {
         let record = record.unwrap();
         if let Some((_, transition)) = LogEntry::decode(&record.payload)
             .ok()
@@ -125,6 +130,7 @@ fn recover_and_check(data: &Path, acks: &[(u64, String, u64)], round: u64) {
         );
     }
     check_state(&state, acks, round);
+    runtime.shutdown();
 }
 
 fn check_state(state: &ShardState, acks: &[(u64, String, u64)], round: u64) {

@@ -152,6 +152,14 @@ impl From<RuntimeError> for ApiError {
                 message: "the snapshot could not be written; the log keeps everything".into(),
                 retry_after_s: Some(10),
             },
+            // Between leaders (or while a node takes the lead at start):
+            // nothing was applied, and the same request succeeds shortly.
+            RuntimeError::NotLeader => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "not_leader",
+                message: "this sale is changing hands between servers; retry shortly".into(),
+                retry_after_s: Some(1),
+            },
             RuntimeError::Durability(_) | RuntimeError::Stopped => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unavailable",
