@@ -347,7 +347,7 @@ impl Runtime {
         let shard_thread = spawn("ingressoja-shard", move || shard.run(request_rx))?;
         // The shard follows until its group of one has elected it and it
         // has applied the log's tail that was not known committed.
-        let machine = replication::ShardMachine::new(requests.clone(), applied);
+        let machine = replication::ShardMachine::new(requests.clone(), shared.clone(), applied);
         let group = match replication::Group::start_alone(opened.log, opened.writer, machine) {
             Ok(group) => group,
             Err(error) => {

@@ -29,6 +29,7 @@ use openraft::{
 };
 
 use crate::Request;
+use crate::shared::Shared;
 
 /// A single node's id in its group of one.
 pub const SINGLE_NODE: NodeId = 1;
@@ -71,13 +72,22 @@ pub enum GroupError {
 /// The state machine (see the module documentation).
 pub(crate) struct ShardMachine {
     requests: Sender<Request>,
+    shared: Arc<Shared>,
     applied: AppliedAt,
 }
 
 impl ShardMachine {
     /// The shard behind `requests`, whose state has applied `applied`.
-    pub(crate) fn new(requests: Sender<Request>, applied: AppliedAt) -> ShardMachine {
-        ShardMachine { requests, applied }
+    pub(crate) fn new(
+        requests: Sender<Request>,
+        shared: Arc<Shared>,
+        applied: AppliedAt,
+    ) -> ShardMachine {
+        ShardMachine {
+            requests,
+            shared,
+            applied,
+        }
     }
 
     /// Hands committed records to the shard and waits until it has them.
@@ -146,7 +156,12 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
                 index: entry.log_id.index,
             });
         }
-        if !records.is_empty() {
+        // A leader's own records are in its engines already (it numbered
+        // them): skipped here, without a trip to the shard. This is not
+        // only cheaper: the shard may be waiting on the writer, which
+        // waits on this very commit, so asking it would deadlock.
+        let held = self.shared.numbered();
+        if records.last().is_some_and(|last| last.seq > held) {
             self.to_shard(records).await.map_err(machine_error)?;
         }
         Ok(answers)

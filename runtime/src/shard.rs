@@ -274,6 +274,7 @@ impl Shard {
             self.next_seq += 1;
             self.records_since_snapshot += 1;
         }
+        self.shared.set_numbered(self.next_seq - 1);
         if let Some(seq) = committed {
             self.shared.set_durable(seq);
         }
@@ -487,6 +488,7 @@ impl Shard {
         if job.records.is_empty() && job.completions.is_empty() {
             return;
         }
+        self.shared.set_numbered(self.next_seq - 1);
         // A full writer channel blocks the shard: back-pressure that fills the
         // request channel, where new arrivals are refused with 503.
         if let Err(crossbeam_channel::SendError(job)) = self.writer.send(job) {

@@ -50,6 +50,10 @@ struct Durability {
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Shared {
+    /// The last record number the shard has given out (its engines hold
+    /// every record up to it): the Raft state machine skips committed
+    /// records up to here without a trip to the shard.
+    numbered: std::sync::atomic::AtomicU64,
     durability: Mutex<Durability>,
     changed: Condvar,
     stats: Mutex<RuntimeStats>,
@@ -61,7 +65,20 @@ impl Shared {
     pub fn new(seq: u64) -> Shared {
         let shared = Shared::default();
         shared.durability.lock().seq = seq;
+        shared.set_numbered(seq);
         shared
+    }
+
+    /// The shard's engines hold every record up to `seq` (set before the
+    /// records go to the writer, so before they can commit).
+    pub fn set_numbered(&self, seq: u64) {
+        self.numbered
+            .fetch_max(seq, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The last record the shard's engines hold.
+    pub fn numbered(&self) -> u64 {
+        self.numbered.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Records that the log is durable up to `seq`.
