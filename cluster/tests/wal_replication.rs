@@ -25,7 +25,6 @@ use support::{applied_everywhere, found_group, leader_among};
 struct Node {
     raft: Raft<ShardRaft>,
     store: MemStore,
-    writer: std::thread::JoinHandle<()>,
 }
 
 impl Node {
@@ -81,11 +80,7 @@ async fn start(router: &Router, id: NodeId) -> Node {
     .await
     .unwrap();
     router.add(id, raft.clone());
-    Node {
-        raft,
-        store,
-        writer: opened.writer,
-    }
+    Node { raft, store }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,10 +149,6 @@ async fn every_node_ends_with_the_same_sale_log_after_a_deposed_leaders_batch_is
     }
     let node = nodes.remove(&leader).unwrap();
     drop(node.raft);
-    tokio::task::spawn_blocking(move || node.writer.join())
-        .await
-        .unwrap()
-        .unwrap();
     let mut replayed = Vec::new();
     let mut reopened = WalLog::open(node.store.clone(), 0, |r| {
         replayed.push(r.seq);

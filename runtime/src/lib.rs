@@ -348,7 +348,7 @@ impl Runtime {
         // The shard follows until its group of one has elected it and it
         // has applied the log's tail that was not known committed.
         let machine = replication::ShardMachine::new(requests.clone(), shared.clone(), applied);
-        let group = match replication::Group::start_alone(opened.log, opened.writer, machine) {
+        let group = match replication::Group::start_alone(opened.log, machine) {
             Ok(group) => group,
             Err(error) => {
                 let _ = requests.send(Request::Shutdown);

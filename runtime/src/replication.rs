@@ -15,7 +15,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -192,15 +191,13 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
     }
 }
 
-/// A running group: the Raft node, the tokio runtime it runs on (its own,
-/// apart from the HTTP server's), and the log's writer thread.
+/// A running group: the Raft node and the tokio runtime it runs on (its
+/// own, apart from the HTTP server's).
 pub(crate) struct Group {
     /// The node.
     pub raft: Raft<ShardRaft>,
     /// The runtime openraft's tasks run on.
     pub tokio: tokio::runtime::Runtime,
-    /// The Raft log's writer thread.
-    pub log_writer: JoinHandle<()>,
 }
 
 impl Group {
@@ -210,7 +207,6 @@ impl Group {
     /// tokio runtime may call it.
     pub fn start_alone<S: LogStore + Clone + Sync + 'static>(
         log: ingressoja_cluster::wal_log::WalLog<S>,
-        log_writer: JoinHandle<()>,
         machine: ShardMachine,
     ) -> Result<Group, GroupError> {
         let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -265,29 +261,18 @@ impl Group {
                 Ok::<_, GroupError>(raft)
             })
         })?;
-        Ok(Group {
-            raft,
-            tokio,
-            log_writer,
-        })
+        Ok(Group { raft, tokio })
     }
 
-    /// Stops the node, its log's writer and its runtime (on a thread of
-    /// their own: a tokio runtime cannot be blocked on, or dropped, inside
-    /// another).
+    /// Stops the node and its runtime (on a thread of their own: a tokio
+    /// runtime cannot be blocked on, or dropped, inside another).
     pub fn stop(self) {
-        let Group {
-            raft,
-            tokio,
-            log_writer,
-        } = self;
+        let Group { raft, tokio } = self;
         on_own_thread(move || {
             let _ = tokio.block_on(raft.shutdown());
             drop(raft);
             drop(tokio);
         });
-        // The writer ends once openraft has dropped the log.
-        let _ = log_writer.join();
     }
 }
 

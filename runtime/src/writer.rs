@@ -1,6 +1,6 @@
 //! The log writer thread: group commit. It takes every job the shard has
 //! queued and proposes all their records as one Raft entry (which the log
-//! store writes as one batch with one sync); a task answers the jobs'
+//! store writes as one batch with one sync), and answers the jobs'
 //! requests, in order, once the entry is committed: on a single node, once
 //! it is synced. A failed write poisons the log; that job and every later
 //! one are answered with the error, and the process reports itself
@@ -53,10 +53,6 @@ pub struct WriteJob {
     pub completions: Vec<Completion>,
 }
 
-/// Group commits proposed and not yet committed, at most: beyond this the
-/// writer waits (and the shard behind it, and new requests get 503).
-const MAX_IN_FLIGHT: usize = 64;
-
 /// The Raft group the writer proposes to: the node and a handle on the
 /// runtime its tasks run on.
 pub struct Proposer {
@@ -85,8 +81,12 @@ type Answer = tokio::sync::oneshot::Receiver<
 >;
 
 /// Runs until the shard drops its sender: each group of queued jobs is
-/// proposed as one Raft entry at once (proposals pipeline), and a task
-/// answers them in order as their entries commit.
+/// proposed as one Raft entry, and answered once it is committed; the jobs
+/// that queue meanwhile form the next group. One proposal at a time is the
+/// group commit: openraft 0.9 syncs every proposal on its own (one append
+/// per client write, each awaited before the next), so proposing each job
+/// as it comes would cost one fsync per job (measured: p50 latency 25–40
+/// ms at 10 000 requests/s instead of 1 ms).
 pub fn run(
     proposer: &Proposer,
     jobs: Receiver<WriteJob>,
@@ -94,10 +94,6 @@ pub fn run(
     notices: Notices,
     simulated_delay: std::time::Duration,
 ) {
-    let (in_flight, committed) = tokio::sync::mpsc::channel(MAX_IN_FLIGHT);
-    let answering = proposer
-        .tokio
-        .spawn(answer_in_order(committed, Arc::clone(&shared), notices));
     let mut last_proposed = shared.durable_seq();
     while let Ok(first) = jobs.recv() {
         if !simulated_delay.is_zero() {
@@ -116,12 +112,8 @@ pub fn run(
             }
         }
         let flight = propose(proposer, group, &shared, &mut last_proposed);
-        if in_flight.blocking_send(flight).is_err() {
-            break;
-        }
+        answer(proposer, flight, &shared, &notices);
     }
-    drop(in_flight);
-    let _ = proposer.tokio.block_on(answering);
 }
 
 /// One group's records, answers and notices, checked.
@@ -208,50 +200,43 @@ fn propose(
     }
 }
 
-/// Answers each group commit once its entry is committed (or known never
-/// to be), in the order proposed. A proposal that fails leaves the shard's
-/// engines ahead of the log: the runtime is poisoned, as by a failed sync.
-async fn answer_in_order(
-    mut committed: tokio::sync::mpsc::Receiver<InFlight>,
-    shared: Arc<Shared>,
-    notices: Notices,
-) {
-    while let Some(flight) = committed.recv().await {
-        let outcome = match flight.answer {
-            Some(answer) => match answer.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err("the Raft group stopped".to_string()),
-            },
-            None => Ok(()),
-        };
-        if let Err(reason) = outcome {
-            shared.poison(reason);
+/// Answers a group once its entry is committed (or known never to be). A
+/// proposal that fails leaves the shard's engines ahead of the log: the
+/// runtime is poisoned, as by a failed sync.
+fn answer(proposer: &Proposer, flight: InFlight, shared: &Shared, notices: &Notices) {
+    let outcome = match flight.answer {
+        Some(answer) => match proposer.tokio.block_on(answer) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("the Raft group stopped".to_string()),
+        },
+        None => Ok(()),
+    };
+    if let Err(reason) = outcome {
+        shared.poison(reason);
+    }
+    let result = match shared.poisoned() {
+        Some(reason) => Err(RuntimeError::Durability(reason)),
+        None => Ok(()),
+    };
+    if result.is_ok()
+        && let Some(last_seq) = flight.last_seq
+    {
+        let elapsed_us = u64::try_from(flight.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        shared.set_durable(last_seq);
+        shared.record(|s| {
+            s.batches_written += 1;
+            s.records_written += flight.count;
+            s.last_append_us = elapsed_us;
+        });
+        shared.committed(flight.count, elapsed_us);
+        for notice in flight.notices {
+            // No subscriber is fine: nobody is listening.
+            let _ = notices.send(notice);
         }
-        let result = match shared.poisoned() {
-            Some(reason) => Err(RuntimeError::Durability(reason)),
-            None => Ok(()),
-        };
-        if result.is_ok()
-            && let Some(last_seq) = flight.last_seq
-        {
-            let elapsed_us =
-                u64::try_from(flight.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            shared.set_durable(last_seq);
-            shared.record(|s| {
-                s.batches_written += 1;
-                s.records_written += flight.count;
-                s.last_append_us = elapsed_us;
-            });
-            shared.committed(flight.count, elapsed_us);
-            for notice in flight.notices {
-                // No subscriber is fine: nobody is listening.
-                let _ = notices.send(notice);
-            }
-        }
-        for completion in flight.completions {
-            completion(result.clone());
-        }
+    }
+    for completion in flight.completions {
+        completion(result.clone());
     }
 }
 

@@ -1,8 +1,7 @@
-//! Many group commits in flight at once are all answered. The writer
-//! proposes each group as a Raft entry without waiting for the one before,
+//! A backed-up pipeline drains. The writer waits for each group's commit,
 //! and the shard, whose engines are the state machine, keeps producing
-//! while earlier entries commit. A first version asked the shard to apply
-//! each committed entry of its own: with the pipeline backed up, the shard
+//! while the entry commits. A first version asked the shard to apply each
+//! committed entry of its own: with the pipeline backed up, the shard
 //! waited on the writer, the writer on a commit, and the commit on the
 //! shard. This test backs the pipeline up on purpose (the store holds its
 //! syncs until the shard is stuck behind the writer) and then lets it go;
