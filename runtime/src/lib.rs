@@ -356,6 +356,7 @@ impl Runtime {
                 return Err(error.into());
             }
         };
+        group.poison_if_deposed(shared.clone());
         let _ = requests.send(Request::Lead);
         recovery.last_seq = shared.durable_seq();
         recovery.replayed += recovery.last_seq - replayed_at_open;

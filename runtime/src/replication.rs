@@ -24,7 +24,7 @@ use ingressoja_wal::{LogStore, Record};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Config, Entry, EntryPayload, LogId, OptionalSend, Raft, RaftSnapshotBuilder,
-    SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError, StoredMembership,
+    ServerState, SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError, StoredMembership,
 };
 
 use crate::Request;
@@ -262,6 +262,28 @@ impl Group {
             })
         })?;
         Ok(Group { raft, tokio })
+    }
+
+    /// Until a deposed leader can rebuild its shard from committed state
+    /// (not built: a group of one is never deposed), losing the lead
+    /// poisons the runtime: its engines may hold records that will never
+    /// commit, and nothing built on them may be answered.
+    pub fn poison_if_deposed(&self, shared: Arc<Shared>) {
+        let mut metrics = self.raft.metrics();
+        self.tokio.spawn(async move {
+            while metrics.changed().await.is_ok() {
+                let state = metrics.borrow().state;
+                if matches!(
+                    state,
+                    ServerState::Follower | ServerState::Candidate | ServerState::Learner
+                ) {
+                    shared.poison(format!(
+                        "this node stopped leading its shard ({state:?}); restart it to rejoin"
+                    ));
+                    break;
+                }
+            }
+        });
     }
 
     /// Stops the node and its runtime (on a thread of their own: a tokio
