@@ -174,7 +174,17 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             Some(bytes) => Some(decode("commit", &bytes)?),
             None => None,
         };
-        let replay_upto = committed.map_or(0, |c| c.seq);
+        let base: Option<u64> = match reader.store.side_get(key::BASE)? {
+            Some(bytes) => Some(decode("base", &bytes)?),
+            None => None,
+        };
+        // The base is history from before Raft: committed by definition.
+        // With no base recorded yet, the log opens as a Raft log for the
+        // first time, and all of it will be the base.
+        let replay_upto = match base {
+            Some(base) => committed.map_or(base, |c| c.seq.max(base)),
+            None => u64::MAX,
+        };
         let mut replayed = 0;
         let (mut wal, report) = Wal::open(store, anchor_seq, |record| {
             if record.seq <= replay_upto {
@@ -185,8 +195,8 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             }
         })?;
         let logged = wal.next_seq() - 1;
-        let base_seq = match reader.store.side_get(key::BASE)? {
-            Some(bytes) => decode("base", &bytes)?,
+        let base_seq = match base {
+            Some(base) => base,
             None => {
                 // First opened as a Raft log: what is there is the base.
                 let bytes = encode(&logged)?;
@@ -851,7 +861,9 @@ mod tests {
         let (mut wal, _) = Wal::open(store.clone(), 0, |_| Ok(())).unwrap();
         wal.append(1, vec![record(1), record(2)]).unwrap();
         drop(wal);
-        let mut w = writer(&store, &mut Vec::new());
+        let mut replayed = Vec::new();
+        let mut w = writer(&store, &mut replayed);
+        assert_eq!(replayed, vec![1, 2], "the base is history: replayed");
         assert!(w.reader.entries(0, None).unwrap().is_empty());
         w.write_entries(vec![blank(1, 1), batch(1, 2, 3..=3)])
             .unwrap();
