@@ -225,9 +225,10 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
                 wal.append_with(
                     0,
                     Vec::new(),
+                    // [c, c\0) holds exactly the key `c`.
                     &[SideWrite::DeleteRange(
                         key::COMMITTED.to_vec(),
-                        key::ENTRIES.to_vec(),
+                        [key::COMMITTED, &[0]].concat(),
                     )],
                 )
                 .map_err(io::Error::other)?;
@@ -241,6 +242,7 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             reader: reader.clone(),
             committed,
             committed_written: committed,
+            base_seq,
         };
         Ok(Opened {
             log: WalLog {
@@ -563,6 +565,8 @@ struct Writer<S: LogStore + Clone + Sync + 'static> {
     committed: Option<Through>,
     /// The newest one written.
     committed_written: Option<Through>,
+    /// The last record before entry 1 (fixed once the log first opens).
+    base_seq: u64,
 }
 
 impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
@@ -571,23 +575,12 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
         // A commit is named with the last record it covers, so that opening
         // replays exactly what was committed. Unknown here (not yet
         // written, or purged): wait for a later one.
-        let base_seq = self.base_seq();
         if let Ok(Some(meta)) = self.reader.meta(log_id.index)
             && meta.log_id == log_id
-            && let Ok(seq) = self.reader.seq_through(log_id.index, base_seq)
+            && let Ok(seq) = self.reader.seq_through(log_id.index, self.base_seq)
         {
             self.committed = Some(Through { log_id, seq });
         }
-    }
-
-    fn base_seq(&self) -> u64 {
-        self.reader
-            .store
-            .side_get(key::BASE)
-            .ok()
-            .flatten()
-            .and_then(|bytes| postcard::from_bytes(&bytes).ok())
-            .unwrap_or(0)
     }
 
     /// Side writes that say when the commit moved on, if it did.
@@ -678,7 +671,7 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
     fn purge(&mut self, upto: LogId<NodeId>) -> io::Result<()> {
         // The records stay: the sale log is the audit trail. Only what Raft
         // says about the entries goes.
-        let seq = self.reader.seq_through(upto.index, self.base_seq())?;
+        let seq = self.reader.seq_through(upto.index, self.base_seq)?;
         let mark = encode(&Through { log_id: upto, seq })?;
         self.write_side(vec![
             SideWrite::DeleteRange(key::entry(0), key::entry(upto.index + 1)),
@@ -743,6 +736,7 @@ mod tests {
             },
             committed: opened.committed,
             committed_written: opened.committed,
+            base_seq: opened.base_seq,
         }
     }
 
@@ -839,6 +833,29 @@ mod tests {
         assert_eq!(seqs(&store), vec![1, 2]);
         let entries = w.reader.entries(1, None).unwrap();
         assert_eq!(entries, vec![batch(1, 1, 1..=2)]);
+    }
+
+    #[test]
+    fn a_truncation_cut_short_by_a_crash_is_finished_when_opening() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2), batch(1, 2, 3..=5)])
+            .unwrap();
+        // The truncation's first write (the entries) lands; the crash comes
+        // before its second (the records).
+        w.write_side(vec![SideWrite::DeleteRange(
+            key::entry(2),
+            key::ENTRIES_END.to_vec(),
+        )])
+        .unwrap();
+        drop(w);
+        let w = writer(&store, &mut Vec::new());
+        assert_eq!(seqs(&store), vec![1, 2], "records no entry names are cut");
+        assert_eq!(
+            w.wal.next_seq(),
+            3,
+            "the next entry numbers on from the cut"
+        );
     }
 
     #[test]

@@ -9,13 +9,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ingressoja_cluster::memory::{MemoryLog, MemoryMachine};
 use ingressoja_cluster::memory_network::Router;
 use ingressoja_cluster::{NodeId, ShardBatch, ShardRaft};
-use openraft::{Config, Raft};
+use openraft::Raft;
 use support::{DEADLINE, applied_everywhere, found_group, leader_among};
 
 struct Node {
@@ -30,13 +29,7 @@ impl AsRef<Raft<ShardRaft>> for Node {
 }
 
 async fn start(router: &Router, id: NodeId) -> Node {
-    let config = Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 150,
-        election_timeout_max: 300,
-        ..Config::default()
-    };
-    let config = Arc::new(config.validate().unwrap());
+    let config = support::config(150..=300);
     let machine = MemoryMachine::default();
     let raft = Raft::new(
         id,

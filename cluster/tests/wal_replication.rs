@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ingressoja_cluster::memory::MemoryMachine;
@@ -18,8 +17,8 @@ use ingressoja_cluster::memory_network::Router;
 use ingressoja_cluster::wal_log::WalLog;
 use ingressoja_cluster::{NodeId, ShardBatch, ShardRaft};
 use ingressoja_wal::{MemStore, Record, read_from};
+use openraft::Raft;
 use openraft::storage::RaftLogStorage;
-use openraft::{Config, Raft};
 use support::{applied_everywhere, found_group, leader_among};
 
 struct Node {
@@ -61,13 +60,7 @@ impl AsRef<Raft<ShardRaft>> for Node {
 }
 
 async fn start(router: &Router, id: NodeId) -> Node {
-    let config = Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        ..Config::default()
-    };
-    let config = Arc::new(config.validate().unwrap());
+    let config = support::config(300..=600);
     let store = MemStore::default();
     let opened = WalLog::open(store.clone(), 0, |_| Ok(())).unwrap();
     let raft = Raft::new(

@@ -185,6 +185,27 @@ pub enum RecoveryError {
     Log(#[from] WalLogError),
 }
 
+/// The newest snapshot that checks out (or an empty state) and the last
+/// record it covers; the ones skipped are named in `report`.
+fn newest_snapshot(
+    snapshots: &ingressoja_snapshots::SnapshotDir,
+    report: &mut RecoveryReport,
+) -> Result<(ShardState, u64), RecoveryError> {
+    let search = snapshots.load_newest::<ShardState>()?;
+    report.skipped_snapshots = search
+        .skipped
+        .iter()
+        .map(|(path, e)| format!("{}: {e}", path.display()))
+        .collect();
+    Ok(match search.found {
+        Some(loaded) => {
+            report.snapshot_seq = Some(loaded.last_seq);
+            (loaded.state, loaded.last_seq)
+        }
+        None => (ShardState::default(), 0),
+    })
+}
+
 /// Rebuilds a shard's state: the newest valid snapshot, then the log after it.
 pub fn recover<S: LogStore + Clone + Sync + 'static>(
     store: S,
@@ -192,19 +213,7 @@ pub fn recover<S: LogStore + Clone + Sync + 'static>(
 ) -> Result<(ShardState, Opened<S>, RecoveryReport), RecoveryError> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
-    let search = snapshots.load_newest::<ShardState>()?;
-    report.skipped_snapshots = search
-        .skipped
-        .iter()
-        .map(|(path, e)| format!("{}: {e}", path.display()))
-        .collect();
-    let (mut state, anchor) = match search.found {
-        Some(loaded) => {
-            report.snapshot_seq = Some(loaded.last_seq);
-            (loaded.state, loaded.last_seq)
-        }
-        None => (ShardState::default(), 0),
-    };
+    let (mut state, anchor) = newest_snapshot(snapshots, &mut report)?;
     // Only records known committed are replayed here; the log's tail after
     // them is applied by the Raft group once it has committed them.
     let mut through = anchor;
@@ -231,19 +240,7 @@ pub fn replay_whole_log<S: LogStore>(
 ) -> Result<(ShardState, RecoveryReport), RecoveryError> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
-    let search = snapshots.load_newest::<ShardState>()?;
-    report.skipped_snapshots = search
-        .skipped
-        .iter()
-        .map(|(path, e)| format!("{}: {e}", path.display()))
-        .collect();
-    let (mut state, anchor) = match search.found {
-        Some(loaded) => {
-            report.snapshot_seq = Some(loaded.last_seq);
-            (loaded.state, loaded.last_seq)
-        }
-        None => (ShardState::default(), 0),
-    };
+    let (mut state, anchor) = newest_snapshot(snapshots, &mut report)?;
     let (_, opened) = Wal::open(store, anchor, |record| {
         state.apply_record(record).map_err(Into::into)
     })

@@ -6,12 +6,26 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use ingressoja_cluster::{NodeId, ShardRaft};
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, Config, Raft};
 
 /// How long a test waits for the cluster before failing (paused-clock
 /// tests pass it without waiting).
 pub const DEADLINE: Option<Duration> = Some(Duration::from_secs(30));
+
+/// Raft's timing for a test: 50 ms heartbeats, elections after a random
+/// `election_ms` range.
+pub fn config(election_ms: std::ops::RangeInclusive<u64>) -> Arc<Config> {
+    let config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: *election_ms.start(),
+        election_timeout_max: *election_ms.end(),
+        ..Config::default()
+    };
+    Arc::new(config.validate().unwrap())
+}
 
 /// Nodes 1, 2 and 3 form one group, from node 1.
 pub async fn found_group<N: AsRef<Raft<ShardRaft>>>(nodes: &BTreeMap<NodeId, N>) {

@@ -181,6 +181,12 @@ mod tests {
             (overloaded.status, overloaded.code, overloaded.retry_after_s),
             (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1))
         );
+        // Between leaders nothing was applied: a retry is safe and soon.
+        let moving = ApiError::from(RuntimeError::NotLeader);
+        assert_eq!(
+            (moving.status, moving.code, moving.retry_after_s),
+            (StatusCode::SERVICE_UNAVAILABLE, "not_leader", Some(1))
+        );
         let failed = ApiError::from(RuntimeError::Durability("disk".into()));
         assert_eq!(
             (failed.status, failed.retry_after_s.is_some()),
