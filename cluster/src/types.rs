@@ -16,6 +16,13 @@ pub type NodeId = u64;
 pub struct ShardBatch {
     /// The records, with consecutive sequence numbers.
     pub records: Vec<ingressoja_wal::Record>,
+    /// A tag the leader that numbered the records chose for its time as
+    /// leader (random; 0 in batches written before there was one). Only
+    /// that leader reads it: its own records are in its engines already
+    /// while it still holds them, and a batch from any other leadership,
+    /// even its own earlier one, is not (see the runtime's
+    /// `replication.rs`). Other nodes keep it and ignore it.
+    pub numbered_by: u64,
 }
 
 /// What applying an entry gave: its index (the runtime answers the

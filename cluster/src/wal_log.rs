@@ -67,11 +67,46 @@ struct EntryMeta {
 enum Kind {
     Blank,
     Membership(Membership<NodeId, BasicNode>),
-    /// A batch: `count` records from `first_seq` (none is allowed).
+    /// A batch as first written, before batches said who numbered them
+    /// (read, never written: postcard names variants by position, so the
+    /// new form is a variant of its own).
     Records {
         first_seq: u64,
         count: u64,
     },
+    /// A batch: `count` records from `first_seq` (none is allowed), and
+    /// the tag of the leadership that numbered them
+    /// ([`ShardBatch::numbered_by`]).
+    Batch {
+        first_seq: u64,
+        count: u64,
+        numbered_by: u64,
+    },
+}
+
+impl Kind {
+    /// The first record and the count, for a batch.
+    fn records(&self) -> Option<(u64, u64)> {
+        match *self {
+            Kind::Records { first_seq, count }
+            | Kind::Batch {
+                first_seq, count, ..
+            } => Some((first_seq, count)),
+            Kind::Blank | Kind::Membership(_) => None,
+        }
+    }
+
+    /// The first record of a batch that has any.
+    fn first_seq(&self) -> Option<u64> {
+        self.records()
+            .and_then(|(first_seq, count)| (count > 0).then_some(first_seq))
+    }
+
+    /// The last record of a batch that has any.
+    fn last_seq(&self) -> Option<u64> {
+        self.records()
+            .and_then(|(first_seq, count)| (count > 0).then(|| first_seq + count - 1))
+    }
 }
 
 /// A log position with the last sale-log record at or before it.
@@ -289,9 +324,9 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
             applied.log_id = Some(purged.log_id);
         }
         for meta in self.metas(0, None)? {
-            let claimed = match meta.kind {
-                Kind::Records { first_seq, count } if count > 0 => first_seq + count - 1 <= seq,
-                _ => committed.is_some_and(|c| meta.log_id.index <= c),
+            let claimed = match meta.kind.last_seq() {
+                Some(last) => last <= seq,
+                None => committed.is_some_and(|c| meta.log_id.index <= c),
             };
             if !claimed {
                 break;
@@ -343,11 +378,11 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
     fn seq_through(&self, index: u64, base_seq: u64) -> io::Result<u64> {
         let mut at = index;
         loop {
-            match self.meta(at)? {
-                Some(EntryMeta {
-                    kind: Kind::Records { first_seq, count },
-                    ..
-                }) if count > 0 => return Ok(first_seq + count - 1),
+            let meta = self.meta(at)?;
+            if let Some(last) = meta.as_ref().and_then(|m| m.kind.last_seq()) {
+                return Ok(last);
+            }
+            match meta {
                 Some(_) if at > 0 => at -= 1,
                 _ => {
                     let purged = self.purged()?;
@@ -370,14 +405,27 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
                 return Ok(named);
             }
             let index = meta.log_id.index;
-            let change = match meta.kind {
-                Kind::Records { first_seq, .. } if first_seq <= logged => {
+            let shortened = match meta.kind {
+                Kind::Records { first_seq, .. } if first_seq <= logged => Some(Kind::Records {
+                    first_seq,
+                    count: logged - first_seq + 1,
+                }),
+                Kind::Batch {
+                    first_seq,
+                    numbered_by,
+                    ..
+                } if first_seq <= logged => Some(Kind::Batch {
+                    first_seq,
+                    count: logged - first_seq + 1,
+                    numbered_by,
+                }),
+                _ => None,
+            };
+            let change = match shortened {
+                Some(kind) => {
                     let kept = EntryMeta {
                         log_id: meta.log_id,
-                        kind: Kind::Records {
-                            first_seq,
-                            count: logged - first_seq + 1,
-                        },
+                        kind,
                     };
                     SideWrite::Put(key::entry(index), encode(&kept)?)
                 }
@@ -391,10 +439,7 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
 
     fn entries(&self, from: u64, to: Option<u64>) -> io::Result<Vec<Entry<ShardRaft>>> {
         let metas = self.metas(from, to)?;
-        let first_seq = metas.iter().find_map(|m| match m.kind {
-            Kind::Records { first_seq, count } if count > 0 => Some(first_seq),
-            _ => None,
-        });
+        let first_seq = metas.iter().find_map(|m| m.kind.first_seq());
         let mut records = first_seq
             .map(|seq| read_from(&self.store, seq))
             .into_iter()
@@ -404,7 +449,14 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
             let payload = match meta.kind {
                 Kind::Blank => EntryPayload::Blank,
                 Kind::Membership(membership) => EntryPayload::Membership(membership),
-                Kind::Records { first_seq, count } => {
+                Kind::Records { first_seq, count }
+                | Kind::Batch {
+                    first_seq, count, ..
+                } => {
+                    let numbered_by = match meta.kind {
+                        Kind::Batch { numbered_by, .. } => numbered_by,
+                        _ => 0,
+                    };
                     let mut batch = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
                     for seq in first_seq..first_seq + count {
                         let record = records
@@ -419,7 +471,10 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
                         }
                         batch.push(record);
                     }
-                    EntryPayload::Normal(ShardBatch { records: batch })
+                    EntryPayload::Normal(ShardBatch {
+                        records: batch,
+                        numbered_by,
+                    })
                 }
             };
             entries.push(Entry {
@@ -630,7 +685,11 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
                     }
                     let count = batch.records.len() as u64;
                     records.extend(batch.records);
-                    Kind::Records { first_seq, count }
+                    Kind::Batch {
+                        first_seq,
+                        count,
+                        numbered_by: batch.numbered_by,
+                    }
                 }
             };
             let meta = EntryMeta {
@@ -650,10 +709,7 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
 
     fn truncate(&mut self, from: LogId<NodeId>) -> io::Result<()> {
         let cut = self.reader.metas(from.index, None)?;
-        let first_seq = cut.iter().find_map(|m| match m.kind {
-            Kind::Records { first_seq, count } if count > 0 => Some(first_seq),
-            _ => None,
-        });
+        let first_seq = cut.iter().find_map(|m| m.kind.first_seq());
         // The entries go first: records no entry names are removed on the
         // next open if the second write is lost.
         self.write_side(vec![SideWrite::DeleteRange(
@@ -706,6 +762,9 @@ mod tests {
             log_id: log_id(term, index),
             payload: EntryPayload::Normal(ShardBatch {
                 records: seqs.map(record).collect(),
+                // Each term's leader tags its batches its own way; the
+                // round trips below check the tag comes back.
+                numbered_by: 1_000 + term,
             }),
         }
     }
@@ -753,6 +812,28 @@ mod tests {
         assert_eq!(seqs(&store), vec![1, 2, 3, 4]);
         assert_eq!(w.reader.entries(1, None).unwrap(), entries);
         assert_eq!(w.reader.entries(3, Some(4)).unwrap(), entries[2..]);
+    }
+
+    #[test]
+    fn a_batch_written_before_batches_were_tagged_reads_back_untagged() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2)]).unwrap();
+        // What the previous version wrote for the same entry.
+        let old = EntryMeta {
+            log_id: log_id(1, 1),
+            kind: Kind::Records {
+                first_seq: 1,
+                count: 2,
+            },
+        };
+        w.write_side(vec![SideWrite::Put(key::entry(1), encode(&old).unwrap())])
+            .unwrap();
+        let mut expected = batch(1, 1, 1..=2);
+        if let EntryPayload::Normal(batch) = &mut expected.payload {
+            batch.numbered_by = 0;
+        }
+        assert_eq!(w.reader.entries(1, None).unwrap(), vec![expected]);
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn batch(payload: &[u8]) -> ShardBatch {
             timestamp_ms: 0,
             payload: payload.to_vec(),
         }],
+        numbered_by: 1,
     }
 }
 

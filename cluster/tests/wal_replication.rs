@@ -49,6 +49,7 @@ impl Node {
                     payload: payload.as_bytes().to_vec(),
                 })
                 .collect(),
+            numbered_by: 1,
         }
     }
 }

@@ -67,6 +67,9 @@ pub use sale_log::SaleLog;
 pub use shared::RuntimeStats;
 pub use writer::Notice;
 
+pub use ingressoja_cluster::no_peers::NoPeers;
+pub use replication::Member;
+
 /// Notices buffered per subscriber before it lags.
 pub const NOTICE_BUFFER: usize = 65_536;
 
@@ -263,6 +266,14 @@ pub(crate) enum Request {
     },
     /// This shard now leads and has applied its whole log: it takes writes.
     Lead,
+    /// This node no longer leads: it takes no more writes.
+    StepDown,
+    /// The state machine met a batch of another leadership while the
+    /// engines held this node's own uncommitted ones: back to the
+    /// committed state through record `to`, before the batch is applied.
+    RollBack {
+        to: u64,
+    },
     Shutdown,
 }
 
@@ -308,15 +319,49 @@ impl Runtime {
     }
 
     /// Like [`Runtime::start`], with the log in `store` (tests inject faults
-    /// through it); snapshots still live in the data directory.
+    /// through it); snapshots still live in the data directory. The node
+    /// is a group of one voter, and leads before this returns.
     pub fn start_on<S: LogStore + Clone + Sync + 'static>(
         store: S,
         options: RuntimeOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Runtime, StartError> {
+        Runtime::launch(store, options, clock, None::<Member<NoPeers>>)
+    }
+
+    /// Starts this node as `member` of its shard's replicated group, with
+    /// the log in `store`. It follows until the group elects it; a write
+    /// sent meanwhile is refused with [`RuntimeError::NotLeader`].
+    pub fn start_member<S, N>(
+        store: S,
+        options: RuntimeOptions,
+        clock: Arc<dyn Clock>,
+        member: Member<N>,
+    ) -> Result<Runtime, StartError>
+    where
+        S: LogStore + Clone + Sync + 'static,
+        N: openraft::network::RaftNetworkFactory<ingressoja_cluster::ShardRaft>,
+    {
+        Runtime::launch(store, options, clock, Some(member))
+    }
+
+    fn launch<S, N>(
+        store: S,
+        options: RuntimeOptions,
+        clock: Arc<dyn Clock>,
+        member: Option<Member<N>>,
+    ) -> Result<Runtime, StartError>
+    where
+        S: LogStore + Clone + Sync + 'static,
+        N: openraft::network::RaftNetworkFactory<ingressoja_cluster::ShardRaft>,
+    {
         let data = DataDir::create(&options.data_dir)?;
         let options_dir = options.data_dir.clone();
         let snapshots = data.snapshots(options.snapshots_kept)?;
+        let rebuild_from = (store.clone(), data.snapshots(options.snapshots_kept)?);
+        let rebuild: shard::Rebuild = Box::new(move |through| {
+            recovery::rebuild_through(&rebuild_from.0, &rebuild_from.1, through)
+        });
         let (state, opened, mut recovery) = recovery::recover(store, &snapshots)?;
         let replayed_at_open = recovery.last_seq;
         let applied = opened
@@ -343,21 +388,43 @@ impl Runtime {
             records_since_snapshot: 0,
             last_snapshot_ms: now,
             leading: false,
+            numbered_by: 0,
+            rebuild,
         };
         let shard_thread = spawn("ingressoja-shard", move || shard.run(request_rx))?;
-        // The shard follows until its group of one has elected it and it
-        // has applied the log's tail that was not known committed.
+        // The shard follows until the group elects this node and it has
+        // applied the log's tail that was not known committed.
         let machine = replication::ShardMachine::new(requests.clone(), shared.clone(), applied);
-        let group = match replication::Group::start_alone(opened.log, machine) {
+        let alone = member.is_none();
+        let (node, group) = match member {
+            None => (
+                replication::SINGLE_NODE,
+                replication::Group::start_alone(opened.log, machine),
+            ),
+            Some(member) => (
+                member.node,
+                replication::Group::start(member, opened.log, machine),
+            ),
+        };
+        let stop_shard = || {
+            let _ = requests.send(Request::Shutdown);
+        };
+        let group = match group {
             Ok(group) => group,
             Err(error) => {
-                let _ = requests.send(Request::Shutdown);
+                stop_shard();
                 let _ = shard_thread.join();
                 return Err(error.into());
             }
         };
-        group.poison_if_deposed(shared.clone());
-        let _ = requests.send(Request::Lead);
+        group.follow_leadership(node, requests.clone());
+        // A single node serves once it leads, as before there was a group.
+        if alone && !shared.wait_live(replication::LEAD_DEADLINE) {
+            stop_shard();
+            let _ = shard_thread.join();
+            group.stop();
+            return Err(replication::GroupError::NoLeader(replication::LEAD_DEADLINE).into());
+        }
         recovery.last_seq = shared.durable_seq();
         recovery.replayed += recovery.last_seq - replayed_at_open;
         recovery.cut = opened.cut;
@@ -590,6 +657,18 @@ impl Runtime {
     /// Why the runtime refuses writes, if it does (unhealthy).
     pub fn poisoned(&self) -> Option<String> {
         self.shared.poisoned()
+    }
+
+    /// This node's Raft handle, for the transport that brings the group's
+    /// messages to it (and the operators' membership commands).
+    pub fn raft(&self) -> Option<openraft::Raft<ingressoja_cluster::ShardRaft>> {
+        self.group.as_ref().map(|group| group.raft.clone())
+    }
+
+    /// The node leading this shard's group as far as this node knows.
+    pub fn leader(&self) -> Option<ingressoja_cluster::NodeId> {
+        let group = self.group.as_ref()?;
+        group.raft.metrics().borrow().current_leader
     }
 
     /// Stops accepting requests, lets the shard finish its batch and the

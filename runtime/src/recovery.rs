@@ -229,6 +229,41 @@ pub fn recover<S: LogStore + Clone + Sync + 'static>(
     Ok((state, opened, report))
 }
 
+/// The state the log holds through record `through`: the newest snapshot
+/// at or before it, then the log's records up to it. For a deposed leader
+/// going back to committed state while its node runs (the records up to
+/// `through` are committed, so no new leader cuts them meanwhile).
+pub fn rebuild_through<S: LogStore>(
+    store: &S,
+    snapshots: &ingressoja_snapshots::SnapshotDir,
+    through: u64,
+) -> Result<ShardState, String> {
+    let search = snapshots
+        .load_newest_at_most::<ShardState>(through)
+        .map_err(|e| format!("reading snapshots: {e}"))?;
+    let (mut state, mut last) = match search.found {
+        Some(loaded) => (loaded.state, loaded.last_seq),
+        None => (ShardState::default(), 0),
+    };
+    for record in ingressoja_wal::read_from(store, last + 1) {
+        let record = record.map_err(|e| format!("reading the log: {e}"))?;
+        if record.seq > through {
+            break;
+        }
+        if record.seq != last + 1 {
+            return Err(format!("record {} follows record {last}", record.seq));
+        }
+        state
+            .apply_record(&record)
+            .map_err(|e| format!("record {}: {e}", record.seq))?;
+        last = record.seq;
+    }
+    if last != through {
+        return Err(format!("the log ends at record {last}, before {through}"));
+    }
+    Ok(state)
+}
+
 /// What a stopped node's data holds, for the offline tools (backup verify,
 /// restore): the newest snapshot and every record after it, to the log's
 /// end. On a single node that is exactly what its next start will hold (a

@@ -6,21 +6,35 @@
 //! a bare fsync. With one voter the commit is the local sync.
 //!
 //! The state machine is the shard's engines, still owned by the shard
-//! thread: [`ShardMachine`] hands committed records to it. The shard that
-//! leads has its own records in its engines already (it applied the
-//! commands that made them) and skips them by number; records from before
-//! (the log's uncommitted tail at start, or another leader's) are replayed
-//! as recovery replays them. A shard takes writes only once it leads and
-//! has applied its whole log, so its next record always continues the log.
+//! thread: [`ShardMachine`] hands committed records to it. A leader's
+//! shard applies each command as it comes and numbers the records it
+//! makes; they are in its engines before they are proposed, so when they
+//! commit the machine skips them, knowing them by the tag of the leadership
+//! that numbered them ([`ShardBatch::numbered_by`]). Every other batch (a
+//! follower's, the log's tail at start, another leader's) is replayed as
+//! recovery replays it.
+//!
+//! A deposed leader's engines may hold records that never commit. They are
+//! never answered (a reply waits for its commit) and are thrown away
+//! before anything else is applied: when the machine meets a batch of
+//! another leadership while the engines hold the node's own, or when the
+//! node leads again, the shard rebuilds the committed state (snapshot and
+//! log) first. A shard takes writes only once it leads and has applied its
+//! whole log, so its next record always continues the log.
+//!
+//! [`ShardBatch::numbered_by`]: ingressoja_cluster::ShardBatch::numbered_by
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use ingressoja_cluster::wal_log::AppliedAt;
-use ingressoja_cluster::{Applied as EntryApplied, NodeId, ShardRaft};
+use ingressoja_cluster::{Applied as EntryApplied, NodeId, ShardBatch, ShardRaft};
 use ingressoja_wal::{LogStore, Record};
+use openraft::error::{InitializeError, RaftError};
+use openraft::network::RaftNetworkFactory;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Config, Entry, EntryPayload, LogId, OptionalSend, Raft, RaftSnapshotBuilder,
@@ -35,7 +49,7 @@ pub const SINGLE_NODE: NodeId = 1;
 
 /// How long a starting node waits to lead its group of one (an election
 /// timeout, then a sync) before giving up.
-const LEAD_DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const LEAD_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Raft's timing for a group: heartbeats well inside the election timeout.
 /// (Chosen from measurement when the cluster runs on real networks; a group
@@ -89,16 +103,44 @@ impl ShardMachine {
         }
     }
 
+    /// Sends the shard a request, waiting for room in its bounded channel
+    /// without holding up this runtime's other tasks.
+    fn send(&self, request: Request) -> Result<(), io::Error> {
+        let sent = tokio::task::block_in_place(|| self.requests.send(request).is_ok());
+        sent.then_some(())
+            .ok_or_else(|| io::Error::other("the shard has stopped"))
+    }
+
+    /// Which of `batches` the shard must apply, in order, and whether it
+    /// must first go back to the committed state through some record: the
+    /// batches of the leadership whose records the engines hold are
+    /// skipped (they are there already); the first batch of any other
+    /// leadership, while they hold some, means those never commit.
+    fn sort_out(&self, batches: Vec<ShardBatch>) -> (Option<u64>, Vec<Record>) {
+        let mut holding = self.shared.holding.lock();
+        let mut roll_back_to = None;
+        let mut records = Vec::new();
+        for batch in batches {
+            let Some(last) = batch.records.last().map(|r| r.seq) else {
+                continue;
+            };
+            if holding.numbered_by == Some(batch.numbered_by) {
+                holding.applied_seq = last;
+                continue;
+            }
+            if holding.numbered_by.take().is_some() {
+                roll_back_to = Some(holding.applied_seq);
+            }
+            records.extend(batch.records);
+            holding.applied_seq = last;
+        }
+        (roll_back_to, records)
+    }
+
     /// Hands committed records to the shard and waits until it has them.
     async fn to_shard(&self, records: Vec<Record>) -> Result<(), io::Error> {
         let (done, applied) = tokio::sync::oneshot::channel();
-        let request = Request::Committed { records, done };
-        // The shard's channel is bounded: wait for room without holding up
-        // this runtime's other tasks.
-        let sent = tokio::task::block_in_place(|| self.requests.send(request).is_ok());
-        if !sent {
-            return Err(io::Error::other("the shard has stopped"));
-        }
+        self.send(Request::Committed { records, done })?;
         applied
             .await
             .map_err(|_| io::Error::other("the shard has stopped"))?
@@ -140,12 +182,12 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
         I: IntoIterator<Item = Entry<ShardRaft>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut records = Vec::new();
+        let mut batches = Vec::new();
         let mut answers = Vec::new();
         for entry in entries {
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => records.extend(batch.records),
+                EntryPayload::Normal(batch) => batches.push(batch),
                 EntryPayload::Membership(membership) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
@@ -156,11 +198,14 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
             });
         }
         // A leader's own records are in its engines already (it numbered
-        // them): skipped here, without a trip to the shard. This is not
-        // only cheaper: the shard may be waiting on the writer, which
-        // waits on this very commit, so asking it would deadlock.
-        let held = self.shared.numbered();
-        if records.last().is_some_and(|last| last.seq > held) {
+        // them): skipped, without a trip to the shard. This is not only
+        // cheaper: the shard may be waiting on the writer, which waits on
+        // this very commit, so asking it would deadlock.
+        let (roll_back_to, records) = self.sort_out(batches);
+        if let Some(to) = roll_back_to {
+            self.send(Request::RollBack { to }).map_err(machine_error)?;
+        }
+        if !records.is_empty() {
             self.to_shard(records).await.map_err(machine_error)?;
         }
         Ok(answers)
@@ -200,15 +245,34 @@ pub(crate) struct Group {
     pub tokio: tokio::runtime::Runtime,
 }
 
+/// How a node takes part in its shard's Raft group.
+pub struct Member<N> {
+    /// This node's id in the group.
+    pub node: NodeId,
+    /// Its connections to the other members.
+    pub network: N,
+    /// The voters that found the group, if this node is one of them: a
+    /// new log is initialized with them (every founder with the same
+    /// ones, which openraft allows); a log that has a group ignores them.
+    /// A node added later starts with `None` and waits to be added.
+    pub founders: Option<BTreeMap<NodeId, BasicNode>>,
+}
+
 impl Group {
-    /// Starts a group of one voter (this node) over `log`, founding it if
-    /// the log is new, and waits until this node leads and has applied its
-    /// whole log. Runs on a thread of its own, so a caller inside another
-    /// tokio runtime may call it.
-    pub fn start_alone<S: LogStore + Clone + Sync + 'static>(
+    /// Starts this node in its group over `log`, founding it if asked and
+    /// the log is new. Returns once the node runs; leading is for the
+    /// group to decide (see [`Group::follow_leadership`]). Runs on a
+    /// thread of its own, so a caller inside another tokio runtime may
+    /// call it.
+    pub fn start<S, N>(
+        member: Member<N>,
         log: ingressoja_cluster::wal_log::WalLog<S>,
         machine: ShardMachine,
-    ) -> Result<Group, GroupError> {
+    ) -> Result<Group, GroupError>
+    where
+        S: LogStore + Clone + Sync + 'static,
+        N: RaftNetworkFactory<ShardRaft>,
+    {
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ingressoja-raft")
@@ -216,6 +280,39 @@ impl Group {
             .build()
             .map_err(|e| GroupError::Start(e.to_string()))?;
         let config = config()?;
+        let Member {
+            node,
+            network,
+            founders,
+        } = member;
+        let raft = on_own_thread(|| {
+            tokio.block_on(async {
+                let raft = Raft::new(node, config, network, log, machine)
+                    .await
+                    .map_err(|e| GroupError::Start(e.to_string()))?;
+                let founded = raft
+                    .is_initialized()
+                    .await
+                    .map_err(|e| GroupError::Start(e.to_string()))?;
+                if let (false, Some(founders)) = (founded, founders) {
+                    match raft.initialize(founders).await {
+                        // Another founder's membership got here first.
+                        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                        Err(error) => return Err(GroupError::Start(error.to_string())),
+                    }
+                }
+                Ok::<_, GroupError>(raft)
+            })
+        })?;
+        Ok(Group { raft, tokio })
+    }
+
+    /// Starts a group of one voter (this node) and waits until this node
+    /// leads and has applied its whole log.
+    pub fn start_alone<S: LogStore + Clone + Sync + 'static>(
+        log: ingressoja_cluster::wal_log::WalLog<S>,
+        machine: ShardMachine,
+    ) -> Result<Group, GroupError> {
         // Everything in the log when it opened must be in the engines
         // before the shard numbers a record of its own (openraft's metrics
         // may say "leader" before they count the log's tail).
@@ -224,62 +321,65 @@ impl Group {
             .last_log_id()
             .map_err(|e| GroupError::Start(e.to_string()))?
             .map(|l| l.index);
-        let raft = on_own_thread(|| {
-            tokio.block_on(async {
-                let raft = Raft::new(
-                    SINGLE_NODE,
-                    config,
-                    ingressoja_cluster::no_peers::NoPeers,
-                    log,
-                    machine,
-                )
-                .await
-                .map_err(|e| GroupError::Start(e.to_string()))?;
-                let founded = raft
-                    .is_initialized()
-                    .await
-                    .map_err(|e| GroupError::Start(e.to_string()))?;
-                if !founded {
-                    let members = [(SINGLE_NODE, BasicNode::default())];
-                    raft.initialize(std::collections::BTreeMap::from(members))
-                        .await
-                        .map_err(|e| GroupError::Start(e.to_string()))?;
-                }
-                raft.wait(Some(LEAD_DEADLINE))
-                    .metrics(
-                        |m| {
-                            let applied = m.last_applied.map(|l| l.index);
-                            m.current_leader == Some(SINGLE_NODE)
-                                && m.state.is_leader()
-                                && applied >= m.last_log_index
-                                && applied >= log_end
-                        },
-                        "this node leads and has applied its log",
-                    )
-                    .await
-                    .map_err(|_| GroupError::NoLeader(LEAD_DEADLINE))?;
-                Ok::<_, GroupError>(raft)
-            })
-        })?;
-        Ok(Group { raft, tokio })
+        let member = Member {
+            node: SINGLE_NODE,
+            network: ingressoja_cluster::no_peers::NoPeers,
+            founders: Some(BTreeMap::from([(SINGLE_NODE, BasicNode::default())])),
+        };
+        let group = Group::start(member, log, machine)?;
+        let led = on_own_thread(|| {
+            group
+                .tokio
+                .block_on(group.raft.wait(Some(LEAD_DEADLINE)).metrics(
+                    |m| {
+                        let applied = m.last_applied.map(|l| l.index);
+                        m.current_leader == Some(SINGLE_NODE)
+                            && m.state.is_leader()
+                            && applied >= m.last_log_index
+                            && applied >= log_end
+                    },
+                    "this node leads and has applied its log",
+                ))
+        });
+        if led.is_err() {
+            group.stop();
+            return Err(GroupError::NoLeader(LEAD_DEADLINE));
+        }
+        Ok(group)
     }
 
-    /// Until a deposed leader can rebuild its shard from committed state
-    /// (not built: a group of one is never deposed), losing the lead
-    /// poisons the runtime: its engines may hold records that will never
-    /// commit, and nothing built on them may be answered.
-    pub fn poison_if_deposed(&self, shared: Arc<Shared>) {
+    /// Tells the shard when this node starts and stops leading: it leads
+    /// once the group elected it and it has applied an entry of its own
+    /// term (the blank entry a new leader appends first, so everything
+    /// before it too); it stops when the group says it no longer leads.
+    pub fn follow_leadership(&self, node: NodeId, requests: Sender<Request>) {
         let mut metrics = self.raft.metrics();
         self.tokio.spawn(async move {
-            while metrics.changed().await.is_ok() {
-                let state = metrics.borrow().state;
-                if matches!(
-                    state,
-                    ServerState::Follower | ServerState::Candidate | ServerState::Learner
-                ) {
-                    shared.poison(format!(
-                        "this node stopped leading its shard ({state:?}); restart it to rejoin"
-                    ));
+            let mut announced = None;
+            loop {
+                let (term, leads, caught_up) = {
+                    let m = metrics.borrow();
+                    let leads = m.state == ServerState::Leader && m.current_leader == Some(node);
+                    let caught_up = m
+                        .last_applied
+                        .is_some_and(|l| l.leader_id.term == m.current_term);
+                    (m.current_term, leads, caught_up)
+                };
+                let request = if leads && caught_up && announced != Some(term) {
+                    announced = Some(term);
+                    Some(Request::Lead)
+                } else if !leads && announced.is_some() {
+                    announced = None;
+                    Some(Request::StepDown)
+                } else {
+                    None
+                };
+                if let Some(request) = request
+                    && !tokio::task::block_in_place(|| requests.send(request).is_ok())
+                {
+                    break;
+                }
+                if metrics.changed().await.is_err() {
                     break;
                 }
             }

@@ -60,6 +60,23 @@ fn when_durable<T: Send + 'static>(
     }
 }
 
+/// A new leadership's tag: random (a restarted node must not reuse one
+/// that is still in its log), nonzero, and not the last one.
+fn fresh_tag(last: u64) -> u64 {
+    loop {
+        let tag = getrandom::u64().unwrap_or_else(|_| {
+            // No entropy: time and the last tag still differ per leadership.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(1) ^ last.rotate_left(17)
+        });
+        if tag != 0 && tag != last {
+            return tag;
+        }
+    }
+}
+
 /// Answers through a oneshot channel (a requester that gave up is fine).
 fn send_to<T>(
     reply: tokio::sync::oneshot::Sender<Result<T, RuntimeError>>,
@@ -85,7 +102,16 @@ pub(crate) struct Shard {
     /// log: only then does it take writes (its records must continue the
     /// log). Until then writes are refused with `NotLeader`.
     pub leading: bool,
+    /// The tag of this shard's current (or last) leadership: on its
+    /// batches, so that the state machine knows them as its own.
+    pub numbered_by: u64,
+    /// Rebuilds the state the committed log holds through a record: the
+    /// way back for a deposed leader (see [`Shard::roll_back`]).
+    pub rebuild: Rebuild,
 }
+
+/// See [`Shard::rebuild`].
+pub(crate) type Rebuild = Box<dyn FnMut(u64) -> Result<ShardState, String> + Send>;
 
 impl Shard {
     pub fn run(mut self, requests: Receiver<Request>) {
@@ -133,11 +159,7 @@ impl Shard {
     /// Applies one batch; true when asked to shut down.
     fn process(&mut self, batch: Vec<Request>) -> bool {
         let now = self.now_ms();
-        let mut job = WriteJob {
-            records: Vec::new(),
-            notices: Vec::new(),
-            completions: Vec::new(),
-        };
+        let mut job = WriteJob::new(self.numbered_by);
         let mut shutdown = false;
         let mut snapshot_requests = Vec::new();
         for request in &batch {
@@ -201,11 +223,26 @@ impl Shard {
                 Request::Committed { records, done } => {
                     let _ = done.send(self.apply_committed(records));
                 }
-                Request::Lead => self.leading = true,
+                Request::Lead => {
+                    // What came before is not the new leadership's.
+                    let earlier = std::mem::replace(&mut job, WriteJob::new(0));
+                    self.hand_to_writer(earlier);
+                    self.lead();
+                    job.numbered_by = self.numbered_by;
+                }
+                Request::StepDown => self.step_down(),
+                Request::RollBack { to } => {
+                    self.step_down();
+                    self.roll_back(to);
+                }
                 Request::Shutdown => shutdown = true,
             }
         }
-        self.tick_due_events(now, &mut job);
+        if self.leading {
+            // Time acts only on the leader: its ticks are records like any
+            // other, and followers get them through the log.
+            self.tick_due_events(now, &mut job);
+        }
         self.records_since_snapshot += job.records.len() as u64;
         self.hand_to_writer(job);
         let due = self.records_since_snapshot >= self.options.snapshot_every_records
@@ -216,28 +253,94 @@ impl Shard {
         shutdown
     }
 
+    /// Starts leading: the Raft group elected this node and it has applied
+    /// its whole log. What the engines hold beyond the applied log (batches
+    /// of an earlier leadership that never made it into the log) is thrown
+    /// away first, and the new leadership gets a tag of its own, so that
+    /// the state machine tells its batches from any earlier one's.
+    fn lead(&mut self) {
+        let tag = fresh_tag(self.numbered_by);
+        let applied = {
+            let mut holding = self.shared.holding.lock();
+            holding.numbered_by = Some(tag);
+            holding.applied_seq
+        };
+        self.roll_back(applied);
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        self.numbered_by = tag;
+        self.leading = true;
+        self.shared.go_live(tag);
+        tracing::info!(through = applied, "this node leads its shard");
+    }
+
+    /// Stops taking writes: the Raft group deposed this node. What it
+    /// numbered and did not commit stays in the engines until the state
+    /// machine learns whether it commits (a new leader may still commit
+    /// it) or is overwritten (then it is thrown away).
+    fn step_down(&mut self) {
+        if self.leading {
+            tracing::info!("this node no longer leads its shard");
+        }
+        self.leading = false;
+        self.shared.end_live(self.numbered_by);
+    }
+
+    /// Goes back to the committed log's state through record `to`, if the
+    /// engines hold anything else: rebuilt from the newest snapshot at or
+    /// before it and the log's records up to it. A state that cannot be
+    /// rebuilt poisons the runtime (restart recovers it from disk).
+    fn roll_back(&mut self, to: u64) {
+        if self.next_seq - 1 == to {
+            return;
+        }
+        tracing::warn!(
+            from = self.next_seq - 1,
+            to,
+            "throwing away records that never committed"
+        );
+        self.shared.roll_back(to);
+        match (self.rebuild)(to) {
+            Ok(state) => {
+                self.state = state;
+                self.next_seq = to + 1;
+                self.records_since_snapshot = 0;
+                self.shared.record(|s| s.rollbacks += 1);
+            }
+            Err(reason) => self
+                .shared
+                .poison(format!("cannot rebuild the committed state: {reason}")),
+        }
+    }
+
     /// Answers a write with `NotLeader` while this shard does not lead
     /// (returns `None`: handled); hands anything else back.
     fn refuse_unless_leading(&self, request: Request) -> Option<Request> {
         if self.leading {
             return Some(request);
         }
+        // A poisoned log says so: nothing will be taken here until a restart.
+        let error = self
+            .shared
+            .poisoned()
+            .map_or(RuntimeError::NotLeader, RuntimeError::Durability);
         match request {
             Request::Apply { event, after, .. } => {
                 let respond = after(self.state.events.get(&event));
-                respond(Err(RuntimeError::NotLeader));
+                respond(Err(error));
                 None
             }
             Request::CreateEvent { reply, .. } => {
-                let _ = reply.send(Err(RuntimeError::NotLeader));
+                let _ = reply.send(Err(error));
                 None
             }
             Request::StartPayment { reply, .. } => {
-                let _ = reply.send(Err(RuntimeError::NotLeader));
+                let _ = reply.send(Err(error));
                 None
             }
             Request::SettlePayment { reply, .. } => {
-                let _ = reply.send(Err(RuntimeError::NotLeader));
+                let _ = reply.send(Err(error));
                 None
             }
             other => Some(other),
@@ -274,7 +377,6 @@ impl Shard {
             self.next_seq += 1;
             self.records_since_snapshot += 1;
         }
-        self.shared.set_numbered(self.next_seq - 1);
         if let Some(seq) = committed {
             self.shared.set_durable(seq);
         }
@@ -488,7 +590,6 @@ impl Shard {
         if job.records.is_empty() && job.completions.is_empty() {
             return;
         }
-        self.shared.set_numbered(self.next_seq - 1);
         // A full writer channel blocks the shard: back-pressure that fills the
         // request channel, where new arrivals are refused with 503.
         if let Err(crossbeam_channel::SendError(job)) = self.writer.send(job) {
@@ -512,6 +613,7 @@ impl Shard {
         let last_seq = self.next_seq - 1;
         let job = SnapshotJob {
             last_seq,
+            generation: self.shared.generation(),
             taken_at_ms: now,
             state,
             done: requests,

@@ -1,6 +1,7 @@
 //! State the runtime's threads share: how far the log is durable, whether a
-//! failed write has poisoned it, and figures for metrics. Everything else is
-//! owned by exactly one thread.
+//! failed write has poisoned it, which leadership the shard takes writes
+//! under, what its engines hold beyond what Raft applied, and figures for
+//! metrics. Everything else is owned by exactly one thread.
 
 use std::sync::OnceLock;
 
@@ -22,6 +23,9 @@ pub struct RuntimeStats {
     pub snapshots_written: u64,
     /// The sequence number of the newest snapshot written.
     pub last_snapshot_seq: u64,
+    /// Times this node, deposed, threw away records it had numbered and
+    /// that never committed, and rebuilt the committed state.
+    pub rollbacks: u64,
 }
 
 /// Called after each group commit with its record count and the write +
@@ -45,15 +49,35 @@ impl std::fmt::Debug for Observer {
 struct Durability {
     seq: u64,
     poisoned: Option<String>,
+    /// Bumped each time the shard throws away records it numbered that
+    /// never committed (a deposed leader's): a copy of its state taken
+    /// before may hold them, and is never written as a snapshot.
+    generation: u64,
+    /// The tag of the leadership the shard takes writes under (0: none,
+    /// it follows). The writer proposes only that leadership's batches.
+    live: u64,
+}
+
+/// What the shard's engines hold beyond what the Raft group has applied:
+/// read and changed only under its lock, by the state machine as it
+/// applies and by the shard as it starts leading, so that the two agree
+/// on which committed records the engines hold already.
+#[derive(Debug, Default)]
+pub struct Holding {
+    /// The tag of the leadership whose records the engines hold ahead of
+    /// the log's commit (`ShardBatch::numbered_by`): committed batches
+    /// with this tag are skipped, being in the engines already. `None`:
+    /// the engines hold exactly what was applied.
+    pub numbered_by: Option<u64>,
+    /// The last record the state machine has applied (or skipped as held).
+    pub applied_seq: u64,
 }
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// The last record number the shard has given out (its engines hold
-    /// every record up to it): the Raft state machine skips committed
-    /// records up to here without a trip to the shard.
-    numbered: std::sync::atomic::AtomicU64,
+    /// See [`Holding`].
+    pub holding: Mutex<Holding>,
     durability: Mutex<Durability>,
     changed: Condvar,
     stats: Mutex<RuntimeStats>,
@@ -65,20 +89,56 @@ impl Shared {
     pub fn new(seq: u64) -> Shared {
         let shared = Shared::default();
         shared.durability.lock().seq = seq;
-        shared.set_numbered(seq);
+        shared.holding.lock().applied_seq = seq;
         shared
     }
 
-    /// The shard's engines hold every record up to `seq` (set before the
-    /// records go to the writer, so before they can commit).
-    pub fn set_numbered(&self, seq: u64) {
-        self.numbered
-            .fetch_max(seq, std::sync::atomic::Ordering::Release);
+    /// The shard takes writes under leadership `tag` (nonzero).
+    pub fn go_live(&self, tag: u64) {
+        let mut durability = self.durability.lock();
+        durability.live = tag;
+        self.changed.notify_all();
     }
 
-    /// The last record the shard's engines hold.
-    pub fn numbered(&self) -> u64 {
-        self.numbered.load(std::sync::atomic::Ordering::Acquire)
+    /// Leadership `tag` takes no more writes (if it is the live one).
+    pub fn end_live(&self, tag: u64) {
+        let mut durability = self.durability.lock();
+        if durability.live == tag {
+            durability.live = 0;
+        }
+    }
+
+    /// The leadership the shard takes writes under (0: none).
+    pub fn live(&self) -> u64 {
+        self.durability.lock().live
+    }
+
+    /// Blocks until the shard takes writes, for at most `deadline`; false
+    /// if it does not (or the log is poisoned).
+    pub fn wait_live(&self, deadline: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + deadline;
+        let mut durability = self.durability.lock();
+        while durability.live == 0 && durability.poisoned.is_none() {
+            if self.changed.wait_until(&mut durability, until).timed_out() {
+                break;
+            }
+        }
+        durability.live != 0
+    }
+
+    /// The shard throws away what it numbered after `seq` (never
+    /// committed) and goes back to the log's committed state, which is
+    /// durable through `seq`. Copies of its state taken before are stale.
+    pub fn roll_back(&self, seq: u64) {
+        let mut durability = self.durability.lock();
+        durability.generation += 1;
+        durability.seq = durability.seq.max(seq);
+        self.changed.notify_all();
+    }
+
+    /// How many times the shard has rolled back (see [`Shared::roll_back`]).
+    pub fn generation(&self) -> u64 {
+        self.durability.lock().generation
     }
 
     /// Records that the log is durable up to `seq`.
@@ -105,15 +165,18 @@ impl Shared {
         self.durability.lock().poisoned.clone()
     }
 
-    /// Blocks until the log is durable up to `seq`; false if it never will be.
-    pub fn wait_durable(&self, seq: u64) -> bool {
+    /// Blocks until the log is durable up to `seq` for a state copied in
+    /// `generation`; false if it never will be (the log is poisoned, or
+    /// the shard rolled back since: the copy may hold records that never
+    /// commit, even if others with the same numbers do).
+    pub fn wait_durable(&self, seq: u64, generation: u64) -> bool {
         let mut durability = self.durability.lock();
         loop {
+            if durability.generation != generation || durability.poisoned.is_some() {
+                return false;
+            }
             if durability.seq >= seq {
                 return true;
-            }
-            if durability.poisoned.is_some() {
-                return false;
             }
             self.changed.wait(&mut durability);
         }

@@ -16,6 +16,8 @@ use crate::RuntimeError;
 pub struct SnapshotJob {
     /// The last sequence number the copy includes.
     pub last_seq: u64,
+    /// The shard's generation when it copied (see `Shared::roll_back`).
+    pub generation: u64,
     /// When the copy was taken.
     pub taken_at_ms: u64,
     /// The copy.
@@ -27,13 +29,15 @@ pub struct SnapshotJob {
 /// Runs until the shard drops its sender.
 pub fn run(dir: SnapshotDir, jobs: Receiver<SnapshotJob>, shared: Arc<Shared>) {
     while let Ok(job) = jobs.recv() {
-        let result = if shared.wait_durable(job.last_seq) {
+        let result = if shared.wait_durable(job.last_seq, job.generation) {
             dir.write(job.last_seq, job.taken_at_ms, &job.state)
                 .map(|_| job.last_seq)
                 .map_err(|e| RuntimeError::SnapshotFailed(e.to_string()))
         } else {
             Err(RuntimeError::SnapshotFailed(
-                "the log is poisoned; no snapshot is taken past it".into(),
+                "the copy will never be all committed (the log is poisoned, or this node \
+                 lost the lead and threw away what it had not committed)"
+                    .into(),
             ))
         };
         if let Ok(seq) = result {

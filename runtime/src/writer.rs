@@ -45,12 +45,26 @@ pub type Notices = tokio::sync::broadcast::Sender<Notice>;
 
 /// What the shard hands over per batch.
 pub struct WriteJob {
+    /// The tag of the leadership the shard numbered the records under.
+    pub numbered_by: u64,
     /// The batch's records, numbered by the shard.
     pub records: Vec<Record>,
     /// The batch's changes, to publish once durable.
     pub notices: Vec<Notice>,
     /// Answers to send once the records are durable, in order.
     pub completions: Vec<Completion>,
+}
+
+impl WriteJob {
+    /// An empty job of leadership `numbered_by`.
+    pub fn new(numbered_by: u64) -> WriteJob {
+        WriteJob {
+            numbered_by,
+            records: Vec::new(),
+            notices: Vec::new(),
+            completions: Vec::new(),
+        }
+    }
 }
 
 /// The Raft group the writer proposes to: the node and a handle on the
@@ -95,24 +109,62 @@ pub fn run(
     simulated_delay: std::time::Duration,
 ) {
     let mut last_proposed = shared.durable_seq();
-    while let Ok(first) = jobs.recv() {
+    let mut last_tag = None;
+    let mut next = None;
+    while let Some(first) = next.take().or_else(|| jobs.recv().ok()) {
         if !simulated_delay.is_zero() {
             // Fault injection only (see `RuntimeOptions`): a slow disk.
             std::thread::sleep(simulated_delay);
         }
+        // A group is one leadership's: a job numbered under another waits
+        // for the next group.
+        let tag = first.numbered_by;
         let mut group = vec![first];
         let mut records = group[0].records.len();
         while records < MAX_GROUP_RECORDS {
             match jobs.try_recv() {
-                Ok(job) => {
+                Ok(job) if job.numbered_by == tag => {
                     records += job.records.len();
                     group.push(job);
+                }
+                Ok(job) => {
+                    next = Some(job);
+                    break;
                 }
                 Err(_) => break,
             }
         }
+        if shared.live() != tag {
+            // Numbered under a leadership that has ended: its records are
+            // not proposed (a later leadership's log goes on without them)
+            // and anything answered from that state waits for nothing.
+            refuse(group, &shared);
+            continue;
+        }
+        if last_tag != Some(tag)
+            && let Some(first) = group.iter().find_map(|job| job.records.first())
+        {
+            // A new leadership numbers on from the log it found, which is
+            // not what the last one proposed.
+            last_tag = Some(tag);
+            last_proposed = first.seq - 1;
+        }
         let flight = propose(proposer, group, &shared, &mut last_proposed);
-        answer(proposer, flight, &shared, &notices);
+        answer(proposer, flight, tag, &shared, &notices);
+    }
+}
+
+/// Answers a group numbered under a leadership that has ended: nothing of
+/// it was committed by this node, and the client retries (through the new
+/// leader). A poisoned log says so instead: nothing is coming back here.
+fn refuse(group: Vec<WriteJob>, shared: &Shared) {
+    let error = shared
+        .poisoned()
+        .map_or(RuntimeError::NotLeader, RuntimeError::Durability);
+    for job in group {
+        for completion in job.completions {
+            completion(Err(error.clone()));
+        }
     }
 }
 
@@ -163,6 +215,7 @@ fn propose(
     shared: &Shared,
     last_proposed: &mut u64,
 ) -> InFlight {
+    let numbered_by = group.first().map_or(0, |job| job.numbered_by);
     let Gathered {
         records,
         completions,
@@ -173,7 +226,10 @@ fn propose(
     let started = Instant::now();
     let answer = match (shared.poisoned(), last_seq) {
         (None, Some(last)) => {
-            let batch = ingressoja_cluster::ShardBatch { records };
+            let batch = ingressoja_cluster::ShardBatch {
+                records,
+                numbered_by,
+            };
             match proposer
                 .tokio
                 .block_on(proposer.raft.client_write_ff(batch))
@@ -200,13 +256,22 @@ fn propose(
     }
 }
 
-/// Answers a group once its entry is committed (or known never to be). A
-/// proposal that fails leaves the shard's engines ahead of the log: the
+/// Answers a group once its entry is committed (or known never to be).
+/// An entry this node no longer leads for (deposed before it committed,
+/// or it was never the leader) ends the leadership `tag`: the group and
+/// every later one numbered under it are answered `NotLeader`, and the
+/// shard rolls back what it numbered when it learns what the new leader
+/// kept. A Raft group that stops leaves the engines ahead of the log: the
 /// runtime is poisoned, as by a failed sync.
-fn answer(proposer: &Proposer, flight: InFlight, shared: &Shared, notices: &Notices) {
+fn answer(proposer: &Proposer, flight: InFlight, tag: u64, shared: &Shared, notices: &Notices) {
+    let mut deposed = false;
     let outcome = match flight.answer {
         Some(answer) => match proposer.tokio.block_on(answer) {
             Ok(Ok(_)) => Ok(()),
+            Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(_))) => {
+                deposed = true;
+                Ok(())
+            }
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("the Raft group stopped".to_string()),
         },
@@ -215,8 +280,12 @@ fn answer(proposer: &Proposer, flight: InFlight, shared: &Shared, notices: &Noti
     if let Err(reason) = outcome {
         shared.poison(reason);
     }
+    if deposed {
+        shared.end_live(tag);
+    }
     let result = match shared.poisoned() {
         Some(reason) => Err(RuntimeError::Durability(reason)),
+        None if deposed => Err(RuntimeError::NotLeader),
         None => Ok(()),
     };
     if result.is_ok()
@@ -255,6 +324,7 @@ mod tests {
     fn gather_records(proposed: u64, seqs: &[u64]) -> Vec<u64> {
         let shared = Shared::new(proposed);
         let job = WriteJob {
+            numbered_by: 1,
             records: seqs.iter().copied().map(record).collect(),
             notices: Vec::new(),
             completions: Vec::new(),

@@ -1,0 +1,226 @@
+//! Three runtimes, one shard replicated among them over the in-process
+//! network (`ingressoja_cluster::memory_network`), on real Raft timing: a
+//! leader cut off from the others or stopped is replaced, what it
+//! acknowledged survives, what it numbered and never committed never shows
+//! (not in an answer, not in any node's state), and every node ends with
+//! the same state.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ingressoja_cluster::NodeId;
+use ingressoja_cluster::memory_network::{NodeNetwork, Router};
+use ingressoja_engine::{Command, CustomerId, QueueStatus};
+use ingressoja_runtime::{
+    EventId, ManualClock, Member, Pending, Runtime, RuntimeError, RuntimeOptions, ShardState,
+};
+use ingressoja_wal::MemStore;
+use openraft::BasicNode;
+
+mod support;
+
+/// Longer than any election here takes (150–300 ms timeouts), by far.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const NODES: [NodeId; 3] = [1, 2, 3];
+
+struct Node {
+    store: MemStore,
+    dir: tempfile::TempDir,
+    runtime: Option<Runtime>,
+}
+
+struct Cluster {
+    router: Router,
+    nodes: BTreeMap<NodeId, Node>,
+}
+
+fn start(router: &Router, id: NodeId, store: MemStore, dir: &Path) -> Runtime {
+    let founders = NODES.map(|n| (n, BasicNode::default()));
+    let member: Member<NodeNetwork> = Member {
+        node: id,
+        network: router.network_of(id),
+        founders: Some(BTreeMap::from(founders)),
+    };
+    let clock = Arc::new(ManualClock::at(support::NOW));
+    let runtime = Runtime::start_member(store, RuntimeOptions::new(dir), clock, member).unwrap();
+    router.add(id, runtime.raft().unwrap());
+    runtime
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let router = Router::default();
+        let nodes = NODES
+            .into_iter()
+            .map(|id| {
+                let store = MemStore::default();
+                let dir = tempfile::tempdir().unwrap();
+                let runtime = start(&router, id, store.clone(), dir.path());
+                let node = Node {
+                    store,
+                    dir,
+                    runtime: Some(runtime),
+                };
+                (id, node)
+            })
+            .collect();
+        Cluster { router, nodes }
+    }
+
+    fn runtime(&self, id: NodeId) -> &Runtime {
+        self.nodes[&id].runtime.as_ref().unwrap()
+    }
+
+    /// The node among `among` that takes writes, once one does: it is
+    /// asked to create an event (the proof it leads), which is returned.
+    fn leader_among(&self, among: &[NodeId]) -> (NodeId, EventId) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            for &id in among {
+                let created = self
+                    .runtime(id)
+                    .create_event(support::runtime_event("Replicated"))
+                    .and_then(Pending::wait);
+                match created {
+                    Ok(event) => return (id, event),
+                    Err(RuntimeError::NotLeader) => {}
+                    Err(other) => panic!("node {id}: {other}"),
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among {among:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A node's state; `None` while it holds records of a leadership
+    /// that ended and has not yet learned what the new leader kept (a
+    /// read of that state is refused rather than answered).
+    fn state(&self, id: NodeId) -> Option<ShardState> {
+        match self.runtime(id).query(Clone::clone).unwrap().wait() {
+            Ok(state) => Some(state),
+            Err(RuntimeError::NotLeader) => None,
+            Err(other) => panic!("node {id}: {other}"),
+        }
+    }
+
+    /// Waits until every running node holds the same state, and returns it.
+    fn converged(&self) -> ShardState {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let states: Option<Vec<ShardState>> = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.runtime.is_some())
+                .map(|(&id, _)| self.state(id))
+                .collect();
+            if let Some(states) = states
+                && states.windows(2).all(|pair| pair[0] == pair[1])
+            {
+                return states.into_iter().next().unwrap();
+            }
+            assert!(Instant::now() < deadline, "the nodes never agreed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn join(runtime: &Runtime, event: EventId, fan: u64) -> Pending<ingressoja_runtime::Applied> {
+    let command = Command::Join {
+        customer: CustomerId(fan),
+    };
+    runtime.submit(event, command, None).unwrap()
+}
+
+fn joined(state: &ShardState, event: EventId, fan: u64) -> bool {
+    state.events[&event].queue_status(CustomerId(fan)) != QueueStatus::NotJoined
+}
+
+#[test]
+fn a_cut_off_leader_acknowledges_nothing_and_what_it_numbered_never_shows() {
+    let cluster = Cluster::start();
+    let (old, event) = cluster.leader_among(&NODES);
+    for fan in 0..200 {
+        join(cluster.runtime(old), event, fan).wait().unwrap();
+    }
+
+    // Cut off, the leader still applies these (its engines number them)
+    // but cannot commit them.
+    cluster.router.cut_off(old, true);
+    let stranded: Vec<_> = (1_000..1_050)
+        .map(|fan| join(cluster.runtime(old), event, fan))
+        .collect();
+
+    let others: Vec<NodeId> = NODES.into_iter().filter(|&n| n != old).collect();
+    let (new, _) = cluster.leader_among(&others);
+    for fan in 2_000..2_200 {
+        join(cluster.runtime(new), event, fan).wait().unwrap();
+    }
+
+    // Healed, the old leader learns it was deposed: its stranded requests
+    // are refused, never acknowledged.
+    cluster.router.cut_off(old, false);
+    for pending in stranded {
+        match pending.wait() {
+            Err(RuntimeError::NotLeader) => {}
+            other => panic!("a stranded request was answered {other:?}"),
+        }
+    }
+    let state = cluster.converged();
+    for fan in (0..200).chain(2_000..2_200) {
+        assert!(joined(&state, event, fan), "acknowledged fan {fan} lost");
+    }
+    for fan in 1_000..1_050 {
+        assert!(
+            !joined(&state, event, fan),
+            "unacknowledged fan {fan} shows"
+        );
+    }
+    assert!(
+        cluster.runtime(old).stats().rollbacks >= 1,
+        "the old leader's engines held the stranded joins and had to drop them"
+    );
+    // The old leader follows now; a write sent to it is refused.
+    let refused = join(cluster.runtime(old), event, 5_000).wait();
+    if cluster.runtime(old).leader() != Some(old) {
+        assert_eq!(refused.unwrap_err(), RuntimeError::NotLeader);
+    }
+}
+
+#[test]
+fn a_stopped_leader_is_replaced_and_catches_up_when_it_restarts() {
+    let mut cluster = Cluster::start();
+    let (old, event) = cluster.leader_among(&NODES);
+    for fan in 0..100 {
+        join(cluster.runtime(old), event, fan).wait().unwrap();
+    }
+    cluster.router.cut_off(old, true);
+    cluster
+        .nodes
+        .get_mut(&old)
+        .unwrap()
+        .runtime
+        .take()
+        .unwrap()
+        .shutdown();
+
+    let others: Vec<NodeId> = NODES.into_iter().filter(|&n| n != old).collect();
+    let (new, _) = cluster.leader_among(&others);
+    for fan in 100..300 {
+        join(cluster.runtime(new), event, fan).wait().unwrap();
+    }
+
+    // Back from its disk (the same store), it catches up from the leader.
+    let node = &cluster.nodes[&old];
+    let restarted = start(&cluster.router, old, node.store.clone(), node.dir.path());
+    cluster.router.cut_off(old, false);
+    cluster.nodes.get_mut(&old).unwrap().runtime = Some(restarted);
+    let state = cluster.converged();
+    for fan in 0..300 {
+        assert!(joined(&state, event, fan), "acknowledged fan {fan} lost");
+    }
+    state.check_invariants().unwrap();
+}
