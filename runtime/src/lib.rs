@@ -318,6 +318,23 @@ impl Runtime {
         Ok(runtime)
     }
 
+    /// [`Runtime::start_in`] for a member of a replicated group (see
+    /// [`Runtime::start_member`]).
+    pub fn start_member_in<N>(
+        db: Arc<rocksdb::DB>,
+        options: RuntimeOptions,
+        clock: Arc<dyn Clock>,
+        member: Member<N>,
+    ) -> Result<Runtime, StartError>
+    where
+        N: openraft::network::RaftNetworkFactory<ingressoja_cluster::ShardRaft>,
+    {
+        let store = DataDir::wal_store(db.clone())?;
+        let mut runtime = Runtime::start_member(store, options, clock, member)?;
+        runtime.db = Some(db);
+        Ok(runtime)
+    }
+
     /// Like [`Runtime::start`], with the log in `store` (tests inject faults
     /// through it); snapshots still live in the data directory. The node
     /// is a group of one voter, and leads before this returns.

@@ -135,6 +135,11 @@ pub fn run(
             }
         }
         if shared.live() != tag {
+            tracing::debug!(
+                tag,
+                live = shared.live(),
+                "refusing a group of an ended leadership"
+            );
             // Numbered under a leadership that has ended: its records are
             // not proposed (a later leadership's log goes on without them)
             // and anything answered from that state waits for nothing.
@@ -281,6 +286,9 @@ fn answer(proposer: &Proposer, flight: InFlight, tag: u64, shared: &Shared, noti
         shared.poison(reason);
     }
     if deposed {
+        tracing::warn!(
+            "a proposal found this node no longer leading; refusing its leadership's writes"
+        );
         shared.end_live(tag);
     }
     let result = match shared.poisoned() {

@@ -19,6 +19,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod cluster;
 pub mod crash_load;
 pub mod demo;
 pub mod http;

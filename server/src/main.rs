@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use ingressoja::cluster::{self, file::ClusterFile};
 use ingressoja::http::config::ServerConfig;
 use ingressoja::runtime::{self, Clock, RuntimeOptions, SystemClock};
 use ingressoja::{demo, http, ops};
@@ -38,6 +39,13 @@ enum Command {
         /// Seed a demo event on first start (enables development mode).
         #[arg(long)]
         demo: bool,
+        /// Hold the sale as one node of a replicated cluster, named in this
+        /// cluster file (see `server/src/cluster/file.rs`).
+        #[arg(long, requires = "node")]
+        cluster: Option<PathBuf>,
+        /// This node's id in the cluster file.
+        #[arg(long, requires = "cluster")]
+        node: Option<u64>,
     },
     /// Play a small drop through the event allocator and print what happens.
     Demo {
@@ -287,8 +295,21 @@ fn serve(
     data: Option<PathBuf>,
     config: Option<PathBuf>,
     demo: bool,
+    member: Option<(PathBuf, u64)>,
 ) -> CliResult {
     let mut config = ServerConfig::load(config.as_deref(), |name| std::env::var(name).ok())?;
+    let cluster = match &member {
+        Some((file, id)) => {
+            let file = ClusterFile::load(file)?;
+            let node = file
+                .node(*id)
+                .ok_or_else(|| format!("node {id} is not in the cluster file"))?
+                .clone();
+            config.listen = node.http;
+            Some((file, node))
+        }
+        None => None,
+    };
     config.listen = listen.unwrap_or(config.listen);
     config.data = data.unwrap_or(config.data);
     config.demo |= demo;
@@ -303,21 +324,51 @@ fn serve(
         tracing::warn!(ms, "simulating a slow log disk (testing only)");
         options.simulated_write_delay_ms = ms;
     }
-    let app = Arc::new(http::App::start(options, config.clone(), clock.clone())?);
-    if config.demo && app.runtime.query(|state| state.events.is_empty())?.wait()? {
-        let mut seed = [0u8; 8];
-        getrandom::fill(&mut seed)?;
-        let demo = http::demo_event::demo_event(clock.now_ms(), u64::from_le_bytes(seed));
-        let event = app.runtime.create_event(demo)?.wait()?;
-        tracing::info!(event = event.0, "created the demo event");
+    let app = match &cluster {
+        Some((file, node)) => Arc::new(http::App::start_member(
+            options,
+            config.clone(),
+            clock.clone(),
+            file.member(node.id)?,
+        )?),
+        None => Arc::new(http::App::start(options, config.clone(), clock.clone())?),
+    };
+    if config.demo {
+        if cluster.is_some() {
+            tracing::warn!("no demo event in a cluster: create events through the leader");
+        } else if app.runtime.query(|state| state.events.is_empty())?.wait()? {
+            let mut seed = [0u8; 8];
+            getrandom::fill(&mut seed)?;
+            let demo = http::demo_event::demo_event(clock.now_ms(), u64::from_le_bytes(seed));
+            let event = app.runtime.create_event(demo)?.wait()?;
+            tracing::info!(event = event.0, "created the demo event");
+        }
     }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async {
+        let peers = match (&cluster, app.runtime.raft()) {
+            (Some((file, node)), Some(raft)) => {
+                let listener = http::bind(node.peers)?;
+                println!(
+                    "node {} takes its peers' messages on {}",
+                    node.id, node.peers
+                );
+                let secret = file.secret.clone();
+                let never = std::future::pending::<()>();
+                Some(tokio::spawn(async move {
+                    cluster::peer_api::serve(listener, raft, &secret, never).await;
+                }))
+            }
+            _ => None,
+        };
         let listener = http::bind(config.listen)?;
         println!("IngressoJa is serving on http://{}", listener.local_addr()?);
         http::serve(listener, app.clone(), shutdown_signal()).await;
+        if let Some(peers) = peers {
+            peers.abort();
+        }
         Ok::<(), std::io::Error>(())
     })?;
     drop(tokio);
@@ -401,7 +452,12 @@ fn main() -> std::process::ExitCode {
             data,
             config,
             demo,
-        } => serve(listen, data, config, demo),
+            cluster,
+            node,
+        } => {
+            let member = cluster.zip(node);
+            serve(listen, data, config, demo, member)
+        }
         Command::Demo { seed } => demo::run(seed, &mut std::io::stdout().lock()),
         Command::CrashLoad { data, acks, seed } => ingressoja::crash_load::run(&data, &acks, seed),
         Command::Backup(command) => backup(command),

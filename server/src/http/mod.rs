@@ -117,6 +117,21 @@ impl App {
         App::new(runtime, db, config, clock)
     }
 
+    /// [`App::start`] for node `member` of a replicated sale: its shard's
+    /// log is one of the group's replicas, and it takes writes only while
+    /// it leads.
+    pub fn start_member(
+        options: RuntimeOptions,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+        member: crate::runtime::Member<crate::cluster::transport::PeerNetwork>,
+    ) -> std::io::Result<App> {
+        let db = DataDir::create(&options.data_dir)?.open_db(crate::COLUMN_FAMILIES)?;
+        let runtime = Runtime::start_member_in(db.clone(), options, clock.clone(), member)
+            .map_err(std::io::Error::other)?;
+        App::new(runtime, db, config, clock)
+    }
+
     /// An app over a started runtime and the database its server-side
     /// state lives in (opened with [`crate::COLUMN_FAMILIES`]), with a fresh
     /// token key, the sandbox payment gateway (its ledger beside the data),
