@@ -4,7 +4,8 @@
 //! no JSON, only Raft entries.
 //!
 //! - `types.rs`: the Raft type configuration (`ShardRaft`) and the
-//!   replicated batch.
+//!   replicated batch; `async_runtime.rs`: tokio with randomness a
+//!   simulation can seed.
 //! - `memory.rs`: an in-memory log store and state machine, for the
 //!   deterministic cluster tests; checked against openraft's own storage
 //!   conformance suite (`tests/conformance.rs`), as the wal-backed store
@@ -16,6 +17,7 @@
 //! - `memory_network.rs`: an in-process network between nodes that a test
 //!   can cut (a partition, a dead machine).
 
+pub mod async_runtime;
 pub mod memory;
 pub mod memory_network;
 pub mod no_peers;

@@ -292,6 +292,13 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
         })
     }
 
+    /// The sequence number the log's next record gets: what a leader
+    /// numbers its next batch from (every record appended counts, committed
+    /// or not).
+    pub fn next_seq(&self) -> u64 {
+        self.writer.lock().wal.next_seq()
+    }
+
     /// A reader of the log (for the state machine's own lookups).
     pub fn reader(&self) -> WalLogReader<S> {
         self.reader.clone()
