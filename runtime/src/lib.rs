@@ -682,6 +682,12 @@ impl Runtime {
         self.group.as_ref().map(|group| group.raft.clone())
     }
 
+    /// Whether this node takes writes now (it leads its shard's group and
+    /// has applied its whole log).
+    pub fn leads(&self) -> bool {
+        self.shared.live() != 0
+    }
+
     /// The node leading this shard's group as far as this node knows.
     pub fn leader(&self) -> Option<ingressoja_cluster::NodeId> {
         let group = self.group.as_ref()?;

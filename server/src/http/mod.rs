@@ -295,6 +295,12 @@ async fn settle_payments(app: Arc<App>) {
     let mut every = tokio::time::interval(Duration::from_millis(SWEEP_EVERY_MS));
     loop {
         every.tick().await;
+        if !app.runtime.leads() {
+            // Settling writes to the log: the leader's job. A node that
+            // starts leading sweeps everything left in flight.
+            cutoff_ms = app.clock.now_ms();
+            continue;
+        }
         if let Err(error) = sweep(&app.runtime, app.gateway.as_ref(), cutoff_ms).await {
             tracing::warn!(%error, "payment sweep failed");
         }
