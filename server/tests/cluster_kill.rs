@@ -248,6 +248,17 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to node `index` through the shell's
+    /// own `kill` (no procps needed, no unsafe code here).
+    fn signal(&self, index: usize, signal: &str) {
+        let command = format!("kill -{signal} {}", self.pid(index));
+        let sent = std::process::Command::new("sh")
+            .args(["-c", &command])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "{command}");
+    }
+
     fn pid(&self, index: usize) -> String {
         self.nodes[index]
             .process
@@ -500,23 +511,10 @@ fn three_nodes_hold_a_drop_through_leader_kills_and_a_pause() {
             // Once, a pause longer than an election instead of a kill: the
             // paused leader wakes up deposed and must not answer from what
             // it numbered before.
-            let pid = cluster.pid(leader);
-            assert!(
-                std::process::Command::new("kill")
-                    .args(["-STOP", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            cluster.signal(leader, "STOP");
             let _ = cluster.leader_but(&probe, Some(leader));
             failovers.push(killed.elapsed());
-            assert!(
-                std::process::Command::new("kill")
-                    .args(["-CONT", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            cluster.signal(leader, "CONT");
         } else {
             drop(cluster.nodes[leader].process.take());
             let _ = cluster.leader(&probe);
