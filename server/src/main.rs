@@ -73,6 +73,9 @@ enum Command {
     /// Reads the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// A replicated sale's group of nodes.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Administrator accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -117,6 +120,43 @@ enum BackupCommand {
     Verify {
         /// The backup directory.
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Founds the group with the nodes of the cluster file (run once, with
+    /// the nodes started; running it again changes nothing).
+    Init {
+        /// The cluster file.
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+    /// Shows each node's view: its role, term, leader, log and applied
+    /// entries, and the voters.
+    Status {
+        /// The cluster file.
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+    /// Adds a node (in the cluster file, started) as a voter, once it has
+    /// caught up with the log.
+    AddNode {
+        /// The cluster file.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The node's id.
+        #[arg(long)]
+        node: u64,
+    },
+    /// Removes a voter.
+    RemoveNode {
+        /// The cluster file.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The node's id.
+        #[arg(long)]
+        node: u64,
     },
 }
 
@@ -285,6 +325,43 @@ fn wal(command: WalCommand) -> CliResult {
         WalCommand::Inspect { data, from, limit } => {
             let db = ingressoja::runtime::DataDir::create(&data)?.db_path();
             runtime::log_tools::inspect(&db, from, limit, &mut std::io::stdout().lock())?;
+        }
+    }
+    Ok(())
+}
+
+fn cluster(command: ClusterCommand) -> CliResult {
+    use ingressoja::cluster::cli;
+    match command {
+        ClusterCommand::Init { cluster } => {
+            for line in cli::init(&ClusterFile::load(&cluster)?)? {
+                println!("{line}");
+            }
+        }
+        ClusterCommand::Status { cluster } => {
+            for (id, status) in cli::status(&ClusterFile::load(&cluster)?)? {
+                match status {
+                    Ok(s) => println!(
+                        "node {id}: {}, term {}, leader {}, log {}, applied {}, voters {:?}, learners {:?}",
+                        s.state,
+                        s.term,
+                        s.leader.map_or_else(|| "none".into(), |l| l.to_string()),
+                        s.last_log_index
+                            .map_or_else(|| "empty".into(), |i| i.to_string()),
+                        s.applied_index
+                            .map_or_else(|| "none".into(), |i| i.to_string()),
+                        s.voters,
+                        s.learners
+                    ),
+                    Err(why) => println!("node {id}: {why}"),
+                }
+            }
+        }
+        ClusterCommand::AddNode { cluster, node } => {
+            println!("{}", cli::add_node(&ClusterFile::load(&cluster)?, node)?);
+        }
+        ClusterCommand::RemoveNode { cluster, node } => {
+            println!("{}", cli::remove_node(&ClusterFile::load(&cluster)?, node)?);
         }
     }
     Ok(())
@@ -461,6 +538,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo { seed } => demo::run(seed, &mut std::io::stdout().lock()),
         Command::CrashLoad { data, acks, seed } => ingressoja::crash_load::run(&data, &acks, seed),
         Command::Backup(command) => backup(command),
+        Command::Cluster(command) => cluster(command),
         Command::Restore {
             backup,
             data,

@@ -126,7 +126,9 @@ impl ClusterFile {
             .collect()
     }
 
-    /// How node `id` takes part in the group.
+    /// How node `id` takes part in the group: it never founds it by itself
+    /// (`ingressoja cluster init` does, once; a node added later waits to
+    /// be added).
     pub fn member(&self, id: u64) -> Result<Member<PeerNetwork>, ClusterFileError> {
         if self.node(id).is_none() {
             return Err(ClusterFileError::Invalid(format!(
@@ -136,7 +138,7 @@ impl ClusterFile {
         Ok(Member {
             node: id,
             network: PeerNetwork::new(&self.secret),
-            founders: Some(self.founders()),
+            founders: None,
         })
     }
 }

@@ -7,8 +7,13 @@
 //! - `transport.rs`: this node's connections to the others (openraft's
 //!   `RaftNetwork`), bounded and with deadlines.
 //! - `peer_api.rs`: the listener the other nodes' messages arrive on.
+//! - `membership.rs`: found the group, add and remove voters, each node's
+//!   view (served on the peer listener).
+//! - `cli.rs`: `ingressoja cluster init|status|add-node|remove-node`.
 
+pub mod cli;
 pub mod file;
+pub mod membership;
 pub mod peer_api;
 pub mod transport;
 

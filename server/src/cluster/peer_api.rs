@@ -1,8 +1,9 @@
 //! The listener other nodes' Raft messages arrive on (HTTP/2 only, its own
 //! address, never the fans'): the shared secret first, then a bounded
 //! postcard body, handed to this node's Raft; its answer (or its refusal,
-//! a Raft error the sender understands) goes back as postcard. Anything
-//! else gets a 4xx naming the problem.
+//! a Raft error the sender understands) goes back as postcard. The
+//! operators' membership commands (`membership.rs`) come here too, as
+//! JSON. Anything else gets a 4xx naming the problem.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::membership;
 use super::transport::path;
 use super::{MAX_MESSAGE_BYTES, PEER_AUTH_SCHEME};
 
@@ -103,26 +105,67 @@ fn authorized(peers: &Peers, request: &Request<Incoming>) -> bool {
 }
 
 async fn handle(peers: &Peers, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    if request.method() != Method::POST {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "peer messages are POSTed");
-    }
     if !authorized(peers, &request) {
         return plain(StatusCode::UNAUTHORIZED, "wrong or missing cluster secret");
     }
+    let raft = &peers.raft;
     let path = request.uri().path().to_owned();
+    if path == membership::path::STATUS {
+        return json(200, &membership::status(raft));
+    }
+    if request.method() != Method::POST {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "peer messages are POSTed");
+    }
     let body = Limited::new(request.into_body(), MAX_MESSAGE_BYTES).collect();
     let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
         Ok(Ok(body)) => body.to_bytes(),
         Ok(Err(_)) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large or cut"),
         Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, "message body too slow"),
     };
-    let raft = &peers.raft;
     match path.as_str() {
         path::APPEND => answer(&body, |rpc| raft.append_entries(rpc)).await,
         path::VOTE => answer(&body, |rpc| raft.vote(rpc)).await,
         path::SNAPSHOT => answer(&body, |rpc| raft.install_snapshot(rpc)).await,
+        membership::path::INIT => operate(&body, |f| membership::init(raft, f)).await,
+        membership::path::ADD => operate(&body, |n| membership::add(raft, n)).await,
+        membership::path::REMOVE => operate(&body, |n| membership::remove(raft, n)).await,
         _ => plain(StatusCode::NOT_FOUND, "no such peer message"),
     }
+}
+
+fn json(status: u16, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match serde_json::to_vec(value) {
+        Ok(bytes) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            *response.status_mut() = status;
+            response
+        }
+        Err(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the answer",
+        ),
+    }
+}
+
+/// An operator's request: a JSON body, and what came of it.
+async fn operate<Req, Fut>(body: &[u8], call: impl FnOnce(Req) -> Fut) -> Response<Full<Bytes>>
+where
+    Req: DeserializeOwned,
+    Fut: std::future::Future<Output = membership::Outcome>,
+{
+    let request = match serde_json::from_slice::<Req>(body) {
+        Ok(request) => request,
+        Err(error) => {
+            let said = serde_json::json!({ "error": format!("bad request: {error}") });
+            return json(400, &said);
+        }
+    };
+    let outcome = call(request).await;
+    json(
+        outcome.status,
+        &serde_json::json!({ "message": outcome.message }),
+    )
 }
 
 /// Decodes a message, hands it to Raft and encodes what Raft said.

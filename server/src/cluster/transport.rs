@@ -163,31 +163,32 @@ impl PeerConnection {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Failure> {
-        let unreachable = |e: io::Error| {
+        open(&self.addr).await.map_err(|e| {
             Failure::Unreachable(io::Error::new(
                 e.kind(),
                 format!("node {} at {}: {e}", self.target, self.addr),
             ))
-        };
-        let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect(self.addr.as_str()),
-        )
-        .await
-        .map_err(|_| unreachable(io::Error::from(io::ErrorKind::TimedOut)))?
-        .map_err(unreachable)?;
-        // Heartbeats are small and late ones start elections.
-        stream.set_nodelay(true).map_err(unreachable)?;
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .map_err(|e| unreachable(io::Error::other(e)))?;
-        tokio::spawn(async move {
-            // Ends when either side closes; the next call reconnects.
-            let _ = connection.await;
-        });
-        Ok(sender)
+        })
     }
+}
+
+/// Opens an HTTP/2 connection to a peer listener at `addr` (within
+/// [`CONNECT_TIMEOUT`]); the connection's driver runs on its own task and
+/// ends when either side closes.
+pub async fn open(addr: &str) -> io::Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    // Heartbeats are small and late ones start elections.
+    stream.set_nodelay(true)?;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 impl RaftNetwork<ShardRaft> for PeerConnection {

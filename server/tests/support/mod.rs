@@ -15,6 +15,8 @@ use ingressoja::http::{App, demo_event, serve};
 use ingressoja::runtime::{EventId, ManualClock, RuntimeOptions};
 use serde_json::Value;
 
+pub mod cluster;
+
 pub const NOW: u64 = 1_800_000_000_000;
 
 /// An event for runtime tests: one type (Pista, 100 tickets at R$ 100),

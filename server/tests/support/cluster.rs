@@ -1,0 +1,390 @@
+//! A cluster of `ingressoja serve --cluster` processes on loopback for the
+//! tests, with a bare HTTP/1.1 client: the cluster file, each node's data
+//! directory prepared (an administrator, the event's settings), the group
+//! founded with `ingressoja cluster init`, and the helpers that find the
+//! leader, log in, create the sale and make fans.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ingressoja::http::settings::{EventSecurity, Settings};
+use ingressoja::runtime::{DataDir, EventId};
+use serde_json::{Value, json};
+
+use super::Process;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const SECRET: &str = "loopback-cluster-secret-of-32-characters";
+/// Liveness only: far beyond the seconds a failover takes.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A keep-alive HTTP/1.1 connection, read by hand.
+pub struct Conn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: &str) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Conn { stream, reader })
+    }
+
+    /// Status, JSON body and the `Set-Cookie` session value, if any.
+    pub fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        auth: Option<&str>,
+    ) -> std::io::Result<(u16, Value, Option<String>)> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(auth) = auth {
+            head.push_str(&format!("Authorization: {auth}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        self.stream.write_all(head.as_bytes())?;
+        let mut status_line = String::new();
+        if self.reader.read_line(&mut status_line)? == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+        let (mut length, mut cookie) = (0, None);
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            if name.eq_ignore_ascii_case("set-cookie")
+                && let Some(session) = value.trim().strip_prefix("ij_session=")
+            {
+                cookie = session.split(';').next().map(str::to_string);
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok((status, body, cookie))
+    }
+}
+
+/// A free loopback port (bound, then let go for the node to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Node {
+    pub id: usize,
+    pub http: String,
+    pub peers: String,
+    pub data: PathBuf,
+    pub process: Option<Process>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            drop(node.process.take());
+        }
+        if let Ok(keep) = std::env::var("KEEP_CLUSTER_LOGS") {
+            for node in &self.nodes {
+                let name = format!("node{}.log", node.id);
+                let _ = std::fs::create_dir_all(&keep);
+                let _ = std::fs::copy(self.dir.path().join(&name), Path::new(&keep).join(&name));
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Writes the cluster file and prepares each node's data directory
+    /// (an administrator account and the event's security settings,
+    /// which each node keeps itself), starts `count` nodes and founds the
+    /// group (`ingressoja cluster init`).
+    pub fn start(count: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        // Every fan comes from 127.0.0.1: no per-address quotas here.
+        let config = "development = true\n[limits]\nreads_per_ip = 0\njoins_per_ip = 0\n\
+                      joins_per_account = 0\ncarts_per_ip = 0\ncarts_per_account = 0\n";
+        std::fs::write(dir.path().join("server.toml"), config).unwrap();
+        let mut cluster = Cluster {
+            dir,
+            nodes: Vec::new(),
+        };
+        for _ in 0..count {
+            cluster.add();
+        }
+        for index in 0..count {
+            cluster.spawn(index);
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while !cluster.cli(&["init"]).0 {
+            assert!(Instant::now() < deadline, "the group was never founded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cluster
+    }
+
+    /// A new node in the cluster file (not started): free ports, a
+    /// prepared data directory. Returns its index.
+    pub fn add(&mut self) -> usize {
+        let id = self.nodes.len() + 1;
+        let (peers, http) = (free_port(), free_port());
+        let data = self.dir.path().join(format!("node{id}"));
+        prepare(&data);
+        self.nodes.push(Node {
+            id,
+            http: format!("127.0.0.1:{http}"),
+            peers: format!("127.0.0.1:{peers}"),
+            data,
+            process: None,
+        });
+        let mut file = format!("secret = \"{SECRET}\"\n");
+        for node in &self.nodes {
+            file.push_str(&format!(
+                "[[nodes]]\nid = {}\npeers = \"{}\"\nhttp = \"{}\"\n",
+                node.id, node.peers, node.http
+            ));
+        }
+        std::fs::write(self.dir.path().join("cluster.toml"), file).unwrap();
+        self.nodes.len() - 1
+    }
+
+    /// Runs `ingressoja cluster ARGS --cluster FILE`: whether it succeeded,
+    /// and what it printed.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+            .arg("cluster")
+            .args(args)
+            .arg("--cluster")
+            .arg(self.dir.path().join("cluster.toml"))
+            .output()
+            .unwrap();
+        let mut said = String::from_utf8_lossy(&output.stdout).into_owned();
+        said.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), said)
+    }
+
+    pub fn spawn(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+            .arg("serve")
+            .arg("--cluster")
+            .arg(self.dir.path().join("cluster.toml"))
+            .arg("--node")
+            .arg(node.id.to_string())
+            .arg("--data")
+            .arg(&node.data)
+            .arg("--config")
+            .arg(self.dir.path().join("server.toml"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(self.log(node.id))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let process = Process(child);
+        let serving = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("serving on http://"));
+        assert!(serving, "node {} did not start", node.id);
+        self.nodes[index].process = Some(process);
+    }
+
+    /// Node `id`'s log (appended to across restarts), kept for a failure's
+    /// post-mortem: `KEEP_CLUSTER_LOGS=dir` copies them there.
+    pub fn log(&self, id: usize) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{id}.log")))
+            .unwrap()
+    }
+
+    /// The running nodes' http addresses (all nodes', in order).
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.http.clone()).collect()
+    }
+
+    /// Which node takes writes now: the one where `probe` joins (200).
+    pub fn leader(&self, probe: &[String]) -> usize {
+        self.leader_but(probe, None)
+    }
+
+    /// [`Cluster::leader`] among the nodes but `paused`.
+    pub fn leader_but(&self, probe: &[String], paused: Option<usize>) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            for (index, node) in self.nodes.iter().enumerate() {
+                if node.process.is_none() || paused == Some(index) {
+                    continue;
+                }
+                let joined = Conn::open(&node.http).and_then(|mut c| {
+                    c.call("POST", "/api/events/0/queue", None, Some(&probe[index]))
+                });
+                if matches!(joined, Ok((200 | 201, _, _))) {
+                    return index;
+                }
+            }
+            assert!(Instant::now() < deadline, "no node took a write");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to node `index` through the shell's
+    /// own `kill` (no procps needed, no unsafe code here).
+    pub fn signal(&self, index: usize, signal: &str) {
+        let command = format!("kill -{signal} {}", self.pid(index));
+        let sent = std::process::Command::new("sh")
+            .args(["-c", &command])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "{command}");
+    }
+
+    pub fn pid(&self, index: usize) -> String {
+        self.nodes[index]
+            .process
+            .as_ref()
+            .unwrap()
+            .0
+            .id()
+            .to_string()
+    }
+}
+
+/// An administrator and the event's settings (no proof of work, no
+/// second factor for fans) in a node's own database.
+pub fn prepare(data: &Path) {
+    let db = DataDir::create(data)
+        .unwrap()
+        .open_db(ingressoja::COLUMN_FAMILIES)
+        .unwrap();
+    Settings::open(db.clone())
+        .unwrap()
+        .set(
+            EventId(0),
+            EventSecurity {
+                pow_difficulty: 0,
+                require_two_factor: false,
+            },
+        )
+        .unwrap();
+    let accounts = ingressoja::accounts::Accounts::open(db).unwrap();
+    let hash = ingressoja::accounts::password::hash(PASSWORD).unwrap();
+    ingressoja::accounts::AccountStore::create(&accounts, "ops@cluster.invalid", hash, true, 0)
+        .unwrap();
+}
+
+/// Logs the administrator in on `addr` with both factors.
+pub fn admin(addr: &str) -> String {
+    let mut conn = Conn::open(addr).unwrap();
+    let login = json!({ "email": "ops@cluster.invalid", "password": PASSWORD });
+    let (status, body, cookie) = conn
+        .call("POST", "/api/session", Some(&login), None)
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let bearer = format!("Bearer {}", cookie.unwrap());
+    let (status, enrollment, _) = conn
+        .call("POST", "/api/me/two-factor", None, Some(&bearer))
+        .unwrap();
+    assert_eq!(status, 200, "{enrollment}");
+    let secret = totp_rs::Secret::Encoded(enrollment["secret"].as_str().unwrap().to_string())
+        .to_bytes()
+        .unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = json!({ "code": ingressoja::accounts::totp::code_at(&secret, now_s) });
+    let (status, body, cookie) = conn
+        .call(
+            "POST",
+            "/api/me/two-factor/confirm",
+            Some(&code),
+            Some(&bearer),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    format!("Bearer {}", cookie.unwrap())
+}
+
+/// Creates the sale through whichever node leads.
+pub fn create_event(cluster: &Cluster) {
+    let now = ingressoja::runtime::Clock::now_ms(&ingressoja::runtime::SystemClock);
+    let event = json!({
+        "name": "Replicated", "venue": "Loopback Arena", "starts_at_ms": now + 3_600_000,
+        "opens_at_ms": now - 1_000, "closes_at_ms": now + 3_000_000,
+        "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 10000, "limit_per_customer": 4}],
+        "policy": {"arrival_window_ms": 0, "max_active": 10000, "pow_difficulty": 0, "require_two_factor": false}
+    });
+    let admins: Vec<String> = cluster.addrs().iter().map(|a| admin(a)).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        for (addr, admin) in cluster.addrs().iter().zip(&admins) {
+            let mut conn = Conn::open(addr).unwrap();
+            let (status, body, _) = conn
+                .call("POST", "/api/admin/events", Some(&event), Some(admin))
+                .unwrap();
+            match status {
+                201 => {
+                    assert_eq!(body["id"], 0, "{body}");
+                    return;
+                }
+                503 => assert_eq!(body["error"]["code"], "not_leader", "{body}"),
+                _ => panic!("creating the event: {status} {body}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "no node created the event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Development sessions for fans `0..count` on every node, in the same
+/// order: the same customers everywhere. Returns each fan's token per node.
+pub fn fans(cluster: &Cluster, count: usize) -> Vec<Vec<String>> {
+    let mut tokens = vec![Vec::new(); count];
+    for addr in cluster.addrs() {
+        let mut conn = Conn::open(&addr).unwrap();
+        for (fan, per_node) in tokens.iter_mut().enumerate() {
+            let email = json!({ "email": format!("fan{fan}@cluster.invalid") });
+            let (status, body, _) = conn
+                .call("POST", "/api/dev/session", Some(&email), None)
+                .unwrap();
+            assert_eq!(status, 201, "{body}");
+            per_node.push(format!("Bearer {}", body["token"].as_str().unwrap()));
+        }
+    }
+    tokens
+}
