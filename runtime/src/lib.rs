@@ -392,6 +392,7 @@ impl Runtime {
         let (writer_tx, writer_rx) = crossbeam_channel::bounded(options.writer_queue);
         let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(2);
         let now = clock.now_ms();
+        let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
         let shard = shard::Shard {
             state,
             next_seq: recovery.last_seq + 1,
@@ -407,6 +408,7 @@ impl Runtime {
             leading: false,
             numbered_by: 0,
             rebuild,
+            notices: notices.clone(),
         };
         let shard_thread = spawn("ingressoja-shard", move || shard.run(request_rx))?;
         // The shard follows until the group elects this node and it has
@@ -446,7 +448,6 @@ impl Runtime {
         recovery.replayed += recovery.last_seq - replayed_at_open;
         recovery.cut = opened.cut;
         log_recovery(&recovery);
-        let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
         let writer_notices = notices.clone();
         let writer_shared = shared.clone();
         let snapshot_shared = shared.clone();

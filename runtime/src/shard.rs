@@ -108,6 +108,10 @@ pub(crate) struct Shard {
     /// Rebuilds the state the committed log holds through a record: the
     /// way back for a deposed leader (see [`Shard::roll_back`]).
     pub rebuild: Rebuild,
+    /// Where changes go for subscribers: the writer publishes a leader's
+    /// own once committed; the shard publishes those it applies from the
+    /// log (a follower's).
+    pub notices: super::writer::Notices,
 }
 
 /// See [`Shard::rebuild`].
@@ -369,10 +373,14 @@ impl Shard {
                 self.shared.poison(reason.clone());
                 return Err(reason);
             }
+            let changed = self.changed_by(&record);
             if let Err(error) = self.state.apply_record(&record) {
                 let reason = format!("committed record {} does not apply: {error}", record.seq);
                 self.shared.poison(reason.clone());
                 return Err(reason);
+            }
+            if let Some((event, transition, served_before)) = changed {
+                self.publish(record.seq, event, transition, served_before);
             }
             self.next_seq += 1;
             self.records_since_snapshot += 1;
@@ -381,6 +389,46 @@ impl Shard {
             self.shared.set_durable(seq);
         }
         Ok(())
+    }
+
+    /// The transition a committed record holds, with its event's cursor
+    /// before it (for the customers whose turn an admission starts).
+    fn changed_by(&self, record: &Record) -> Option<(EventId, Transition, u32)> {
+        match LogEntry::decode(&record.payload).ok()? {
+            LogEntry::Transition { event, transition }
+            | LogEntry::RequestedTransition {
+                event, transition, ..
+            } => {
+                let served_before = self.state.events.get(&event)?.served();
+                Some((event, transition, served_before))
+            }
+            _ => None,
+        }
+    }
+
+    /// Publishes a committed record's change to this node's subscribers,
+    /// as the writer does for a leader's own: a follower's fans see the
+    /// sale move too. It is committed, so it is shown.
+    fn publish(&self, seq: u64, event: EventId, transition: Transition, served_before: u32) {
+        // No subscriber is fine: nobody is listening.
+        let _ = self.notices.send(Notice {
+            event,
+            seq,
+            transition,
+            turn_of: None,
+        });
+        if matches!(transition, Transition::Admitted { .. })
+            && let Some(engine) = self.state.events.get(&event)
+        {
+            for customer in engine.admitted_since(served_before) {
+                let _ = self.notices.send(Notice {
+                    event,
+                    seq,
+                    transition,
+                    turn_of: Some(customer),
+                });
+            }
+        }
     }
 
     fn apply(

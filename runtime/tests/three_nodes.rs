@@ -224,3 +224,30 @@ fn a_stopped_leader_is_replaced_and_catches_up_when_it_restarts() {
     }
     state.check_invariants().unwrap();
 }
+
+#[test]
+fn a_followers_subscribers_see_what_the_leader_commits() {
+    let cluster = Cluster::start();
+    let (leader, event) = cluster.leader_among(&NODES);
+    let follower = NODES.into_iter().find(|&n| n != leader).unwrap();
+    let mut changes = cluster.runtime(follower).subscribe();
+    join(cluster.runtime(leader), event, 42).wait().unwrap();
+    let fan = Some(CustomerId(42));
+    let (mut joined, mut turn) = (false, false);
+    let deadline = Instant::now() + DEADLINE;
+    while !(joined && turn) {
+        match changes.try_recv() {
+            Ok(notice) if notice.event == event && notice.transition.customer() == fan => {
+                joined = true;
+            }
+            // The event is open with room: the join starts the fan's turn.
+            Ok(notice) if notice.event == event && notice.turn_of == fan => turn = true,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {
+                assert!(Instant::now() < deadline, "the follower published nothing");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
