@@ -402,12 +402,21 @@ fn serve(
         options.simulated_write_delay_ms = ms;
     }
     let app = match &cluster {
-        Some((file, node)) => Arc::new(http::App::start_member(
-            options,
-            config.clone(),
-            clock.clone(),
-            file.member(node.id)?,
-        )?),
+        Some((file, node)) => {
+            let mut member = file.member(node.id)?;
+            // Fault injection for the partition test; see `Partition`.
+            if let Some(switch) = std::env::var_os("INGRESSOJA_TEST_PARTITION_FILE") {
+                tracing::warn!("peer messages obey a partition switch (testing only)");
+                let partition = cluster::transport::Partition::new(switch.into());
+                member.network = member.network.with_partition(Some(partition));
+            }
+            Arc::new(http::App::start_member(
+                options,
+                config.clone(),
+                clock.clone(),
+                member,
+            )?)
+        }
         None => Arc::new(http::App::start(options, config.clone(), clock.clone())?),
     };
     if config.demo {

@@ -137,7 +137,7 @@ impl ClusterFile {
         }
         Ok(Member {
             node: id,
-            network: PeerNetwork::new(&self.secret),
+            network: PeerNetwork::new(id, &self.secret),
             founders: None,
         })
     }

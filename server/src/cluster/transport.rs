@@ -43,15 +43,53 @@ pub mod path {
 /// This node's connections to its peers (openraft's network factory).
 #[derive(Clone)]
 pub struct PeerNetwork {
+    node: NodeId,
     secret: Arc<str>,
+    partition: Option<Arc<Partition>>,
 }
 
 impl PeerNetwork {
-    /// Connections that show `secret`.
-    pub fn new(secret: &str) -> PeerNetwork {
+    /// Node `node`'s connections, showing `secret`.
+    pub fn new(node: NodeId, secret: &str) -> PeerNetwork {
         PeerNetwork {
+            node,
             secret: Arc::from(secret),
+            partition: None,
         }
+    }
+
+    /// The same, with the partition switch of the tests (see
+    /// [`Partition`]).
+    pub fn with_partition(mut self, partition: Option<Partition>) -> PeerNetwork {
+        self.partition = partition.map(Arc::new);
+        self
+    }
+}
+
+/// Fault injection for the tests (never set it in production): a file
+/// that names, one per line, the nodes cut off from every other. A node
+/// reads it before each message and neither sends to a cut-off node nor,
+/// when cut off itself, sends at all: a partition of real processes,
+/// where the kernel offers no netem. Set by the environment variable
+/// `INGRESSOJA_TEST_PARTITION_FILE`.
+#[derive(Debug)]
+pub struct Partition {
+    file: std::path::PathBuf,
+}
+
+impl Partition {
+    /// The switch in `file` (absent or empty: nobody is cut off).
+    pub fn new(file: std::path::PathBuf) -> Partition {
+        Partition { file }
+    }
+
+    fn cuts(&self, from: NodeId, to: NodeId) -> bool {
+        let Ok(text) = std::fs::read_to_string(&self.file) else {
+            return false;
+        };
+        text.lines()
+            .filter_map(|line| line.trim().parse::<NodeId>().ok())
+            .any(|cut| cut == from || cut == to)
     }
 }
 
@@ -60,20 +98,24 @@ impl RaftNetworkFactory<ShardRaft> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
         PeerConnection {
+            from: self.node,
             target,
             addr: node.addr.clone(),
             secret: self.secret.clone(),
             sender: None,
+            partition: self.partition.clone(),
         }
     }
 }
 
 /// A connection to one peer.
 pub struct PeerConnection {
+    from: NodeId,
     target: NodeId,
     addr: String,
     secret: Arc<str>,
     sender: Option<SendRequest<Full<Bytes>>>,
+    partition: Option<Arc<Partition>>,
 }
 
 /// Why one exchange failed, before openraft's error types.
@@ -95,6 +137,12 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        if let Some(partition) = &self.partition
+            && partition.cuts(self.from, self.target)
+        {
+            let cut = io::Error::new(io::ErrorKind::NotConnected, "partitioned (test switch)");
+            return Err(RPCError::Unreachable(Unreachable::new(&cut)));
+        }
         let body = postcard::to_stdvec(request)
             .map_err(|e| RPCError::Network(NetworkError::new(&io::Error::other(e))))?;
         let exchanged = match tokio::time::timeout(ttl, self.exchange(path, body)).await {

@@ -181,6 +181,17 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
+    fn partition_file(&self) -> PathBuf {
+        self.dir.path().join("partition")
+    }
+
+    /// Cuts nodes `ids` off from every other (none: heals), through the
+    /// nodes' partition switch (`cluster::transport::Partition`).
+    pub fn partition(&self, ids: &[usize]) {
+        let lines: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(self.partition_file(), lines).unwrap();
+    }
+
     /// Runs `ingressoja cluster ARGS --cluster FILE`: whether it succeeded,
     /// and what it printed.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
@@ -199,6 +210,7 @@ impl Cluster {
     pub fn spawn(&mut self, index: usize) {
         let node = &self.nodes[index];
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+            .env("INGRESSOJA_TEST_PARTITION_FILE", self.partition_file())
             .arg("serve")
             .arg("--cluster")
             .arg(self.dir.path().join("cluster.toml"))

@@ -1,0 +1,86 @@
+//! A partition of real processes (the nodes' partition switch: this kernel
+//! has no netem): the leader cut off from both other nodes acknowledges
+//! none of the joins sent to it, the other two elect a leader and go on,
+//! and once healed every node holds the same queue: every acknowledged
+//! join, none of the stranded ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use support::cluster::{Cluster, Conn, DEADLINE, create_event, fans};
+
+mod support;
+
+/// Whether the fan is in the queue as node `addr` sees it; `None` while
+/// that node refuses to answer (a deposed leader before its roll-back).
+fn joined_on(addr: &str, token: &str) -> Option<bool> {
+    let (status, body, _) = Conn::open(addr)
+        .ok()?
+        .call("GET", "/api/events/0/queue", None, Some(token))
+        .ok()?;
+    (status == 200).then(|| body["status"] != "not_joined")
+}
+
+fn join(addr: &str, token: &str) -> Option<u16> {
+    let (status, _, _) = Conn::open(addr)
+        .ok()?
+        .call("POST", "/api/events/0/queue", None, Some(token))
+        .ok()?;
+    Some(status)
+}
+
+#[test]
+fn a_cut_off_leader_acknowledges_nothing_and_the_nodes_agree_after_healing() {
+    let cluster = Cluster::start(3);
+    create_event(&cluster);
+    let tokens = fans(&cluster, 31);
+    let probe = &tokens[30];
+    let old = cluster.leader(probe);
+    let old_addr = cluster.nodes[old].http.clone();
+    for token in &tokens[..10] {
+        assert!(matches!(join(&old_addr, &token[old]), Some(200 | 201)));
+    }
+
+    cluster.partition(&[cluster.nodes[old].id]);
+    // Sent to the cut-off leader: it applies them but cannot commit them.
+    let stranded: Vec<_> = tokens[10..20]
+        .iter()
+        .map(|token| {
+            let (addr, token) = (old_addr.clone(), token[old].clone());
+            std::thread::spawn(move || join(&addr, &token))
+        })
+        .collect();
+    let new = cluster.leader_but(probe, Some(old));
+    for token in &tokens[20..30] {
+        let status = join(&cluster.nodes[new].http, &token[new]);
+        assert!(matches!(status, Some(200 | 201)), "{status:?}");
+    }
+
+    cluster.partition(&[]);
+    for answer in stranded {
+        let status = answer.join().unwrap();
+        assert!(
+            !matches!(status, Some(200..=299)),
+            "the cut-off leader acknowledged a join: {status:?}"
+        );
+    }
+    let deadline = Instant::now() + DEADLINE;
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        for (fan, token) in tokens[..30].iter().enumerate() {
+            let expected = !(10..20).contains(&fan);
+            loop {
+                // Until then the node may still be catching up, or (the
+                // old leader) refusing reads until it has rolled back.
+                if joined_on(&node.http, &token[index]) == Some(expected) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} never agreed on fan {fan}",
+                    node.id
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
