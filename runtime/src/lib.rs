@@ -226,6 +226,15 @@ pub enum StartError {
     /// The shard's Raft group would not start.
     #[error(transparent)]
     Group(#[from] replication::GroupError),
+    /// A cluster member was started on a single node's data directory,
+    /// whose log is a group of one voter: it would lead that group alone
+    /// beside the cluster's, and two leaders would sell the same tickets.
+    #[error(
+        "this data directory holds a single node's sale (a group of one voter); \
+         a cluster member needs a directory of its own (moving a single node's \
+         sale into a cluster is not built yet)"
+    )]
+    SingleNodeData,
 }
 
 pub(crate) enum Request {
@@ -386,6 +395,9 @@ impl Runtime {
             .reader()
             .applied_at(recovery.last_seq, opened.committed.map(|c| c.log_id.index))
             .map_err(recovery::RecoveryError::Io)?;
+        if member.is_some() && replication::is_single_node(&applied.membership) {
+            return Err(StartError::SingleNodeData);
+        }
         let shared = Arc::new(shared::Shared::new(recovery.last_seq));
         let write_delay = std::time::Duration::from_millis(options.simulated_write_delay_ms);
         let (requests, request_rx) = crossbeam_channel::bounded(options.queue_capacity);

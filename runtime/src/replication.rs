@@ -47,6 +47,16 @@ use crate::shared::Shared;
 /// A single node's id in its group of one.
 pub const SINGLE_NODE: NodeId = 1;
 
+/// Whether `membership` is a single node's group of one voter: node
+/// [`SINGLE_NODE`] alone, known by no address (a cluster's members are
+/// known by their peers address, so a cluster shrunk to node 1 is not).
+pub fn is_single_node(membership: &StoredMembership<NodeId, BasicNode>) -> bool {
+    let mut nodes = membership.membership().nodes();
+    let only = nodes.next();
+    nodes.next().is_none()
+        && only.is_some_and(|(&id, node)| id == SINGLE_NODE && node.addr.is_empty())
+}
+
 /// How long a starting node waits to lead its group of one (an election
 /// timeout, then a sync) before giving up.
 pub(crate) const LEAD_DEADLINE: Duration = Duration::from_secs(30);

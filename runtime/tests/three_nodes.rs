@@ -251,3 +251,31 @@ fn a_followers_subscribers_see_what_the_leader_commits() {
         }
     }
 }
+
+#[test]
+fn a_single_nodes_data_does_not_start_as_a_cluster_member() {
+    let (store, dir) = (MemStore::default(), tempfile::tempdir().unwrap());
+    let clock = Arc::new(ManualClock::at(support::NOW));
+    let alone = Runtime::start_on(store.clone(), RuntimeOptions::new(dir.path()), clock).unwrap();
+    alone
+        .create_event(support::runtime_event("Alone"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    alone.shutdown();
+    // Its log is a group of one voter: as a member it would lead that group
+    // alone, beside the cluster's leader.
+    let router = Router::default();
+    let member: Member<NodeNetwork> = Member {
+        node: 1,
+        network: router.network_of(1),
+        founders: None,
+    };
+    let clock = Arc::new(ManualClock::at(support::NOW));
+    let refused = Runtime::start_member(store, RuntimeOptions::new(dir.path()), clock, member);
+    assert!(
+        matches!(refused, Err(ingressoja_runtime::StartError::SingleNodeData)),
+        "{:?}",
+        refused.err()
+    );
+}
