@@ -96,7 +96,11 @@ impl ShardState {
 
     /// Applies one log record.
     pub fn apply_record(&mut self, record: &Record) -> Result<(), ReplayError> {
-        let entry = LogEntry::decode(&record.payload)?;
+        self.apply_entry(LogEntry::decode(&record.payload)?)
+    }
+
+    /// Applies one decoded log entry.
+    pub fn apply_entry(&mut self, entry: LogEntry) -> Result<(), ReplayError> {
         match entry {
             LogEntry::EventCreated { event, config } => {
                 if self.events.contains_key(&event) {

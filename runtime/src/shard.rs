@@ -16,7 +16,7 @@ use ingressoja_wal::Record;
 
 use super::clock::Clock;
 use super::log_entry::{EventId, LogEntry, PendingPayment, Settlement};
-use super::recovery::{MAX_PENDING_PAYMENTS, ShardState};
+use super::recovery::{MAX_PENDING_PAYMENTS, ReplayError, ShardState};
 use super::shared::Shared;
 use super::snapshotter::SnapshotJob;
 use super::writer::{Notice, WriteJob};
@@ -324,11 +324,7 @@ impl Shard {
         if self.leading {
             return Some(request);
         }
-        // A poisoned log says so: nothing will be taken here until a restart.
-        let error = self
-            .shared
-            .poisoned()
-            .map_or(RuntimeError::NotLeader, RuntimeError::Durability);
+        let error = self.shared.refusal();
         match request {
             Request::Apply { event, after, .. } => {
                 let respond = after(self.state.events.get(&event));
@@ -373,12 +369,21 @@ impl Shard {
                 self.shared.poison(reason.clone());
                 return Err(reason);
             }
-            let changed = self.changed_by(&record);
-            if let Err(error) = self.state.apply_record(&record) {
-                let reason = format!("committed record {} does not apply: {error}", record.seq);
-                self.shared.poison(reason.clone());
-                return Err(reason);
-            }
+            // Decoded once: what it changes (to publish) and to apply.
+            let applied = LogEntry::decode(&record.payload)
+                .map_err(ReplayError::from)
+                .and_then(|entry| {
+                    let changed = self.changed_by(&entry);
+                    self.state.apply_entry(entry).map(|()| changed)
+                });
+            let changed = match applied {
+                Ok(changed) => changed,
+                Err(error) => {
+                    let reason = format!("committed record {} does not apply: {error}", record.seq);
+                    self.shared.poison(reason.clone());
+                    return Err(reason);
+                }
+            };
             if let Some((event, transition, served_before)) = changed {
                 self.publish(record.seq, event, transition, served_before);
             }
@@ -391,10 +396,10 @@ impl Shard {
         Ok(())
     }
 
-    /// The transition a committed record holds, with its event's cursor
+    /// The transition a committed entry holds, with its event's cursor
     /// before it (for the customers whose turn an admission starts).
-    fn changed_by(&self, record: &Record) -> Option<(EventId, Transition, u32)> {
-        match LogEntry::decode(&record.payload).ok()? {
+    fn changed_by(&self, entry: &LogEntry) -> Option<(EventId, Transition, u32)> {
+        match *entry {
             LogEntry::Transition { event, transition }
             | LogEntry::RequestedTransition {
                 event, transition, ..

@@ -160,6 +160,16 @@ impl Shared {
         self.durability.lock().seq
     }
 
+    /// Why a write is refused when this node does not take it: a poisoned
+    /// log says so (nothing is taken until a restart), otherwise this node
+    /// does not lead.
+    pub fn refusal(&self) -> crate::RuntimeError {
+        self.poisoned().map_or(
+            crate::RuntimeError::NotLeader,
+            crate::RuntimeError::Durability,
+        )
+    }
+
     /// Why the log refuses writes, if it does.
     pub fn poisoned(&self) -> Option<String> {
         self.durability.lock().poisoned.clone()

@@ -163,9 +163,7 @@ pub fn run(
 /// it was committed by this node, and the client retries (through the new
 /// leader). A poisoned log says so instead: nothing is coming back here.
 fn refuse(group: Vec<WriteJob>, shared: &Shared) {
-    let error = shared
-        .poisoned()
-        .map_or(RuntimeError::NotLeader, RuntimeError::Durability);
+    let error = shared.refusal();
     for job in group {
         for completion in job.completions {
             completion(Err(error.clone()));
