@@ -31,8 +31,8 @@ use std::sync::Arc;
 use ingressoja_wal::{LogStore, OpenError, Record, SideWrite, Wal, read_from};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, Membership, OptionalSend, RaftLogReader, StorageError,
-    StorageIOError, StoredMembership, Vote,
+    BasicNode, Entry, EntryPayload, LogId, Membership, OptionalSend, RaftLogReader, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership, Vote,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,8 @@ mod key {
     pub const ENTRIES: &[u8] = b"e";
     pub const ENTRIES_END: &[u8] = b"f";
     pub const PURGED: &[u8] = b"p";
+    pub const PURGED_MEMBERSHIP: &[u8] = b"m";
+    pub const SNAPSHOT: &[u8] = b"s";
     pub const VOTE: &[u8] = b"v";
 
     /// Entries sort by index: `e` and the index, big-endian.
@@ -116,6 +118,29 @@ pub struct Through {
     pub log_id: LogId<NodeId>,
     /// The last record's sequence number up to there.
     pub seq: u64,
+}
+
+/// The group's newest snapshot, kept in the side keyspace: what this node
+/// sends a member that lags behind the log's purged entries, and what a
+/// node that installed one starts from (see [`WalLog::install_snapshot`]).
+/// The bytes are opaque here (the runtime's snapshot file format).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    /// Raft's description: the last entry and the membership it covers.
+    pub meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The last record it covers.
+    pub seq: u64,
+    /// The state.
+    pub bytes: Vec<u8>,
+}
+
+/// The group's newest snapshot held in `store` (see [`StoredSnapshot`]),
+/// for recovery, which reads the store before the log opens.
+pub fn stored_snapshot<S: LogStore>(store: &S) -> io::Result<Option<StoredSnapshot>> {
+    match store.side_get(key::SNAPSHOT)? {
+        Some(bytes) => Ok(Some(decode("snapshot", &bytes)?)),
+        None => Ok(None),
+    }
 }
 
 /// Why the log cannot be opened.
@@ -253,9 +278,11 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
         // A commit the log no longer holds (cut by a point-in-time
         // restore) is forgotten: openraft must not be told of an entry
         // that is not there.
+        let purged = reader.purged()?;
         let committed = match committed {
             Some(through)
-                if reader.meta(through.log_id.index)?.map(|m| m.log_id) != Some(through.log_id) =>
+                if reader.meta(through.log_id.index)?.map(|m| m.log_id) != Some(through.log_id)
+                    && purged.is_none_or(|p| p.log_id < through.log_id) =>
             {
                 wal.append_with(
                     0,
@@ -290,6 +317,74 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             last_seq,
             cut: report.cut,
         })
+    }
+
+    /// Keeps `snapshot` as the group's newest one this node holds (one
+    /// durable write; the entries it covers stay until openraft purges
+    /// them).
+    /// An older one than the log holds (built while a newer one was being
+    /// installed) is dropped.
+    pub fn save_snapshot(&self, snapshot: &StoredSnapshot) -> io::Result<()> {
+        let bytes = encode(snapshot)?;
+        let mut writer = self.writer.lock();
+        if let Some(held) = writer.reader.current_snapshot()?
+            && held.meta.last_log_id >= snapshot.meta.last_log_id
+        {
+            return Ok(());
+        }
+        writer.write_side(vec![SideWrite::Put(key::SNAPSHOT.to_vec(), bytes)])
+    }
+
+    /// Installs a snapshot another node took: after this the log holds it
+    /// as its newest, its entries through the snapshot's are purged, and
+    /// its commit is at least the snapshot's. If the log has the snapshot's
+    /// last entry, its later records stay (they continue the snapshot);
+    /// otherwise every record goes and the log starts over after the
+    /// snapshot's last one, its chain continuing from `head`. Either way in
+    /// one durable write: a crash leaves the log as it was or as installed.
+    pub fn install_snapshot(&self, snapshot: &StoredSnapshot, head: [u8; 32]) -> io::Result<()> {
+        let Some(last) = snapshot.meta.last_log_id else {
+            return Err(io::Error::other("a snapshot of no entry"));
+        };
+        let through = Through {
+            log_id: last,
+            seq: snapshot.seq,
+        };
+        let mut writer = self.writer.lock();
+        let holds_last = writer.reader.meta(last.index)?.map(|m| m.log_id) == Some(last)
+            && writer.reader.seq_through(last.index, writer.base_seq)? == snapshot.seq;
+        let side = vec![
+            SideWrite::Put(key::SNAPSHOT.to_vec(), encode(snapshot)?),
+            SideWrite::Put(key::PURGED.to_vec(), encode(&through)?),
+            SideWrite::Put(
+                key::PURGED_MEMBERSHIP.to_vec(),
+                encode(&snapshot.meta.last_membership)?,
+            ),
+        ];
+        let committed = writer
+            .committed
+            .filter(|c| c.log_id > last)
+            .unwrap_or(through);
+        writer.committed = Some(committed);
+        if holds_last {
+            let mut side = side;
+            side.push(SideWrite::DeleteRange(
+                key::entry(0),
+                key::entry(last.index + 1),
+            ));
+            return writer.write_side(side);
+        }
+        let mut side = side;
+        side.push(SideWrite::DeleteRange(
+            key::ENTRIES.to_vec(),
+            key::ENTRIES_END.to_vec(),
+        ));
+        side.push(SideWrite::Put(key::COMMITTED.to_vec(), encode(&committed)?));
+        writer.committed_written = Some(committed);
+        writer
+            .wal
+            .restart_after(snapshot.seq, head, &side)
+            .map_err(io::Error::other)
     }
 
     /// The sequence number the log's next record gets: what a leader
@@ -329,6 +424,7 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
             && purged.seq <= seq
         {
             applied.log_id = Some(purged.log_id);
+            applied.membership = self.purged_membership()?;
         }
         for meta in self.metas(0, None)? {
             let claimed = match meta.kind.last_seq() {
@@ -372,6 +468,19 @@ impl<S: LogStore + Clone + Sync + 'static> WalLogReader<S> {
             Some((_, bytes)) => Ok(Some(decode("entry", &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The membership as of the last purged entry (its entry is gone).
+    fn purged_membership(&self) -> io::Result<StoredMembership<NodeId, BasicNode>> {
+        match self.store.side_get(key::PURGED_MEMBERSHIP)? {
+            Some(bytes) => decode("purged membership", &bytes),
+            None => Ok(StoredMembership::default()),
+        }
+    }
+
+    /// The group's newest snapshot this node holds.
+    pub fn current_snapshot(&self) -> io::Result<Option<StoredSnapshot>> {
+        stored_snapshot(&self.store)
     }
 
     fn purged(&self) -> io::Result<Option<Through>> {
@@ -736,10 +845,30 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
         // says about the entries goes.
         let seq = self.reader.seq_through(upto.index, self.base_seq)?;
         let mark = encode(&Through { log_id: upto, seq })?;
-        self.write_side(vec![
+        let mut side = vec![
             SideWrite::DeleteRange(key::entry(0), key::entry(upto.index + 1)),
             SideWrite::Put(key::PURGED.to_vec(), mark),
-        ])
+        ];
+        // The membership as of the purge goes with it: applied state after
+        // a restart names it, and its entry is about to go.
+        let membership = self
+            .reader
+            .metas(0, Some(upto.index + 1))?
+            .into_iter()
+            .rev()
+            .find_map(|meta| match meta.kind {
+                Kind::Membership(membership) => {
+                    Some(StoredMembership::new(Some(meta.log_id), membership))
+                }
+                _ => None,
+            });
+        if let Some(membership) = membership {
+            side.push(SideWrite::Put(
+                key::PURGED_MEMBERSHIP.to_vec(),
+                encode(&membership)?,
+            ));
+        }
+        self.write_side(side)
     }
 }
 
@@ -1021,5 +1150,162 @@ mod tests {
             })
         );
         assert_eq!(w.reader.seq_through(3, 0).unwrap(), 3);
+    }
+
+    fn membership_entry(term: u64, index: u64, voters: &[NodeId]) -> Entry<ShardRaft> {
+        let voters: std::collections::BTreeSet<NodeId> = voters.iter().copied().collect();
+        Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Membership(Membership::new(vec![voters], None)),
+        }
+    }
+
+    fn snapshot_through(term: u64, index: u64, seq: u64) -> StoredSnapshot {
+        let membership = Membership::new(vec![[1, 2, 3].into_iter().collect()], None);
+        StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(term, index)),
+                last_membership: StoredMembership::new(Some(log_id(1, 1)), membership),
+                snapshot_id: format!("{term}-{index}"),
+            },
+            seq,
+            bytes: b"the state through the snapshot".to_vec(),
+        }
+    }
+
+    fn open(store: &MemStore, anchor: u64) -> (Opened<MemStore>, Vec<u64>) {
+        let mut replayed = Vec::new();
+        let opened = WalLog::open(store.clone(), anchor, |r| {
+            replayed.push(r.seq);
+            Ok(())
+        })
+        .unwrap();
+        (opened, replayed)
+    }
+
+    #[test]
+    fn a_log_that_lacks_a_snapshots_entry_starts_over_after_it_and_reopens_there() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        // A lagging follower: two records of an old leader, never committed.
+        w.write_entries(vec![batch(1, 1, 1..=2)]).unwrap();
+        drop(w);
+        let (opened, _) = open(&store, 0);
+        let snapshot = snapshot_through(3, 40, 100);
+        opened.log.install_snapshot(&snapshot, [9; 32]).unwrap();
+        assert_eq!(opened.log.next_seq(), 101);
+        assert_eq!(seqs(&store), Vec::<u64>::new(), "its old records are gone");
+        assert_eq!(ingressoja_wal::origin(&store).unwrap(), 100);
+        opened
+            .log
+            .writer
+            .lock()
+            .write_entries(vec![batch(3, 41, 101..=102), blank(3, 42)])
+            .unwrap();
+        opened.log.writer.lock().note_commit(Some(log_id(3, 41)));
+        opened
+            .log
+            .writer
+            .lock()
+            .write_entries(vec![blank(3, 43)])
+            .unwrap();
+        drop(opened);
+
+        // Reopened from the snapshot: the committed records after it are
+        // replayed, openraft is told what was purged, and the applied state
+        // names the snapshot's membership (its entry is long gone).
+        let (opened, replayed) = open(&store, 100);
+        assert_eq!(replayed, vec![101, 102]);
+        let reader = opened.log.reader();
+        assert_eq!(reader.current_snapshot().unwrap(), Some(snapshot.clone()));
+        assert_eq!(
+            reader.purged().unwrap(),
+            Some(Through {
+                log_id: log_id(3, 40),
+                seq: 100
+            })
+        );
+        let applied = reader.applied_at(102, Some(41)).unwrap();
+        assert_eq!(applied.log_id, Some(log_id(3, 41)));
+        assert_eq!(applied.membership, snapshot.meta.last_membership);
+        let entries = reader.entries(0, None).unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            vec![41, 42, 43]
+        );
+        // A snapshot older than where the log starts over is refused.
+        assert!(WalLog::open(store.clone(), 50, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_log_that_holds_a_snapshots_entry_keeps_its_records_and_forgets_the_entries() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![
+            membership_entry(1, 1, &[1, 2, 3]),
+            batch(1, 2, 1..=3),
+            batch(1, 3, 4..=5),
+        ])
+        .unwrap();
+        drop(w);
+        let (opened, _) = open(&store, 0);
+        let mut snapshot = snapshot_through(1, 2, 3);
+        snapshot.meta.last_membership = StoredMembership::new(
+            Some(log_id(1, 1)),
+            Membership::new(vec![[1, 2, 3].into_iter().collect()], None),
+        );
+        opened.log.install_snapshot(&snapshot, [9; 32]).unwrap();
+        assert_eq!(seqs(&store), vec![1, 2, 3, 4, 5]);
+        assert_eq!(ingressoja_wal::origin(&store).unwrap(), 0);
+        let reader = opened.log.reader();
+        assert_eq!(
+            reader
+                .entries(0, None)
+                .unwrap()
+                .iter()
+                .map(|e| e.log_id.index)
+                .collect::<Vec<_>>(),
+            vec![3]
+        );
+        drop(opened);
+        // Reopened from the snapshot, the commit it implies replays
+        // nothing beyond it (entry 3 is not known committed).
+        let (_, replayed) = open(&store, 3);
+        assert_eq!(replayed, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_log_whose_entry_conflicts_with_the_snapshot_starts_over() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        // Entry 2 of term 1; the snapshot's entry 2 is of term 2.
+        w.write_entries(vec![batch(1, 1, 1..=2), batch(1, 2, 3..=6)])
+            .unwrap();
+        drop(w);
+        let (opened, _) = open(&store, 0);
+        opened
+            .log
+            .install_snapshot(&snapshot_through(2, 2, 4), [9; 32])
+            .unwrap();
+        assert_eq!(seqs(&store), Vec::<u64>::new());
+        assert_eq!(opened.log.next_seq(), 5);
+    }
+
+    #[test]
+    fn purging_keeps_the_membership_for_the_applied_state() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![
+            membership_entry(1, 1, &[1, 2]),
+            batch(1, 2, 1..=2),
+            membership_entry(1, 3, &[1, 2, 3]),
+            batch(1, 4, 3..=3),
+        ])
+        .unwrap();
+        w.purge(log_id(1, 3)).unwrap();
+        let applied = w.reader.applied_at(3, Some(4)).unwrap();
+        assert_eq!(applied.log_id, Some(log_id(1, 4)));
+        let voters: Vec<NodeId> = applied.membership.membership().voter_ids().collect();
+        assert_eq!(voters, vec![1, 2, 3]);
     }
 }

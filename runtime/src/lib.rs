@@ -37,6 +37,7 @@ pub mod data_dir;
 pub mod log_entry;
 pub mod log_tools;
 pub mod progress;
+mod raft_snapshots;
 pub mod recovery;
 pub mod replication;
 pub mod restore;
@@ -277,6 +278,13 @@ pub(crate) enum Request {
     Lead,
     /// This node no longer leads: it takes no more writes.
     StepDown,
+    /// The group's snapshot from another node, installed in the log: the
+    /// engines become its state (through record `seq`).
+    Install {
+        state: Box<recovery::ShardState>,
+        seq: u64,
+        done: oneshot::Sender<()>,
+    },
     /// The state machine met a batch of another leadership while the
     /// engines held this node's own uncommitted ones: back to the
     /// committed state through record `to`, before the batch is applied.
@@ -388,6 +396,7 @@ impl Runtime {
         let rebuild: shard::Rebuild = Box::new(move |through| {
             recovery::rebuild_through(&rebuild_from.0, &rebuild_from.1, through)
         });
+        let group_snapshots = (store.clone(), data.snapshots(options.snapshots_kept)?);
         let (state, opened, mut recovery) = recovery::recover(store, &snapshots)?;
         let replayed_at_open = recovery.last_seq;
         let applied = opened
@@ -405,6 +414,7 @@ impl Runtime {
         let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(2);
         let now = clock.now_ms();
         let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
+        let machine_clock = clock.clone();
         let shard = shard::Shard {
             state,
             next_seq: recovery.last_seq + 1,
@@ -425,7 +435,17 @@ impl Runtime {
         let shard_thread = spawn("ingressoja-shard", move || shard.run(request_rx))?;
         // The shard follows until the group elects this node and it has
         // applied the log's tail that was not known committed.
-        let machine = replication::ShardMachine::new(requests.clone(), shared.clone(), applied);
+        let machine = replication::ShardMachine::new(
+            requests.clone(),
+            shared.clone(),
+            applied,
+            Arc::new(raft_snapshots::OnDisk {
+                log: opened.log.clone(),
+                store: group_snapshots.0,
+                snapshots: group_snapshots.1,
+            }),
+            machine_clock,
+        );
         let alone = member.is_none();
         let (node, group) = match member {
             None => (
@@ -434,7 +454,9 @@ impl Runtime {
             ),
             Some(member) => (
                 member.node,
-                replication::Group::start(member, opened.log, machine),
+                replication::config(true).and_then(|config| {
+                    replication::Group::start(member, opened.log, machine, config)
+                }),
             ),
         };
         let stop_shard = || {
@@ -693,6 +715,21 @@ impl Runtime {
     /// messages to it (and the operators' membership commands).
     pub fn raft(&self) -> Option<openraft::Raft<ingressoja_cluster::ShardRaft>> {
         self.group.as_ref().map(|group| group.raft.clone())
+    }
+
+    /// Takes the group's snapshot of everything this node applied, and
+    /// has its log's entries through it purged (openraft purges once no
+    /// member is being sent them; the sale log's records stay: they are
+    /// the audit trail). A member that lags behind the purged entries
+    /// catches up from the snapshot. Returns the snapshot's last entry.
+    /// A group builds one by itself every
+    /// [`replication::SNAPSHOT_EVERY_ENTRIES`] entries; this is for
+    /// operators (before adding a node to a long sale) and tests.
+    pub fn take_group_snapshot(&self, deadline: std::time::Duration) -> Result<u64, RuntimeError> {
+        let group = self.group.as_ref().ok_or(RuntimeError::Stopped)?;
+        group
+            .take_snapshot(deadline)
+            .map_err(RuntimeError::SnapshotFailed)
     }
 
     /// Whether this node takes writes now (it leads its shard's group and

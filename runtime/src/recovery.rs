@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ingressoja_cluster::wal_log::{Opened, WalLog, WalLogError};
+use ingressoja_cluster::wal_log::{Opened, WalLog, WalLogError, stored_snapshot};
 use ingressoja_engine::{ConfigError, Engine};
 use ingressoja_wal::{LogStore, Record, TailCut, Wal};
 use serde::{Deserialize, Serialize};
@@ -187,37 +187,78 @@ pub enum RecoveryError {
     /// The log refused to open.
     #[error(transparent)]
     Log(#[from] WalLogError),
+    /// The log started over after a snapshot installed from another node,
+    /// and no readable snapshot covers that point.
+    #[error(
+        "the log starts after record {0} (a snapshot installed from another node), and no \
+         readable snapshot holds the state there"
+    )]
+    NoSnapshotAtOrigin(u64),
 }
 
-/// The newest snapshot that checks out (or an empty state) and the last
-/// record it covers; the ones skipped are named in `report`.
-fn newest_snapshot(
+/// The state to replay the log onto, for a state through at most record
+/// `at_most`: the newest snapshot that checks out and that the log
+/// continues, and the last record it covers. That is the newer of this
+/// node's own newest snapshot file and the group's snapshot it holds (one
+/// it built, or installed from another node), among those from the log's
+/// origin on: a log that started over after an installed snapshot holds no
+/// record before it, so older snapshots cannot be continued. None at all
+/// means the empty state, before record 1 (only a log that never started
+/// over). The files skipped are named in `report`.
+fn base_state<S: LogStore>(
+    store: &S,
     snapshots: &ingressoja_snapshots::SnapshotDir,
+    at_most: u64,
     report: &mut RecoveryReport,
 ) -> Result<(ShardState, u64), RecoveryError> {
-    let search = snapshots.load_newest::<ShardState>()?;
+    let origin = ingressoja_wal::origin(store)?;
+    let search = snapshots.load_newest_at_most::<ShardState>(at_most)?;
     report.skipped_snapshots = search
         .skipped
         .iter()
         .map(|(path, e)| format!("{}: {e}", path.display()))
         .collect();
-    Ok(match search.found {
-        Some(loaded) => {
-            report.snapshot_seq = Some(loaded.last_seq);
-            (loaded.state, loaded.last_seq)
+    let own = search
+        .found
+        .filter(|loaded| loaded.last_seq >= origin)
+        .map(|loaded| (loaded.state, loaded.last_seq));
+    let group = match stored_snapshot(store)? {
+        Some(stored) if (origin..=at_most).contains(&stored.seq) => {
+            match ingressoja_snapshots::decode::<ShardState>(&stored.bytes) {
+                Ok((_, state)) => Some((state, stored.seq)),
+                Err(error) => {
+                    report
+                        .skipped_snapshots
+                        .push(format!("the group's snapshot {}: {error}", stored.seq));
+                    None
+                }
+            }
         }
-        None => (ShardState::default(), 0),
-    })
+        _ => None,
+    };
+    let newest = match (own, group) {
+        (Some(own), Some(group)) => Some(if group.1 > own.1 { group } else { own }),
+        (own, group) => own.or(group),
+    };
+    match newest {
+        Some((state, seq)) => {
+            report.snapshot_seq = Some(seq);
+            Ok((state, seq))
+        }
+        None if origin == 0 => Ok((ShardState::default(), 0)),
+        None => Err(RecoveryError::NoSnapshotAtOrigin(origin)),
+    }
 }
 
-/// Rebuilds a shard's state: the newest valid snapshot, then the log after it.
+/// Rebuilds a shard's state: the newest valid snapshot the log continues
+/// (see `base_state`), then the log after it.
 pub fn recover<S: LogStore + Clone + Sync + 'static>(
     store: S,
     snapshots: &ingressoja_snapshots::SnapshotDir,
 ) -> Result<(ShardState, Opened<S>, RecoveryReport), RecoveryError> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
-    let (mut state, anchor) = newest_snapshot(snapshots, &mut report)?;
+    let (mut state, anchor) = base_state(&store, snapshots, u64::MAX, &mut report)?;
     // Only records known committed are replayed here; the log's tail after
     // them is applied by the Raft group once it has committed them.
     let mut through = anchor;
@@ -242,13 +283,9 @@ pub fn rebuild_through<S: LogStore>(
     snapshots: &ingressoja_snapshots::SnapshotDir,
     through: u64,
 ) -> Result<ShardState, String> {
-    let search = snapshots
-        .load_newest_at_most::<ShardState>(through)
-        .map_err(|e| format!("reading snapshots: {e}"))?;
-    let (mut state, mut last) = match search.found {
-        Some(loaded) => (loaded.state, loaded.last_seq),
-        None => (ShardState::default(), 0),
-    };
+    let (mut state, mut last) =
+        base_state(store, snapshots, through, &mut RecoveryReport::default())
+            .map_err(|e| format!("reading snapshots: {e}"))?;
     for record in ingressoja_wal::read_from(store, last + 1) {
         let record = record.map_err(|e| format!("reading the log: {e}"))?;
         if record.seq > through {
@@ -279,7 +316,7 @@ pub fn replay_whole_log<S: LogStore>(
 ) -> Result<(ShardState, RecoveryReport), RecoveryError> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
-    let (mut state, anchor) = newest_snapshot(snapshots, &mut report)?;
+    let (mut state, anchor) = base_state(&store, snapshots, u64::MAX, &mut report)?;
     let (_, opened) = Wal::open(store, anchor, |record| {
         state.apply_record(record).map_err(Into::into)
     })

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use ingressoja_cluster::wal_log::AppliedAt;
+use ingressoja_cluster::wal_log::{AppliedAt, StoredSnapshot};
 use ingressoja_cluster::{Applied as EntryApplied, NodeId, ShardBatch, ShardRaft};
 use ingressoja_wal::{LogStore, Record};
 use openraft::error::{InitializeError, RaftError};
@@ -42,6 +42,8 @@ use openraft::{
 };
 
 use crate::Request;
+use crate::clock::Clock;
+use crate::raft_snapshots::{self, Snapshots};
 use crate::shared::Shared;
 
 /// A single node's id in its group of one.
@@ -61,18 +63,28 @@ pub fn is_single_node(membership: &StoredMembership<NodeId, BasicNode>) -> bool 
 /// timeout, then a sync) before giving up.
 pub(crate) const LEAD_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Entries between two of the group's snapshots on a replicated node (each
+/// entry is a group commit: at a few hundred a second under load, one every
+/// minute or so). Entries this far behind are also all a lagging member is
+/// sent one by one; beyond that it gets the snapshot.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 20_000;
+
 /// Raft's timing for a group: heartbeats well inside the election timeout.
 /// (Chosen from measurement when the cluster runs on real networks; a group
-/// of one only waits out one election timeout when it starts.)
-pub fn config() -> Result<Arc<Config>, GroupError> {
+/// of one only waits out one election timeout when it starts.) A group of
+/// one never builds the group's snapshots: no member needs one, and its own
+/// snapshot files are what its recovery starts from.
+pub fn config(replicated: bool) -> Result<Arc<Config>, GroupError> {
     let config = Config {
         cluster_name: "ingressoja-shard".into(),
         heartbeat_interval: 50,
         election_timeout_min: 150,
         election_timeout_max: 300,
-        // The runtime writes its own snapshots; Raft ones come with
-        // followers that need them (not yet).
-        snapshot_policy: SnapshotPolicy::Never,
+        snapshot_policy: if replicated {
+            SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES)
+        } else {
+            SnapshotPolicy::Never
+        },
         ..Config::default()
     };
     let config = config
@@ -97,19 +109,26 @@ pub(crate) struct ShardMachine {
     requests: Sender<Request>,
     shared: Arc<Shared>,
     applied: AppliedAt,
+    snapshots: Snapshots,
+    clock: Arc<dyn Clock>,
 }
 
 impl ShardMachine {
-    /// The shard behind `requests`, whose state has applied `applied`.
+    /// The shard behind `requests`, whose state has applied `applied`,
+    /// with the group's snapshots in `snapshots`.
     pub(crate) fn new(
         requests: Sender<Request>,
         shared: Arc<Shared>,
         applied: AppliedAt,
+        snapshots: Snapshots,
+        clock: Arc<dyn Clock>,
     ) -> ShardMachine {
         ShardMachine {
             requests,
             shared,
             applied,
+            snapshots,
+            clock,
         }
     }
 
@@ -162,23 +181,68 @@ fn machine_error(error: io::Error) -> StorageError<NodeId> {
     StorageIOError::write_state_machine(&error).into()
 }
 
-fn no_snapshots() -> StorageError<NodeId> {
-    let error = io::Error::other("this node keeps its snapshots itself (not through Raft yet)");
-    StorageIOError::write_snapshot(None, &error).into()
+fn snapshot_error(
+    meta: Option<&SnapshotMeta<NodeId, BasicNode>>,
+    error: impl ToString,
+) -> StorageError<NodeId> {
+    let error = io::Error::other(error.to_string());
+    StorageIOError::write_snapshot(meta.map(SnapshotMeta::signature), &error).into()
 }
 
-/// Raft snapshots are not taken yet (the runtime's own snapshotter writes
-/// the shard's; shipping them to a follower comes with followers).
-pub(crate) struct NoSnapshots;
+fn into_snapshot(stored: StoredSnapshot) -> Snapshot<ShardRaft> {
+    Snapshot {
+        meta: stored.meta,
+        snapshot: Box::new(io::Cursor::new(stored.bytes)),
+    }
+}
 
-impl RaftSnapshotBuilder<ShardRaft> for NoSnapshots {
+/// Builds the group's snapshot of the state as applied when it was asked
+/// for (see `raft_snapshots.rs`).
+pub(crate) struct SnapshotBuilder {
+    snapshots: Snapshots,
+    clock: Arc<dyn Clock>,
+    applied: AppliedAt,
+    seq: u64,
+}
+
+impl RaftSnapshotBuilder<ShardRaft> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, StorageError<NodeId>> {
-        Err(no_snapshots())
+        let Some(last) = self.applied.log_id else {
+            return Err(snapshot_error(
+                None,
+                "nothing applied to take a snapshot of",
+            ));
+        };
+        let meta = SnapshotMeta {
+            last_log_id: Some(last),
+            last_membership: self.applied.membership.clone(),
+            snapshot_id: format!("{}-{}-{}", last.leader_id.term, last.index, self.seq),
+        };
+        let snapshots = self.snapshots.clone();
+        let (seq, taken_at_ms) = (self.seq, self.clock.now_ms());
+        let built = tokio::task::spawn_blocking(move || {
+            let stored = snapshots
+                .build(seq, taken_at_ms)
+                .map(|bytes| StoredSnapshot { meta, seq, bytes });
+            match stored {
+                Ok(stored) => snapshots.save(&stored).map(|()| stored),
+                // The log started over meanwhile (a snapshot from another
+                // node was installed): that one is newer, and stands.
+                Err(error) => match snapshots.current() {
+                    Ok(Some(current)) if current.meta.last_log_id >= Some(last) => Ok(current),
+                    _ => Err(error),
+                },
+            }
+        })
+        .await
+        .map_err(|e| snapshot_error(None, e))?
+        .map_err(|e| snapshot_error(None, e))?;
+        Ok(into_snapshot(built))
     }
 }
 
 impl RaftStateMachine<ShardRaft> for ShardMachine {
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(
         &mut self,
@@ -222,27 +286,83 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        NoSnapshots
+        SnapshotBuilder {
+            snapshots: self.snapshots.clone(),
+            clock: self.clock.clone(),
+            applied: self.applied.clone(),
+            // Every record through the applied entry is committed, in the
+            // log, and (on a leader) skipped or (elsewhere) applied.
+            seq: self.shared.holding.lock().applied_seq,
+        }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
     ) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Err(no_snapshots())
+        Ok(Box::new(io::Cursor::new(Vec::new())))
     }
 
+    /// A snapshot from the leader, for a node that lags behind its purged
+    /// log: checked, made durable in the log (which starts over after it
+    /// unless it holds its last entry), then handed to the shard, whose
+    /// engines become the snapshot's state. A crash in between restarts
+    /// from the installed snapshot (see `recovery::base_state`).
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<NodeId, BasicNode>,
-        _snapshot: Box<std::io::Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<io::Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        Err(no_snapshots())
+        let bytes = snapshot.into_inner();
+        let snapshots = self.snapshots.clone();
+        let stored_meta = meta.clone();
+        let (state, seq) = tokio::task::spawn_blocking(move || {
+            let (state, seq) = raft_snapshots::decode(&bytes)?;
+            let stored = StoredSnapshot {
+                meta: stored_meta,
+                seq,
+                bytes,
+            };
+            snapshots.install(&stored).map(|()| (state, seq))
+        })
+        .await
+        .map_err(|e| snapshot_error(Some(meta), e))?
+        .map_err(|e| snapshot_error(Some(meta), e))?;
+        {
+            let mut holding = self.shared.holding.lock();
+            holding.numbered_by = None;
+            holding.applied_seq = seq;
+        }
+        let (done, installed) = tokio::sync::oneshot::channel();
+        self.send(Request::Install {
+            state: Box::new(state),
+            seq,
+            done,
+        })
+        .map_err(|e| snapshot_error(Some(meta), e))?;
+        installed
+            .await
+            .map_err(|_| snapshot_error(Some(meta), "the shard has stopped"))?;
+        self.applied = AppliedAt {
+            log_id: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        tracing::info!(
+            through = seq,
+            entry = meta.last_log_id.map_or(0, |l| l.index),
+            "installed the group's snapshot from the leader"
+        );
+        Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<ShardRaft>>, StorageError<NodeId>> {
-        Ok(None)
+        let snapshots = self.snapshots.clone();
+        let current = tokio::task::spawn_blocking(move || snapshots.current())
+            .await
+            .map_err(|e| snapshot_error(None, e))?
+            .map_err(|e| snapshot_error(None, e))?;
+        Ok(current.map(into_snapshot))
     }
 }
 
@@ -278,6 +398,7 @@ impl Group {
         member: Member<N>,
         log: ingressoja_cluster::wal_log::WalLog<S>,
         machine: ShardMachine,
+        config: Arc<Config>,
     ) -> Result<Group, GroupError>
     where
         S: LogStore + Clone + Sync + 'static,
@@ -289,7 +410,6 @@ impl Group {
             .enable_all()
             .build()
             .map_err(|e| GroupError::Start(e.to_string()))?;
-        let config = config()?;
         let Member {
             node,
             network,
@@ -336,7 +456,7 @@ impl Group {
             network: ingressoja_cluster::no_peers::NoPeers,
             founders: Some(BTreeMap::from([(SINGLE_NODE, BasicNode::default())])),
         };
-        let group = Group::start(member, log, machine)?;
+        let group = Group::start(member, log, machine, config(false)?)?;
         let led = on_own_thread(|| {
             group
                 .tokio
@@ -394,6 +514,40 @@ impl Group {
                 }
             }
         });
+    }
+
+    /// Builds the group's snapshot of everything applied now, then asks
+    /// openraft to purge the entries it covers (see [`Runtime::take_group_snapshot`]).
+    /// Returns the snapshot's last entry.
+    ///
+    /// [`Runtime::take_group_snapshot`]: crate::Runtime::take_group_snapshot
+    pub fn take_snapshot(&self, deadline: Duration) -> Result<u64, String> {
+        on_own_thread(|| {
+            self.tokio.block_on(async {
+                let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+                self.raft
+                    .trigger()
+                    .snapshot()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let built = self
+                    .raft
+                    .wait(Some(deadline))
+                    .metrics(
+                        |m| m.snapshot.map(|s| s.index) >= applied,
+                        "the snapshot covers what was applied",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let index = built.snapshot.map_or(0, |s| s.index);
+                self.raft
+                    .trigger()
+                    .purge_log(index)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(index)
+            })
+        })
     }
 
     /// Stops the node and its runtime (on a thread of their own: a tokio

@@ -52,6 +52,10 @@ impl LogStore for SaleLog {
         Err(read_only())
     }
 
+    fn reset_synced(&mut self, _side: &[ingressoja_wal::SideWrite]) -> io::Result<()> {
+        Err(read_only())
+    }
+
     fn at_or_before(&self, key: u64) -> io::Result<Option<(u64, Vec<u8>)>> {
         self.0.at_or_before(key)
     }

@@ -235,6 +235,11 @@ impl Shard {
                     job.numbered_by = self.numbered_by;
                 }
                 Request::StepDown => self.step_down(),
+                Request::Install { state, seq, done } => {
+                    self.step_down();
+                    self.install(*state, seq);
+                    let _ = done.send(());
+                }
                 Request::RollBack { to } => {
                     self.step_down();
                     self.roll_back(to);
@@ -316,6 +321,17 @@ impl Shard {
                 .shared
                 .poison(format!("cannot rebuild the committed state: {reason}")),
         }
+    }
+
+    /// Takes the state of the group's snapshot through record `seq` (see
+    /// `Request::Install`): whatever the engines held is replaced, and
+    /// copies of it taken before are stale.
+    fn install(&mut self, state: ShardState, seq: u64) {
+        self.shared.roll_back(seq);
+        self.state = state;
+        self.next_seq = seq + 1;
+        self.records_since_snapshot = 0;
+        tracing::info!(through = seq, "the shard took the group's snapshot");
     }
 
     /// Answers a write with `NotLeader` while this shard does not lead

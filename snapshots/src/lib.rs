@@ -115,17 +115,7 @@ impl SnapshotDir {
         created_at_ms: u64,
         state: &T,
     ) -> Result<PathBuf, SnapshotError> {
-        let envelope = Envelope {
-            format_version: FORMAT_VERSION,
-            last_seq,
-            created_at_ms,
-            payload: postcard::to_stdvec(state)?,
-        };
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&postcard::to_stdvec(&envelope)?);
-        let checksum = Sha256::digest(&bytes);
-        bytes.extend_from_slice(&checksum);
-
+        let bytes = encode(last_seq, created_at_ms, state)?;
         let name = format!("{PREFIX}{last_seq:020}{SUFFIX}");
         let final_path = self.dir.join(&name);
         let temporary = self.dir.join(format!(".{name}.tmp"));
@@ -212,9 +202,33 @@ impl SnapshotDir {
     }
 }
 
+/// A snapshot of `state` through `last_seq` as the bytes of a snapshot
+/// file (what a replica sends another that needs it).
+pub fn encode<T: Serialize>(
+    last_seq: u64,
+    created_at_ms: u64,
+    state: &T,
+) -> Result<Vec<u8>, SnapshotError> {
+    let envelope = Envelope {
+        format_version: FORMAT_VERSION,
+        last_seq,
+        created_at_ms,
+        payload: postcard::to_stdvec(state)?,
+    };
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&postcard::to_stdvec(&envelope)?);
+    let checksum = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&checksum);
+    Ok(bytes)
+}
+
 /// Reads and checks one snapshot file.
 pub fn read_file<T: DeserializeOwned>(path: &Path) -> Result<(Envelope, T), SnapshotError> {
-    let bytes = fs::read(path)?;
+    decode(&fs::read(path)?)
+}
+
+/// Checks and reads the bytes of a snapshot file (see [`encode`]).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Envelope, T), SnapshotError> {
     let body_len = bytes
         .len()
         .checked_sub(32)
@@ -249,6 +263,23 @@ mod tests {
             sold: (0..n).collect(),
             name: format!("state {n}"),
         }
+    }
+
+    #[test]
+    fn encoded_bytes_decode_to_the_state_and_any_flipped_bit_is_caught() {
+        let bytes = encode(42, 7, &state(5)).unwrap();
+        let (envelope, decoded) = decode::<State>(&bytes).unwrap();
+        assert_eq!((envelope.last_seq, envelope.created_at_ms), (42, 7));
+        assert_eq!(decoded, state(5));
+        for at in [0, MAGIC.len() + 1, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 1;
+            assert!(decode::<State>(&damaged).is_err(), "bit flipped at {at}");
+        }
+        assert!(matches!(
+            decode::<State>(&bytes[..20]),
+            Err(SnapshotError::NotASnapshot | SnapshotError::Corrupt)
+        ));
     }
 
     #[test]

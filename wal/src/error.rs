@@ -39,6 +39,18 @@ pub enum OpenError {
         /// The snapshot's last sequence number.
         anchor: u64,
     },
+    /// Recovery starts from a snapshot older than the log's origin: the
+    /// records between them are not in this log.
+    #[error(
+        "the log starts after sequence {origin} (it restarted from a snapshot) but recovery \
+         starts from sequence {anchor}"
+    )]
+    BeforeOrigin {
+        /// The snapshot's last sequence number.
+        anchor: u64,
+        /// The last sequence number before the log's first record.
+        origin: u64,
+    },
     /// The caller's visitor refused a record (for example, replay failed).
     #[error("record {seq} was refused by recovery: {reason}")]
     Refused {

@@ -21,6 +21,6 @@ pub mod store;
 
 pub use error::{AppendError, OpenError, RefusedRecord, VerifyError};
 pub use format::{Damage, FORMAT_VERSION, Hash, Record};
-pub use log::{ChainSummary, OpenReport, TailCut, Wal, read_back, read_from, verify};
+pub use log::{ChainSummary, OpenReport, TailCut, Wal, origin, read_back, read_from, verify};
 pub use rocks::{RocksStore, open_db, open_db_read_only};
 pub use store::{Faults, LogStore, MemStore, SideWrite};

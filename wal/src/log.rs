@@ -104,6 +104,36 @@ impl Chain {
     }
 }
 
+/// The side key under which a log that restarted after a snapshot keeps
+/// its origin: the sequence number before its first record and the hash
+/// its first batch links to (8 bytes big-endian, then 32).
+const ORIGIN_KEY: &[u8] = b"~wal-origin";
+
+/// Where the chain starts: at the genesis, or after the origin of a log
+/// that restarted after a snapshot ([`Wal::restart_after`]).
+fn origin_chain<S: LogStore>(store: &S) -> std::io::Result<Chain> {
+    let Some(bytes) = store.side_get(ORIGIN_KEY)? else {
+        return Ok(Chain {
+            next_seq: 1,
+            head: GENESIS,
+        });
+    };
+    let (seq, head) = bytes
+        .split_first_chunk::<8>()
+        .and_then(|(seq, head)| Some((u64::from_be_bytes(*seq), Hash::try_from(head).ok()?)))
+        .ok_or_else(|| std::io::Error::other("the log's origin is not 40 bytes"))?;
+    Ok(Chain {
+        next_seq: seq + 1,
+        head,
+    })
+}
+
+/// The last sequence number before the log's first record: 0, or where a
+/// log that restarted after a snapshot starts ([`Wal::restart_after`]).
+pub fn origin<S: LogStore>(store: &S) -> std::io::Result<u64> {
+    Ok(origin_chain(store)?.next_seq - 1)
+}
+
 /// The log over a store.
 pub struct Wal<S: LogStore> {
     store: S,
@@ -182,10 +212,13 @@ impl<S: LogStore> Wal<S> {
     /// Where the walk starts (the batch holding the anchor) and the chain
     /// state just before it, read from the batch before that one.
     fn chain_before_anchor(store: &S, anchor_seq: u64) -> Result<(u64, Chain), OpenError> {
-        let genesis = Chain {
-            next_seq: 1,
-            head: GENESIS,
-        };
+        let genesis = origin_chain(store)?;
+        if anchor_seq < genesis.next_seq - 1 {
+            return Err(OpenError::BeforeOrigin {
+                anchor: anchor_seq,
+                origin: genesis.next_seq - 1,
+            });
+        }
         if anchor_seq == 0 {
             return Ok((0, genesis));
         }
@@ -285,19 +318,53 @@ impl<S: LogStore> Wal<S> {
         Ok(())
     }
 
+    /// Throws every record away and starts the log over after `last_seq`,
+    /// its first batch linking to `head`, together with `side`, in one
+    /// durable write: for a replica that installs a snapshot of the state
+    /// through `last_seq` taken on another node (the records before it are
+    /// in the snapshot, and in the other nodes' logs). A failure poisons
+    /// the log.
+    pub fn restart_after(
+        &mut self,
+        last_seq: u64,
+        head: Hash,
+        side: &[SideWrite],
+    ) -> Result<(), AppendError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(AppendError::Poisoned(reason.clone()));
+        }
+        let mut origin = last_seq.to_be_bytes().to_vec();
+        origin.extend_from_slice(&head);
+        let mut writes = side.to_vec();
+        writes.push(SideWrite::Put(ORIGIN_KEY.to_vec(), origin));
+        if let Err(error) = self.store.reset_synced(&writes) {
+            self.poisoned = Some(error.to_string());
+            return Err(AppendError::Io(error));
+        }
+        self.chain = Chain {
+            next_seq: last_seq + 1,
+            head,
+        };
+        Ok(())
+    }
+
     /// Removes every record after `seq` (for a point-in-time restore): later
     /// batches are deleted and the batch holding `seq` is rewritten to end
     /// there.
     pub fn truncate_after(&mut self, seq: u64) -> Result<(), AppendError> {
         let holding = self.store.at_or_before(seq).map_err(AppendError::Io)?;
+        let origin = origin_chain(&self.store).map_err(AppendError::Io)?;
+        if seq < origin.next_seq - 1 {
+            return Err(AppendError::Io(std::io::Error::other(format!(
+                "the log starts after record {}: it cannot end at {seq}",
+                origin.next_seq - 1
+            ))));
+        }
         let (key, bytes) = match holding {
             Some(entry) if seq > 0 => entry,
             _ => {
                 self.store.delete_from(0).map_err(AppendError::Io)?;
-                self.chain = Chain {
-                    next_seq: 1,
-                    head: GENESIS,
-                };
+                self.chain = origin;
                 return Ok(());
             }
         };
@@ -419,10 +486,7 @@ pub fn verify<S: LogStore>(
     store: &S,
     mut progress: impl FnMut(u64),
 ) -> Result<ChainSummary, VerifyError> {
-    let mut chain = Chain {
-        next_seq: 1,
-        head: GENESIS,
-    };
+    let mut chain = origin_chain(store)?;
     let mut summary = ChainSummary::default();
     for entry in store.scan_from(0) {
         let (key, bytes) = entry?;

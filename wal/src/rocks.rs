@@ -138,6 +138,11 @@ impl LogStore for RocksStore {
     }
 
     fn side_get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        // A log without a side keyspace has nothing said about it (the log
+        // asks for its origin whatever the store).
+        if self.side_family.is_none() {
+            return Ok(None);
+        }
         self.db.get_cf(self.side_cf()?, key).map_err(to_io)
     }
 
@@ -183,6 +188,23 @@ impl LogStore for RocksStore {
         batch.delete_range_cf(cf, key(from), key(u64::MAX));
         batch.delete_cf(cf, key(u64::MAX));
         self.db.write_opt(batch, &synced()).map_err(to_io)
+    }
+
+    fn reset_synced(&mut self, side: &[SideWrite]) -> io::Result<()> {
+        let cf = self.cf()?;
+        let mut write = WriteBatch::default();
+        write.delete_range_cf(cf, key(0), key(u64::MAX));
+        write.delete_cf(cf, key(u64::MAX));
+        if !side.is_empty() {
+            let side_cf = self.side_cf()?;
+            for change in side {
+                match change {
+                    SideWrite::Put(k, v) => write.put_cf(side_cf, k, v),
+                    SideWrite::DeleteRange(from, to) => write.delete_range_cf(side_cf, from, to),
+                }
+            }
+        }
+        self.db.write_opt(write, &synced()).map_err(to_io)
     }
 
     fn at_or_before(&self, seq: u64) -> io::Result<Option<(u64, Vec<u8>)>> {

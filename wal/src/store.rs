@@ -6,7 +6,8 @@
 //! that a user of the log must keep in step with it (the Raft log keeps its
 //! entries' terms and its vote there). Side writes go in the same durable
 //! write as a batch, so a batch and what is said about it are never split by
-//! a crash; the log itself never reads them.
+//! a crash. The log itself reads one side key only: its origin (see
+//! [`crate::Wal::restart_after`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -42,6 +43,10 @@ pub trait LogStore: Send {
     fn side_last(&self, from: &[u8], to: &[u8]) -> io::Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Removes every key at or after `from`, durably.
     fn delete_from(&mut self, from: u64) -> io::Result<()>;
+    /// Removes every batch and applies `side`, as one durable write (a log
+    /// that starts over after a snapshot taken elsewhere, see
+    /// [`crate::Wal::restart_after`]).
+    fn reset_synced(&mut self, side: &[SideWrite]) -> io::Result<()>;
     /// The entry with the greatest key at or before `key`.
     fn at_or_before(&self, key: u64) -> io::Result<Option<(u64, Vec<u8>)>>;
     /// Entries with keys at or after `from`, in key order.
@@ -206,6 +211,27 @@ impl LogStore for MemStore {
 
     fn delete_from(&mut self, from: u64) -> io::Result<()> {
         self.inner.lock().entries.retain(|&key, _| key < from);
+        Ok(())
+    }
+
+    fn reset_synced(&mut self, side: &[SideWrite]) -> io::Result<()> {
+        let mut inner = self.inner.lock();
+        if std::mem::take(&mut inner.faults.fail_next_sync) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        inner.entries.clear();
+        for write in side {
+            match write {
+                SideWrite::Put(key, value) => {
+                    inner.side.insert(key.clone(), value.clone());
+                }
+                SideWrite::DeleteRange(from, to) => {
+                    inner
+                        .side
+                        .retain(|key, _| key.as_slice() < from.as_slice() || key >= to);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -234,3 +234,69 @@ fn reading_back_stops_at_a_damaged_batch_and_names_it() {
     );
     assert_eq!(read.len(), 6, "nothing is read past the damaged batch");
 }
+
+#[test]
+fn a_log_restarted_after_a_snapshot_continues_from_its_origin() {
+    let store = three_batches();
+    let (mut wal, _) = Wal::open(store.clone(), 0, |_| Ok(())).unwrap();
+    let head = [7; 32];
+    let side = [ingressoja_wal::SideWrite::Put(b"x".to_vec(), b"y".to_vec())];
+    wal.restart_after(100, head, &side).unwrap();
+    assert_eq!(wal.next_seq(), 101);
+    assert_eq!(wal.head(), head);
+    assert!(store.keys().is_empty(), "the old records are gone");
+    assert_eq!(ingressoja_wal::origin(&store).unwrap(), 100);
+    wal.append(40, records(101, 3)).unwrap();
+
+    // It reopens from its origin (or any later anchor), replaying what
+    // follows, and the whole chain checks out from the origin's head.
+    for anchor in [100, 102] {
+        let (seen, report) = reopen(&store, anchor).unwrap();
+        assert_eq!(seen, ((anchor + 1)..=103).collect::<Vec<_>>());
+        assert_eq!(report.last_seq, 103);
+    }
+    let summary = ingressoja_wal::verify(&store, |_| {}).unwrap();
+    assert_eq!((summary.records, summary.last_seq), (3, 103));
+    let reread: Vec<u64> = ingressoja_wal::read_from(&store, 0)
+        .map(|r| r.unwrap().seq)
+        .collect();
+    assert_eq!(reread, vec![101, 102, 103]);
+
+    // A snapshot older than the origin cannot be continued by this log.
+    let error = reopen(&store, 50).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            OpenError::BeforeOrigin {
+                anchor: 50,
+                origin: 100
+            }
+        ),
+        "{error}"
+    );
+    // Truncation keeps the origin: cutting every record goes back to it,
+    // and it cannot go below it.
+    let (mut wal, _) = Wal::open(store.clone(), 100, |_| Ok(())).unwrap();
+    assert!(wal.truncate_after(99).is_err());
+    wal.truncate_after(100).unwrap();
+    assert_eq!((wal.next_seq(), wal.head()), (101, head));
+    wal.append(50, records(101, 1)).unwrap();
+    assert_eq!(
+        ingressoja_wal::verify(&store, |_| {}).unwrap().last_seq,
+        101
+    );
+}
+
+#[test]
+fn a_failed_restart_poisons_the_log_and_keeps_the_records() {
+    let store = three_batches();
+    let (mut wal, _) = Wal::open(store.clone(), 0, |_| Ok(())).unwrap();
+    store.inject(ingressoja_wal::Faults {
+        fail_next_sync: true,
+        ..Default::default()
+    });
+    assert!(wal.restart_after(100, [1; 32], &[]).is_err());
+    assert!(wal.poisoned().is_some());
+    let (seen, _) = reopen(&store, 0).unwrap();
+    assert_eq!(seen, (1..=12).collect::<Vec<_>>());
+}

@@ -18,7 +18,7 @@ pub mod peer_api;
 pub mod transport;
 
 /// Messages between nodes are postcard; a bigger one is refused. Raft
-/// sends at most `replication::config().max_payload_entries` entries per
+/// sends at most `replication::config(true).max_payload_entries` entries per
 /// message, each at most one group commit.
 pub const MAX_MESSAGE_BYTES: usize = 128 << 20;
 
