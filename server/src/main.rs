@@ -410,12 +410,14 @@ fn serve(
                 let partition = cluster::transport::Partition::new(switch.into());
                 member.network = member.network.with_partition(Some(partition));
             }
-            Arc::new(http::App::start_member(
-                options,
-                config.clone(),
-                clock.clone(),
-                member,
-            )?)
+            let mut app = http::App::start_member(options, config.clone(), clock.clone(), member)?;
+            let http_of = file.nodes.iter().map(|n| (n.id, n.http)).collect();
+            app.forwarder = Some(cluster::forward::Forwarder::new(
+                node.id,
+                http_of,
+                &file.secret,
+            )?);
+            Arc::new(app)
         }
         None => Arc::new(http::App::start(options, config.clone(), clock.clone())?),
     };

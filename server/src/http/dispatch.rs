@@ -21,6 +21,7 @@ use super::reply::{Answer, answer};
 use super::route::{AccountRoute, Needs, Route, UNROUTED_NAME, Unrouted};
 use super::session::Identity;
 use super::{App, account_api, admin_api, body};
+use crate::cluster::forward::{Decision, changes_the_sale, mark_seen};
 use crate::runtime::EventId;
 
 type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
@@ -28,11 +29,19 @@ type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
 /// Answers one request from `remote`.
 pub async fn handle(app: Arc<App>, remote: IpAddr, request: Request<Incoming>) -> HttpResponse {
     let started = std::time::Instant::now();
-    let remote = super::client_address::client_address(
-        remote,
-        request.headers(),
-        &app.config.trusted_proxies,
-    );
+    // A request another node of the cluster forwarded names its fan (and
+    // is answered here, never forwarded again).
+    let forwarded_for = app
+        .forwarder
+        .as_ref()
+        .and_then(|forwarder| forwarder.forwarded_for(request.headers()));
+    let remote = forwarded_for.unwrap_or_else(|| {
+        super::client_address::client_address(
+            remote,
+            request.headers(),
+            &app.config.trusted_proxies,
+        )
+    });
     if request.method() == Method::GET && super::assets::is_asset(request.uri().path()) {
         let response = super::assets::serve(request.uri().path());
         app.metrics
@@ -41,11 +50,49 @@ pub async fn handle(app: Arc<App>, remote: IpAddr, request: Request<Incoming>) -
     }
     let (name, response) =
         match Route::parse(request.method(), request.uri().path(), app.development()) {
-            Ok((route, name)) => (name, routed(&app, remote, route, request).await),
+            Ok((route, name)) => (
+                name,
+                here_or_leader(&app, remote, route, request, forwarded_for.is_some()).await,
+            ),
             Err(unrouted) => (UNROUTED_NAME, unrouted_response(&request, unrouted)),
         };
     app.metrics
         .observe(name, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Answers a known route here, or has the leader answer it (a node of a
+/// cluster that does not lead; see `cluster/forward.rs`). A write answered
+/// here in a cluster names the log position it is in, for the fan's reads
+/// on any node.
+async fn here_or_leader(
+    app: &Arc<App>,
+    remote: IpAddr,
+    route: Route,
+    request: Request<Incoming>,
+    forwarded: bool,
+) -> HttpResponse {
+    let Some(forwarder) = app.forwarder.as_ref() else {
+        return routed(app, remote, route, request).await;
+    };
+    if !forwarded
+        && matches!(
+            forwarder
+                .decide(&app.runtime, &route, request.headers())
+                .await,
+            Decision::Forward
+        )
+    {
+        return forwarder
+            .forward(app, request, remote)
+            .await
+            .unwrap_or_else(|error| error_response(&error));
+    }
+    let mut response = routed(app, remote, route, request).await;
+    if changes_the_sale(&route) && response.status().is_success() {
+        mark_seen(&mut response, app.runtime.durable_seq());
+    }
+    forwarder.mark_answered_here(&mut response);
     response
 }
 
@@ -383,11 +430,26 @@ fn readiness(app: &App) -> Answer {
     #[derive(Serialize)]
     struct Ready {
         ready: bool,
+        /// `single` (a node on its own), `leader` (takes writes) or
+        /// `follower` (forwards them): for load balancers' checks.
+        role: &'static str,
+        /// The node leading the group as far as this one knows.
+        leader: Option<u64>,
+        /// The last log position this node applied.
+        applied_seq: u64,
         recovery: Recovery,
     }
     let report = app.runtime.recovery();
+    let role = match (app.forwarder.is_some(), app.runtime.leads()) {
+        (false, _) => "single",
+        (true, true) => "leader",
+        (true, false) => "follower",
+    };
     let ready = Ready {
         ready: true,
+        role,
+        leader: app.forwarder.as_ref().and(app.runtime.leader()),
+        applied_seq: app.runtime.durable_seq(),
         recovery: Recovery {
             snapshot_seq: report.snapshot_seq,
             replayed: report.replayed,

@@ -100,6 +100,8 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// Fans-out durable changes to the event streams.
     pub hub: hub::Hub,
+    /// A cluster node's forwarding to its leader (none on a single node).
+    pub forwarder: Option<crate::cluster::forward::Forwarder>,
 }
 
 impl App {
@@ -172,6 +174,7 @@ impl App {
             limits: limits::Limits::new(&config.limits),
             metrics,
             hub: hub::Hub::default(),
+            forwarder: None,
             config,
         })
     }

@@ -70,6 +70,22 @@ pub fn identify(
     headers: &HeaderMap,
     awaiting_code: bool,
 ) -> Result<Identity, ApiError> {
+    // Forwarded by another node of the cluster, which checked the session
+    // and its CSRF token (see `cluster/forward.rs`).
+    if let Some((account, session)) = app
+        .forwarder
+        .as_ref()
+        .and_then(|forwarder| forwarder.forwarded_identity(headers))
+        && !session.awaiting_code
+    {
+        return Ok(Identity {
+            customer: CustomerId(account.id),
+            account,
+            session,
+            token: String::new(),
+            by_cookie: false,
+        });
+    }
     let (token, by_cookie) = token_of(headers).ok_or_else(|| {
         ApiError::unauthorized("log in first (session cookie or Authorization: Bearer)")
     })?;

@@ -21,6 +21,9 @@ pub const SECRET: &str = "loopback-cluster-secret-of-32-characters";
 /// Liveness only: far beyond the seconds a failover takes.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// An answer's headers, names in lower case.
+pub type Headers = Vec<(String, String)>;
+
 /// A keep-alive HTTP/1.1 connection, read by hand.
 pub struct Conn {
     stream: TcpStream,
@@ -43,13 +46,36 @@ impl Conn {
         body: Option<&Value>,
         auth: Option<&str>,
     ) -> std::io::Result<(u16, Value, Option<String>)> {
+        let extra: Vec<(&str, String)> = auth
+            .map(|auth| ("Authorization", auth.to_string()))
+            .into_iter()
+            .collect();
+        let (status, body, headers) = self.exchange(method, path, body, &extra)?;
+        let cookie = headers
+            .iter()
+            .filter(|(name, _)| name == "set-cookie")
+            .find_map(|(_, value)| value.strip_prefix("ij_session="))
+            .and_then(|session| session.split(';').next())
+            .map(str::to_string);
+        Ok((status, body, cookie))
+    }
+
+    /// Status, JSON body and every header (names in lower case), sending
+    /// `headers` besides the usual ones.
+    pub fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> std::io::Result<(u16, Value, Headers)> {
         let body = body.map(Value::to_string).unwrap_or_default();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
         );
-        if let Some(auth) = auth {
-            head.push_str(&format!("Authorization: {auth}\r\n"));
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
         head.push_str(&body);
@@ -63,7 +89,7 @@ impl Conn {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
-        let (mut length, mut cookie) = (0, None);
+        let (mut length, mut received) = (0, Vec::new());
         loop {
             let mut line = String::new();
             self.reader.read_line(&mut line)?;
@@ -74,19 +100,16 @@ impl Conn {
             let Some((name, value)) = line.split_once(':') else {
                 continue;
             };
-            if name.eq_ignore_ascii_case("content-length") {
+            let name = name.trim().to_ascii_lowercase();
+            if name == "content-length" {
                 length = value.trim().parse().unwrap_or(0);
             }
-            if name.eq_ignore_ascii_case("set-cookie")
-                && let Some(session) = value.trim().strip_prefix("ij_session=")
-            {
-                cookie = session.split(';').next().map(str::to_string);
-            }
+            received.push((name, value.trim().to_string()));
         }
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body)?;
         let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Ok((status, body, cookie))
+        Ok((status, body, received))
     }
 }
 
@@ -249,7 +272,9 @@ impl Cluster {
         self.nodes.iter().map(|n| n.http.clone()).collect()
     }
 
-    /// Which node takes writes now: the one where `probe` joins (200).
+    /// Which node takes writes now: the one whose `/readyz` says it leads,
+    /// where `probe` then joins (200). (Any node answers a join, through
+    /// the leader: the role tells them apart.)
     pub fn leader(&self, probe: &[String]) -> usize {
         self.leader_but(probe, None)
     }
@@ -260,6 +285,12 @@ impl Cluster {
         loop {
             for (index, node) in self.nodes.iter().enumerate() {
                 if node.process.is_none() || paused == Some(index) {
+                    continue;
+                }
+                let leads = Conn::open(&node.http)
+                    .and_then(|mut c| c.call("GET", "/readyz", None, None))
+                    .is_ok_and(|(status, body, _)| status == 200 && body["role"] == "leader");
+                if !leads {
                     continue;
                 }
                 let joined = Conn::open(&node.http).and_then(|mut c| {

@@ -1,0 +1,137 @@
+//! Any node takes any request (three `ingressoja serve --cluster`
+//! processes on loopback): a follower sends writes to the leader and passes
+//! its answer back, answered writes name their log position, and a read
+//! that names a position its node has not applied goes to the leader; a
+//! fan cannot pose as a forwarding node.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::cluster::{Cluster, Conn, DEADLINE, Headers, create_event, fans};
+
+mod support;
+
+fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, String)],
+) -> (u16, Value, Headers) {
+    Conn::open(addr)
+        .unwrap()
+        .exchange(method, path, body, headers)
+        .unwrap()
+}
+
+/// The node that answered, by its id.
+fn answered_by(headers: &Headers) -> usize {
+    header(headers, "x-ingressoja-node")
+        .expect("every answer in a cluster names its node")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn any_node_takes_writes_and_a_fan_reads_its_own_writes_on_any_node() {
+    let cluster = Cluster::start(3);
+    create_event(&cluster);
+    let tokens = fans(&cluster, 7);
+    let probe = &tokens[6];
+    let leader = cluster.leader(probe);
+    let leader_id = cluster.nodes[leader].id;
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let addr = |index: usize| cluster.nodes[index].http.clone();
+    let auth = |fan: usize, index: usize| ("Authorization", tokens[fan][index].clone());
+
+    for fan in 0..6 {
+        let (write_at, read_at) = (followers[fan % 2], followers[(fan + 1) % 2]);
+        // The join, sent to a follower, is answered by the leader.
+        let (status, body, headers) = call(
+            &addr(write_at),
+            "POST",
+            "/api/events/0/queue",
+            None,
+            &[auth(fan, write_at)],
+        );
+        assert!(matches!(status, 200 | 201), "{status} {body}");
+        assert_eq!(answered_by(&headers), leader_id);
+        assert!(header(&headers, "x-ingressoja-seen").is_some());
+
+        // A ticket in the cart, through the same follower, once the fan's
+        // turn comes.
+        let items = json!({ "items": [{ "ticket_type": 0, "quantity": 1 }] });
+        let deadline = Instant::now() + DEADLINE;
+        let (cart, seen) = loop {
+            let (status, body, headers) = call(
+                &addr(write_at),
+                "POST",
+                "/api/events/0/cart/items",
+                Some(&items),
+                &[auth(fan, write_at)],
+            );
+            if status == 200 {
+                let seen: u64 = header(&headers, "x-ingressoja-seen")
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                break (body, seen);
+            }
+            assert!(Instant::now() < deadline, "never held: {status} {body}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+
+        // Read on the other follower with the position it was shown: the
+        // hold is there, whoever answers.
+        let (status, read, _) = call(
+            &addr(read_at),
+            "GET",
+            "/api/events/0/cart",
+            None,
+            &[auth(fan, read_at), ("X-IngressoJa-Seen", seen.to_string())],
+        );
+        assert_eq!(status, 200, "{read}");
+        assert_eq!(read["items"], cart["items"], "fan {fan} read a stale cart");
+    }
+
+    // A read that names a position no node has reached waits briefly, then
+    // goes to the leader; one that names none is answered where it lands.
+    let follower = followers[0];
+    let far_ahead = ("X-IngressoJa-Seen", (u64::MAX / 2).to_string());
+    let (status, _, headers) = call(
+        &addr(follower),
+        "GET",
+        "/api/events/0/cart",
+        None,
+        &[auth(0, follower), far_ahead],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(answered_by(&headers), leader_id);
+    let (status, _, headers) = call(
+        &addr(follower),
+        "GET",
+        "/api/events/0/cart",
+        None,
+        &[auth(0, follower)],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(answered_by(&headers), cluster.nodes[follower].id);
+
+    // A fan posing as a forwarding node, naming another fan (or an
+    // administrator) as who is asking, is not believed: no session, 401.
+    let posed = [
+        ("X-IngressoJa-Forwarded", "0".repeat(64)),
+        ("X-IngressoJa-Client", "203.0.113.7".to_string()),
+        ("X-IngressoJa-Identity", "00".repeat(40)),
+    ];
+    let (status, body, _) = call(&addr(leader), "POST", "/api/events/0/queue", None, &posed);
+    assert_eq!(status, 401, "{body}");
+}
