@@ -23,8 +23,10 @@ APT_PACKAGES := build-essential pkg-config libclang-dev clang
 # chromium and node/npm for the browser tests (playwright-core drives
 # Debian's chromium). Checked by command, not by package: a machine may have
 # node and npm from elsewhere (NodeSource's nodejs bundles npm, and Debian's
-# npm package would conflict with it).
-TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm curl:curl
+# npm package would conflict with it). fuse3 for the power-loss tests'
+# disk (mounted through /dev/fuse directly as root, with fusermount3 for
+# anyone else).
+TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm curl:curl fusermount3:fuse3
 # schemathesis (from PyPI, pinned) fuzzes the API against docs/openapi.yaml,
 # from a virtual environment kept beside the cargo target directory.
 VENV := $(HOME)/.cache/ingressoja/venv

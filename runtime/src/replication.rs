@@ -479,9 +479,11 @@ impl Group {
     }
 
     /// Tells the shard when this node starts and stops leading: it leads
-    /// once the group elected it and it has applied an entry of its own
-    /// term (the blank entry a new leader appends first, so everything
-    /// before it too); it stops when the group says it no longer leads.
+    /// once the group elected it and it has applied its whole log, ending
+    /// in an entry of its own term (the blank entry a new leader appends
+    /// first; or, for a leader that restarted into the same term, the tail
+    /// its previous run wrote); it stops when the group says it no longer
+    /// leads.
     pub fn follow_leadership(&self, node: NodeId, requests: Sender<Request>) {
         let mut metrics = self.raft.metrics();
         self.tokio.spawn(async move {
@@ -490,9 +492,17 @@ impl Group {
                 let (term, leads, caught_up) = {
                     let m = metrics.borrow();
                     let leads = m.state == ServerState::Leader && m.current_leader == Some(node);
+                    // Its whole log applied, not only an entry of its term:
+                    // a leader that restarts before anyone else is elected
+                    // leads the same term again, and its log's tail (batches
+                    // its previous run numbered, never known committed) is
+                    // applied only once it commits them. Leading before
+                    // would number new records over them.
+                    let applied = m.last_applied.map(|l| l.index);
                     let caught_up = m
                         .last_applied
-                        .is_some_and(|l| l.leader_id.term == m.current_term);
+                        .is_some_and(|l| l.leader_id.term == m.current_term)
+                        && applied >= m.last_log_index;
                     (m.current_term, leads, caught_up)
                 };
                 let request = if leads && caught_up && announced != Some(term) {

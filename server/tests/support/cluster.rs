@@ -133,6 +133,9 @@ pub struct Node {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
+    /// Where the nodes' data directories go (`dir` unless a test puts
+    /// them on a disk of its own).
+    pub data_root: Option<PathBuf>,
 }
 
 impl Drop for Cluster {
@@ -156,6 +159,12 @@ impl Cluster {
     /// which each node keeps itself), starts `count` nodes and founds the
     /// group (`ingressoja cluster init`).
     pub fn start(count: usize) -> Cluster {
+        Cluster::start_on(count, None)
+    }
+
+    /// [`Cluster::start`] with the nodes' data directories under
+    /// `data_root` (the power-loss test's forgetful disk).
+    pub fn start_on(count: usize, data_root: Option<&Path>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         // Every fan comes from 127.0.0.1: no per-address quotas here.
         let config = "development = true\n[limits]\nreads_per_ip = 0\njoins_per_ip = 0\n\
@@ -164,6 +173,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir,
             nodes: Vec::new(),
+            data_root: data_root.map(Path::to_path_buf),
         };
         for _ in 0..count {
             cluster.add();
@@ -184,7 +194,11 @@ impl Cluster {
     pub fn add(&mut self) -> usize {
         let id = self.nodes.len() + 1;
         let (peers, http) = (free_port(), free_port());
-        let data = self.dir.path().join(format!("node{id}"));
+        let root = self.data_root.clone();
+        let data = root
+            .as_deref()
+            .unwrap_or(self.dir.path())
+            .join(format!("node{id}"));
         prepare(&data);
         self.nodes.push(Node {
             id,

@@ -16,6 +16,7 @@ use ingressoja::runtime::{EventId, ManualClock, RuntimeOptions};
 use serde_json::Value;
 
 pub mod cluster;
+pub mod crash;
 
 pub const NOW: u64 = 1_800_000_000_000;
 

@@ -1,0 +1,721 @@
+//! A disk that loses power: a FUSE layer over a directory that keeps every
+//! file's unsynced writes in memory and forgets them when the power is cut
+//! (the idea of Jepsen's LazyFS). SIGKILL leaves the kernel's page cache
+//! intact, so a test that only kills processes cannot catch a missing
+//! fsync; on this layer, a write reaches the directory underneath only when
+//! its file is fsynced (or fdatasynced), and [`PowerSwitch::cut`] throws
+//! away everything that was not.
+//!
+//! The model, and what it leaves out:
+//! - **File data** is what it forgets: writes and truncations since the
+//!   file's last fsync.
+//! - **Names** (create, rename, unlink, mkdir) reach the directory at once,
+//!   as if every directory were fsynced after each change: a missing
+//!   directory fsync is not caught here.
+//! - The kernel caches nothing: files are opened with direct I/O and
+//!   attributes and names are never cached, so what a process reads after a
+//!   cut is what this layer holds.
+//! - One request at a time (fuser's session loop): slow, and enough for
+//!   tests.
+//!
+//! [`mount`] mounts it (as root, through `/dev/fuse`) and returns the
+//! switch; dropping the [`Mounted`] unmounts it.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    FileAttr, FileType, Filesystem, MountOption, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+};
+use parking_lot::Mutex;
+
+/// Attributes and names are never cached by the kernel (see the module
+/// documentation).
+const NO_CACHE: Duration = Duration::ZERO;
+const ROOT: u64 = fuser::FUSE_ROOT_ID;
+
+/// A file's writes since its last fsync: its whole content as the
+/// processes see it, and the first byte that differs from the directory
+/// underneath.
+struct Unsynced {
+    content: Vec<u8>,
+    changed_from: u64,
+}
+
+/// The layer's state, shared by the filesystem and its switch.
+#[derive(Default)]
+struct State {
+    /// Every inode handed to the kernel, by its path under the directory.
+    paths: HashMap<u64, PathBuf>,
+    inodes: HashMap<PathBuf, u64>,
+    next_inode: u64,
+    unsynced: HashMap<u64, Unsynced>,
+    /// Counts, for tests of the layer itself.
+    syncs: u64,
+    cuts: u64,
+}
+
+/// Cuts the power of the disk it came with (see [`mount`]).
+#[derive(Clone)]
+pub struct PowerSwitch {
+    state: Arc<Mutex<State>>,
+}
+
+impl PowerSwitch {
+    /// Cuts the power under `within` (a path relative to the mount's root;
+    /// empty for the whole disk): every file there forgets what was written
+    /// since its last fsync. The processes using those files must be dead
+    /// already (a power cut kills them too), or they would see the loss.
+    /// Returns how many files lost writes.
+    pub fn cut(&self, within: &Path) -> usize {
+        let mut state = self.state.lock();
+        let State {
+            paths,
+            unsynced,
+            cuts,
+            ..
+        } = &mut *state;
+        let before = unsynced.len();
+        unsynced.retain(|inode, _| !paths.get(inode).is_some_and(|p| p.starts_with(within)));
+        *cuts += 1;
+        before - unsynced.len()
+    }
+
+    /// Files holding writes not yet synced.
+    pub fn unsynced_files(&self) -> usize {
+        self.state.lock().unsynced.len()
+    }
+
+    /// Fsyncs of files seen so far.
+    pub fn syncs(&self) -> u64 {
+        self.state.lock().syncs
+    }
+}
+
+/// A mounted layer: unmounted when dropped.
+pub struct Mounted {
+    _session: fuser::BackgroundSession,
+    /// The mount point.
+    pub path: PathBuf,
+    /// Its power switch.
+    pub power: PowerSwitch,
+}
+
+/// Mounts the layer over `under` at `at` (both directories) and returns
+/// once it serves.
+pub fn mount(under: &Path, at: &Path) -> io::Result<Mounted> {
+    let state = Arc::new(Mutex::new(State {
+        next_inode: ROOT + 1,
+        ..State::default()
+    }));
+    state.lock().paths.insert(ROOT, PathBuf::new());
+    state.lock().inodes.insert(PathBuf::new(), ROOT);
+    let layer = Forgetful {
+        under: under.to_path_buf(),
+        state: state.clone(),
+        files: HashMap::new(),
+    };
+    let options = [
+        MountOption::FSName("ingressoja-powerloss".into()),
+        MountOption::DefaultPermissions,
+    ];
+    let session = fuser::spawn_mount2(layer, at, &options)?;
+    Ok(Mounted {
+        _session: session,
+        path: at.to_path_buf(),
+        power: PowerSwitch { state },
+    })
+}
+
+/// The filesystem (see the module documentation).
+struct Forgetful {
+    under: PathBuf,
+    state: Arc<Mutex<State>>,
+    /// Open files underneath, by inode (reused by every handle).
+    files: HashMap<u64, File>,
+}
+
+fn errno(error: &io::Error) -> i32 {
+    error.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn system_time(seconds: i64, nanos: i64) -> SystemTime {
+    let since = Duration::new(
+        u64::try_from(seconds).unwrap_or(0),
+        u32::try_from(nanos).unwrap_or(0),
+    );
+    UNIX_EPOCH + since
+}
+
+impl Forgetful {
+    fn path_of(&self, inode: u64) -> Result<PathBuf, i32> {
+        self.state
+            .lock()
+            .paths
+            .get(&inode)
+            .cloned()
+            .ok_or(libc::ENOENT)
+    }
+
+    fn full(&self, relative: &Path) -> PathBuf {
+        self.under.join(relative)
+    }
+
+    /// The inode for `relative`, numbered on first sight.
+    fn inode_of(&self, relative: &Path) -> u64 {
+        let mut state = self.state.lock();
+        if let Some(&inode) = state.inodes.get(relative) {
+            return inode;
+        }
+        let inode = state.next_inode;
+        state.next_inode += 1;
+        state.paths.insert(inode, relative.to_path_buf());
+        state.inodes.insert(relative.to_path_buf(), inode);
+        inode
+    }
+
+    fn attr(&self, inode: u64, relative: &Path) -> Result<FileAttr, i32> {
+        let meta = fs::symlink_metadata(self.full(relative)).map_err(|e| errno(&e))?;
+        let kind = if meta.is_dir() {
+            FileType::Directory
+        } else if meta.file_type().is_symlink() {
+            FileType::Symlink
+        } else {
+            FileType::RegularFile
+        };
+        let size = match self.state.lock().unsynced.get(&inode) {
+            Some(unsynced) => unsynced.content.len() as u64,
+            None => meta.len(),
+        };
+        Ok(FileAttr {
+            ino: inode,
+            size,
+            blocks: size.div_ceil(512),
+            atime: system_time(meta.atime(), meta.atime_nsec()),
+            mtime: system_time(meta.mtime(), meta.mtime_nsec()),
+            ctime: system_time(meta.ctime(), meta.ctime_nsec()),
+            crtime: system_time(meta.ctime(), meta.ctime_nsec()),
+            kind,
+            perm: u16::try_from(meta.permissions().mode() & 0o7777).unwrap_or(0o600),
+            nlink: u32::try_from(meta.nlink()).unwrap_or(1),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+
+    fn entry(&self, parent: u64, name: &OsStr) -> Result<(u64, FileAttr), i32> {
+        let relative = self.path_of(parent)?.join(name);
+        fs::symlink_metadata(self.full(&relative)).map_err(|e| errno(&e))?;
+        let inode = self.inode_of(&relative);
+        Ok((inode, self.attr(inode, &relative)?))
+    }
+
+    /// The file underneath, opened once for reading and writing.
+    fn file(&mut self, inode: u64) -> Result<&File, i32> {
+        if !self.files.contains_key(&inode) {
+            let path = self.full(&self.path_of(inode)?);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| errno(&e))?;
+            self.files.insert(inode, file);
+        }
+        self.files.get(&inode).ok_or(libc::EIO)
+    }
+
+    /// The file's content, held in memory from its first unsynced change.
+    fn unsynced(&mut self, inode: u64) -> Result<(), i32> {
+        if self.state.lock().unsynced.contains_key(&inode) {
+            return Ok(());
+        }
+        let path = self.full(&self.path_of(inode)?);
+        let content = fs::read(path).map_err(|e| errno(&e))?;
+        let changed_from = content.len() as u64;
+        self.state.lock().unsynced.insert(
+            inode,
+            Unsynced {
+                content,
+                changed_from,
+            },
+        );
+        Ok(())
+    }
+
+    fn write_at(&mut self, inode: u64, offset: u64, data: &[u8]) -> Result<(), i32> {
+        self.unsynced(inode)?;
+        let mut state = self.state.lock();
+        let unsynced = state.unsynced.get_mut(&inode).ok_or(libc::EIO)?;
+        let start = usize::try_from(offset).map_err(|_| libc::EFBIG)?;
+        let end = start + data.len();
+        if unsynced.content.len() < end {
+            unsynced.content.resize(end, 0);
+        }
+        unsynced.content[start..end].copy_from_slice(data);
+        unsynced.changed_from = unsynced.changed_from.min(offset);
+        Ok(())
+    }
+
+    fn truncate(&mut self, inode: u64, size: u64) -> Result<(), i32> {
+        self.unsynced(inode)?;
+        let mut state = self.state.lock();
+        let unsynced = state.unsynced.get_mut(&inode).ok_or(libc::EIO)?;
+        unsynced
+            .content
+            .resize(usize::try_from(size).map_err(|_| libc::EFBIG)?, 0);
+        unsynced.changed_from = unsynced.changed_from.min(size);
+        Ok(())
+    }
+
+    fn read_at(&mut self, inode: u64, offset: u64, size: usize) -> Result<Vec<u8>, i32> {
+        if let Some(unsynced) = self.state.lock().unsynced.get(&inode) {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(unsynced.content.len());
+            let end = start.saturating_add(size).min(unsynced.content.len());
+            return Ok(unsynced.content[start..end].to_vec());
+        }
+        let file = self.file(inode)?;
+        let mut buffer = vec![0; size];
+        let mut read = 0;
+        while read < size {
+            match file.read_at(&mut buffer[read..], offset + read as u64) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(errno(&error)),
+            }
+        }
+        buffer.truncate(read);
+        Ok(buffer)
+    }
+
+    /// Writes the file's unsynced changes underneath and syncs them: from
+    /// now on they survive a cut.
+    fn sync(&mut self, inode: u64) -> Result<(), i32> {
+        let taken = self.state.lock().unsynced.remove(&inode);
+        if let Some(unsynced) = taken {
+            let file = self.file(inode)?;
+            let from = usize::try_from(unsynced.changed_from)
+                .unwrap_or(usize::MAX)
+                .min(unsynced.content.len());
+            let written = file
+                .write_all_at(&unsynced.content[from..], from as u64)
+                .and_then(|()| file.set_len(unsynced.content.len() as u64))
+                .and_then(|()| file.sync_data());
+            if let Err(error) = written {
+                // Still unsynced: keep it, and say the sync failed.
+                self.state.lock().unsynced.insert(inode, unsynced);
+                return Err(errno(&error));
+            }
+        }
+        self.state.lock().syncs += 1;
+        Ok(())
+    }
+
+    fn forget_path(&mut self, relative: &Path) {
+        let mut state = self.state.lock();
+        if let Some(inode) = state.inodes.remove(relative) {
+            state.paths.remove(&inode);
+            state.unsynced.remove(&inode);
+            self.files.remove(&inode);
+        }
+    }
+}
+
+impl Filesystem for Forgetful {
+    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        match self.entry(parent, name) {
+            Ok((_, attr)) => reply.entry(&NO_CACHE, &attr, 0),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+        match self.path_of(ino).and_then(|p| self.attr(ino, &p)) {
+            Ok(attr) => reply.attr(&NO_CACHE, &attr),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<u64>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<u32>,
+        reply: ReplyAttr,
+    ) {
+        let done = self.path_of(ino).and_then(|relative| {
+            if let Some(mode) = mode {
+                fs::set_permissions(self.full(&relative), fs::Permissions::from_mode(mode))
+                    .map_err(|e| errno(&e))?;
+            }
+            if let Some(size) = size {
+                self.truncate(ino, size)?;
+            }
+            self.attr(ino, &relative)
+        });
+        match done {
+            Ok(attr) => reply.attr(&NO_CACHE, &attr),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn mkdir(
+        &mut self,
+        _req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let made = self.path_of(parent).and_then(|p| {
+            let path = self.full(&p.join(name));
+            fs::create_dir(&path).map_err(|e| errno(&e))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(|e| errno(&e))?;
+            self.entry(parent, name)
+        });
+        match made {
+            Ok((_, attr)) => reply.entry(&NO_CACHE, &attr, 0),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let removed = self.path_of(parent).and_then(|p| {
+            let relative = p.join(name);
+            fs::remove_file(self.full(&relative)).map_err(|e| errno(&e))?;
+            self.forget_path(&relative);
+            Ok(())
+        });
+        match removed {
+            Ok(()) => reply.ok(),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let removed = self.path_of(parent).and_then(|p| {
+            let relative = p.join(name);
+            fs::remove_dir(self.full(&relative)).map_err(|e| errno(&e))?;
+            self.forget_path(&relative);
+            Ok(())
+        });
+        match removed {
+            Ok(()) => reply.ok(),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn rename(
+        &mut self,
+        _req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        _flags: u32,
+        reply: ReplyEmpty,
+    ) {
+        let renamed = self.path_of(parent).and_then(|from_dir| {
+            let from = from_dir.join(name);
+            let to = self.path_of(newparent)?.join(newname);
+            fs::rename(self.full(&from), self.full(&to)).map_err(|e| errno(&e))?;
+            // Whatever was at `to` is gone; `from` (and anything under it)
+            // is known by its new name, its unsynced writes with it.
+            self.forget_path(&to);
+            let mut state = self.state.lock();
+            let moved: Vec<(u64, PathBuf)> = state
+                .paths
+                .iter()
+                .filter_map(|(&inode, path)| {
+                    let rest = path.strip_prefix(&from).ok()?;
+                    // (Joining an empty rest would add a trailing slash.)
+                    let moved = if rest.as_os_str().is_empty() {
+                        to.clone()
+                    } else {
+                        to.join(rest)
+                    };
+                    Some((inode, moved))
+                })
+                .collect();
+            for (inode, path) in moved {
+                if let Some(old) = state.paths.insert(inode, path.clone()) {
+                    state.inodes.remove(&old);
+                }
+                state.inodes.insert(path, inode);
+            }
+            Ok(())
+        });
+        match renamed {
+            Ok(()) => reply.ok(),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn open(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+        match self.file(ino) {
+            Ok(_) => reply.opened(0, fuser::consts::FOPEN_DIRECT_IO),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn create(
+        &mut self,
+        _req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let created = self.path_of(parent).and_then(|p| {
+            let path = self.full(&p.join(name));
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(flags & libc::O_TRUNC != 0)
+                .custom_flags(flags & libc::O_EXCL)
+                .mode(mode)
+                .open(&path)
+                .map_err(|e| errno(&e))?;
+            self.entry(parent, name)
+        });
+        match created {
+            Ok((_, attr)) => reply.created(&NO_CACHE, &attr, 0, 0, fuser::consts::FOPEN_DIRECT_IO),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        size: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyData,
+    ) {
+        let offset = u64::try_from(offset).unwrap_or(0);
+        match self.read_at(ino, offset, size as usize) {
+            Ok(data) => reply.data(&data),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        data: &[u8],
+        _write_flags: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyWrite,
+    ) {
+        let offset = u64::try_from(offset).unwrap_or(0);
+        match self.write_at(ino, offset, data) {
+            Ok(()) => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn fsync(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.sync(ino) {
+            Ok(()) => reply.ok(),
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn fsyncdir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Names reach the directory underneath at once (see the module
+        // documentation).
+        reply.ok();
+    }
+
+    fn fallocate(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _offset: i64,
+        _length: i64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Reserving space changes no content (RocksDB asks, keeping the size).
+        reply.ok();
+    }
+
+    fn readdir(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectory,
+    ) {
+        let listed = self.path_of(ino).and_then(|relative| {
+            let mut entries = vec![
+                (ino, FileType::Directory, ".".into()),
+                (ino, FileType::Directory, "..".into()),
+            ];
+            for entry in fs::read_dir(self.full(&relative)).map_err(|e| errno(&e))? {
+                let entry = entry.map_err(|e| errno(&e))?;
+                let kind = match entry.file_type() {
+                    Ok(t) if t.is_dir() => FileType::Directory,
+                    Ok(t) if t.is_symlink() => FileType::Symlink,
+                    _ => FileType::RegularFile,
+                };
+                let inode = self.inode_of(&relative.join(entry.file_name()));
+                entries.push((inode, kind, entry.file_name()));
+            }
+            Ok(entries)
+        });
+        match listed {
+            Ok(entries) => {
+                let skip = usize::try_from(offset).unwrap_or(0);
+                for (index, (inode, kind, name)) in entries.into_iter().enumerate().skip(skip) {
+                    let next = i64::try_from(index + 1).unwrap_or(i64::MAX);
+                    if reply.add(inode, next, kind, &name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(code) => reply.error(code),
+        }
+    }
+
+    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+        reply.statfs(1 << 24, 1 << 23, 1 << 23, 1 << 20, 1 << 19, 4096, 255, 4096);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io::Write;
+
+    use super::*;
+
+    /// Mounts a fresh layer: (its directories, the mount).
+    fn fresh() -> (tempfile::TempDir, tempfile::TempDir, Mounted) {
+        let under = tempfile::tempdir().unwrap();
+        let at = tempfile::tempdir().unwrap();
+        let mounted = mount(under.path(), at.path()).unwrap();
+        (under, at, mounted)
+    }
+
+    #[test]
+    fn a_cut_forgets_unsynced_writes_and_keeps_synced_ones() {
+        let (under, _at, disk) = fresh();
+        let synced = disk.path.join("synced");
+        let unsynced = disk.path.join("unsynced");
+        {
+            let mut file = File::create(&synced).unwrap();
+            file.write_all(b"kept").unwrap();
+            file.sync_all().unwrap();
+            file.write_all(b" and lost").unwrap();
+            let mut other = File::create(&unsynced).unwrap();
+            other.write_all(b"lost").unwrap();
+        }
+        // Before the cut every process sees every write...
+        assert_eq!(fs::read(&synced).unwrap(), b"kept and lost");
+        assert_eq!(fs::read(&unsynced).unwrap(), b"lost");
+        // ...and nothing unsynced is underneath.
+        assert_eq!(fs::read(under.path().join("synced")).unwrap(), b"kept");
+        assert_eq!(disk.power.unsynced_files(), 2);
+
+        assert_eq!(disk.power.cut(Path::new("")), 2);
+        assert_eq!(fs::read(&synced).unwrap(), b"kept");
+        assert_eq!(fs::read(&unsynced).unwrap(), b"", "created, never synced");
+    }
+
+    #[test]
+    fn a_cut_under_one_directory_spares_the_others() {
+        let (_under, _at, disk) = fresh();
+        for node in ["one", "two"] {
+            fs::create_dir(disk.path.join(node)).unwrap();
+            fs::write(disk.path.join(node).join("log"), b"unsynced").unwrap();
+        }
+        assert_eq!(disk.power.cut(Path::new("one")), 1);
+        assert_eq!(fs::read(disk.path.join("one/log")).unwrap(), b"");
+        assert_eq!(fs::read(disk.path.join("two/log")).unwrap(), b"unsynced");
+    }
+
+    #[test]
+    fn a_renamed_file_keeps_its_unsynced_writes_under_its_new_name() {
+        let (_under, _at, disk) = fresh();
+        let temporary = disk.path.join(".snapshot.tmp");
+        let mut file = File::create(&temporary).unwrap();
+        file.write_all(b"state").unwrap();
+        fs::rename(&temporary, disk.path.join("snapshot")).unwrap();
+        assert_eq!(fs::read(disk.path.join("snapshot")).unwrap(), b"state");
+        // Renamed before its data was synced: a cut leaves an empty file.
+        disk.power.cut(Path::new(""));
+        assert_eq!(fs::read(disk.path.join("snapshot")).unwrap(), b"");
+        file.write_all(b"again").unwrap();
+        file.sync_data().unwrap();
+        disk.power.cut(Path::new(""));
+        assert_eq!(fs::read(disk.path.join("snapshot")).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn truncation_is_forgotten_until_synced() {
+        let (_under, _at, disk) = fresh();
+        let path = disk.path.join("file");
+        let file = File::create(&path).unwrap();
+        file.write_all_at(b"0123456789", 0).unwrap();
+        file.sync_all().unwrap();
+        file.set_len(3).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"012");
+        disk.power.cut(Path::new(""));
+        assert_eq!(fs::read(&path).unwrap(), b"0123456789");
+    }
+}
