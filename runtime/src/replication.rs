@@ -69,6 +69,12 @@ pub(crate) const LEAD_DEADLINE: Duration = Duration::from_secs(30);
 /// sent one by one; beyond that it gets the snapshot.
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 20_000;
 
+/// How long a leader of several voters may go without a majority's
+/// answer before its shard stops taking writes (see
+/// `Group::follow_leadership`): well beyond the longest election timeout,
+/// so a slow heartbeat or two does not interrupt a sale.
+pub const QUORUM_SILENCE_MS: u64 = 1_000;
+
 /// Raft's timing for a group: heartbeats well inside the election timeout.
 /// (Chosen from measurement when the cluster runs on real networks; a group
 /// of one only waits out one election timeout when it starts.) A group of
@@ -491,7 +497,20 @@ impl Group {
             loop {
                 let (term, leads, caught_up) = {
                     let m = metrics.borrow();
-                    let leads = m.state == ServerState::Leader && m.current_leader == Some(node);
+                    // A leader of several voters that has not heard from a
+                    // majority for a while is likely cut off (openraft 0.9
+                    // has no check-quorum: it would stay leader until it
+                    // hears of a higher term). Its shard stops taking writes,
+                    // which are refused at once instead of waiting for a
+                    // commit that cannot come; it takes them again once the
+                    // majority answers and its whole log is applied.
+                    let voters = m.membership_config.membership().voter_ids().count();
+                    let heard = m
+                        .millis_since_quorum_ack
+                        .is_none_or(|ms| ms <= QUORUM_SILENCE_MS);
+                    let leads = m.state == ServerState::Leader
+                        && m.current_leader == Some(node)
+                        && (voters <= 1 || heard);
                     // Its whole log applied, not only an entry of its term:
                     // a leader that restarts before anyone else is elected
                     // leads the same term again, and its log's tail (batches
