@@ -30,7 +30,7 @@ use ingressoja::runtime::{
 };
 use ingressoja_cluster::NodeId;
 use ingressoja_cluster::memory_network::{NodeNetwork, Router};
-use ingressoja_engine::{Command, CustomerId, EventConfig, Policy, Schedule, TicketType};
+use ingressoja_engine::{Command, CustomerId, EventConfig};
 use openraft::BasicNode;
 
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -38,26 +38,7 @@ const DEADLINE: Duration = Duration::from_secs(600);
 /// Every join is one logged transition (the pre-queue is open, nobody is
 /// admitted): a million fans is a million records in the queue.
 fn event() -> EventConfig {
-    EventConfig {
-        name: "Catch-up Bench".into(),
-        venue: "Memory".into(),
-        starts_at_ms: u64::MAX / 4,
-        ticket_types: vec![TicketType {
-            name: "Pista".into(),
-            price_cents: 1,
-            capacity: 1,
-        }],
-        schedule: Schedule {
-            prequeue_opens_at_ms: 0,
-            opens_at_ms: u64::MAX / 8,
-            closes_at_ms: u64::MAX / 4,
-        },
-        policy: Policy {
-            max_queue_len: 50_000_000,
-            ..Policy::default()
-        },
-        shuffle_seed: 1,
-    }
+    ingressoja_benches::queue_only::queue_only_event("Catch-up Bench", "Memory")
 }
 
 fn start(router: &Router, id: NodeId, dir: &Path, founding: bool) -> Runtime {

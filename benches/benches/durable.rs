@@ -24,26 +24,7 @@ use ingressoja_engine::{Command, CustomerId, EventConfig, Policy, Schedule, Tick
 /// An event whose queue takes every join (pre-queue open, nobody admitted),
 /// so every request is exactly one logged transition.
 fn event() -> EventConfig {
-    EventConfig {
-        name: "Durable Bench".into(),
-        venue: "Disk".into(),
-        starts_at_ms: u64::MAX / 4,
-        ticket_types: vec![TicketType {
-            name: "Pista".into(),
-            price_cents: 1,
-            capacity: 1,
-        }],
-        schedule: Schedule {
-            prequeue_opens_at_ms: 0,
-            opens_at_ms: u64::MAX / 8,
-            closes_at_ms: u64::MAX / 4,
-        },
-        policy: Policy {
-            max_queue_len: 50_000_000,
-            ..Policy::default()
-        },
-        shuffle_seed: 1,
-    }
+    ingressoja_benches::queue_only::queue_only_event("Durable Bench", "Disk")
 }
 
 fn start(dir: &std::path::Path, snapshot_every: u64) -> Runtime {

@@ -142,6 +142,14 @@ struct Forgetful {
     files: HashMap<u64, File>,
 }
 
+/// Answers a request that returns nothing.
+fn answer(result: Result<(), i32>, reply: ReplyEmpty) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(code) => reply.error(code),
+    }
+}
+
 fn errno(error: &io::Error) -> i32 {
     error.raw_os_error().unwrap_or(libc::EIO)
 }
@@ -323,6 +331,20 @@ impl Forgetful {
         Ok(())
     }
 
+    /// Removes `name` in `parent` underneath with `remove` (a file's or a
+    /// directory's), and forgets it here.
+    fn remove(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        remove: fn(&Path) -> io::Result<()>,
+    ) -> Result<(), i32> {
+        let relative = self.path_of(parent)?.join(name);
+        remove(&self.full(&relative)).map_err(|e| errno(&e))?;
+        self.forget_path(&relative);
+        Ok(())
+    }
+
     fn forget_path(&mut self, relative: &Path) {
         let mut state = self.state.lock();
         if let Some(inode) = state.inodes.remove(relative) {
@@ -405,29 +427,11 @@ impl Filesystem for Forgetful {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let removed = self.path_of(parent).and_then(|p| {
-            let relative = p.join(name);
-            fs::remove_file(self.full(&relative)).map_err(|e| errno(&e))?;
-            self.forget_path(&relative);
-            Ok(())
-        });
-        match removed {
-            Ok(()) => reply.ok(),
-            Err(code) => reply.error(code),
-        }
+        answer(self.remove(parent, name, |p| fs::remove_file(p)), reply);
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let removed = self.path_of(parent).and_then(|p| {
-            let relative = p.join(name);
-            fs::remove_dir(self.full(&relative)).map_err(|e| errno(&e))?;
-            self.forget_path(&relative);
-            Ok(())
-        });
-        match removed {
-            Ok(()) => reply.ok(),
-            Err(code) => reply.error(code),
-        }
+        answer(self.remove(parent, name, |p| fs::remove_dir(p)), reply);
     }
 
     fn rename(
@@ -470,10 +474,7 @@ impl Filesystem for Forgetful {
             }
             Ok(())
         });
-        match renamed {
-            Ok(()) => reply.ok(),
-            Err(code) => reply.error(code),
-        }
+        answer(renamed, reply);
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
@@ -558,10 +559,7 @@ impl Filesystem for Forgetful {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.sync(ino) {
-            Ok(()) => reply.ok(),
-            Err(code) => reply.error(code),
-        }
+        answer(self.sync(ino), reply);
     }
 
     fn fsyncdir(

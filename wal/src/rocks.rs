@@ -93,6 +93,21 @@ impl RocksStore {
             .ok_or_else(|| io::Error::other(format!("no column family {name}")))
     }
 
+    /// Adds the side writes to `write` (none needs no side keyspace).
+    fn add_side(&self, write: &mut WriteBatch, side: &[SideWrite]) -> io::Result<()> {
+        if side.is_empty() {
+            return Ok(());
+        }
+        let side_cf = self.side_cf()?;
+        for change in side {
+            match change {
+                SideWrite::Put(k, v) => write.put_cf(side_cf, k, v),
+                SideWrite::DeleteRange(from, to) => write.delete_range_cf(side_cf, from, to),
+            }
+        }
+        Ok(())
+    }
+
     fn cf(&self) -> io::Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(&self.column_family)
@@ -125,15 +140,7 @@ impl LogStore for RocksStore {
         if let Some((seq, value)) = batch {
             write.put_cf(self.cf()?, key(seq), value);
         }
-        if !side.is_empty() {
-            let side_cf = self.side_cf()?;
-            for change in side {
-                match change {
-                    SideWrite::Put(k, v) => write.put_cf(side_cf, k, v),
-                    SideWrite::DeleteRange(from, to) => write.delete_range_cf(side_cf, from, to),
-                }
-            }
-        }
+        self.add_side(&mut write, side)?;
         self.db.write_opt(write, &synced()).map_err(to_io)
     }
 
@@ -195,15 +202,7 @@ impl LogStore for RocksStore {
         let mut write = WriteBatch::default();
         write.delete_range_cf(cf, key(0), key(u64::MAX));
         write.delete_cf(cf, key(u64::MAX));
-        if !side.is_empty() {
-            let side_cf = self.side_cf()?;
-            for change in side {
-                match change {
-                    SideWrite::Put(k, v) => write.put_cf(side_cf, k, v),
-                    SideWrite::DeleteRange(from, to) => write.delete_range_cf(side_cf, from, to),
-                }
-            }
-        }
+        self.add_side(&mut write, side)?;
         self.db.write_opt(write, &synced()).map_err(to_io)
     }
 

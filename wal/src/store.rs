@@ -138,6 +138,20 @@ impl MemStore {
     }
 }
 
+/// Applies side writes to a side keyspace held in memory.
+fn apply_side(keyspace: &mut BTreeMap<Vec<u8>, Vec<u8>>, side: &[SideWrite]) {
+    for write in side {
+        match write {
+            SideWrite::Put(key, value) => {
+                keyspace.insert(key.clone(), value.clone());
+            }
+            SideWrite::DeleteRange(from, to) => {
+                keyspace.retain(|key, _| key.as_slice() < from.as_slice() || key >= to);
+            }
+        }
+    }
+}
+
 impl LogStore for MemStore {
     fn write_synced(&mut self, batch: Option<(u64, &[u8])>, side: &[SideWrite]) -> io::Result<()> {
         {
@@ -155,18 +169,7 @@ impl LogStore for MemStore {
         let torn_at = inner.faults.tear_next_write_at.take();
         // A torn write still carries its side writes: a user of the log
         // must cope with side entries about a batch that did not survive.
-        for write in side {
-            match write {
-                SideWrite::Put(key, value) => {
-                    inner.side.insert(key.clone(), value.clone());
-                }
-                SideWrite::DeleteRange(from, to) => {
-                    inner
-                        .side
-                        .retain(|key, _| key.as_slice() < from.as_slice() || key >= to);
-                }
-            }
-        }
+        apply_side(&mut inner.side, side);
         if let Some((key, value)) = batch {
             if let Some(at) = torn_at {
                 let torn = value
@@ -220,18 +223,7 @@ impl LogStore for MemStore {
             return Err(io::Error::other("injected fsync failure"));
         }
         inner.entries.clear();
-        for write in side {
-            match write {
-                SideWrite::Put(key, value) => {
-                    inner.side.insert(key.clone(), value.clone());
-                }
-                SideWrite::DeleteRange(from, to) => {
-                    inner
-                        .side
-                        .retain(|key, _| key.as_slice() < from.as_slice() || key >= to);
-                }
-            }
-        }
+        apply_side(&mut inner.side, side);
         Ok(())
     }
 

@@ -33,7 +33,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -47,6 +47,7 @@ use subtle::ConstantTimeEq;
 use crate::accounts::{Account, Session};
 use crate::http::App;
 use crate::http::error::ApiError;
+use crate::http::pow::{hex, unhex};
 use crate::http::route::{AdminRoute, Route};
 use crate::runtime::Runtime;
 
@@ -114,7 +115,7 @@ fn forwarding_token(secret: &str) -> String {
         .chain_update(b"ingressoja forwarding token\0")
         .chain_update(secret.as_bytes())
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest)
 }
 
 impl Forwarder {
@@ -155,15 +156,11 @@ impl Forwarder {
     /// [`identity_header`]).
     pub fn forwarded_identity(&self, headers: &HeaderMap) -> Option<(Account, Session)> {
         self.forwarded_for(headers)?;
-        let hex = headers.get(IDENTITY_HEADER)?.as_bytes();
-        if hex.len() > MAX_IDENTITY_BYTES || hex.len() % 2 != 0 {
+        let text = headers.get(IDENTITY_HEADER)?.to_str().ok()?;
+        if text.len() > MAX_IDENTITY_BYTES {
             return None;
         }
-        let bytes: Option<Vec<u8>> = hex
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-            .collect();
-        postcard::from_bytes(&bytes?).ok()
+        postcard::from_bytes(&unhex(text)?).ok()
     }
 
     /// Whether `route` is answered here or by the leader (see the module
@@ -184,12 +181,11 @@ impl Forwarder {
         };
         let until = Instant::now() + CATCH_UP_WAIT;
         while runtime.durable_seq() < seen {
-            if Instant::now() >= until || runtime.leads() {
-                return if runtime.leads() {
-                    Decision::Here
-                } else {
-                    Decision::Forward
-                };
+            if runtime.leads() {
+                return Decision::Here;
+            }
+            if Instant::now() >= until {
+                return Decision::Forward;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -342,8 +338,7 @@ fn identity_header(account: &Account, session: &Session) -> Option<HeaderValue> 
         two_factor.recovery.clear();
     }
     let bytes = postcard::to_stdvec(&(account, session)).ok()?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    HeaderValue::from_str(&hex).ok()
+    HeaderValue::from_str(&hex(&bytes)).ok()
 }
 
 /// How one exchange with the leader went.
@@ -447,11 +442,6 @@ pub fn mark_seen(response: &mut HttpResponse, position: u64) {
     )) {
         headers.append(header::SET_COOKIE, cookie);
     }
-}
-
-/// Whether `method` can change anything (for marking answers).
-pub fn is_write(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 #[cfg(test)]
