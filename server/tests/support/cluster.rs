@@ -267,7 +267,14 @@ impl Cluster {
             .lines()
             .map_while(Result::ok)
             .any(|line| line.contains("serving on http://"));
-        assert!(serving, "node {} did not start", node.id);
+        if !serving {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("node{}.log", node.id)));
+            panic!(
+                "node {} did not start; its log:\n{}",
+                node.id,
+                log.unwrap_or_default()
+            );
+        }
         self.nodes[index].process = Some(process);
     }
 
