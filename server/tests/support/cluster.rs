@@ -113,13 +113,32 @@ impl Conn {
     }
 }
 
-/// A free loopback port (bound, then let go for the node to take).
+/// A free loopback port for a node, kept for its life (restarts too).
+///
+/// Below the kernel's ephemeral range (32768 and up): a port taken there
+/// and let go can be handed to any outgoing connection in the meantime -
+/// the fans' thousands of them - and the node then fails to bind it (a
+/// cluster test once failed so under CI's load). Ports are drawn from a
+/// per-process sequence, so tests in one binary never pick the same, and
+/// each is checked free by binding it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {}", LOW + SPAN);
 }
 
 pub struct Node {
