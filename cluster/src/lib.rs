@@ -15,7 +15,9 @@
 //!   commit on a writer thread; it passes the same suite.
 //! - `no_peers.rs`: the network of a one-voter group (a single node).
 //! - `memory_network.rs`: an in-process network between nodes that a test
-//!   can cut (a partition, a dead machine).
+//!   can cut (a partition, a dead machine) or make lose, delay and repeat
+//!   messages by a seed (the deterministic simulation, in the runtime's
+//!   tests: it needs the engines).
 
 pub mod async_runtime;
 pub mod memory;

@@ -1,13 +1,18 @@
 //! An in-memory network between Raft nodes of one process, for the
 //! cluster tests: each node's messages go straight to the other node's
 //! `Raft` handle, unless the test has cut either node off (a partition, or
-//! a dead machine).
+//! a dead machine). A deterministic simulation also turns on seeded
+//! [`Faults`]: messages lost, late, or delivered twice, drawn from one
+//! seed, waiting on tokio's (paused) clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -15,6 +20,8 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Raft};
 use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::types::{NodeId, ShardRaft};
 
@@ -22,6 +29,41 @@ use crate::types::{NodeId, ShardRaft};
 struct Nodes {
     rafts: BTreeMap<NodeId, Raft<ShardRaft>>,
     cut_off: BTreeSet<NodeId>,
+    faults: Option<Faults>,
+}
+
+/// Seeded dice for every message: lost (the sender hears so after
+/// [`Faults::LOSS_NOTICED_MS`]), delivered late, or delivered twice (the
+/// second answer is the one returned: Raft must not care).
+pub struct Faults {
+    rng: StdRng,
+    /// The chance that a message is lost.
+    pub lose: f64,
+    /// The chance that a delivered message is delivered twice.
+    pub twice: f64,
+    /// Delivery takes up to this long (uniformly drawn).
+    pub max_delay_ms: u64,
+}
+
+impl Faults {
+    /// How long a sender waits before it learns its message was lost.
+    pub const LOSS_NOTICED_MS: u64 = 20;
+
+    /// The simulation's faults from `seed`: 5% lost, 3% twice, up to 40 ms late.
+    pub fn seeded(seed: u64) -> Faults {
+        Faults {
+            rng: StdRng::seed_from_u64(seed),
+            lose: 0.05,
+            twice: 0.03,
+            max_delay_ms: 40,
+        }
+    }
+}
+
+/// What the dice say about one message.
+enum Fate {
+    Lost,
+    Delivered { delay_ms: u64, twice: bool },
 }
 
 /// Who can reach whom. Clones share it.
@@ -44,6 +86,16 @@ impl Router {
         }
     }
 
+    /// Turns seeded faults on (`Some`) or off.
+    pub fn set_faults(&self, faults: Option<Faults>) {
+        self.0.lock().faults = faults;
+    }
+
+    /// Takes `id`'s handle out of the network (its node is stopped).
+    pub fn remove(&self, id: NodeId) {
+        self.0.lock().rafts.remove(&id);
+    }
+
     /// The network of node `from`, for its `Raft`.
     pub fn network_of(&self, from: NodeId) -> NodeNetwork {
         NodeNetwork {
@@ -52,9 +104,9 @@ impl Router {
         }
     }
 
-    /// `to`'s handle, if `from` can reach it.
-    fn reach(&self, from: NodeId, to: NodeId) -> Result<Raft<ShardRaft>, Unreachable> {
-        let nodes = self.0.lock();
+    /// `to`'s handle, if `from` can reach it, and the message's fate.
+    fn reach(&self, from: NodeId, to: NodeId) -> Result<(Raft<ShardRaft>, Fate), Unreachable> {
+        let mut nodes = self.0.lock();
         let unreachable = || {
             Unreachable::new(&io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -64,7 +116,24 @@ impl Router {
         if nodes.cut_off.contains(&from) || nodes.cut_off.contains(&to) {
             return Err(unreachable());
         }
-        nodes.rafts.get(&to).cloned().ok_or_else(unreachable)
+        let raft = nodes.rafts.get(&to).cloned().ok_or_else(unreachable)?;
+        let fate = match &mut nodes.faults {
+            None => Fate::Delivered {
+                delay_ms: 0,
+                twice: false,
+            },
+            Some(faults) => {
+                if faults.rng.gen_bool(faults.lose) {
+                    Fate::Lost
+                } else {
+                    Fate::Delivered {
+                        delay_ms: faults.rng.gen_range(0..=faults.max_delay_ms),
+                        twice: faults.rng.gen_bool(faults.twice),
+                    }
+                }
+            }
+        };
+        Ok((raft, fate))
     }
 }
 
@@ -96,16 +165,41 @@ impl RaftNetworkFactory<ShardRaft> for NodeNetwork {
 type Rpc<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
+/// Sends one message to `$self.to` by its fate.
+macro_rules! deliver {
+    ($self:ident, $rpc:ident, $method:ident) => {{
+        let (to, fate) = $self
+            .router
+            .reach($self.from, $self.to)
+            .map_err(RPCError::Unreachable)?;
+        match fate {
+            Fate::Lost => {
+                tokio::time::sleep(Duration::from_millis(Faults::LOSS_NOTICED_MS)).await;
+                let error = io::Error::new(io::ErrorKind::TimedOut, "lost");
+                Err(RPCError::Network(NetworkError::new(&error)))
+            }
+            Fate::Delivered { delay_ms, twice } => {
+                if delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                }
+                if twice {
+                    let _ = to.$method($rpc.clone()).await;
+                }
+                to.$method($rpc)
+                    .await
+                    .map_err(|e| RPCError::RemoteError(RemoteError::new($self.to, e)))
+            }
+        }
+    }};
+}
+
 impl RaftNetwork<ShardRaft> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<ShardRaft>,
         _option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        let to = self.router.reach(self.from, self.to)?;
-        to.append_entries(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+        deliver!(self, rpc, append_entries)
     }
 
     async fn install_snapshot(
@@ -113,10 +207,7 @@ impl RaftNetwork<ShardRaft> for Connection {
         rpc: InstallSnapshotRequest<ShardRaft>,
         _option: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        let to = self.router.reach(self.from, self.to)?;
-        to.install_snapshot(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+        deliver!(self, rpc, install_snapshot)
     }
 
     async fn vote(
@@ -124,9 +215,6 @@ impl RaftNetwork<ShardRaft> for Connection {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Rpc<VoteResponse<NodeId>> {
-        let to = self.router.reach(self.from, self.to)?;
-        to.vote(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+        deliver!(self, rpc, vote)
     }
 }
