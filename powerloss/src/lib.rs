@@ -9,9 +9,14 @@
 //! The model, and what it leaves out:
 //! - **File data** is what it forgets: writes and truncations since the
 //!   file's last fsync.
-//! - **Names** (create, rename, unlink, mkdir) reach the directory at once,
-//!   as if every directory were fsynced after each change: a missing
-//!   directory fsync is not caught here.
+//! - **Names** (create, mkdir, rename, unlink, rmdir) are forgotten too
+//!   until their directory is fsynced, as POSIX has it: a cut removes a
+//!   name created since, puts back one removed (kept aside meanwhile, in a
+//!   directory beside the one underneath), and undoes a rename (the name
+//!   it replaced comes back). A rename is durable with its target's
+//!   directory. A new directory whose own name is not durable takes its
+//!   whole content with it. So a file written, synced and renamed into
+//!   place is lost unless its directory is synced after.
 //! - The kernel caches nothing: files are opened with direct I/O and
 //!   attributes and names are never cached, so what a process reads after a
 //!   cut is what this layer holds.
@@ -49,9 +54,99 @@ struct Unsynced {
     changed_from: u64,
 }
 
+/// A change of names not yet durable: its directory was not fsynced since.
+enum NameChange {
+    /// `path` was created (a file or a directory).
+    Created { path: PathBuf },
+    /// `path` was removed; what it named waits at `kept` (absolute).
+    Removed { path: PathBuf, kept: PathBuf },
+    /// `from` was renamed `to`; what `to` named before waits at `replaced`.
+    Renamed {
+        from: PathBuf,
+        to: PathBuf,
+        replaced: Option<PathBuf>,
+    },
+}
+
+impl NameChange {
+    /// Whether the change touches anything under `within`.
+    fn touches(&self, within: &Path) -> bool {
+        match self {
+            NameChange::Created { path } | NameChange::Removed { path, .. } => {
+                path.starts_with(within)
+            }
+            NameChange::Renamed { from, to, .. } => {
+                from.starts_with(within) || to.starts_with(within)
+            }
+        }
+    }
+
+    /// Undoes it underneath `under` (a cut).
+    fn undo(&self, under: &Path) -> io::Result<()> {
+        match self {
+            NameChange::Created { path } => remove_any(&under.join(path)),
+            NameChange::Removed { path, kept } => fs::rename(kept, under.join(path)),
+            NameChange::Renamed { from, to, replaced } => {
+                fs::rename(under.join(to), under.join(from))?;
+                match replaced {
+                    Some(kept) => fs::rename(kept, under.join(to)),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// What it keeps aside, to be deleted once it is durable.
+    fn kept(&self) -> Option<&Path> {
+        match self {
+            NameChange::Removed { kept, .. } => Some(kept),
+            NameChange::Renamed { replaced, .. } => replaced.as_deref(),
+            NameChange::Created { .. } => None,
+        }
+    }
+}
+
+/// Removes a file or a directory with its content; gone already is fine
+/// (a later change, made durable, may have moved it).
+fn remove_any(path: &Path) -> io::Result<()> {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(error) => Err(error),
+    };
+    match removed {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// A name change waiting for an fsync of `dir` (relative).
+struct PendingName {
+    dir: PathBuf,
+    change: NameChange,
+}
+
+/// What a cut forgot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Files that lost unsynced writes.
+    pub files: usize,
+    /// Name changes undone (their directory was not synced).
+    pub names: usize,
+}
+
 /// The layer's state, shared by the filesystem and its switch.
 #[derive(Default)]
 struct State {
+    /// The directory underneath, and beside it where removed names wait.
+    under: PathBuf,
+    kept_aside: PathBuf,
+    kept_count: u64,
+    /// Name changes not yet durable, oldest first.
+    names: Vec<PendingName>,
+    /// Counts cuts: the filesystem drops its open files underneath when it
+    /// changes (a cut may have put other files under their names).
+    generation: u64,
     /// Every inode handed to the kernel, by its path under the directory.
     paths: HashMap<u64, PathBuf>,
     inodes: HashMap<PathBuf, u64>,
@@ -71,21 +166,43 @@ pub struct PowerSwitch {
 impl PowerSwitch {
     /// Cuts the power under `within` (a path relative to the mount's root;
     /// empty for the whole disk): every file there forgets what was written
-    /// since its last fsync. The processes using those files must be dead
-    /// already (a power cut kills them too), or they would see the loss.
-    /// Returns how many files lost writes.
-    pub fn cut(&self, within: &Path) -> usize {
+    /// since its last fsync, and every name change there not made durable
+    /// by an fsync of its directory is undone, newest first. The processes
+    /// using those files must be dead already (a power cut kills them too),
+    /// or they would see the loss.
+    pub fn cut(&self, within: &Path) -> io::Result<Forgotten> {
         let mut state = self.state.lock();
+        let before = state.unsynced.len();
         let State {
-            paths,
-            unsynced,
-            cuts,
-            ..
+            paths, unsynced, ..
         } = &mut *state;
-        let before = unsynced.len();
         unsynced.retain(|inode, _| !paths.get(inode).is_some_and(|p| p.starts_with(within)));
-        *cuts += 1;
-        before - unsynced.len()
+        let files = before - state.unsynced.len();
+        let (undone, kept): (Vec<PendingName>, Vec<PendingName>) = std::mem::take(&mut state.names)
+            .into_iter()
+            .partition(|pending| pending.change.touches(within));
+        state.names = kept;
+        for pending in undone.iter().rev() {
+            pending.change.undo(&state.under)?;
+        }
+        // Names under `within` may now name other files: numbered afresh.
+        let stale: Vec<PathBuf> = state
+            .inodes
+            .keys()
+            .filter(|path| path.starts_with(within) && path.as_path() != within)
+            .cloned()
+            .collect();
+        for path in stale {
+            if let Some(inode) = state.inodes.remove(&path) {
+                state.paths.remove(&inode);
+            }
+        }
+        state.cuts += 1;
+        state.generation += 1;
+        Ok(Forgotten {
+            files,
+            names: undone.len(),
+        })
     }
 
     /// Files holding writes not yet synced.
@@ -111,7 +228,13 @@ pub struct Mounted {
 /// Mounts the layer over `under` at `at` (both directories) and returns
 /// once it serves.
 pub fn mount(under: &Path, at: &Path) -> io::Result<Mounted> {
+    let mut aside = under.as_os_str().to_owned();
+    aside.push(".removed");
+    let kept_aside = PathBuf::from(aside);
+    fs::create_dir_all(&kept_aside)?;
     let state = Arc::new(Mutex::new(State {
+        under: under.to_path_buf(),
+        kept_aside,
         next_inode: ROOT + 1,
         ..State::default()
     }));
@@ -121,6 +244,7 @@ pub fn mount(under: &Path, at: &Path) -> io::Result<Mounted> {
         under: under.to_path_buf(),
         state: state.clone(),
         files: HashMap::new(),
+        generation: 0,
     };
     let options = [
         MountOption::FSName("ingressoja-powerloss".into()),
@@ -138,8 +262,10 @@ pub fn mount(under: &Path, at: &Path) -> io::Result<Mounted> {
 struct Forgetful {
     under: PathBuf,
     state: Arc<Mutex<State>>,
-    /// Open files underneath, by inode (reused by every handle).
+    /// Open files underneath, by inode (reused by every handle), as of
+    /// the state's `generation`.
     files: HashMap<u64, File>,
+    generation: u64,
 }
 
 /// Answers a request that returns nothing.
@@ -230,6 +356,11 @@ impl Forgetful {
 
     /// The file underneath, opened once for reading and writing.
     fn file(&mut self, inode: u64) -> Result<&File, i32> {
+        let generation = self.state.lock().generation;
+        if generation != self.generation {
+            self.files.clear();
+            self.generation = generation;
+        }
         if !self.files.contains_key(&inode) {
             let path = self.full(&self.path_of(inode)?);
             let file = OpenOptions::new()
@@ -331,17 +462,75 @@ impl Forgetful {
         Ok(())
     }
 
-    /// Removes `name` in `parent` underneath with `remove` (a file's or a
-    /// directory's), and forgets it here.
-    fn remove(
-        &mut self,
-        parent: u64,
-        name: &OsStr,
-        remove: fn(&Path) -> io::Result<()>,
-    ) -> Result<(), i32> {
-        let relative = self.path_of(parent)?.join(name);
-        remove(&self.full(&relative)).map_err(|e| errno(&e))?;
+    /// A name change in directory `dir`, durable once it is fsynced.
+    fn changed(&self, dir: PathBuf, change: NameChange) {
+        self.state.lock().names.push(PendingName { dir, change });
+    }
+
+    /// Moves `relative` aside (where a cut can bring it back from), if it
+    /// exists; returns where it went.
+    fn put_aside(&self, relative: &Path) -> Result<Option<PathBuf>, i32> {
+        let full = self.full(relative);
+        if fs::symlink_metadata(&full).is_err() {
+            return Ok(None);
+        }
+        let kept = {
+            let mut state = self.state.lock();
+            state.kept_count += 1;
+            state.kept_aside.join(state.kept_count.to_string())
+        };
+        fs::rename(&full, &kept).map_err(|e| errno(&e))?;
+        Ok(Some(kept))
+    }
+
+    /// Removes `name` in `parent` (a file, or an empty directory: `is_dir`
+    /// says which is asked for): moved aside until the directory is synced.
+    fn remove(&mut self, parent: u64, name: &OsStr, is_dir: bool) -> Result<(), i32> {
+        let dir = self.path_of(parent)?;
+        let relative = dir.join(name);
+        let meta = fs::symlink_metadata(self.full(&relative)).map_err(|e| errno(&e))?;
+        if is_dir && !meta.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        if !is_dir && meta.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        if is_dir
+            && fs::read_dir(self.full(&relative))
+                .map_err(|e| errno(&e))?
+                .next()
+                .is_some()
+        {
+            return Err(libc::ENOTEMPTY);
+        }
+        let kept = self.put_aside(&relative)?.ok_or(libc::ENOENT)?;
         self.forget_path(&relative);
+        self.changed(
+            dir,
+            NameChange::Removed {
+                path: relative,
+                kept,
+            },
+        );
+        Ok(())
+    }
+
+    /// Makes the name changes in `inode`'s directory durable.
+    fn sync_dir(&mut self, inode: u64) -> Result<(), i32> {
+        let dir = self.path_of(inode)?;
+        let durable: Vec<PendingName> = {
+            let mut state = self.state.lock();
+            let (durable, pending) = std::mem::take(&mut state.names)
+                .into_iter()
+                .partition(|p| p.dir == dir);
+            state.names = pending;
+            durable
+        };
+        for pending in durable {
+            if let Some(kept) = pending.change.kept() {
+                remove_any(kept).map_err(|e| errno(&e))?;
+            }
+        }
         Ok(())
     }
 
@@ -417,6 +606,7 @@ impl Filesystem for Forgetful {
         let made = self.path_of(parent).and_then(|p| {
             let path = self.full(&p.join(name));
             fs::create_dir(&path).map_err(|e| errno(&e))?;
+            self.changed(p.clone(), NameChange::Created { path: p.join(name) });
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(|e| errno(&e))?;
             self.entry(parent, name)
         });
@@ -427,11 +617,11 @@ impl Filesystem for Forgetful {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        answer(self.remove(parent, name, |p| fs::remove_file(p)), reply);
+        answer(self.remove(parent, name, false), reply);
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        answer(self.remove(parent, name, |p| fs::remove_dir(p)), reply);
+        answer(self.remove(parent, name, true), reply);
     }
 
     fn rename(
@@ -446,8 +636,25 @@ impl Filesystem for Forgetful {
     ) {
         let renamed = self.path_of(parent).and_then(|from_dir| {
             let from = from_dir.join(name);
-            let to = self.path_of(newparent)?.join(newname);
-            fs::rename(self.full(&from), self.full(&to)).map_err(|e| errno(&e))?;
+            let to_dir = self.path_of(newparent)?;
+            let to = to_dir.join(newname);
+            fs::symlink_metadata(self.full(&from)).map_err(|e| errno(&e))?;
+            // What `to` named waits aside, for a cut to bring back.
+            let replaced = self.put_aside(&to)?;
+            if let Err(error) = fs::rename(self.full(&from), self.full(&to)) {
+                if let Some(kept) = &replaced {
+                    let _ = fs::rename(kept, self.full(&to));
+                }
+                return Err(errno(&error));
+            }
+            self.changed(
+                to_dir,
+                NameChange::Renamed {
+                    from: from.clone(),
+                    to: to.clone(),
+                    replaced,
+                },
+            );
             // Whatever was at `to` is gone; `from` (and anything under it)
             // is known by its new name, its unsynced writes with it.
             self.forget_path(&to);
@@ -496,6 +703,7 @@ impl Filesystem for Forgetful {
     ) {
         let created = self.path_of(parent).and_then(|p| {
             let path = self.full(&p.join(name));
+            let new = fs::symlink_metadata(&path).is_err();
             OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -504,6 +712,9 @@ impl Filesystem for Forgetful {
                 .mode(mode)
                 .open(&path)
                 .map_err(|e| errno(&e))?;
+            if new {
+                self.changed(p.clone(), NameChange::Created { path: p.join(name) });
+            }
             self.entry(parent, name)
         });
         match created {
@@ -565,14 +776,12 @@ impl Filesystem for Forgetful {
     fn fsyncdir(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         _fh: u64,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Names reach the directory underneath at once (see the module
-        // documentation).
-        reply.ok();
+        answer(self.sync_dir(ino), reply);
     }
 
     fn fallocate(
@@ -650,6 +859,15 @@ mod tests {
         (under, at, mounted)
     }
 
+    /// Fsyncs directory `dir`: its name changes are durable from now on.
+    fn sync_dir(dir: &Path) {
+        File::open(dir).unwrap().sync_all().unwrap();
+    }
+
+    fn cut(disk: &Mounted, within: &str) -> Forgotten {
+        disk.power.cut(Path::new(within)).unwrap()
+    }
+
     #[test]
     fn a_cut_forgets_unsynced_writes_and_keeps_synced_ones() {
         let (under, _at, disk) = fresh();
@@ -663,6 +881,7 @@ mod tests {
             let mut other = File::create(&unsynced).unwrap();
             other.write_all(b"lost").unwrap();
         }
+        sync_dir(&disk.path);
         // Before the cut every process sees every write...
         assert_eq!(fs::read(&synced).unwrap(), b"kept and lost");
         assert_eq!(fs::read(&unsynced).unwrap(), b"lost");
@@ -670,7 +889,7 @@ mod tests {
         assert_eq!(fs::read(under.path().join("synced")).unwrap(), b"kept");
         assert_eq!(disk.power.unsynced_files(), 2);
 
-        assert_eq!(disk.power.cut(Path::new("")), 2);
+        assert_eq!(cut(&disk, "").files, 2);
         assert_eq!(fs::read(&synced).unwrap(), b"kept");
         assert_eq!(fs::read(&unsynced).unwrap(), b"", "created, never synced");
     }
@@ -681,8 +900,10 @@ mod tests {
         for node in ["one", "two"] {
             fs::create_dir(disk.path.join(node)).unwrap();
             fs::write(disk.path.join(node).join("log"), b"unsynced").unwrap();
+            sync_dir(&disk.path.join(node));
         }
-        assert_eq!(disk.power.cut(Path::new("one")), 1);
+        sync_dir(&disk.path);
+        assert_eq!(cut(&disk, "one").files, 1);
         assert_eq!(fs::read(disk.path.join("one/log")).unwrap(), b"");
         assert_eq!(fs::read(disk.path.join("two/log")).unwrap(), b"unsynced");
     }
@@ -694,14 +915,21 @@ mod tests {
         let mut file = File::create(&temporary).unwrap();
         file.write_all(b"state").unwrap();
         fs::rename(&temporary, disk.path.join("snapshot")).unwrap();
+        sync_dir(&disk.path);
         assert_eq!(fs::read(disk.path.join("snapshot")).unwrap(), b"state");
         // Renamed before its data was synced: a cut leaves an empty file.
-        disk.power.cut(Path::new(""));
+        drop(file); // the cut kills its process
+        cut(&disk, "");
         assert_eq!(fs::read(disk.path.join("snapshot")).unwrap(), b"");
-        file.write_all(b"again").unwrap();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(disk.path.join("snapshot"))
+            .unwrap();
+        file.write_all_at(b"again", 0).unwrap();
         file.sync_data().unwrap();
-        disk.power.cut(Path::new(""));
-        assert_eq!(fs::read(disk.path.join("snapshot")).unwrap().len(), 10);
+        drop(file);
+        cut(&disk, "");
+        assert_eq!(fs::read(disk.path.join("snapshot")).unwrap(), b"again");
     }
 
     #[test]
@@ -711,9 +939,89 @@ mod tests {
         let file = File::create(&path).unwrap();
         file.write_all_at(b"0123456789", 0).unwrap();
         file.sync_all().unwrap();
+        sync_dir(&disk.path);
         file.set_len(3).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"012");
-        disk.power.cut(Path::new(""));
+        cut(&disk, "");
         assert_eq!(fs::read(&path).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn a_new_name_is_forgotten_until_its_directory_is_synced() {
+        let (under, _at, disk) = fresh();
+        let path = disk.path.join("file");
+        let mut file = File::create(&path).unwrap();
+        file.write_all(b"synced data").unwrap();
+        file.sync_all().unwrap();
+        // The data is durable, its name is not.
+        assert_eq!(cut(&disk, "").names, 1);
+        assert!(!path.exists(), "the name outlived the cut");
+        assert!(!under.path().join("file").exists());
+
+        fs::write(&path, b"again").unwrap();
+        File::open(&path).unwrap().sync_all().unwrap();
+        sync_dir(&disk.path);
+        assert_eq!(cut(&disk, ""), Forgotten::default());
+        assert_eq!(fs::read(&path).unwrap(), b"again");
+    }
+
+    #[test]
+    fn a_rename_into_place_is_undone_until_its_directory_is_synced() {
+        let (_under, _at, disk) = fresh();
+        let (old, temporary) = (disk.path.join("snapshot"), disk.path.join(".snapshot.tmp"));
+        fs::write(&old, b"old").unwrap();
+        File::open(&old).unwrap().sync_all().unwrap();
+        sync_dir(&disk.path);
+        // The snapshot's steps without the last: write, sync, rename.
+        fs::write(&temporary, b"new").unwrap();
+        File::open(&temporary).unwrap().sync_all().unwrap();
+        fs::rename(&temporary, &old).unwrap();
+        assert_eq!(fs::read(&old).unwrap(), b"new");
+        assert_eq!(cut(&disk, "").names, 2, "the create and the rename");
+        assert_eq!(fs::read(&old).unwrap(), b"old", "the replaced file is back");
+        assert!(!temporary.exists());
+        // With the last step, the rename stays.
+        fs::write(&temporary, b"new").unwrap();
+        File::open(&temporary).unwrap().sync_all().unwrap();
+        fs::rename(&temporary, &old).unwrap();
+        sync_dir(&disk.path);
+        assert_eq!(cut(&disk, "").names, 0);
+        assert_eq!(fs::read(&old).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_removed_file_comes_back_until_its_directory_is_synced() {
+        let (_under, _at, disk) = fresh();
+        let path = disk.path.join("file");
+        fs::write(&path, b"durable").unwrap();
+        File::open(&path).unwrap().sync_all().unwrap();
+        sync_dir(&disk.path);
+        fs::remove_file(&path).unwrap();
+        assert!(!path.exists());
+        cut(&disk, "");
+        assert_eq!(fs::read(&path).unwrap(), b"durable");
+        fs::remove_file(&path).unwrap();
+        sync_dir(&disk.path);
+        cut(&disk, "");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_new_directory_takes_its_content_with_it_until_its_parent_is_synced() {
+        let (_under, _at, disk) = fresh();
+        let dir = disk.path.join("data");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("file"), b"synced").unwrap();
+        File::open(dir.join("file")).unwrap().sync_all().unwrap();
+        sync_dir(&dir);
+        cut(&disk, "");
+        assert!(!dir.exists(), "the directory's own name was never synced");
+        fs::create_dir(&dir).unwrap();
+        sync_dir(&disk.path);
+        fs::write(dir.join("file"), b"synced").unwrap();
+        File::open(dir.join("file")).unwrap().sync_all().unwrap();
+        sync_dir(&dir);
+        cut(&disk, "");
+        assert_eq!(fs::read(dir.join("file")).unwrap(), b"synced");
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ingressoja_snapshots::SnapshotDir;
+use ingressoja_snapshots::durable::create_dir_durably;
 use ingressoja_wal::{RocksStore, open_db};
 use rocksdb::DB;
 
@@ -25,10 +26,11 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// A data directory at `root` (created when missing).
+    /// A data directory at `root` (created when missing, durably: its
+    /// name survives a power cut, see `ingressoja_snapshots::durable`).
     pub fn create(root: impl Into<PathBuf>) -> io::Result<DataDir> {
         let root = root.into();
-        std::fs::create_dir_all(&root)?;
+        create_dir_durably(&root)?;
         Ok(DataDir { root })
     }
 
@@ -58,6 +60,9 @@ impl DataDir {
                 .copied()
                 .filter(|f| *f != WAL_FAMILY && *f != RAFT_FAMILY),
         );
+        // RocksDB syncs the names inside its directory, not the
+        // directory's own name in ours.
+        create_dir_durably(&self.db_path())?;
         open_db(&self.db_path(), &all)
     }
 

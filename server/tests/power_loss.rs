@@ -4,8 +4,10 @@
 //! intact, so only this catches a missing fsync). Each cut kills the
 //! processes first, as a power cut does, then drops what was not synced;
 //! the nodes restart on what is left and must still hold everything they
-//! acknowledged: the log, the snapshots (file, rename) and the server's
-//! own column families (the accounts whose sessions the fans use).
+//! acknowledged: the log, the snapshots (file, rename, directory) and the
+//! server's own column families (the accounts whose sessions the fans
+//! use). The disk forgets names too (a file created, renamed or removed)
+//! until their directory is fsynced.
 //! - a single node under the crash load, cut again and again;
 //! - three nodes under joins sent to all of them: one node cut (the
 //!   leader), then all three at once.
@@ -40,14 +42,16 @@ fn power_cuts_under_load_lose_nothing_a_single_node_acknowledged() {
     let data = disk.path.join("data");
     // The acknowledgements are the test's own record: off the cut disk.
     let acks = dir.path().join("acks.txt");
-    let (mut rng, mut forgotten) = (0x9_0FF_u64, 0);
+    let (mut rng, mut forgotten, mut names) = (0x9_0FF_u64, 0, 0);
     for round in 0..CUTS {
         let mut child = spawn_child(&data, &acks, round + 1);
         rng = mix64(rng);
         let before = acked(&acks).len();
         wait_for_acks(&mut child.0, &acks, before + 20 + (rng % 300) as usize);
         drop(child); // the power cut kills the process first...
-        forgotten += disk.power.cut(Path::new("")); // ...then the disk forgets
+        let cut = disk.power.cut(Path::new("")).unwrap(); // ...then the disk forgets
+        forgotten += cut.files;
+        names += cut.names;
         recover_and_check(&data, &acked(&acks), round);
     }
     // The cuts did bite: files lost writes that were never synced.
@@ -56,7 +60,8 @@ fn power_cuts_under_load_lose_nothing_a_single_node_acknowledged() {
         "no cut forgot anything: the test proves nothing"
     );
     eprintln!(
-        "{CUTS} power cuts, {forgotten} files lost unsynced writes, {} acknowledged holds and \
+        "{CUTS} power cuts, {forgotten} files lost unsynced writes, {names} unsynced name changes \
+         undone, {} acknowledged holds and \
          purchases all recovered ({} fsyncs)",
         acked(&acks).len(),
         disk.power.syncs()
@@ -136,7 +141,7 @@ fn power_cuts_on_the_leader_and_on_all_three_nodes_lose_no_acknowledged_join() {
     let leader = cluster.leader(&probe);
     drop(cluster.nodes[leader].process.take());
     let node_dir = format!("node{}", cluster.nodes[leader].id);
-    let forgotten_one = disk.power.cut(Path::new(&node_dir));
+    let forgotten_one = disk.power.cut(Path::new(&node_dir)).unwrap().files;
     cluster.spawn(leader);
 
     // Then the whole cluster does, at once.
@@ -144,7 +149,7 @@ fn power_cuts_on_the_leader_and_on_all_three_nodes_lose_no_acknowledged_join() {
     for node in &mut cluster.nodes {
         drop(node.process.take());
     }
-    let forgotten_all = disk.power.cut(Path::new(""));
+    let forgotten_all = disk.power.cut(Path::new("")).unwrap().files;
     for index in 0..3 {
         cluster.spawn(index);
     }

@@ -11,6 +11,8 @@
 //! that checks out and reports the ones it skipped, so a corrupt snapshot
 //! falls back to the previous one, and no valid snapshot means a full replay.
 
+pub mod durable;
+
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -95,7 +97,7 @@ impl SnapshotDir {
     /// The directory (created if missing), keeping the newest `keep` files.
     pub fn open(dir: impl Into<PathBuf>, keep: usize) -> io::Result<SnapshotDir> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
+        durable::create_dir_durably(&dir)?;
         Ok(SnapshotDir {
             dir,
             keep: keep.max(1),
@@ -125,7 +127,7 @@ impl SnapshotDir {
             file.sync_all()?;
         }
         fs::rename(&temporary, &final_path)?;
-        File::open(&self.dir)?.sync_all()?;
+        durable::sync_dir(&self.dir)?;
         self.prune()?;
         Ok(final_path)
     }

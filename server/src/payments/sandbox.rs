@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ingressoja_snapshots::durable::{create_dir_durably, sync_dir};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -79,11 +80,17 @@ pub struct SandboxGateway {
 impl SandboxGateway {
     /// Opens (or creates) the ledger in `dir`.
     pub fn open(dir: &Path) -> std::io::Result<SandboxGateway> {
-        std::fs::create_dir_all(dir)?;
+        create_dir_durably(dir)?;
         let path = dir.join(LEDGER_FILE);
         let states = read_ledger(&path)?;
         cut_torn_tail(&path)?;
+        let new = !path.exists();
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if new {
+            // The ledger's name, not only its lines, must survive a power cut.
+            file.sync_all()?;
+            sync_dir(dir)?;
+        }
         Ok(SandboxGateway {
             ledger: Arc::new(Mutex::new(Ledger { file, states })),
         })
