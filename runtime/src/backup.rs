@@ -11,6 +11,7 @@ use std::io;
 use std::path::Path;
 
 use ingressoja_snapshots::SnapshotDir;
+use ingressoja_snapshots::durable::{copy_durably, create_dir_durably, sync_dir};
 use rocksdb::DB;
 use rocksdb::checkpoint::Checkpoint;
 
@@ -56,7 +57,9 @@ pub fn create_backup(db: &DB, snapshots: &Path, target: &Path) -> Result<(), Bac
     if target.exists() && fs::read_dir(target)?.next().is_some() {
         return Err(BackupError::TargetNotEmpty(target.display().to_string()));
     }
-    fs::create_dir_all(target.join("snapshots"))?;
+    // A backup said done survives a power cut: its directories, its copies
+    // and the checkpoint's name are all synced.
+    create_dir_durably(&target.join("snapshots"))?;
     for entry in fs::read_dir(snapshots)? {
         let path = entry?.path();
         let Some(name) = path.file_name() else {
@@ -65,7 +68,7 @@ pub fn create_backup(db: &DB, snapshots: &Path, target: &Path) -> Result<(), Bac
         if name.to_string_lossy().starts_with('.') {
             continue; // a snapshot being written
         }
-        match fs::copy(&path, target.join("snapshots").join(name)) {
+        match copy_durably(&path, &target.join("snapshots").join(name)) {
             Ok(_) => {}
             // Pruned while we copied: the newer ones are there.
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
@@ -73,9 +76,12 @@ pub fn create_backup(db: &DB, snapshots: &Path, target: &Path) -> Result<(), Bac
         }
     }
     let checkpoint = Checkpoint::new(db).map_err(|e| BackupError::Checkpoint(e.into_string()))?;
+    sync_dir(&target.join("snapshots"))?;
     checkpoint
         .create_checkpoint(target.join("db"))
         .map_err(|e| BackupError::Checkpoint(e.into_string()))?;
+    // RocksDB syncs the checkpoint's files, not its name in `target`.
+    sync_dir(target)?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use ingressoja_snapshots::durable::{copy_durably, create_dir_durably, sync_dir};
 use ingressoja_wal::Wal;
 
 use crate::{DataDir, recovery};
@@ -88,19 +89,20 @@ pub fn restore(backup: &Path, data: &Path, until: Until) -> Result<RestoreSummar
     })
 }
 
+/// Copies directory `from` to `to`, every file and name synced.
 fn copy_dir(from: &Path, to: &Path, bar: &indicatif::ProgressBar) -> io::Result<()> {
-    fs::create_dir_all(to)?;
+    create_dir_durably(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             copy_dir(&path, &to.join(entry.file_name()), bar)?;
         } else {
-            fs::copy(&path, to.join(entry.file_name()))?;
+            copy_durably(&path, &to.join(entry.file_name()))?;
             bar.inc(1);
         }
     }
-    Ok(())
+    sync_dir(to)
 }
 
 fn count_files(dir: &Path) -> io::Result<u64> {

@@ -178,3 +178,54 @@ fn a_restore_refuses_a_data_directory_in_use_and_verify_refuses_damage() {
     }
     assert!(verify_backup(&backup).is_err());
 }
+
+/// A forgetful disk (`ingressoja-powerloss`) mounted under `dir`.
+fn disk(dir: &std::path::Path) -> ingressoja_powerloss::Mounted {
+    let (under, at) = (dir.join("under"), dir.join("disk"));
+    std::fs::create_dir_all(&under).unwrap();
+    std::fs::create_dir_all(&at).unwrap();
+    ingressoja_powerloss::mount(&under, &at).unwrap()
+}
+
+#[test]
+fn a_finished_backup_and_a_finished_restore_survive_a_power_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(PREQUEUE));
+    let mut options = RuntimeOptions::new(dir.path().join("data"));
+    options.snapshot_every_records = 40;
+    let runtime = Runtime::start(options, clock).unwrap();
+    let event = runtime
+        .create_event(config())
+        .and_then(|pending| pending.wait())
+        .unwrap();
+    for id in 0..100 {
+        runtime
+            .submit(
+                event,
+                Command::Join {
+                    customer: CustomerId(id),
+                },
+                None,
+            )
+            .and_then(|pending| pending.wait())
+            .unwrap();
+    }
+    // The backup goes to a disk that loses power once it is done...
+    let disk = disk(dir.path());
+    let backup = disk.path.join("backups/monday");
+    runtime.backup(&backup).unwrap();
+    drop(runtime);
+    disk.power.cut(std::path::Path::new("")).unwrap();
+    let summary = verify_backup(&backup).unwrap();
+    assert_eq!(summary.last_seq, 101, "{summary:?}");
+    assert!(
+        summary.snapshots >= 2,
+        "the snapshot copies survived: {summary:?}"
+    );
+
+    // ...and so does a restore onto it.
+    let restored = disk.path.join("restored");
+    restore(&backup, &restored, Until::End).unwrap();
+    disk.power.cut(std::path::Path::new("")).unwrap();
+    assert_eq!(joined(&restored), 100);
+}

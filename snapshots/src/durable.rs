@@ -19,6 +19,14 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Copies file `from` to `to` and fsyncs the copy's data (its name is
+/// durable once its directory is synced: [`sync_dir`] after the last copy).
+pub fn copy_durably(from: &Path, to: &Path) -> io::Result<u64> {
+    let copied = fs::copy(from, to)?;
+    File::open(to)?.sync_all()?;
+    Ok(copied)
+}
+
 /// Creates `dir` and its missing parents, each made durable in its parent.
 /// Does nothing to a directory that exists.
 pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
