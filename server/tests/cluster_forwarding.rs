@@ -1,14 +1,17 @@
 //! Any node takes any request (three `ingressoja serve --cluster`
 //! processes on loopback): a follower sends writes to the leader and passes
 //! its answer back, answered writes name their log position, and a read
-//! that names a position its node has not applied goes to the leader; a
-//! fan cannot pose as a forwarding node.
+//! that names a position its node has not applied goes to the leader,
+//! unless the position is made up (it is signed); a fan cannot pose as a
+//! forwarding node.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use ingressoja::cluster::forward::Forwarder;
 use serde_json::{Value, json};
-use support::cluster::{Cluster, Conn, DEADLINE, Headers, create_event, fans};
+use support::cluster::{Cluster, Conn, DEADLINE, Headers, SECRET, create_event, fans};
 
 mod support;
 
@@ -79,10 +82,7 @@ fn any_node_takes_writes_and_a_fan_reads_its_own_writes_on_any_node() {
                 &[auth(fan, write_at)],
             );
             if status == 200 {
-                let seen: u64 = header(&headers, "x-ingressoja-seen")
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let seen = header(&headers, "x-ingressoja-seen").unwrap().to_string();
                 break (body, seen);
             }
             assert!(Instant::now() < deadline, "never held: {status} {body}");
@@ -96,25 +96,57 @@ fn any_node_takes_writes_and_a_fan_reads_its_own_writes_on_any_node() {
             "GET",
             "/api/events/0/cart",
             None,
-            &[auth(fan, read_at), ("X-IngressoJa-Seen", seen.to_string())],
+            &[auth(fan, read_at), ("X-IngressoJa-Seen", seen.clone())],
         );
         assert_eq!(status, 200, "{read}");
         assert_eq!(read["items"], cart["items"], "fan {fan} read a stale cart");
     }
 
-    // A read that names a position no node has reached waits briefly, then
-    // goes to the leader; one that names none is answered where it lands.
+    // A read that names a position no node has reached (signed with the
+    // cluster's key, as only a node can) waits briefly, then goes to the
+    // leader; one that names a made-up position (unsigned, or with another
+    // position's signature) is answered where it lands, as one that names
+    // none: a client cannot make followers wait and send its reads to the
+    // leader.
     let follower = followers[0];
-    let far_ahead = ("X-IngressoJa-Seen", (u64::MAX / 2).to_string());
+    let signer = Forwarder::new(0, BTreeMap::new(), SECRET).unwrap();
+    let far_ahead = signer.signed_seen(u64::MAX / 2);
     let (status, _, headers) = call(
         &addr(follower),
         "GET",
         "/api/events/0/cart",
         None,
-        &[auth(0, follower), far_ahead],
+        &[auth(0, follower), ("X-IngressoJa-Seen", far_ahead)],
     );
     assert_eq!(status, 200);
     assert_eq!(answered_by(&headers), leader_id);
+    let last_seen = signer.signed_seen(5);
+    let (position, tag) = last_seen.split_once('.').unwrap();
+    let made_up = [
+        (u64::MAX / 2).to_string(),
+        format!("{}.{tag}", u64::MAX / 2),
+        format!("{}.{tag}", position.parse::<u64>().unwrap() + 1_000_000),
+    ];
+    for made_up in made_up {
+        let started = Instant::now();
+        let (status, _, headers) = call(
+            &addr(follower),
+            "GET",
+            "/api/events/0/cart",
+            None,
+            &[auth(0, follower), ("X-IngressoJa-Seen", made_up.clone())],
+        );
+        assert_eq!(status, 200);
+        assert_eq!(
+            answered_by(&headers),
+            cluster.nodes[follower].id,
+            "{made_up} was believed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{made_up}: the follower waited for it"
+        );
+    }
     let (status, _, headers) = call(
         &addr(follower),
         "GET",

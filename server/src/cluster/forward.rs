@@ -17,7 +17,9 @@
 //!   every answered write names the log position it is in (the `ij_seen`
 //!   cookie, or the `X-IngressoJa-Seen` header for API clients), and a read
 //!   that names a position this node has not applied waits for it briefly,
-//!   then goes to the leader. Proof-of-work challenges come from the leader
+//!   then goes to the leader. The position is signed with a key derived
+//!   from the cluster secret: one a client made up (to make followers wait
+//!   and load the leader with reads) is ignored, as if none were named. Proof-of-work challenges come from the leader
 //!   (the one that checks the answer).
 //! - **One hop**: a forwarded request carries this cluster's forwarding
 //!   token (derived from the cluster secret) and the fan's address; the
@@ -33,6 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -103,6 +106,8 @@ pub struct Forwarder {
     node: NodeId,
     http_of: BTreeMap<NodeId, SocketAddr>,
     token: HeaderValue,
+    /// Signs the log positions fans are shown (see [`Forwarder::mark_seen`]).
+    seen_key: [u8; 32],
     slots: tokio::sync::Semaphore,
     client: Client<HttpConnector, Full<Bytes>>,
 }
@@ -117,6 +122,21 @@ fn forwarding_token(secret: &str) -> String {
         .finalize();
     hex(&digest)
 }
+
+/// The key log positions are signed with: every node of the cluster
+/// derives the same from the secret, so any node checks what another
+/// signed.
+fn seen_key(secret: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"ingressoja seen position key\0")
+        .chain_update(secret.as_bytes())
+        .finalize()
+        .into()
+}
+
+/// Bytes of the HMAC kept in a signed position (96 bits: a client cannot
+/// guess one in any number of tries it could make).
+const SEEN_TAG_BYTES: usize = 12;
 
 impl Forwarder {
     /// Node `node`'s forwarding, to the nodes' HTTP addresses `http_of`.
@@ -136,6 +156,7 @@ impl Forwarder {
             node,
             http_of,
             token: HeaderValue::from_str(&forwarding_token(secret))?,
+            seen_key: seen_key(secret),
             slots: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             client,
         })
@@ -176,7 +197,7 @@ impl Forwarder {
         if !reads_the_sale(route) {
             return Decision::Here;
         }
-        let Some(seen) = seen(headers) else {
+        let Some(seen) = self.seen(headers) else {
             return Decision::Here;
         };
         let until = Instant::now() + CATCH_UP_WAIT;
@@ -397,10 +418,11 @@ fn reads_the_sale(route: &Route) -> bool {
     )
 }
 
-/// The log position the fan was last shown, from the header or the cookie.
-fn seen(headers: &HeaderMap) -> Option<u64> {
+/// The position the fan was last shown, as sent: from the header, or the
+/// cookie.
+fn seen_value(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(SEEN_HEADER) {
-        return value.to_str().ok()?.trim().parse().ok();
+        return value.to_str().ok().map(str::trim);
     }
     headers
         .get_all(header::COOKIE)
@@ -409,7 +431,47 @@ fn seen(headers: &HeaderMap) -> Option<u64> {
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SEEN_COOKIE)
-        .and_then(|(_, value)| value.parse().ok())
+        .map(|(_, value)| value)
+}
+
+impl Forwarder {
+    /// The signature of `position`.
+    fn seen_tag(&self, position: u64) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.seen_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(position.to_string().as_bytes());
+        hex(&mac.finalize().into_bytes()[..SEEN_TAG_BYTES])
+    }
+
+    /// `position` as this cluster shows it to fans: signed.
+    pub fn signed_seen(&self, position: u64) -> String {
+        format!("{position}.{}", self.seen_tag(position))
+    }
+
+    /// The log position the fan was last shown, if a node of this cluster
+    /// signed it (anything else is as if nothing were named).
+    fn seen(&self, headers: &HeaderMap) -> Option<u64> {
+        let (position, tag) = seen_value(headers)?.split_once('.')?;
+        let position = position.parse().ok()?;
+        let expected = self.seen_tag(position);
+        bool::from(tag.as_bytes().ct_eq(expected.as_bytes())).then_some(position)
+    }
+
+    /// Marks an answered write with the log position it is in, signed (see
+    /// the module documentation): the header for API clients, the cookie
+    /// for pages.
+    pub fn mark_seen(&self, response: &mut HttpResponse, position: u64) {
+        let signed = self.signed_seen(position);
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&signed) {
+            headers.insert(SEEN_HEADER, value);
+        }
+        if let Ok(cookie) = HeaderValue::from_str(&format!(
+            "{SEEN_COOKIE}={signed}; Path=/; HttpOnly; SameSite=Strict"
+        )) {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+    }
 }
 
 /// Whether an answer is "this node does not lead" (nothing was done).
@@ -432,35 +494,45 @@ impl Forwarder {
     }
 }
 
-/// Marks an answered write with the log position it is in (see the module
-/// documentation): the header for API clients, the cookie for pages.
-pub fn mark_seen(response: &mut HttpResponse, position: u64) {
-    let headers = response.headers_mut();
-    headers.insert(SEEN_HEADER, HeaderValue::from(position));
-    if let Ok(cookie) = HeaderValue::from_str(&format!(
-        "{SEEN_COOKIE}={position}; Path=/; HttpOnly; SameSite=Strict"
-    )) {
-        headers.append(header::SET_COOKIE, cookie);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn node_of(secret: &str) -> Forwarder {
+        Forwarder::new(1, BTreeMap::new(), secret).unwrap()
+    }
+
     #[test]
-    fn the_seen_position_comes_from_the_header_or_the_cookie() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(seen(&headers), None);
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; ij_seen=42; c=d"),
+    fn the_seen_position_comes_signed_from_the_header_or_the_cookie() {
+        let forwarder = node_of("a secret of at least 32 chars....");
+        let mut answer = Response::new(BoxBody::new(Full::new(Bytes::new())));
+        forwarder.mark_seen(&mut answer, 42);
+        let signed = answer.headers()[SEEN_HEADER].to_str().unwrap().to_string();
+        assert!(signed.starts_with("42."), "{signed}");
+        let cookie = answer.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            cookie.starts_with(&format!("ij_seen={signed};")),
+            "{cookie}"
         );
-        assert_eq!(seen(&headers), Some(42));
-        headers.insert(SEEN_HEADER, HeaderValue::from_static("77"));
-        assert_eq!(seen(&headers), Some(77));
-        headers.insert(SEEN_HEADER, HeaderValue::from_static("nope"));
-        assert_eq!(seen(&headers), None);
+
+        let mut headers = HeaderMap::new();
+        assert_eq!(forwarder.seen(&headers), None);
+        let cookies = format!("a=b; ij_seen={signed}; c=d");
+        headers.insert(header::COOKIE, HeaderValue::from_str(&cookies).unwrap());
+        assert_eq!(forwarder.seen(&headers), Some(42));
+        // The header wins over the cookie.
+        headers.insert(SEEN_HEADER, HeaderValue::from_str(&signed).unwrap());
+        assert_eq!(forwarder.seen(&headers), Some(42));
+        // Made up, unsigned, or another position's signature: ignored.
+        let (_, tag) = signed.split_once('.').unwrap();
+        for forged in ["77", "nope", "99999999.00", &format!("43.{tag}")] {
+            headers.insert(SEEN_HEADER, HeaderValue::from_str(forged).unwrap());
+            assert_eq!(forwarder.seen(&headers), None, "{forged}");
+        }
+        // Another cluster's signature is not this one's.
+        let other = node_of("another cluster's secret, 32 chars..");
+        headers.insert(SEEN_HEADER, HeaderValue::from_str(&signed).unwrap());
+        assert_eq!(other.seen(&headers), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::reply::{Answer, answer};
 use super::route::{AccountRoute, Needs, Route, UNROUTED_NAME, Unrouted};
 use super::session::Identity;
 use super::{App, account_api, admin_api, body};
-use crate::cluster::forward::{Decision, changes_the_sale, mark_seen};
+use crate::cluster::forward::{Decision, changes_the_sale};
 use crate::runtime::EventId;
 
 type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
@@ -90,7 +90,7 @@ async fn here_or_leader(
     }
     let mut response = routed(app, remote, route, request).await;
     if changes_the_sale(&route) && response.status().is_success() {
-        mark_seen(&mut response, app.runtime.durable_seq());
+        forwarder.mark_seen(&mut response, app.runtime.durable_seq());
     }
     forwarder.mark_answered_here(&mut response);
     response
