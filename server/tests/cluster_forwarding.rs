@@ -167,3 +167,75 @@ fn any_node_takes_writes_and_a_fan_reads_its_own_writes_on_any_node() {
     let (status, body, _) = call(&addr(leader), "POST", "/api/events/0/queue", None, &posed);
     assert_eq!(status, 401, "{body}");
 }
+
+/// A write the leader received and never answered (stopped mid-request) is
+/// not sent again to the next leader - it may have been done, and adding a
+/// ticket twice is not harmless: the fan is told the outcome is unknown
+/// (503 `outcome_unknown`, with Retry-After), and a retry, once the fan
+/// has looked, does it once.
+#[test]
+fn a_write_the_leader_never_answered_is_reported_unknown_and_not_sent_again() {
+    let cluster = Cluster::start(3);
+    create_event(&cluster);
+    let tokens = fans(&cluster, 2);
+    let leader = cluster.leader(&tokens[1]);
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    // The leader stops; at once (before the followers' election timeout)
+    // a join reaches a follower, which still sends it to the leader.
+    cluster.signal(leader, "STOP");
+    let started = Instant::now();
+    let (status, body, headers) = Conn::open(&cluster.nodes[follower].http)
+        .unwrap()
+        .patient(Duration::from_secs(30))
+        .unwrap()
+        .exchange(
+            "POST",
+            "/api/events/0/queue",
+            None,
+            &[("Authorization", tokens[0][follower].clone())],
+        )
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "outcome_unknown", "{body}");
+    assert!(header(&headers, "retry-after").is_some(), "no Retry-After");
+    eprintln!("outcome_unknown after {:?}", started.elapsed());
+
+    // Not sent again: the new leader never saw the join.
+    let new_leader = cluster.leader_but(&tokens[1], Some(leader));
+    assert!(others.contains(&new_leader));
+    let (status, body, _) = call(
+        &cluster.nodes[new_leader].http,
+        "GET",
+        "/api/events/0/queue",
+        None,
+        &[("Authorization", tokens[0][new_leader].clone())],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["status"], "not_joined",
+        "the join was sent again: {body}"
+    );
+
+    // The old leader comes back deposed and does nothing with it; the fan
+    // looks, then joins once.
+    cluster.signal(leader, "CONT");
+    let (status, body, _) = call(
+        &cluster.nodes[follower].http,
+        "POST",
+        "/api/events/0/queue",
+        None,
+        &[("Authorization", tokens[0][follower].clone())],
+    );
+    assert!(matches!(status, 200 | 201), "{status} {body}");
+    let (status, body, _) = call(
+        &cluster.nodes[new_leader].http,
+        "GET",
+        "/api/events/0/queue",
+        None,
+        &[("Authorization", tokens[0][new_leader].clone())],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["status"], "not_joined", "{body}");
+}

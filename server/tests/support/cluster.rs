@@ -38,6 +38,12 @@ impl Conn {
         Ok(Conn { stream, reader })
     }
 
+    /// Waits up to `wait` for each answer (5 s by default).
+    pub fn patient(self, wait: Duration) -> std::io::Result<Conn> {
+        self.stream.set_read_timeout(Some(wait))?;
+        Ok(self)
+    }
+
     /// Status, JSON body and the `Set-Cookie` session value, if any.
     pub fn call(
         &mut self,
