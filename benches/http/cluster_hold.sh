@@ -39,15 +39,7 @@ figures() { awk '/Requests\/sec/ {r=$2} / 50%/ {m=$2} / 99%/ {p=$2} END {print r
 start_cluster() {
   local dir=$1 id leader="" follower="" addr
   mkdir -p "$dir"
-  cat > "$dir/ingressoja.toml" <<CONF
-development = true
-[limits]
-reads_per_ip = 0
-joins_per_ip = 0
-joins_per_account = 0
-carts_per_ip = 0
-carts_per_account = 0
-CONF
+  write_bench_config "$dir/ingressoja.toml"
   echo "secret = \"bench-cluster-secret-bench-cluster-secret\"" > "$dir/cluster.toml"
   for id in 1 2 3; do
     printf '[[nodes]]\nid = %s\npeers = "127.0.0.1:1833%s"\nhttp = "127.0.0.1:1832%s"\n' \

@@ -8,11 +8,10 @@
 # to WORK/fans, one per line. The server's PID is in WORK/server.pid.
 # stop_hold_servers WORK: stops every server started under WORK/*/ and
 # removes WORK (for the A/B scripts' exit trap).
-start_hold_server() {
-  local bin=$1 port=$2 work=$3 fans=$4 here
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  mkdir -p "$work"
-  cat > "$work/ingressoja.toml" <<CONF
+# write_bench_config FILE: development mode, per-address and per-account
+# limits off (every request comes from 127.0.0.1).
+write_bench_config() {
+  cat > "$1" <<CONF
 development = true
 [limits]
 reads_per_ip = 0
@@ -21,6 +20,13 @@ joins_per_account = 0
 carts_per_ip = 0
 carts_per_account = 0
 CONF
+}
+
+start_hold_server() {
+  local bin=$1 port=$2 work=$3 fans=$4 here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  mkdir -p "$work"
+  write_bench_config "$work/ingressoja.toml"
   echo "bench admin password" | "$bin" admin create bench@example.com --data "$work/data" --password-stdin > /dev/null
   # wrk and the stream holder connect from one address (an environment
   # variable, which builds without the setting ignore).

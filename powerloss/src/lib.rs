@@ -225,6 +225,15 @@ pub struct Mounted {
     pub power: PowerSwitch,
 }
 
+/// A fresh forgetful disk in directory `dir`: the files underneath in
+/// `dir/under`, mounted at `dir/disk` (the tests' usual layout).
+pub fn mount_in(dir: &Path) -> io::Result<Mounted> {
+    let (under, at) = (dir.join("under"), dir.join("disk"));
+    fs::create_dir_all(&under)?;
+    fs::create_dir_all(&at)?;
+    mount(&under, &at)
+}
+
 /// Mounts the layer over `under` at `at` (both directories) and returns
 /// once it serves.
 pub fn mount(under: &Path, at: &Path) -> io::Result<Mounted> {

@@ -13,7 +13,7 @@ use std::thread;
 use ingressoja_engine::{Command, CustomerId, EventConfig, MINUTE_MS};
 use ingressoja_runtime::backup::{BackupError, verify_backup};
 use ingressoja_runtime::restore::{Until, restore};
-use ingressoja_runtime::{DataDir, ManualClock, Runtime, RuntimeOptions, recovery};
+use ingressoja_runtime::{DataDir, EventId, ManualClock, Runtime, RuntimeOptions, recovery};
 
 mod support;
 
@@ -28,6 +28,20 @@ fn config() -> EventConfig {
     config.ticket_types[0].capacity = 1_000;
     config.policy.max_active = 1;
     config
+}
+
+/// Customer `id` joins `event`, acknowledged.
+fn join(runtime: &Runtime, event: EventId, id: u64) {
+    runtime
+        .submit(
+            event,
+            Command::Join {
+                customer: CustomerId(id),
+            },
+            None,
+        )
+        .and_then(|pending| pending.wait())
+        .unwrap();
 }
 
 fn joined(data: &std::path::Path) -> u32 {
@@ -51,16 +65,7 @@ fn a_backup_taken_under_load_restores_to_a_consistent_state() {
         let runtime = runtime.clone();
         thread::spawn(move || {
             for id in 0..5_000 {
-                runtime
-                    .submit(
-                        event,
-                        Command::Join {
-                            customer: CustomerId(id),
-                        },
-                        None,
-                    )
-                    .and_then(|pending| pending.wait())
-                    .unwrap();
+                join(&runtime, event, id);
             }
         })
     };
@@ -103,16 +108,7 @@ fn a_restore_stops_at_a_sequence_number_or_an_instant() {
         .unwrap();
     for id in 0..100 {
         clock.set(PREQUEUE + id * 1_000);
-        runtime
-            .submit(
-                event,
-                Command::Join {
-                    customer: CustomerId(id),
-                },
-                None,
-            )
-            .and_then(|pending| pending.wait())
-            .unwrap();
+        join(&runtime, event, id);
     }
     let backup = dir.path().join("backup");
     runtime.backup(&backup).unwrap();
@@ -132,16 +128,7 @@ fn a_restore_stops_at_a_sequence_number_or_an_instant() {
 
     // A restored directory runs and continues the log.
     let runtime = Runtime::start(RuntimeOptions::new(&by_time), clock).unwrap();
-    runtime
-        .submit(
-            event,
-            Command::Join {
-                customer: CustomerId(777),
-            },
-            None,
-        )
-        .and_then(|pending| pending.wait())
-        .unwrap();
+    join(&runtime, event, 777);
     assert_eq!(runtime.durable_seq(), 52);
 }
 
@@ -179,14 +166,6 @@ fn a_restore_refuses_a_data_directory_in_use_and_verify_refuses_damage() {
     assert!(verify_backup(&backup).is_err());
 }
 
-/// A forgetful disk (`ingressoja-powerloss`) mounted under `dir`.
-fn disk(dir: &std::path::Path) -> ingressoja_powerloss::Mounted {
-    let (under, at) = (dir.join("under"), dir.join("disk"));
-    std::fs::create_dir_all(&under).unwrap();
-    std::fs::create_dir_all(&at).unwrap();
-    ingressoja_powerloss::mount(&under, &at).unwrap()
-}
-
 #[test]
 fn a_finished_backup_and_a_finished_restore_survive_a_power_cut() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,19 +178,10 @@ fn a_finished_backup_and_a_finished_restore_survive_a_power_cut() {
         .and_then(|pending| pending.wait())
         .unwrap();
     for id in 0..100 {
-        runtime
-            .submit(
-                event,
-                Command::Join {
-                    customer: CustomerId(id),
-                },
-                None,
-            )
-            .and_then(|pending| pending.wait())
-            .unwrap();
+        join(&runtime, event, id);
     }
     // The backup goes to a disk that loses power once it is done...
-    let disk = disk(dir.path());
+    let disk = ingressoja_powerloss::mount_in(dir.path()).unwrap();
     let backup = disk.path.join("backups/monday");
     runtime.backup(&backup).unwrap();
     drop(runtime);

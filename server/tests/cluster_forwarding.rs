@@ -168,6 +168,20 @@ fn any_node_takes_writes_and_a_fan_reads_its_own_writes_on_any_node() {
     assert_eq!(status, 401, "{body}");
 }
 
+/// The fan's place in line as node `index` sees it (`tokens`: the fan's
+/// session on each node).
+fn queue_status(cluster: &Cluster, index: usize, tokens: &[String]) -> Value {
+    let (status, body, _) = call(
+        &cluster.nodes[index].http,
+        "GET",
+        "/api/events/0/queue",
+        None,
+        &[("Authorization", tokens[index].clone())],
+    );
+    assert_eq!(status, 200, "{body}");
+    body["status"].clone()
+}
+
 /// A write the leader received and never answered (stopped mid-request) is
 /// not sent again to the next leader - it may have been done, and adding a
 /// ticket twice is not harmless: the fan is told the outcome is unknown
@@ -229,13 +243,95 @@ fn a_write_the_leader_never_answered_is_reported_unknown_and_not_sent_again() {
         &[("Authorization", tokens[0][follower].clone())],
     );
     assert!(matches!(status, 200 | 201), "{status} {body}");
+    assert_ne!(queue_status(&cluster, new_leader, &tokens[0]), "not_joined");
+}
+
+/// A checkout answered through one follower, its leader then killed, and
+/// the same checkout (same Idempotency-Key) sent again through the other
+/// follower to the new leader: the same order comes back, nothing is sold
+/// twice (the key is in the replicated engine, not in a node's memory).
+#[test]
+fn a_checkout_retried_across_a_failover_through_a_follower_sells_once() {
+    let mut cluster = Cluster::start(3);
+    create_event(&cluster);
+    let tokens = fans(&cluster, 2);
+    let leader = cluster.leader(&tokens[1]);
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let (first, second) = (followers[0], followers[1]);
+    let fan = |index: usize| ("Authorization", tokens[0][index].clone());
     let (status, body, _) = call(
-        &cluster.nodes[new_leader].http,
-        "GET",
+        &cluster.nodes[first].http,
+        "POST",
         "/api/events/0/queue",
         None,
-        &[("Authorization", tokens[0][new_leader].clone())],
+        &[fan(first)],
     );
-    assert_eq!(status, 200, "{body}");
-    assert_ne!(body["status"], "not_joined", "{body}");
+    assert!(matches!(status, 200 | 201), "{status} {body}");
+    let items = json!({ "items": [{ "ticket_type": 0, "quantity": 2 }] });
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, body, _) = call(
+            &cluster.nodes[first].http,
+            "POST",
+            "/api/events/0/cart/items",
+            Some(&items),
+            &[fan(first)],
+        );
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never held: {status} {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let card = json!({ "card_number": "4242 4242 4242 4242" });
+    let pay = |index: usize| [fan(index), ("Idempotency-Key", "failover-1".to_string())];
+    let (status, order, _) = call(
+        &cluster.nodes[first].http,
+        "POST",
+        "/api/events/0/checkout",
+        Some(&card),
+        &pay(first),
+    );
+    assert_eq!(status, 201, "{order}");
+
+    // The leader dies; the fan, unsure, pays again through another node.
+    drop(cluster.nodes[leader].process.take());
+    let deadline = Instant::now() + DEADLINE;
+    let again = loop {
+        let (status, body, _) = call(
+            &cluster.nodes[second].http,
+            "POST",
+            "/api/events/0/checkout",
+            Some(&card),
+            &pay(second),
+        );
+        match status {
+            // The group is electing: retry, as the Retry-After says.
+            503 => assert!(Instant::now() < deadline, "no new leader: {body}"),
+            _ => break (status, body),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(again.0, 200, "{}", again.1);
+    assert_eq!(again.1["id"], order["id"], "a second order: {}", again.1);
+    assert_eq!(again.1["tickets"], order["tickets"]);
+
+    let new_leader = cluster.leader_but(&tokens[1], Some(leader));
+    let (_, event, _) = call(
+        &cluster.nodes[new_leader].http,
+        "GET",
+        "/api/events/0",
+        None,
+        &[],
+    );
+    assert_eq!(event["ticket_types"][0]["sold"], 2, "{event}");
+    let (status, orders, _) = call(
+        &cluster.nodes[new_leader].http,
+        "GET",
+        "/api/me/orders",
+        None,
+        &[fan(new_leader)],
+    );
+    assert_eq!(status, 200, "{orders}");
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 1, "{orders}");
 }

@@ -27,18 +27,10 @@ mod support;
 
 const CUTS: u64 = 5;
 
-/// A forgetful disk mounted in a fresh directory.
-fn disk(dir: &Path) -> ingressoja_powerloss::Mounted {
-    let (under, at) = (dir.join("under"), dir.join("disk"));
-    std::fs::create_dir_all(&under).unwrap();
-    std::fs::create_dir_all(&at).unwrap();
-    ingressoja_powerloss::mount(&under, &at).unwrap()
-}
-
 #[test]
 fn power_cuts_under_load_lose_nothing_a_single_node_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = disk(dir.path());
+    let disk = ingressoja_powerloss::mount_in(dir.path()).unwrap();
     let data = disk.path.join("data");
     // The acknowledgements are the test's own record: off the cut disk.
     let acks = dir.path().join("acks.txt");
@@ -117,7 +109,7 @@ impl Joins {
 #[test]
 fn power_cuts_on_the_leader_and_on_all_three_nodes_lose_no_acknowledged_join() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = disk(dir.path());
+    let disk = ingressoja_powerloss::mount_in(dir.path()).unwrap();
     let mut cluster = Cluster::start_on(3, Some(&disk.path));
     create_event(&cluster);
     let fan_count = 240;

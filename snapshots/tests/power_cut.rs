@@ -9,17 +9,10 @@ use std::path::Path;
 use ingressoja_snapshots::SnapshotDir;
 use ingressoja_snapshots::durable::create_dir_durably;
 
-fn disk(dir: &Path) -> ingressoja_powerloss::Mounted {
-    let (under, at) = (dir.join("under"), dir.join("disk"));
-    std::fs::create_dir_all(&under).unwrap();
-    std::fs::create_dir_all(&at).unwrap();
-    ingressoja_powerloss::mount(&under, &at).unwrap()
-}
-
 #[test]
 fn a_written_snapshot_survives_a_power_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = disk(dir.path());
+    let disk = ingressoja_powerloss::mount_in(dir.path()).unwrap();
     let snapshots = SnapshotDir::open(disk.path.join("data/snapshots"), 2).unwrap();
     snapshots.write(10, 1, &"ten".to_string()).unwrap();
     snapshots.write(20, 2, &"twenty".to_string()).unwrap();
@@ -32,7 +25,7 @@ fn a_written_snapshot_survives_a_power_cut() {
 #[test]
 fn a_durably_made_directory_survives_a_power_cut_and_a_plain_one_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = disk(dir.path());
+    let disk = ingressoja_powerloss::mount_in(dir.path()).unwrap();
     create_dir_durably(&disk.path.join("kept/deep")).unwrap();
     std::fs::create_dir_all(disk.path.join("lost/deep")).unwrap();
     disk.power.cut(Path::new("")).unwrap();

@@ -250,7 +250,7 @@ impl Forwarder {
                 Exchange::Answered(..) | Exchange::NotSent => failed = Some(leader),
                 // It may have been done: sending it again could do it
                 // twice (a second ticket in the cart). The fan is told.
-                Exchange::Unanswered => return Err(outcome_unknown()),
+                Exchange::Unanswered => return Err(ApiError::outcome_unknown()),
             }
         }
         Err(ApiError::from(crate::runtime::RuntimeError::NotLeader))
@@ -374,17 +374,6 @@ enum Exchange {
 
 /// The answer when the leader got a request and died (or hung) before
 /// answering: it may or may not have been done.
-fn outcome_unknown() -> ApiError {
-    ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "outcome_unknown",
-        message: "the server holding the sale stopped while answering: look at your place \
-                  in line or your cart before trying again"
-            .into(),
-        retry_after_s: Some(1),
-    }
-}
-
 /// Routes whose answer changes the sale: only the leader takes them.
 pub fn changes_the_sale(route: &Route) -> bool {
     match route {

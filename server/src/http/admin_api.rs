@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::fan_api::{COMMIT_WAIT, within};
 use super::reply::{Answer, answer};
 use super::route::AdminRoute;
 use super::session::Identity;
@@ -308,13 +309,13 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Result<EventView, Ap
             format!("pow_difficulty is at most {MAX_POW_DIFFICULTY}"),
         ));
     }
-    let event = app.runtime.create_event(config)?.await?;
+    let event = within(COMMIT_WAIT, app.runtime.create_event(config)?).await?;
     body.policy.apply_security(app, event)?;
     event_view(app, event).await
 }
 
 async fn command(app: &App, event: EventId, command: Command) -> Result<EventView, ApiError> {
-    let applied = app.runtime.submit(event, command, None)?.await?;
+    let applied = within(COMMIT_WAIT, app.runtime.submit(event, command, None)?).await?;
     applied.outcome.map_err(ApiError::from)?;
     event_view(app, event).await
 }

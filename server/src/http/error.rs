@@ -47,6 +47,32 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 503: the change was handed on and never confirmed (the server
+    /// holding the sale stopped answering, or cannot commit): it may have
+    /// been done, or may yet be. The fan looks before trying again; a
+    /// second "add a ticket" is not harmless.
+    pub fn outcome_unknown() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "outcome_unknown",
+            message: "the sale did not confirm your request in time: look at your place in line \
+                      or your cart before trying again"
+                .into(),
+            retry_after_s: Some(1),
+        }
+    }
+
+    /// 503: a read the sale did not answer in time (what it would show
+    /// is not durable yet: a leader cut off from its group).
+    pub fn not_answered() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "not_answered",
+            message: "the sale did not answer in time; retry shortly".into(),
+            retry_after_s: Some(1),
+        }
+    }
+
     /// 500: the server's own failure (logged here, not shown to the client).
     pub fn internal(code: &'static str, error: impl std::fmt::Display) -> ApiError {
         tracing::error!(code, %error, "request failed");

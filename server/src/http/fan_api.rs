@@ -20,12 +20,41 @@ use crate::payments::checkout::{CheckoutRequest, pay};
 use crate::payments::gateway::card_digits;
 use crate::runtime::EventId;
 
+/// How long a request waits for its change to be committed before the fan
+/// is told the outcome is unknown (503 `outcome_unknown`): a leader cut off
+/// from its group, or a stalled disk, would otherwise hold it until healed.
+/// The change itself goes on (and may yet commit, or be dropped).
+pub const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// [`COMMIT_WAIT`] for a checkout, which also waits for the gateway (its
+/// payment task goes on without the request: a retry finds the order, or
+/// 409 while it runs).
+const CHECKOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `pending`'s answer, or `outcome_unknown` after `wait` (a change).
+pub async fn within<T, E>(
+    wait: std::time::Duration,
+    pending: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
+    match tokio::time::timeout(wait, pending).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(ApiError::outcome_unknown()),
+    }
+}
+
 async fn read_state<R: Send + 'static>(
     app: &App,
     read: impl FnOnce(&crate::runtime::ShardState) -> R + Send + 'static,
 ) -> Result<R, ApiError> {
     let receiver = app.runtime.query(read)?;
-    Ok(receiver.await?)
+    // A read waits until what it shows is durable: on a leader cut off
+    // from its group, that may be never.
+    match tokio::time::timeout(COMMIT_WAIT, receiver).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(ApiError::not_answered()),
+    }
 }
 
 /// Applies a fan's command sent from `from` (logged with what it causes).
@@ -49,7 +78,7 @@ async fn apply_then<R: Send + 'static>(
     read: impl FnOnce(&ingressoja_engine::Engine) -> R + Send + 'static,
 ) -> Result<(Reply, R), ApiError> {
     let receiver = app.runtime.submit_then(event, command, Some(from), read)?;
-    let (applied, view) = receiver.await?;
+    let (applied, view) = within(COMMIT_WAIT, receiver).await?;
     let reply = outcome_of(app, event, command.customer(), applied)?;
     // A view is missing only when the event is, and then the outcome
     // already said so.
@@ -65,7 +94,7 @@ async fn answer_of(
     customer: Option<CustomerId>,
     pending: crate::runtime::Pending<crate::runtime::Applied>,
 ) -> Result<Reply, ApiError> {
-    let applied = pending.await?;
+    let applied = within(COMMIT_WAIT, pending).await?;
     outcome_of(app, event, customer, applied)
 }
 
@@ -433,9 +462,10 @@ async fn pay_in_task(
         };
         pay(&app.runtime, app.gateway.as_ref(), request).await
     });
-    Ok(payment
+    let finished = tokio::time::timeout(CHECKOUT_WAIT, payment)
         .await
-        .map_err(|e| ApiError::internal("payment_task_failed", e))??)
+        .map_err(|_| ApiError::outcome_unknown())?;
+    Ok(finished.map_err(|e| ApiError::internal("payment_task_failed", e))??)
 }
 
 async fn order_answer(
