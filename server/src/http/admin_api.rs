@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::fan_api::{COMMIT_WAIT, within};
+use super::fan_api::{COMMIT_WAIT, read_state, within};
 use super::reply::{Answer, answer};
 use super::route::AdminRoute;
 use super::session::Identity;
@@ -257,10 +257,10 @@ fn record(
 }
 
 async fn event_view(app: &App, event: EventId) -> Result<EventView, ApiError> {
-    let view = app
-        .runtime
-        .query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)))?;
-    let view = view.await?;
+    let view = read_state(app, move |state| {
+        state.events.get(&event).map(|e| EventFacts::of(event, e))
+    })
+    .await?;
     view.map(|facts| EventView::of(&facts))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
@@ -326,12 +326,11 @@ pub async fn update_policy(
     event: EventId,
     body: PolicyBody,
 ) -> Result<EventView, ApiError> {
-    let current = app
-        .runtime
-        .query(move |state| state.events.get(&event).map(|e| e.config().policy))?;
-    let current = current
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+    let current = read_state(app, move |state| {
+        state.events.get(&event).map(|e| e.config().policy)
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
     let policy = body.apply_to(current)?;
     check_limits(&policy)?;
     let answer = command(app, event, Command::UpdatePolicy { policy }).await?;
@@ -403,15 +402,15 @@ struct EventStats {
 
 /// `GET /api/admin/stats`
 pub async fn stats(app: &App) -> Answer {
-    let events = app.runtime.query(|state| {
+    let events = read_state(app, |state| {
         state
             .events
             .iter()
             .map(|(&id, engine)| (id, engine.stats()))
             .collect::<Vec<_>>()
-    })?;
+    })
+    .await?;
     let events: Vec<EventStats> = events
-        .await?
         .into_iter()
         .map(|(id, s)| EventStats {
             event: id.0,

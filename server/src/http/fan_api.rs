@@ -44,7 +44,9 @@ where
     }
 }
 
-async fn read_state<R: Send + 'static>(
+/// Reads the shard's state with `read`, once what it shows is durable
+/// (bounded by [`COMMIT_WAIT`]: 503 `not_answered` after).
+pub(super) async fn read_state<R: Send + 'static>(
     app: &App,
     read: impl FnOnce(&crate::runtime::ShardState) -> R + Send + 'static,
 ) -> Result<R, ApiError> {

@@ -220,15 +220,15 @@ impl Metrics {
             .set(gauge_value(stats.last_append_us));
         self.snapshot_pause_us
             .set(gauge_value(stats.last_snapshot_pause_us));
-        let receiver = app.runtime.query(|state| {
+        let (events, payments_in_flight) = super::fan_api::read_state(app, |state| {
             let events = state
                 .events
                 .iter()
                 .map(|(id, engine)| (id.0, engine.stats()))
                 .collect::<Vec<_>>();
             (events, state.payments.len())
-        })?;
-        let (events, payments_in_flight) = receiver.await?;
+        })
+        .await?;
         self.payments_in_flight
             .set(gauge_value(payments_in_flight as u64));
         for (event, s) in events {

@@ -179,11 +179,11 @@ pub async fn event_stream(
     let first = match published {
         Some(published) => published.message.clone(),
         None => {
-            let facts = app
-                .runtime
-                .query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)))?
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
+            let facts = super::fan_api::read_state(&app, move |state| {
+                state.events.get(&event).map(|e| EventFacts::of(event, e))
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
             message("state", None, &EventView::of(&facts))
         }
     };
