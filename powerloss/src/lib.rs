@@ -647,7 +647,26 @@ impl Filesystem for Forgetful {
             let from = from_dir.join(name);
             let to_dir = self.path_of(newparent)?;
             let to = to_dir.join(newname);
-            fs::symlink_metadata(self.full(&from)).map_err(|e| errno(&e))?;
+            let moved = fs::symlink_metadata(self.full(&from)).map_err(|e| errno(&e))?;
+            if from == to {
+                return Ok(()); // renaming a name onto itself does nothing
+            }
+            // What rename(2) refuses, refused before anything is moved aside.
+            if let Ok(target) = fs::symlink_metadata(self.full(&to)) {
+                match (moved.is_dir(), target.is_dir()) {
+                    (true, false) => return Err(libc::ENOTDIR),
+                    (false, true) => return Err(libc::EISDIR),
+                    (true, true)
+                        if fs::read_dir(self.full(&to))
+                            .map_err(|e| errno(&e))?
+                            .next()
+                            .is_some() =>
+                    {
+                        return Err(libc::ENOTEMPTY);
+                    }
+                    _ => {}
+                }
+            }
             // What `to` named waits aside, for a cut to bring back.
             let replaced = self.put_aside(&to)?;
             if let Err(error) = fs::rename(self.full(&from), self.full(&to)) {
@@ -996,6 +1015,26 @@ mod tests {
         sync_dir(&disk.path);
         assert_eq!(cut(&disk, "").names, 0);
         assert_eq!(fs::read(&old).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_rename_refuses_what_rename_refuses_and_onto_itself_does_nothing() {
+        let (_under, _at, disk) = fresh();
+        let (file, dir) = (disk.path.join("file"), disk.path.join("dir"));
+        fs::write(&file, b"kept").unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("inside"), b"x").unwrap();
+        fs::rename(&file, &file).unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"kept");
+        let other = disk.path.join("other");
+        fs::create_dir(&other).unwrap();
+        assert!(
+            fs::rename(&other, &dir).is_err(),
+            "onto a non-empty directory"
+        );
+        assert!(fs::rename(&file, &dir).is_err(), "a file onto a directory");
+        assert_eq!(fs::read(dir.join("inside")).unwrap(), b"x");
+        assert_eq!(fs::read(&file).unwrap(), b"kept");
     }
 
     #[test]
