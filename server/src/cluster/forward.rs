@@ -106,8 +106,10 @@ pub struct Forwarder {
     node: NodeId,
     http_of: BTreeMap<NodeId, SocketAddr>,
     token: HeaderValue,
-    /// Signs the log positions fans are shown (see [`Forwarder::mark_seen`]).
-    seen_key: [u8; 32],
+    /// Signs the log positions fans are shown (see [`Forwarder::mark_seen`]):
+    /// keyed once, cloned per signature (every answered write and every
+    /// read that names a position is signed or checked).
+    seen_mac: Hmac<Sha256>,
     slots: tokio::sync::Semaphore,
     client: Client<HttpConnector, Full<Bytes>>,
 }
@@ -156,7 +158,8 @@ impl Forwarder {
             node,
             http_of,
             token: HeaderValue::from_str(&forwarding_token(secret))?,
-            seen_key: seen_key(secret),
+            seen_mac: <Hmac<Sha256> as Mac>::new_from_slice(&seen_key(secret))
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
             slots: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             client,
         })
@@ -426,8 +429,7 @@ fn seen_value(headers: &HeaderMap) -> Option<&str> {
 impl Forwarder {
     /// The signature of `position`.
     fn seen_tag(&self, position: u64) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.seen_key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.seen_mac.clone();
         mac.update(position.to_string().as_bytes());
         hex(&mac.finalize().into_bytes()[..SEEN_TAG_BYTES])
     }

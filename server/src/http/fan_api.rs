@@ -38,9 +38,21 @@ pub async fn within<T, E>(
 where
     ApiError: From<E>,
 {
+    answered_within(wait, ApiError::outcome_unknown, pending).await
+}
+
+/// `pending`'s answer, or `timed_out()` after `wait`.
+async fn answered_within<T, E>(
+    wait: std::time::Duration,
+    timed_out: fn() -> ApiError,
+    pending: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
     match tokio::time::timeout(wait, pending).await {
         Ok(answer) => Ok(answer?),
-        Err(_) => Err(ApiError::outcome_unknown()),
+        Err(_) => Err(timed_out()),
     }
 }
 
@@ -53,10 +65,7 @@ pub(super) async fn read_state<R: Send + 'static>(
     let receiver = app.runtime.query(read)?;
     // A read waits until what it shows is durable: on a leader cut off
     // from its group, that may be never.
-    match tokio::time::timeout(COMMIT_WAIT, receiver).await {
-        Ok(answer) => Ok(answer?),
-        Err(_) => Err(ApiError::not_answered()),
-    }
+    answered_within(COMMIT_WAIT, ApiError::not_answered, receiver).await
 }
 
 /// Applies a fan's command sent from `from` (logged with what it causes).
