@@ -6,7 +6,8 @@
 //! settlement of payments a crash left in flight. Not criterion: these are
 //! latency distributions and one-off timings. Run with
 //! `cargo bench --profile release -p ingressoja-benches --bench durable`
-//! (`DURABLE_RECOVERY_TRANSITIONS` overrides the ten million).
+//! (`DURABLE_RECOVERY_TRANSITIONS` overrides the ten million;
+//! `DURABLE_WINDOWS=64` runs the throughput table for those windows only).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -81,7 +82,16 @@ fn throughput(dir: &std::path::Path) {
     println!("| in flight | transitions | seconds | acknowledged/s | records per fsync |");
     println!("| --- | --- | --- | --- | --- |");
     let mut next = 0;
-    for window in [64usize, 1_024, 16_384, 65_536] {
+    // `DURABLE_WINDOWS=64,1024` runs only those (quick A/B rounds).
+    let windows: Vec<usize> = std::env::var("DURABLE_WINDOWS")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|w| w.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![64, 1_024, 16_384, 65_536]);
+    for window in windows {
         let count = 400_000;
         let before = runtime.stats();
         let elapsed = closed_loop(&runtime, event, next, count, window);

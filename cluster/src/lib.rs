@@ -23,6 +23,7 @@ pub mod async_runtime;
 pub mod memory;
 pub mod memory_network;
 pub mod no_peers;
+pub mod recent_entries;
 pub mod types;
 pub mod wal_log;
 

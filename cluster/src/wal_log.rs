@@ -17,7 +17,9 @@
 //! every commit (measured: p50 commit latency 40 ms with one under load on
 //! two cores). A failed write poisons the log and is reported to openraft,
 //! which stops the node rather than guess what reached the disk. Writes
-//! are serialized by a lock; readers read the store directly.
+//! are serialized by a lock; readers read the newest entries from memory
+//! (`recent_entries.rs`: openraft reads each entry back right after
+//! appending it) and the rest from the store.
 //!
 //! Records already in the log when it first opens as a Raft log (a single
 //! node's sale from before replication) are its *base*: the Raft log
@@ -37,6 +39,7 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::recent_entries::{self, RecentEntries};
 use crate::types::{NodeId, ShardBatch, ShardRaft};
 
 /// Keys of the side keyspace.
@@ -185,10 +188,13 @@ pub struct WalLog<S: LogStore + Clone + Sync + 'static> {
     reader: WalLogReader<S>,
 }
 
-/// Reads entries straight from the store.
+/// Reads entries: the newest from memory, the rest from the store.
 #[derive(Clone)]
 pub struct WalLogReader<S: LogStore + Clone + Sync + 'static> {
     store: S,
+    /// The entries appended last (see `recent_entries.rs`); changed only
+    /// under the writer's lock, together with the store.
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 /// What opening found.
@@ -229,6 +235,7 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
     ) -> Result<Opened<S>, WalLogError> {
         let reader = WalLogReader {
             store: store.clone(),
+            recent: Arc::new(Mutex::new(RecentEntries::new(recent_entries::MAX_BYTES))),
         };
         let committed: Option<Through> = match reader.store.side_get(key::COMMITTED)? {
             Some(bytes) => Some(decode("commit", &bytes)?),
@@ -351,6 +358,7 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             seq: snapshot.seq,
         };
         let mut writer = self.writer.lock();
+        writer.reader.recent.lock().clear();
         let holds_last = writer.reader.meta(last.index)?.map(|m| m.log_id) == Some(last)
             && writer.reader.seq_through(last.index, writer.base_seq)? == snapshot.seq;
         let side = vec![
@@ -628,7 +636,11 @@ impl<S: LogStore + Clone + Sync + 'static> RaftLogReader<ShardRaft> for WalLogRe
         if to.is_some_and(|to| to <= from) {
             return Ok(Vec::new());
         }
-        self.entries(from, to).map_err(read_error)
+        let cached = to.and_then(|to| self.recent.lock().get(from, to));
+        match cached {
+            Some(entries) => Ok(entries),
+            None => self.entries(from, to).map_err(read_error),
+        }
     }
 }
 
@@ -746,7 +758,10 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
         // A commit is named with the last record it covers, so that opening
         // replays exactly what was committed. Unknown here (not yet
         // written, or purged): wait for a later one.
-        if let Ok(Some(meta)) = self.reader.meta(log_id.index)
+        let recent = self.reader.recent.lock().seq_through(log_id);
+        if let Some(seq) = recent {
+            self.committed = Some(Through { log_id, seq });
+        } else if let Ok(Some(meta)) = self.reader.meta(log_id.index)
             && meta.log_id == log_id
             && let Ok(seq) = self.reader.seq_through(log_id.index, self.base_seq)
         {
@@ -774,7 +789,15 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
             .map_err(io::Error::other)
     }
 
+    /// Writes `entries` durably, and keeps them for the reads that follow.
     fn write_entries(&mut self, entries: Vec<Entry<ShardRaft>>) -> io::Result<()> {
+        let kept = entries.clone();
+        self.write_durably(entries)?;
+        self.reader.recent.lock().appended(&kept);
+        Ok(())
+    }
+
+    fn write_durably(&mut self, entries: Vec<Entry<ShardRaft>>) -> io::Result<()> {
         let mut next_seq = self.wal.next_seq();
         let mut records = Vec::new();
         let mut side = Vec::with_capacity(entries.len() + 1);
@@ -824,6 +847,9 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
     }
 
     fn truncate(&mut self, from: LogId<NodeId>) -> io::Result<()> {
+        // Forgotten first: no read may find a cut entry in memory once the
+        // store has lost it (a failed write poisons the log anyway).
+        self.reader.recent.lock().truncated(from.index);
         let cut = self.reader.metas(from.index, None)?;
         let first_seq = cut.iter().find_map(|m| m.kind.first_seq());
         // The entries go first: records no entry names are removed on the
@@ -868,6 +894,7 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
                 encode(&membership)?,
             ));
         }
+        self.reader.recent.lock().purged(upto.index);
         self.write_side(side)
     }
 }
@@ -928,6 +955,7 @@ mod tests {
             wal,
             reader: WalLogReader {
                 store: store.clone(),
+                recent: Arc::new(Mutex::new(RecentEntries::new(recent_entries::MAX_BYTES))),
             },
             committed: opened.committed,
             committed_written: opened.committed,
@@ -1003,6 +1031,45 @@ mod tests {
             .map(|e| (e.log_id.leader_id.term, e.log_id.index))
             .collect();
         assert_eq!(terms, vec![(1, 1), (2, 2), (2, 3)]);
+    }
+
+    /// What openraft reads: through the reader, memory first.
+    fn read(w: &Writer<MemStore>, from: u64, to: u64) -> Vec<(u64, u64)> {
+        let mut reader = w.reader.clone();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(reader.try_get_log_entries(from..to))
+            .unwrap()
+            .iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect()
+    }
+
+    #[test]
+    fn a_read_after_a_truncation_or_a_purge_is_what_the_store_holds() {
+        let store = MemStore::default();
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![batch(1, 1, 1..=2), blank(1, 2), batch(1, 3, 3..=5)])
+            .unwrap();
+        assert_eq!(read(&w, 1, 4), vec![(1, 1), (1, 2), (1, 3)]);
+        w.truncate(log_id(1, 2)).unwrap();
+        assert_eq!(read(&w, 1, 4), vec![(1, 1)], "truncated entries read back");
+        w.write_entries(vec![blank(2, 2), batch(2, 3, 3..=3)])
+            .unwrap();
+        assert_eq!(read(&w, 1, 4), vec![(1, 1), (2, 2), (2, 3)]);
+        w.purge(log_id(2, 2)).unwrap();
+        assert_eq!(read(&w, 1, 4), vec![(2, 3)], "purged entries read back");
+        let entries = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(w.reader.clone().try_get_log_entries(3..4))
+            .unwrap();
+        assert_eq!(
+            entries,
+            vec![batch(2, 3, 3..=3)],
+            "records read back intact"
+        );
     }
 
     #[test]
@@ -1181,6 +1248,26 @@ mod tests {
         })
         .unwrap();
         (opened, replayed)
+    }
+
+    #[test]
+    fn a_read_after_a_snapshot_is_installed_is_what_the_store_holds() {
+        let store = MemStore::default();
+        let (opened, _) = open(&store, 0);
+        let w = opened.log.writer.clone();
+        w.lock()
+            .write_entries(vec![batch(1, 1, 1..=2), batch(1, 2, 3..=3)])
+            .unwrap();
+        assert_eq!(read(&w.lock(), 1, 3), vec![(1, 1), (1, 2)]);
+        opened
+            .log
+            .install_snapshot(&snapshot_through(3, 40, 100), [9; 32])
+            .unwrap();
+        assert_eq!(
+            read(&w.lock(), 1, 3),
+            vec![],
+            "entries the snapshot replaced"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The durable runtime: a shard thread that owns the events, a log writer
-//! thread that group-commits, and a snapshot thread, started after recovery;
+//! task that group-commits (on the Raft group's runtime, beside openraft's
+//! core), and a snapshot thread, started after recovery;
 //! and the operators' tools over its data (backup, restore, log tools). It
 //! knows events, commands and the sale log; nothing of HTTP, JSON or
 //! accounts.
@@ -410,7 +411,7 @@ impl Runtime {
         let shared = Arc::new(shared::Shared::new(recovery.last_seq));
         let write_delay = std::time::Duration::from_millis(options.simulated_write_delay_ms);
         let (requests, request_rx) = crossbeam_channel::bounded(options.queue_capacity);
-        let (writer_tx, writer_rx) = crossbeam_channel::bounded(options.writer_queue);
+        let (writer_tx, writer_rx) = tokio::sync::mpsc::channel(options.writer_queue.max(1));
         let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(2);
         let now = clock.now_ms();
         let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
@@ -485,20 +486,26 @@ impl Runtime {
         let writer_notices = notices.clone();
         let writer_shared = shared.clone();
         let snapshot_shared = shared.clone();
-        let proposer = writer::Proposer {
-            raft: group.raft.clone(),
-            tokio: group.tokio.handle().clone(),
-        };
+        // The writer is a task beside openraft's core on the group's
+        // runtime, not a thread of its own: a proposal and its answer are
+        // then task switches, not thread wake-ups (measured in
+        // docs/BENCHMARKS.md: they were a quarter of a commit's time at low
+        // concurrency). A thread waits for it, so that stopping joins it as
+        // it joins the others.
+        let writer_task = group.tokio.spawn(writer::run(
+            group.raft.clone(),
+            writer_rx,
+            writer_shared,
+            writer_notices,
+            write_delay,
+        ));
+        let writer_tokio = group.tokio.handle().clone();
         let threads = vec![
             shard_thread,
             spawn("ingressoja-wal", move || {
-                writer::run(
-                    &proposer,
-                    writer_rx,
-                    writer_shared,
-                    writer_notices,
-                    write_delay,
-                );
+                if let Err(error) = writer_tokio.block_on(writer_task) {
+                    tracing::error!(%error, "the log writer task ended abnormally");
+                }
             })?,
             spawn("ingressoja-snap", move || {
                 snapshotter::run(snapshots, snapshot_rx, snapshot_shared)

@@ -372,6 +372,18 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
     }
 }
 
+/// Threads of a one-voter group's runtime. One: openraft's core, its state
+/// machine worker and the log writer then hand a commit to each other as
+/// task switches on one thread, not as wake-ups of another (the append's
+/// fsync blocks that thread, but nothing else could use it meanwhile with
+/// one proposal at a time). Measured in docs/BENCHMARKS.md against two.
+const ALONE_WORKERS: usize = 1;
+
+/// Threads of a replicated group's runtime. Two: the replication tasks
+/// send a new entry to the followers while the core's append syncs it on
+/// the leader's own disk.
+const REPLICATED_WORKERS: usize = 2;
+
 /// A running group: the Raft node and the tokio runtime it runs on (its
 /// own, apart from the HTTP server's).
 pub(crate) struct Group {
@@ -410,8 +422,22 @@ impl Group {
         S: LogStore + Clone + Sync + 'static,
         N: RaftNetworkFactory<ShardRaft>,
     {
+        Group::start_on(REPLICATED_WORKERS, member, log, machine, config)
+    }
+
+    fn start_on<S, N>(
+        workers: usize,
+        member: Member<N>,
+        log: ingressoja_cluster::wal_log::WalLog<S>,
+        machine: ShardMachine,
+        config: Arc<Config>,
+    ) -> Result<Group, GroupError>
+    where
+        S: LogStore + Clone + Sync + 'static,
+        N: RaftNetworkFactory<ShardRaft>,
+    {
         let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .thread_name("ingressoja-raft")
             .enable_all()
             .build()
@@ -462,7 +488,7 @@ impl Group {
             network: ingressoja_cluster::no_peers::NoPeers,
             founders: Some(BTreeMap::from([(SINGLE_NODE, BasicNode::default())])),
         };
-        let group = Group::start(member, log, machine, config(false)?)?;
+        let group = Group::start_on(ALONE_WORKERS, member, log, machine, config(false)?)?;
         let led = on_own_thread(|| {
             group
                 .tokio

@@ -90,7 +90,7 @@ pub(crate) struct Shard {
     pub state: ShardState,
     pub next_seq: u64,
     pub clock: Arc<dyn Clock>,
-    pub writer: Sender<WriteJob>,
+    pub writer: tokio::sync::mpsc::Sender<WriteJob>,
     pub snapshots: Sender<SnapshotJob>,
     pub shared: Arc<Shared>,
     pub options: RuntimeOptions,
@@ -661,7 +661,7 @@ impl Shard {
         }
         // A full writer channel blocks the shard: back-pressure that fills the
         // request channel, where new arrivals are refused with 503.
-        if let Err(crossbeam_channel::SendError(job)) = self.writer.send(job) {
+        if let Err(tokio::sync::mpsc::error::SendError(job)) = self.writer.blocking_send(job) {
             for completion in job.completions {
                 completion(Err(RuntimeError::Stopped));
             }

@@ -1,4 +1,4 @@
-//! The log writer thread: group commit. It takes every job the shard has
+//! The log writer task: group commit. It takes every job the shard has
 //! queued and proposes all their records as one Raft entry (which the log
 //! store writes as one batch with one sync), and answers the jobs'
 //! requests, in order, once the entry is committed: on a single node, once
@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
 use ingressoja_wal::Record;
+use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use super::RuntimeError;
 use super::shared::Shared;
@@ -67,14 +68,8 @@ impl WriteJob {
     }
 }
 
-/// The Raft group the writer proposes to: the node and a handle on the
-/// runtime its tasks run on.
-pub struct Proposer {
-    /// The node.
-    pub raft: openraft::Raft<ingressoja_cluster::ShardRaft>,
-    /// Its runtime.
-    pub tokio: tokio::runtime::Handle,
-}
+/// The Raft group the writer proposes to.
+pub type Proposer = openraft::Raft<ingressoja_cluster::ShardRaft>;
 
 /// One group commit on its way: what to do once Raft has committed it.
 struct InFlight {
@@ -101,9 +96,9 @@ type Answer = tokio::sync::oneshot::Receiver<
 /// per client write, each awaited before the next), so proposing each job
 /// as it comes would cost one fsync per job (measured: p50 latency 25–40
 /// ms at 10 000 requests/s instead of 1 ms).
-pub fn run(
-    proposer: &Proposer,
-    jobs: Receiver<WriteJob>,
+pub async fn run(
+    proposer: Proposer,
+    mut jobs: Receiver<WriteJob>,
     shared: Arc<Shared>,
     notices: Notices,
     simulated_delay: std::time::Duration,
@@ -111,10 +106,17 @@ pub fn run(
     let mut last_proposed = shared.durable_seq();
     let mut last_tag = None;
     let mut next = None;
-    while let Some(first) = next.take().or_else(|| jobs.recv().ok()) {
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match jobs.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
         if !simulated_delay.is_zero() {
             // Fault injection only (see `RuntimeOptions`): a slow disk.
-            std::thread::sleep(simulated_delay);
+            tokio::time::sleep(simulated_delay).await;
         }
         // A group is one leadership's: a job numbered under another waits
         // for the next group.
@@ -131,7 +133,7 @@ pub fn run(
                     next = Some(job);
                     break;
                 }
-                Err(_) => break,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
         if shared.live() != tag {
@@ -154,8 +156,8 @@ pub fn run(
             last_tag = Some(tag);
             last_proposed = first.seq - 1;
         }
-        let flight = propose(proposer, group, &shared, &mut last_proposed);
-        answer(proposer, flight, tag, &shared, &notices);
+        let flight = propose(&proposer, group, &shared, &mut last_proposed).await;
+        answer(flight, tag, &shared, &notices).await;
     }
 }
 
@@ -212,7 +214,7 @@ fn gather(group: Vec<WriteJob>, shared: &Shared, last_proposed: u64) -> Gathered
     }
 }
 
-fn propose(
+async fn propose(
     proposer: &Proposer,
     group: Vec<WriteJob>,
     shared: &Shared,
@@ -233,10 +235,7 @@ fn propose(
                 records,
                 numbered_by,
             };
-            match proposer
-                .tokio
-                .block_on(proposer.raft.client_write_ff(batch))
-            {
+            match proposer.client_write_ff(batch).await {
                 Ok(answer) => {
                     *last_proposed = last;
                     Some(answer)
@@ -266,10 +265,10 @@ fn propose(
 /// shard rolls back what it numbered when it learns what the new leader
 /// kept. A Raft group that stops leaves the engines ahead of the log: the
 /// runtime is poisoned, as by a failed sync.
-fn answer(proposer: &Proposer, flight: InFlight, tag: u64, shared: &Shared, notices: &Notices) {
+async fn answer(flight: InFlight, tag: u64, shared: &Shared, notices: &Notices) {
     let mut deposed = false;
     let outcome = match flight.answer {
-        Some(answer) => match proposer.tokio.block_on(answer) {
+        Some(answer) => match answer.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(_))) => {
                 deposed = true;
