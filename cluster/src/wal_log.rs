@@ -312,6 +312,7 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             committed,
             committed_written: committed,
             base_seq,
+            snapshot_covers: None,
         };
         Ok(Opened {
             log: WalLog {
@@ -334,12 +335,20 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
     pub fn save_snapshot(&self, snapshot: &StoredSnapshot) -> io::Result<()> {
         let bytes = encode(snapshot)?;
         let mut writer = self.writer.lock();
-        if let Some(held) = writer.reader.current_snapshot()?
-            && held.meta.last_log_id >= snapshot.meta.last_log_id
-        {
+        let held = match writer.snapshot_covers {
+            Some(covers) => covers,
+            None => writer
+                .reader
+                .current_snapshot()?
+                .and_then(|held| held.meta.last_log_id),
+        };
+        if held.is_some() && held >= snapshot.meta.last_log_id {
+            writer.snapshot_covers = Some(held);
             return Ok(());
         }
-        writer.write_side(vec![SideWrite::Put(key::SNAPSHOT.to_vec(), bytes)])
+        writer.write_side(vec![SideWrite::Put(key::SNAPSHOT.to_vec(), bytes)])?;
+        writer.snapshot_covers = Some(snapshot.meta.last_log_id);
+        Ok(())
     }
 
     /// Installs a snapshot another node took: after this the log holds it
@@ -374,13 +383,17 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
             .filter(|c| c.log_id > last)
             .unwrap_or(through);
         writer.committed = Some(committed);
+        // Unknown until the write below is done (a failure poisons the log).
+        writer.snapshot_covers = None;
         if holds_last {
             let mut side = side;
             side.push(SideWrite::DeleteRange(
                 key::entry(0),
                 key::entry(last.index + 1),
             ));
-            return writer.write_side(side);
+            writer.write_side(side)?;
+            writer.snapshot_covers = Some(Some(last));
+            return Ok(());
         }
         let mut side = side;
         side.push(SideWrite::DeleteRange(
@@ -392,7 +405,9 @@ impl<S: LogStore + Clone + Sync + 'static> WalLog<S> {
         writer
             .wal
             .restart_after(snapshot.seq, head, &side)
-            .map_err(io::Error::other)
+            .map_err(io::Error::other)?;
+        writer.snapshot_covers = Some(Some(last));
+        Ok(())
     }
 
     /// The sequence number the log's next record gets: what a leader
@@ -750,6 +765,10 @@ struct Writer<S: LogStore + Clone + Sync + 'static> {
     committed_written: Option<Through>,
     /// The last record before entry 1 (fixed once the log first opens).
     base_seq: u64,
+    /// The last entry the held snapshot covers, once known (`None`: not
+    /// read yet). Snapshots are written only under this lock, so after the
+    /// first read it is kept here, not decoded from the store again.
+    snapshot_covers: Option<Option<LogId<NodeId>>>,
 }
 
 impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
@@ -960,6 +979,7 @@ mod tests {
             committed: opened.committed,
             committed_written: opened.committed,
             base_seq: opened.base_seq,
+            snapshot_covers: None,
         }
     }
 
@@ -1268,6 +1288,55 @@ mod tests {
             vec![],
             "entries the snapshot replaced"
         );
+    }
+
+    #[test]
+    fn a_snapshot_older_than_the_one_held_is_dropped() {
+        let store = MemStore::default();
+        let (opened, _) = open(&store, 0);
+        let held = |log: &WalLog<MemStore>| {
+            log.reader()
+                .current_snapshot()
+                .unwrap()
+                .map(|s| s.meta.snapshot_id)
+        };
+        opened
+            .log
+            .save_snapshot(&snapshot_through(1, 5, 10))
+            .unwrap();
+        opened
+            .log
+            .save_snapshot(&snapshot_through(1, 3, 6))
+            .unwrap();
+        assert_eq!(held(&opened.log).as_deref(), Some("1-5"));
+        opened
+            .log
+            .save_snapshot(&snapshot_through(1, 7, 12))
+            .unwrap();
+        assert_eq!(held(&opened.log).as_deref(), Some("1-7"));
+        // One installed from the leader counts as held too.
+        opened
+            .log
+            .install_snapshot(&snapshot_through(3, 40, 100), [9; 32])
+            .unwrap();
+        opened
+            .log
+            .save_snapshot(&snapshot_through(2, 9, 20))
+            .unwrap();
+        assert_eq!(held(&opened.log).as_deref(), Some("3-40"));
+        drop(opened);
+        // Reopened, the held one is read from the store again.
+        let (opened, _) = open(&store, 100);
+        opened
+            .log
+            .save_snapshot(&snapshot_through(3, 20, 50))
+            .unwrap();
+        assert_eq!(held(&opened.log).as_deref(), Some("3-40"));
+        opened
+            .log
+            .save_snapshot(&snapshot_through(3, 41, 101))
+            .unwrap();
+        assert_eq!(held(&opened.log).as_deref(), Some("3-41"));
     }
 
     #[test]

@@ -311,6 +311,9 @@ pub struct Runtime {
     data_dir: PathBuf,
     /// Durable changes, for server-sent events.
     notices: writer::Notices,
+    /// How many snapshots of the group the shard has taken in place of its
+    /// state (see [`Runtime::installs`]).
+    installs: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Runtime {
@@ -415,6 +418,7 @@ impl Runtime {
         let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(2);
         let now = clock.now_ms();
         let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
+        let (installs_tx, installs) = tokio::sync::watch::channel(0);
         let machine_clock = clock.clone();
         let shard = shard::Shard {
             state,
@@ -432,6 +436,7 @@ impl Runtime {
             numbered_by: 0,
             rebuild,
             notices: notices.clone(),
+            installs: installs_tx,
         };
         let shard_thread = spawn("ingressoja-shard", move || shard.run(request_rx))?;
         // The shard follows until the group elects this node and it has
@@ -521,6 +526,7 @@ impl Runtime {
             snapshots_path: data.snapshots_path(),
             data_dir: options_dir,
             notices,
+            installs,
         })
     }
 
@@ -696,6 +702,15 @@ impl Runtime {
     /// Subscribes to durable changes of every event, in log order.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+
+    /// Counts the group snapshots this node's shard installed in place of
+    /// its state (a follower too far behind the leader's purged log).
+    /// Such a jump comes with no notices of the changes it skipped: a
+    /// subscriber re-reads everything it shows when the count moves, as
+    /// after lagging.
+    pub fn installs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.installs.clone()
     }
 
     /// How many requests the shard's channel holds at most.

@@ -112,6 +112,8 @@ pub(crate) struct Shard {
     /// own once committed; the shard publishes those it applies from the
     /// log (a follower's).
     pub notices: super::writer::Notices,
+    /// Counts the group snapshots installed (see `Runtime::installs`).
+    pub installs: tokio::sync::watch::Sender<u64>,
 }
 
 /// See [`Shard::rebuild`].
@@ -331,6 +333,9 @@ impl Shard {
         self.state = state;
         self.next_seq = seq + 1;
         self.records_since_snapshot = 0;
+        // The changes the snapshot skipped have no notices: subscribers
+        // are told to re-read (with none listening, the count still moves).
+        self.installs.send_modify(|count| *count += 1);
         tracing::info!(through = seq, "the shard took the group's snapshot");
     }
 

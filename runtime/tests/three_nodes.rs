@@ -343,11 +343,22 @@ fn a_member_behind_the_purged_log_catches_up_from_the_snapshot_and_restarts_from
     let node = &cluster.nodes[&lagging];
     let (store, dir) = (node.store.clone(), node.dir.path().to_path_buf());
     let restarted = start(&cluster.router, lagging, store.clone(), &dir);
+    let installs = restarted.installs();
+    assert_eq!(*installs.borrow(), 0, "installed before it was reached");
     cluster.router.cut_off(lagging, false);
     cluster.nodes.get_mut(&lagging).unwrap().runtime = Some(restarted);
     wait_metrics(&cluster, lagging, "installed a snapshot", |m| {
         m.snapshot.is_some()
     });
+    // Its subscribers are told: the jump comes with no notices.
+    let deadline = Instant::now() + DEADLINE;
+    while *installs.borrow() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "subscribers were not told of the installed snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let state = cluster.converged();
     for fan in 0..300 {
         assert!(joined(&state, event, fan), "acknowledged fan {fan} lost");

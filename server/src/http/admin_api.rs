@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::fan_api::{COMMIT_WAIT, read_state, within};
 use super::reply::{Answer, answer};
 use super::route::AdminRoute;
 use super::session::Identity;
 use super::settings::MAX_POW_DIFFICULTY;
+use super::shard_wait::{COMMIT_WAIT, read_state, within};
 use super::views::{EventFacts, EventView};
 use super::{App, body};
 use crate::runtime::{EventId, RuntimeError};

@@ -211,6 +211,8 @@ impl Hub {
     pub async fn run(app: Arc<App>) {
         let hub = &app.hub;
         let mut notices = app.runtime.subscribe();
+        let mut installs = app.runtime.installs();
+        let mut installs_open = true;
         let mut dirty: HashMap<EventId, u64> = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -246,18 +248,45 @@ impl Hub {
                     }
                     Err(RecvError::Closed) => return,
                 },
+                // The shard took a snapshot of the group in place of its
+                // state (a follower far behind): the changes it skipped
+                // came with no notices, so everything watched is re-read.
+                changed = installs.changed(), if installs_open => match changed {
+                    Ok(()) => {
+                        for event in hub.watched() {
+                            dirty.entry(event).or_insert(0);
+                        }
+                    }
+                    Err(_) => installs_open = false,
+                },
                 _ = tick.tick() => {
                     if ticks.is_multiple_of(REREAD_EVERY_TICKS) && !dirty.is_empty() {
                         let watched = hub.watched();
-                        for (event, seq) in dirty.drain() {
+                        let mut due = std::mem::take(&mut dirty).into_iter();
+                        while let Some((event, seq)) = due.next() {
                             if !watched.contains(&event) {
                                 continue;
                             }
-                            let facts = app.runtime.query(move |state| state.events.get(&event).map(|e| EventFacts::of(event, e)));
-                            let Ok(receiver) = facts else { continue };
-                            if let Ok(Some(facts)) = receiver.await {
-                                let pace = super::fan_api::pace(&app, event);
-                                hub.update(event, EventView::of(&facts).with_pace(pace), seq);
+                            let facts = super::shard_wait::read_state(&app, move |state| {
+                                state.events.get(&event).map(|e| EventFacts::of(event, e))
+                            })
+                            .await;
+                            match facts {
+                                Ok(Some(facts)) => {
+                                    let pace = super::fan_api::pace(&app, event);
+                                    hub.update(event, EventView::of(&facts).with_pace(pace), seq);
+                                }
+                                Ok(None) => {}
+                                // Not durable within the commit wait (a
+                                // leader cut off from its group) or refused:
+                                // this and the rest are read again next
+                                // time, instead of holding the streams'
+                                // lanes until the group heals.
+                                Err(_) => {
+                                    dirty.insert(event, seq);
+                                    dirty.extend(due);
+                                    break;
+                                }
                             }
                         }
                     }

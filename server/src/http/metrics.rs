@@ -220,7 +220,7 @@ impl Metrics {
             .set(gauge_value(stats.last_append_us));
         self.snapshot_pause_us
             .set(gauge_value(stats.last_snapshot_pause_us));
-        let (events, payments_in_flight) = super::fan_api::read_state(app, |state| {
+        let (events, payments_in_flight) = super::shard_wait::read_state(app, |state| {
             let events = state
                 .events
                 .iter()

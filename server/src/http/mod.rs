@@ -49,6 +49,7 @@ pub mod reply;
 pub mod route;
 pub mod session;
 pub mod settings;
+pub mod shard_wait;
 pub mod sse;
 pub mod views;
 

@@ -179,7 +179,7 @@ pub async fn event_stream(
     let first = match published {
         Some(published) => published.message.clone(),
         None => {
-            let facts = super::fan_api::read_state(&app, move |state| {
+            let facts = super::shard_wait::read_state(&app, move |state| {
                 state.events.get(&event).map(|e| EventFacts::of(event, e))
             })
             .await?
