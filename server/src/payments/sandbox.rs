@@ -295,6 +295,38 @@ mod tests {
         assert!(!ledger.contains_key(&3), "a provider error charges nothing");
     }
 
+    /// On a disk that forgets what was not synced (names included) when
+    /// power is cut: a charge the provider answered is in its ledger after
+    /// the cut, in a ledger directory and file the gateway created.
+    #[tokio::test]
+    async fn a_charge_the_provider_answered_survives_a_power_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = ingressoja_powerloss::mount_in(dir.path()).unwrap();
+        let ledger = ledger_dir(&disk.path.join("data"));
+        let gateway = SandboxGateway::open(&ledger).unwrap();
+        assert_eq!(
+            gateway.authorize(1, GOOD, 500).await,
+            Ok(Authorization::Approved)
+        );
+        gateway.capture(1).await.unwrap();
+        assert_eq!(
+            gateway.authorize(2, GOOD, 700).await,
+            Ok(Authorization::Approved)
+        );
+        let cut = disk.power.cut(std::path::Path::new("")).unwrap();
+        assert_eq!(cut.names, 0, "every name the ledger needs was synced");
+        drop(gateway);
+        let again = SandboxGateway::open(&ledger).unwrap();
+        assert_eq!(
+            again.status(1).await,
+            Ok(ChargeState::Captured { amount_cents: 500 })
+        );
+        assert_eq!(
+            again.status(2).await,
+            Ok(ChargeState::Authorized { amount_cents: 700 })
+        );
+    }
+
     #[test]
     fn a_torn_last_line_is_ignored_and_a_damaged_middle_refused() {
         let dir = tempfile::tempdir().unwrap();
