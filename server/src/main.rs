@@ -158,6 +158,16 @@ enum ClusterCommand {
         #[arg(long)]
         node: u64,
     },
+    /// Prints an HAProxy configuration that spreads fans over the cluster
+    /// file's nodes, each checked on /readyz (see `cluster/haproxy.rs`).
+    HaproxyConfig {
+        /// The cluster file.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Where the balancer listens for fans.
+        #[arg(long, default_value = "0.0.0.0:80")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -362,6 +372,13 @@ fn cluster(command: ClusterCommand) -> CliResult {
         }
         ClusterCommand::RemoveNode { cluster, node } => {
             println!("{}", cli::remove_node(&ClusterFile::load(&cluster)?, node)?);
+        }
+        ClusterCommand::HaproxyConfig { cluster, listen } => {
+            let file = ClusterFile::load(&cluster)?;
+            print!(
+                "{}",
+                ingressoja::cluster::haproxy::haproxy_config(&file, listen)
+            );
         }
     }
     Ok(())

@@ -259,3 +259,60 @@ fn admin_create_is_audited_and_audit_verify_names_a_changed_byte() {
         text(&broken)
     );
 }
+
+/// `cluster haproxy-config` writes a configuration HAProxy itself accepts
+/// (`haproxy -c`, Debian's haproxy, installed by `make test`), naming every
+/// node of the cluster file, IPv6 ones included.
+#[test]
+fn cluster_haproxy_config_is_accepted_by_haproxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "secret = \"{}\"\n\
+             [[nodes]]\nid = 1\npeers = \"127.0.0.1:7101\"\nhttp = \"127.0.0.1:8081\"\n\
+             [[nodes]]\nid = 2\npeers = \"127.0.0.1:7102\"\nhttp = \"127.0.0.1:8082\"\n\
+             [[nodes]]\nid = 3\npeers = \"[::1]:7103\"\nhttp = \"[::1]:8083\"\n",
+            "x".repeat(32)
+        ),
+    )
+    .unwrap();
+    let out = ingressoja(&[
+        "cluster",
+        "haproxy-config",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:18080",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let config = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(config.matches(" check\n").count(), 3, "{config}");
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, &config).unwrap();
+    let checked = Command::new("haproxy")
+        .args(["-c", "-f", path.to_str().unwrap()])
+        .output()
+        .expect("haproxy (Debian's haproxy; `make test` installs it)");
+    assert!(
+        checked.status.success(),
+        "haproxy refused the configuration:\n{}\n{config}",
+        text(&checked)
+    );
+
+    // A cluster file that is not one is refused with its reason.
+    std::fs::write(&cluster, "nodes = 3\n").unwrap();
+    let refused = ingressoja(&[
+        "cluster",
+        "haproxy-config",
+        "--cluster",
+        cluster.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("cluster file"),
+        "{}",
+        text(&refused)
+    );
+}

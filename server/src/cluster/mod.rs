@@ -10,12 +10,15 @@
 //! - `membership.rs`: found the group, add and remove voters, each node's
 //!   view (served on the peer listener).
 //! - `cli.rs`: `ingressoja cluster init|status|add-node|remove-node`.
+//! - `haproxy.rs`: the load balancer's configuration from the cluster file
+//!   (`ingressoja cluster haproxy-config`).
 //! - `forward.rs`: a node that does not lead sends writes (and reads it is
 //!   too far behind for) to the leader, one hop.
 
 pub mod cli;
 pub mod file;
 pub mod forward;
+pub mod haproxy;
 pub mod membership;
 pub mod peer_api;
 pub mod transport;
