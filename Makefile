@@ -26,7 +26,7 @@ APT_PACKAGES := build-essential pkg-config libclang-dev clang
 # npm package would conflict with it). fuse3 for the power-loss tests'
 # disk (mounted through /dev/fuse directly as root, with fusermount3 for
 # anyone else).
-TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm curl:curl fusermount3:fuse3 haproxy:haproxy
+TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm curl:curl fusermount3:fuse3 /usr/sbin/haproxy:haproxy
 # schemathesis (from PyPI, pinned) fuzzes the API against docs/openapi.yaml,
 # from a virtual environment kept beside the cargo target directory.
 VENV := $(HOME)/.cache/ingressoja/venv

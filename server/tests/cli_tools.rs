@@ -291,7 +291,12 @@ fn cluster_haproxy_config_is_accepted_by_haproxy() {
     assert_eq!(config.matches(" check\n").count(), 3, "{config}");
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, &config).unwrap();
-    let checked = Command::new("haproxy")
+    // Debian puts it in /usr/sbin, which a user's PATH may lack.
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("haproxy");
+    let checked = Command::new(haproxy)
         .args(["-c", "-f", path.to_str().unwrap()])
         .output()
         .expect("haproxy (Debian's haproxy; `make test` installs it)");
