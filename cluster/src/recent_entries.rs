@@ -67,32 +67,25 @@ impl RecentEntries {
         self.entries.front().map(|e| e.log_id.index)
     }
 
-    /// Takes `entries`, just made durable at the log's end. Entries that do
-    /// not continue the cached run (the log went on without the cache:
-    /// after it was emptied) start a new run.
-    pub fn appended(&mut self, entries: &[Entry<ShardRaft>]) {
-        let Some(first) = entries.first() else { return };
-        if self
-            .last_index()
-            .is_some_and(|last| last + 1 != first.log_id.index)
-        {
-            self.clear();
-        }
+    /// Takes `entries`, just made durable at the log's end (by value: the
+    /// append path hands over its own copy). Entries that do not continue
+    /// the cached run (the log went on without the cache: after it was
+    /// emptied) start a new run.
+    pub fn appended(&mut self, entries: Vec<Entry<ShardRaft>>) {
         for entry in entries {
-            let bytes = size(entry);
-            if bytes > self.max_bytes {
-                // Larger than the whole cache: read from the store, and
-                // what follows starts a new run.
+            let bytes = size(&entry);
+            let continues = self
+                .last_index()
+                .is_none_or(|last| last + 1 == entry.log_id.index);
+            if bytes > self.max_bytes || !continues {
+                // A gap, or larger than the whole cache (read from the
+                // store): what follows starts a new run.
                 self.clear();
+            }
+            if bytes > self.max_bytes {
                 continue;
             }
-            if self
-                .last_index()
-                .is_some_and(|last| last + 1 != entry.log_id.index)
-            {
-                self.clear();
-            }
-            self.entries.push_back(entry.clone());
+            self.entries.push_back(entry);
             self.bytes += bytes;
             while self.bytes > self.max_bytes {
                 let Some(oldest) = self.entries.pop_front() else {
@@ -214,7 +207,7 @@ mod tests {
     #[test]
     fn a_read_is_answered_only_when_every_entry_of_it_is_held() {
         let mut cache = RecentEntries::new(MAX_BYTES);
-        cache.appended(&[batch(3, 1..=2, 8), blank(4), batch(5, 3..=3, 8)]);
+        cache.appended(vec![batch(3, 1..=2, 8), blank(4), batch(5, 3..=3, 8)]);
         assert_eq!(cache.get(3, 6).as_deref().map(indexes), Some(vec![3, 4, 5]));
         assert_eq!(cache.get(4, 5).as_deref().map(indexes), Some(vec![4]));
         assert!(cache.get(2, 4).is_none(), "entry 2 is not held");
@@ -228,8 +221,8 @@ mod tests {
     #[test]
     fn entries_that_do_not_continue_the_run_start_a_new_one() {
         let mut cache = RecentEntries::new(MAX_BYTES);
-        cache.appended(&[batch(1, 1..=1, 8), batch(2, 2..=2, 8)]);
-        cache.appended(&[batch(9, 3..=3, 8)]);
+        cache.appended(vec![batch(1, 1..=1, 8), batch(2, 2..=2, 8)]);
+        cache.appended(vec![batch(9, 3..=3, 8)]);
         assert_eq!(cache.len(), 1);
         assert!(cache.get(1, 3).is_none());
         assert_eq!(cache.get(9, 10).as_deref().map(indexes), Some(vec![9]));
@@ -238,7 +231,12 @@ mod tests {
     #[test]
     fn a_truncation_and_a_purge_forget_their_entries() {
         let mut cache = RecentEntries::new(MAX_BYTES);
-        cache.appended(&[blank(1), batch(2, 1..=1, 8), batch(3, 2..=2, 8), blank(4)]);
+        cache.appended(vec![
+            blank(1),
+            batch(2, 1..=1, 8),
+            batch(3, 2..=2, 8),
+            blank(4),
+        ]);
         cache.truncated(3);
         assert!(cache.get(3, 4).is_none());
         assert_eq!(cache.get(1, 3).as_deref().map(indexes), Some(vec![1, 2]));
@@ -246,7 +244,7 @@ mod tests {
         assert!(cache.get(1, 3).is_none());
         assert_eq!(cache.get(2, 3).as_deref().map(indexes), Some(vec![2]));
         // A new leader's entry at the truncated index continues the run.
-        cache.appended(&[batch(3, 2..=4, 8)]);
+        cache.appended(vec![batch(3, 2..=4, 8)]);
         assert_eq!(cache.get(2, 4).as_deref().map(indexes), Some(vec![2, 3]));
     }
 
@@ -254,24 +252,24 @@ mod tests {
     fn the_oldest_entries_go_when_the_bytes_run_out_and_an_oversized_one_is_not_kept() {
         let one = (100 + RECORD_OVERHEAD) * 10;
         let mut cache = RecentEntries::new(one * 2);
-        cache.appended(&[batch(1, 1..=10, 100), batch(2, 11..=20, 100)]);
+        cache.appended(vec![batch(1, 1..=10, 100), batch(2, 11..=20, 100)]);
         assert_eq!(cache.len(), 2);
-        cache.appended(&[batch(3, 21..=30, 100)]);
+        cache.appended(vec![batch(3, 21..=30, 100)]);
         assert_eq!(indexes(&cache.get(2, 4).unwrap_or_default()), vec![2, 3]);
         assert!(cache.get(1, 2).is_none());
-        cache.appended(&[batch(4, 31..=60, 100)]);
+        cache.appended(vec![batch(4, 31..=60, 100)]);
         assert!(
             cache.is_empty(),
             "an entry larger than the cache is left to the store"
         );
-        cache.appended(&[batch(5, 61..=61, 100)]);
+        cache.appended(vec![batch(5, 61..=61, 100)]);
         assert_eq!(cache.len(), 1);
     }
 
     #[test]
     fn the_last_record_through_an_entry_is_found_behind_entries_without_records() {
         let mut cache = RecentEntries::new(MAX_BYTES);
-        cache.appended(&[batch(1, 1..=4, 8), blank(2), blank(3)]);
+        cache.appended(vec![batch(1, 1..=4, 8), blank(2), blank(3)]);
         assert_eq!(cache.seq_through(log_id(3)), Some(4));
         assert_eq!(cache.seq_through(log_id(1)), Some(4));
         let other_term = LogId::new(CommittedLeaderId::new(2, 0), 3);

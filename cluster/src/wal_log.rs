@@ -812,7 +812,7 @@ impl<S: LogStore + Clone + Sync + 'static> Writer<S> {
     fn write_entries(&mut self, entries: Vec<Entry<ShardRaft>>) -> io::Result<()> {
         let kept = entries.clone();
         self.write_durably(entries)?;
-        self.reader.recent.lock().appended(&kept);
+        self.reader.recent.lock().appended(kept);
         Ok(())
     }
 

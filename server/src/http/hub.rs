@@ -183,6 +183,15 @@ impl Hub {
         events.keys().copied().collect()
     }
 
+    /// Marks every watched event to be re-read: the notices of some
+    /// changes never came (the hub lagged, or the shard installed a
+    /// snapshot).
+    fn reread_all(&self, dirty: &mut HashMap<EventId, u64>) {
+        for event in self.watched() {
+            dirty.entry(event).or_insert(0);
+        }
+    }
+
     /// Records an event's newest state (rendered once here).
     fn update(&self, event: EventId, view: EventView, seq: u64) {
         let message = super::sse::message("state", Some(seq), &view);
@@ -241,22 +250,14 @@ impl Hub {
                         }
                     }
                     // Fell behind: everything watched is re-read.
-                    Err(RecvError::Lagged(_)) => {
-                        for event in hub.watched() {
-                            dirty.entry(event).or_insert(0);
-                        }
-                    }
+                    Err(RecvError::Lagged(_)) => hub.reread_all(&mut dirty),
                     Err(RecvError::Closed) => return,
                 },
                 // The shard took a snapshot of the group in place of its
                 // state (a follower far behind): the changes it skipped
                 // came with no notices, so everything watched is re-read.
                 changed = installs.changed(), if installs_open => match changed {
-                    Ok(()) => {
-                        for event in hub.watched() {
-                            dirty.entry(event).or_insert(0);
-                        }
-                    }
+                    Ok(()) => hub.reread_all(&mut dirty),
                     Err(_) => installs_open = false,
                 },
                 _ = tick.tick() => {
