@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::thread;
 
-use ingressoja_engine::{Command, CustomerId, EventConfig, MINUTE_MS};
+use ingressoja_engine::{EventConfig, MINUTE_MS};
 use ingressoja_runtime::backup::{BackupError, verify_backup};
 use ingressoja_runtime::restore::{Until, restore};
-use ingressoja_runtime::{DataDir, EventId, ManualClock, Runtime, RuntimeOptions, recovery};
+use ingressoja_runtime::{DataDir, ManualClock, Runtime, RuntimeOptions, recovery};
 
 mod support;
 
@@ -28,20 +28,6 @@ fn config() -> EventConfig {
     config.ticket_types[0].capacity = 1_000;
     config.policy.max_active = 1;
     config
-}
-
-/// Customer `id` joins `event`, acknowledged.
-fn join(runtime: &Runtime, event: EventId, id: u64) {
-    runtime
-        .submit(
-            event,
-            Command::Join {
-                customer: CustomerId(id),
-            },
-            None,
-        )
-        .and_then(|pending| pending.wait())
-        .unwrap();
 }
 
 fn joined(data: &std::path::Path) -> u32 {
@@ -65,7 +51,7 @@ fn a_backup_taken_under_load_restores_to_a_consistent_state() {
         let runtime = runtime.clone();
         thread::spawn(move || {
             for id in 0..5_000 {
-                join(&runtime, event, id);
+                support::join(&runtime, event, id).unwrap();
             }
         })
     };
@@ -108,7 +94,7 @@ fn a_restore_stops_at_a_sequence_number_or_an_instant() {
         .unwrap();
     for id in 0..100 {
         clock.set(PREQUEUE + id * 1_000);
-        join(&runtime, event, id);
+        support::join(&runtime, event, id).unwrap();
     }
     let backup = dir.path().join("backup");
     runtime.backup(&backup).unwrap();
@@ -128,7 +114,7 @@ fn a_restore_stops_at_a_sequence_number_or_an_instant() {
 
     // A restored directory runs and continues the log.
     let runtime = Runtime::start(RuntimeOptions::new(&by_time), clock).unwrap();
-    join(&runtime, event, 777);
+    support::join(&runtime, event, 777).unwrap();
     assert_eq!(runtime.durable_seq(), 52);
 }
 
@@ -178,7 +164,7 @@ fn a_finished_backup_and_a_finished_restore_survive_a_power_cut() {
         .and_then(|pending| pending.wait())
         .unwrap();
     for id in 0..100 {
-        join(&runtime, event, id);
+        support::join(&runtime, event, id).unwrap();
     }
     // The backup goes to a disk that loses power once it is done...
     let disk = ingressoja_powerloss::mount_in(dir.path()).unwrap();

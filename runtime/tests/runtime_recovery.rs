@@ -59,16 +59,7 @@ fn run_a_sale(runtime: &Runtime, n: u64) -> ingressoja_runtime::EventId {
         .and_then(|pending| pending.wait())
         .unwrap();
     for id in 1..=n {
-        let joined = runtime
-            .submit(
-                event,
-                Command::Join {
-                    customer: CustomerId(id),
-                },
-                None,
-            )
-            .and_then(|pending| pending.wait())
-            .unwrap();
+        let joined = support::join(runtime, event, id).unwrap();
         assert_eq!(joined.outcome, Ok(Reply::Joined { fresh: true }));
     }
     for id in 1..=n {
@@ -151,16 +142,7 @@ fn recovery_starts_from_the_snapshot_and_replays_only_what_follows() {
             .snapshot()
             .and_then(|pending| pending.wait())
             .unwrap();
-        runtime
-            .submit(
-                event,
-                Command::Join {
-                    customer: CustomerId(50),
-                },
-                None,
-            )
-            .and_then(|pending| pending.wait())
-            .unwrap();
+        support::join(&runtime, event, 50).unwrap();
         runtime
             .submit(
                 event,
@@ -292,43 +274,18 @@ fn a_failed_fsync_poisons_the_runtime_and_nothing_more_is_acknowledged() {
         .create_event(config())
         .and_then(|pending| pending.wait())
         .unwrap();
-    runtime
-        .submit(
-            event,
-            Command::Join {
-                customer: CustomerId(1),
-            },
-            None,
-        )
-        .and_then(|pending| pending.wait())
-        .unwrap();
+    support::join(&runtime, event, 1).unwrap();
     store.inject(Faults {
         fail_next_sync: true,
         ..Faults::default()
     });
-    let failed = runtime
-        .submit(
-            event,
-            Command::Join {
-                customer: CustomerId(2),
-            },
-            None,
-        )
-        .and_then(|pending| pending.wait());
+    let failed = support::join(&runtime, event, 2);
     assert!(
         matches!(failed, Err(RuntimeError::Durability(_))),
         "{failed:?}"
     );
     assert!(runtime.poisoned().is_some());
-    let after = runtime
-        .submit(
-            event,
-            Command::Join {
-                customer: CustomerId(3),
-            },
-            None,
-        )
-        .and_then(|pending| pending.wait());
+    let after = support::join(&runtime, event, 3);
     assert!(
         matches!(after, Err(RuntimeError::Durability(_))),
         "{after:?}"

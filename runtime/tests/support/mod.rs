@@ -2,7 +2,10 @@
 //! at it.
 #![allow(dead_code)]
 
-use ingressoja_engine::{EventConfig, MINUTE_MS, Policy, Schedule, TicketType};
+use ingressoja_engine::{
+    Command, CustomerId, EventConfig, MINUTE_MS, Policy, Schedule, TicketType,
+};
+use ingressoja_runtime::{Applied, EventId, Runtime, RuntimeError};
 
 /// The tests' "now" (2027-01-15), on a manual clock.
 pub const NOW: u64 = 1_800_000_000_000;
@@ -28,4 +31,17 @@ pub fn runtime_event(name: &str) -> EventConfig {
         },
         shuffle_seed: 99,
     }
+}
+
+/// Customer `id` joins `event`; the durable outcome.
+pub fn join(runtime: &Runtime, event: EventId, id: u64) -> Result<Applied, RuntimeError> {
+    runtime
+        .submit(
+            event,
+            Command::Join {
+                customer: CustomerId(id),
+            },
+            None,
+        )
+        .and_then(|pending| pending.wait())
 }
