@@ -1,6 +1,8 @@
 # IngressoJa. The two commands a newcomer needs:
 #   make run    builds and serves the sale on http://127.0.0.1:8080, with a
 #               demo event, data in ./data
+#   make cluster  the same sale on three nodes behind HAProxy, on loopback
+#               (http://127.0.0.1:8080), data in ./data/cluster
 #   make test   format check, clippy with warnings as errors, every test
 # Both install the Debian packages they need when they are missing.
 
@@ -25,8 +27,9 @@ APT_PACKAGES := build-essential pkg-config libclang-dev clang
 # node and npm from elsewhere (NodeSource's nodejs bundles npm, and Debian's
 # npm package would conflict with it). fuse3 for the power-loss tests'
 # disk (mounted through /dev/fuse directly as root, with fusermount3 for
-# anyone else).
-TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm curl:curl fusermount3:fuse3 /usr/sbin/haproxy:haproxy
+# anyone else). haproxy and nginx-light: the cluster's load balancer
+# (`make cluster`, the cluster tests) and the nginx configuration's check.
+TEST_TOOLS := oathtool:oathtool chromium:chromium node:nodejs npm:npm curl:curl fusermount3:fuse3 /usr/sbin/haproxy:haproxy /usr/sbin/nginx:nginx-light
 # schemathesis (from PyPI, pinned) fuzzes the API against docs/openapi.yaml,
 # from a virtual environment kept beside the cargo target directory.
 VENV := $(HOME)/.cache/ingressoja/venv
@@ -35,10 +38,11 @@ FUZZ_SECONDS ?= 30
 BROWSER_TESTS := server/tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps test-deps run demo test fmt lint unit browser fuzz-api bench bench-http clean
+.PHONY: help deps test-deps run cluster demo test fmt lint unit browser fuzz-api bench bench-http clean
 
 help:
 	@echo "make run    serve the sale on http://127.0.0.1:8080 with a demo event"
+	@echo "make cluster  three nodes and HAProxy on http://127.0.0.1:8080 (Ctrl-C stops all)"
 	@echo "make demo   play a narrated demo drop through the engine"
 	@echo "make test   fmt check + clippy -D warnings + every test"
 	@echo "make bench  criterion benches (figures go to docs/BENCHMARKS.md)"
@@ -75,6 +79,14 @@ INGRESSOJA := $(CARGO_TARGET_DIR)/release/ingressoja
 run: deps
 	$(BINARIES)
 	$(INGRESSOJA) serve --demo --data ./data
+
+# Three nodes (each a replica of the sale's log, accounts included) and
+# HAProxy in front, all on loopback; scripts/cluster.sh says what runs where.
+cluster: deps
+	@[ -x /usr/sbin/haproxy ] || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy; }
+	$(BINARIES)
+	scripts/cluster.sh $(INGRESSOJA) ./data/cluster
 
 demo: deps
 	$(BINARIES)

@@ -26,12 +26,15 @@
 //! - `snapshotter.rs`: writes snapshots once the log covers them.
 //! - `recovery.rs`: snapshot + log replay at start; `ShardState`.
 //! - `shared.rs`: the durability watermark and figures.
+//! - `attached.rs`: the state another layer keeps in the same log (the
+//!   server's accounts), applied once committed on every node.
 //! - `log_entry.rs`: what a log record holds; `clock.rs`: time sources;
 //!   `data_dir.rs`: the data directory's layout; `sale_log.rs`: reading the
 //!   sale log while the sale runs.
 //! - `backup.rs`, `restore.rs`, `log_tools.rs`: `ingressoja backup`,
 //!   `restore`, `wal verify|inspect`; `progress.rs`: their progress bars.
 
+pub mod attached;
 pub mod backup;
 pub mod clock;
 pub mod data_dir;
@@ -61,6 +64,7 @@ use ingressoja_engine::{Command, ConfigError, Engine, EventConfig, Outcome, Tran
 use ingressoja_wal::LogStore;
 use tokio::sync::oneshot;
 
+pub use attached::{Attached, AttachedRecord, AttachedState};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data_dir::DataDir;
 pub use log_entry::{CheckoutKey, EventId, LogEntry, PendingPayment, Settlement, ShardId};
@@ -100,6 +104,8 @@ pub struct RuntimeOptions {
     /// change is applied but not yet in the log (0 = off; never set it in
     /// production).
     pub simulated_write_delay_ms: u64,
+    /// The state another layer keeps in this log (`attached.rs`), if any.
+    pub attached: Option<Attached>,
 }
 
 impl RuntimeOptions {
@@ -115,6 +121,7 @@ impl RuntimeOptions {
             snapshot_every_ms: 5 * 60_000,
             snapshots_kept: 3,
             simulated_write_delay_ms: 0,
+            attached: None,
         }
     }
 }
@@ -237,6 +244,9 @@ pub enum StartError {
          sale into a cluster is not built yet)"
     )]
     SingleNodeData,
+    /// The attached state could not catch up with the log.
+    #[error("the attached state: {0}")]
+    Attached(String),
 }
 
 pub(crate) enum Request {
@@ -268,6 +278,12 @@ pub(crate) enum Request {
         payment: PendingPayment,
         settlement: Settlement,
         reply: oneshot::Sender<Result<bool, RuntimeError>>,
+    },
+    /// A change to the attached state: logged, answered with its record's
+    /// number once committed.
+    Attach {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, RuntimeError>>,
     },
     /// Records the Raft group committed, for the engines (see
     /// `replication.rs`); answered once they are applied.
@@ -401,7 +417,15 @@ impl Runtime {
             recovery::rebuild_through(&rebuild_from.0, &rebuild_from.1, through)
         });
         let group_snapshots = (store.clone(), data.snapshots(options.snapshots_kept)?);
+        let attached_log = store.clone();
         let (state, opened, mut recovery) = recovery::recover(store, &snapshots)?;
+        if let Some(attached) = &options.attached {
+            let applied = attached::catch_up(&attached_log, &*attached.0, recovery.last_seq)
+                .map_err(StartError::Attached)?;
+            if applied > 0 {
+                tracing::info!(applied, "the attached state caught up with the log");
+            }
+        }
         let replayed_at_open = recovery.last_seq;
         let applied = opened
             .log
@@ -420,6 +444,7 @@ impl Runtime {
         let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BUFFER);
         let (installs_tx, installs) = tokio::sync::watch::channel(0);
         let machine_clock = clock.clone();
+        let attached = options.attached.clone();
         let shard = shard::Shard {
             state,
             next_seq: recovery.last_seq + 1,
@@ -451,6 +476,7 @@ impl Runtime {
                 snapshots: group_snapshots.1,
             }),
             machine_clock,
+            attached,
         );
         let alone = member.is_none();
         let (node, group) = match member {
@@ -680,6 +706,24 @@ impl Runtime {
         Ok(pending)
     }
 
+    /// Logs a change to the attached state (see `attached.rs`); the answer
+    /// is its record's number once committed, when this node's attached
+    /// state has applied it too (the Raft group answers a proposal after
+    /// applying it). `NotLeader` on a node that does not lead.
+    pub fn attach(&self, bytes: Vec<u8>) -> Result<Pending<u64>, RuntimeError> {
+        self.attacher().attach(bytes)
+    }
+
+    /// A handle that logs changes to the attached state, for the layer
+    /// that owns it (it cannot hold the runtime it is started with).
+    pub fn attacher(&self) -> Attacher {
+        Attacher {
+            requests: self.requests.clone(),
+            shared: self.shared.clone(),
+            metrics: self.group.as_ref().map(|group| group.raft.metrics()),
+        }
+    }
+
     /// Writes a consistent backup to `target` while the sale runs.
     pub fn backup(&self, target: &std::path::Path) -> Result<(), backup::BackupError> {
         let db = self.db.as_ref().ok_or_else(|| {
@@ -791,6 +835,42 @@ impl Runtime {
             Err(TrySendError::Full(_)) => Err(RuntimeError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(RuntimeError::Stopped),
         }
+    }
+}
+
+/// [`Runtime::attach`] and who leads, without the runtime (see
+/// [`Runtime::attacher`]). Once the runtime stops, every call is refused
+/// with `Stopped`.
+#[derive(Clone)]
+pub struct Attacher {
+    requests: Sender<Request>,
+    shared: Arc<shared::Shared>,
+    metrics: Option<
+        tokio::sync::watch::Receiver<
+            openraft::RaftMetrics<ingressoja_cluster::NodeId, openraft::BasicNode>,
+        >,
+    >,
+}
+
+impl Attacher {
+    /// See [`Runtime::attach`].
+    pub fn attach(&self, bytes: Vec<u8>) -> Result<Pending<u64>, RuntimeError> {
+        let (reply, pending) = Pending::channel();
+        match self.requests.try_send(Request::Attach { bytes, reply }) {
+            Ok(()) => Ok(pending),
+            Err(TrySendError::Full(_)) => Err(RuntimeError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(RuntimeError::Stopped),
+        }
+    }
+
+    /// Whether this node's shard takes writes.
+    pub fn leads(&self) -> bool {
+        self.shared.live() != 0
+    }
+
+    /// The node leading the group as far as this node knows.
+    pub fn leader(&self) -> Option<ingressoja_cluster::NodeId> {
+        self.metrics.as_ref()?.borrow().current_leader
     }
 }
 

@@ -11,6 +11,12 @@
 //! changed payload is a new variant, and the old one stays readable
 //! (`EventCreatedV1`, whose policy predates arrival windows) and is turned
 //! into today's [`LogEntry`] on reading.
+//!
+//! One variant is not the sale's: [`LogEntry::Attached`] carries bytes of
+//! the state another layer keeps in the same replicated log (the server's
+//! accounts, sessions, audit log and settings; see `attached.rs`). The
+//! runtime orders, replicates and commits them like any record and never
+//! reads them.
 
 use std::net::IpAddr;
 
@@ -102,6 +108,9 @@ pub enum LogEntry {
         /// How it ended.
         settlement: Settlement,
     },
+    /// A change to the state attached to the log (see `attached.rs`):
+    /// opaque here.
+    Attached(Vec<u8>),
 }
 
 /// The wire form of [`LogEntry`]: every variant ever written, in the order
@@ -155,6 +164,19 @@ enum WireEntry {
         event: EventId,
         config: Box<EventConfig>,
     },
+    /// A change to the attached state (variant [`ATTACHED_TAG`]).
+    Attached(Vec<u8>),
+}
+
+/// The first byte of every [`LogEntry::Attached`] payload (postcard writes
+/// the variant's index first, and indexes below 128 take one byte): the
+/// state machine picks those records out of a committed batch without
+/// decoding the sale's (a test ties the two).
+pub const ATTACHED_TAG: u8 = 6;
+
+/// Whether a record's payload is a [`LogEntry::Attached`].
+pub fn is_attached(payload: &[u8]) -> bool {
+    payload.first() == Some(&ATTACHED_TAG)
 }
 
 impl From<WireEntry> for LogEntry {
@@ -187,6 +209,7 @@ impl From<WireEntry> for LogEntry {
                 payment,
                 settlement,
             },
+            WireEntry::Attached(bytes) => LogEntry::Attached(bytes),
         }
     }
 }
@@ -217,6 +240,7 @@ impl From<&LogEntry> for WireEntry {
                 payment,
                 settlement,
             },
+            LogEntry::Attached(bytes) => WireEntry::Attached(bytes),
         }
     }
 }
@@ -282,25 +306,27 @@ impl LogEntry {
 
     /// The event and transition of a transition record, however attributed.
     pub fn transition(&self) -> Option<(EventId, Transition)> {
-        match *self {
+        match self {
             LogEntry::EventCreated { .. }
             | LogEntry::PaymentStarted { .. }
-            | LogEntry::PaymentSettled { .. } => None,
+            | LogEntry::PaymentSettled { .. }
+            | LogEntry::Attached(_) => None,
             LogEntry::Transition { event, transition }
             | LogEntry::RequestedTransition {
                 event, transition, ..
-            } => Some((event, transition)),
+            } => Some((*event, *transition)),
         }
     }
 
     /// Where the request that caused this record came from, if a fan's.
     pub fn from(&self) -> Option<IpAddr> {
-        match *self {
-            LogEntry::RequestedTransition { from, .. } => Some(from),
-            LogEntry::PaymentStarted { from, .. } => from,
+        match self {
+            LogEntry::RequestedTransition { from, .. } => Some(*from),
+            LogEntry::PaymentStarted { from, .. } => *from,
             LogEntry::EventCreated { .. }
             | LogEntry::Transition { .. }
-            | LogEntry::PaymentSettled { .. } => None,
+            | LogEntry::PaymentSettled { .. }
+            | LogEntry::Attached(_) => None,
         }
     }
 
@@ -353,6 +379,22 @@ mod tests {
         let again = entry.encode().unwrap();
         assert_ne!(again[0], 0, "not the old variant");
         assert_eq!(LogEntry::decode(&again).unwrap(), entry);
+    }
+
+    #[test]
+    fn attached_records_are_told_apart_by_their_first_byte() {
+        let attached = LogEntry::Attached(vec![1, 2, 3]);
+        let bytes = attached.encode().unwrap();
+        assert!(is_attached(&bytes), "{bytes:?}");
+        assert_eq!(LogEntry::decode(&bytes).unwrap(), attached);
+        let joined = LogEntry::Transition {
+            event: EventId(6),
+            transition: Transition::Joined {
+                customer: CustomerId(6),
+            },
+        };
+        assert!(!is_attached(&joined.encode().unwrap()));
+        assert!(!is_attached(&[]));
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub fn inspect(
                 "event {} payment {} settled: {settlement:?}",
                 payment.event.0, payment.payment_ref
             ),
+            Ok(LogEntry::Attached(bytes)) => {
+                format!("shared state change ({} bytes)", bytes.len())
+            }
             Err(error) => format!("(undecodable payload: {error})"),
         };
         writeln!(

@@ -3,9 +3,10 @@
 //! one another replica sent.
 //!
 //! A snapshot is the shard's state through the last record of an entry,
-//! in the snapshot file format (`ingressoja_snapshots::encode`), kept with
-//! Raft's description of it in the log's side keyspace
-//! ([`StoredSnapshot`]). It is built from disk, not from the engines: a
+//! in the snapshot file format (`ingressoja_snapshots::encode`), with the
+//! attached state through the same record (`attached.rs`; encoded by its
+//! owner) beside it ([`GroupSnapshot`]), kept with Raft's description of it
+//! in the log's side keyspace ([`StoredSnapshot`]). It is built from disk, not from the engines: a
 //! leader's engines hold records that are not committed yet, while the
 //! newest snapshot file at or before the applied record and the log's
 //! records up to it are exactly the committed state (the same rebuild a
@@ -13,6 +14,8 @@
 //! the shard and off openraft's tasks.
 
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use ingressoja_cluster::wal_log::{StoredSnapshot, WalLog};
 use ingressoja_snapshots::SnapshotDir;
@@ -23,8 +26,14 @@ use crate::recovery::{ShardState, rebuild_through};
 /// What the state machine needs of the snapshots, without the log store's
 /// type (see the module documentation).
 pub(crate) trait GroupSnapshots: Send + Sync {
-    /// The committed state through record `seq`, encoded.
-    fn build(&self, seq: u64, taken_at_ms: u64) -> Result<Vec<u8>, String>;
+    /// The committed state through record `seq`, encoded, with the
+    /// attached state's encoding through the same record.
+    fn build(
+        &self,
+        seq: u64,
+        taken_at_ms: u64,
+        attached: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, String>;
     /// Keeps `snapshot` as this node's newest.
     fn save(&self, snapshot: &StoredSnapshot) -> Result<(), String>;
     /// This node's newest.
@@ -44,9 +53,16 @@ pub(crate) struct OnDisk<S: LogStore + Clone + Sync + 'static> {
 }
 
 impl<S: LogStore + Clone + Sync + 'static> GroupSnapshots for OnDisk<S> {
-    fn build(&self, seq: u64, taken_at_ms: u64) -> Result<Vec<u8>, String> {
+    fn build(
+        &self,
+        seq: u64,
+        taken_at_ms: u64,
+        attached: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, String> {
         let state = rebuild_through(&self.store, &self.snapshots, seq)?;
-        ingressoja_snapshots::encode(seq, taken_at_ms, &state).map_err(|e| e.to_string())
+        let shard =
+            ingressoja_snapshots::encode(seq, taken_at_ms, &state).map_err(|e| e.to_string())?;
+        postcard::to_stdvec(&GroupSnapshot { shard, attached }).map_err(|e| e.to_string())
     }
 
     fn save(&self, snapshot: &StoredSnapshot) -> Result<(), String> {
@@ -64,8 +80,9 @@ impl<S: LogStore + Clone + Sync + 'static> GroupSnapshots for OnDisk<S> {
         // The log starting over links its first batch to the snapshot's own
         // checksum (the last 32 bytes of a snapshot file): this replica's
         // chain then vouches for the state it started from.
-        let head = snapshot
-            .bytes
+        let group = split(&snapshot.bytes)?;
+        let head = group
+            .shard
             .last_chunk::<32>()
             .copied()
             .ok_or("a snapshot shorter than its checksum")?;
@@ -75,12 +92,29 @@ impl<S: LogStore + Clone + Sync + 'static> GroupSnapshots for OnDisk<S> {
     }
 }
 
-/// Decodes a snapshot another node sent: the state and the last record it
-/// covers (checked against its checksum and format first).
-pub(crate) fn decode(bytes: &[u8]) -> Result<(ShardState, u64), String> {
+/// A group snapshot's two parts (see the module documentation).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct GroupSnapshot {
+    /// The shard's state, as a snapshot file (with its own checksum).
+    pub shard: Vec<u8>,
+    /// The attached state, as its owner encoded it (none: the node that
+    /// built it kept none).
+    pub attached: Option<Vec<u8>>,
+}
+
+/// The parts of a group snapshot's bytes.
+pub(crate) fn split(bytes: &[u8]) -> Result<GroupSnapshot, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("not a group snapshot: {e}"))
+}
+
+/// Decodes a snapshot another node sent: the state, the last record it
+/// covers (checked against its checksum and format first), and the
+/// attached state's encoding.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(ShardState, u64, Option<Vec<u8>>), String> {
+    let group = split(bytes)?;
     let (envelope, state) =
-        ingressoja_snapshots::decode::<ShardState>(bytes).map_err(|e| e.to_string())?;
-    Ok((state, envelope.last_seq))
+        ingressoja_snapshots::decode::<ShardState>(&group.shard).map_err(|e| e.to_string())?;
+    Ok((state, envelope.last_seq, group.attached))
 }
 
 /// Shared handle to the snapshots.

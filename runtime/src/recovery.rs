@@ -128,6 +128,9 @@ impl ShardState {
             }
             LogEntry::PaymentStarted { payment, .. } => self.start_payment(payment)?,
             LogEntry::PaymentSettled { payment, .. } => self.settle_payment(&payment)?,
+            // Not the sale's: applied once committed by the state it
+            // belongs to (`attached.rs`).
+            LogEntry::Attached(_) => {}
         }
         Ok(())
     }
@@ -224,7 +227,10 @@ fn base_state<S: LogStore>(
         .map(|loaded| (loaded.state, loaded.last_seq));
     let group = match stored_snapshot(store)? {
         Some(stored) if (origin..=at_most).contains(&stored.seq) => {
-            match ingressoja_snapshots::decode::<ShardState>(&stored.bytes) {
+            let decoded = crate::raft_snapshots::split(&stored.bytes).and_then(|group| {
+                ingressoja_snapshots::decode::<ShardState>(&group.shard).map_err(|e| e.to_string())
+            });
+            match decoded {
                 Ok((_, state)) => Some((state, stored.seq)),
                 Err(error) => {
                     report

@@ -42,6 +42,7 @@ use openraft::{
 };
 
 use crate::Request;
+use crate::attached::{self, Attached, Thaw};
 use crate::clock::Clock;
 use crate::raft_snapshots::{self, Snapshots};
 use crate::shared::Shared;
@@ -117,17 +118,20 @@ pub(crate) struct ShardMachine {
     applied: AppliedAt,
     snapshots: Snapshots,
     clock: Arc<dyn Clock>,
+    /// The state another layer keeps in this log (`attached.rs`).
+    attached: Option<Attached>,
 }
 
 impl ShardMachine {
     /// The shard behind `requests`, whose state has applied `applied`,
-    /// with the group's snapshots in `snapshots`.
+    /// with the group's snapshots in `snapshots` and the attached state.
     pub(crate) fn new(
         requests: Sender<Request>,
         shared: Arc<Shared>,
         applied: AppliedAt,
         snapshots: Snapshots,
         clock: Arc<dyn Clock>,
+        attached: Option<Attached>,
     ) -> ShardMachine {
         ShardMachine {
             requests,
@@ -135,7 +139,31 @@ impl ShardMachine {
             applied,
             snapshots,
             clock,
+            attached,
         }
+    }
+
+    /// Applies the attached records of committed `batches` (the leader's
+    /// own too: the attached state takes only committed changes), before
+    /// anything else learns they are applied: a proposal's answer and a
+    /// follower's durable mark both come after this.
+    fn apply_attached(&self, batches: &[ShardBatch]) -> Result<(), io::Error> {
+        let Some(state) = &self.attached else {
+            return Ok(());
+        };
+        let picked = attached::pick(
+            batches.iter().flat_map(|batch| &batch.records),
+            state.0.applied_seq(),
+        )
+        .map_err(io::Error::other)?;
+        if picked.is_empty() {
+            return Ok(());
+        }
+        tokio::task::block_in_place(|| state.0.apply(&picked)).map_err(|reason| {
+            let reason = format!("the attached state refused committed records: {reason}");
+            self.shared.poison(reason.clone());
+            io::Error::other(reason)
+        })
     }
 
     /// Sends the shard a request, waiting for room in its bounded channel
@@ -209,6 +237,9 @@ pub(crate) struct SnapshotBuilder {
     clock: Arc<dyn Clock>,
     applied: AppliedAt,
     seq: u64,
+    /// The attached state as applied through `seq`, to encode (behind a
+    /// lock only because openraft wants the builder `Sync`).
+    attached: Option<parking_lot::Mutex<Thaw>>,
 }
 
 impl RaftSnapshotBuilder<ShardRaft> for SnapshotBuilder {
@@ -226,9 +257,11 @@ impl RaftSnapshotBuilder<ShardRaft> for SnapshotBuilder {
         };
         let snapshots = self.snapshots.clone();
         let (seq, taken_at_ms) = (self.seq, self.clock.now_ms());
+        let thaw = self.attached.take().map(parking_lot::Mutex::into_inner);
         let built = tokio::task::spawn_blocking(move || {
+            let attached = thaw.map(|thaw| thaw()).transpose()?;
             let stored = snapshots
-                .build(seq, taken_at_ms)
+                .build(seq, taken_at_ms, attached)
                 .map(|bytes| StoredSnapshot { meta, seq, bytes });
             match stored {
                 Ok(stored) => snapshots.save(&stored).map(|()| stored),
@@ -281,6 +314,7 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
         // them): skipped, without a trip to the shard. This is not only
         // cheaper: the shard may be waiting on the writer, which waits on
         // this very commit, so asking it would deadlock.
+        self.apply_attached(&batches).map_err(machine_error)?;
         let (roll_back_to, records) = self.sort_out(batches);
         if let Some(to) = roll_back_to {
             self.send(Request::RollBack { to }).map_err(machine_error)?;
@@ -292,7 +326,18 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Frozen here, between two applies, so that it is the state through
+        // the same record as the shard's part; encoded later, off this task.
+        // A state that cannot freeze fails the build (openraft tries again
+        // at the next snapshot), not the node.
+        let attached = self.attached.as_ref().map(|state| {
+            let thaw = tokio::task::block_in_place(|| state.0.freeze()).unwrap_or_else(|reason| {
+                Box::new(move || Err(format!("the attached state would not freeze: {reason}")))
+            });
+            parking_lot::Mutex::new(thaw)
+        });
         SnapshotBuilder {
+            attached,
             snapshots: self.snapshots.clone(),
             clock: self.clock.clone(),
             applied: self.applied.clone(),
@@ -321,8 +366,16 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
         let bytes = snapshot.into_inner();
         let snapshots = self.snapshots.clone();
         let stored_meta = meta.clone();
+        let attached_state = self.attached.clone();
         let (state, seq) = tokio::task::spawn_blocking(move || {
-            let (state, seq) = raft_snapshots::decode(&bytes)?;
+            let (state, seq, attached) = raft_snapshots::decode(&bytes)?;
+            // The attached state first: a crash before the log starts over
+            // leaves it ahead of the log (through a committed record, which
+            // the next install or the log's own entries bring the log to),
+            // never behind a log that no longer holds what it missed.
+            if let Some(state) = &attached_state {
+                state.0.restore(seq, attached.as_deref())?;
+            }
             let stored = StoredSnapshot {
                 meta: stored_meta,
                 seq,

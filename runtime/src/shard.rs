@@ -226,6 +226,13 @@ impl Shard {
                     let logged = self.settle_payment(payment, settlement, now, &mut job.records);
                     when_durable(&mut job, logged, send_to(reply));
                 }
+                Request::Attach { bytes, reply } => {
+                    let seq = self.next_seq;
+                    let logged = self
+                        .push_record(&LogEntry::Attached(bytes), now, &mut job.records)
+                        .map(|()| seq);
+                    when_durable(&mut job, logged, send_to(reply));
+                }
                 Request::Committed { records, done } => {
                     let _ = done.send(self.apply_committed(records));
                 }
@@ -361,6 +368,10 @@ impl Shard {
                 None
             }
             Request::SettlePayment { reply, .. } => {
+                let _ = reply.send(Err(error));
+                None
+            }
+            Request::Attach { reply, .. } => {
                 let _ = reply.send(Err(error));
                 None
             }

@@ -3,7 +3,9 @@
 //! leader cut off from the others or stopped is replaced, what it
 //! acknowledged survives, what it numbered and never committed never shows
 //! (not in an answer, not in any node's state), and every node ends with
-//! the same state.
+//! the same state. The state attached to the log (`attached.rs`, here a
+//! list kept in memory) takes only committed changes, the same on every
+//! node, from the log, a restart's catch-up or the group's snapshot.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -14,11 +16,14 @@ use std::time::{Duration, Instant};
 use ingressoja_cluster::NodeId;
 use ingressoja_cluster::memory_network::{NodeNetwork, Router};
 use ingressoja_engine::{Command, CustomerId, QueueStatus};
+use ingressoja_runtime::attached::Thaw;
 use ingressoja_runtime::{
-    EventId, ManualClock, Member, Pending, Runtime, RuntimeError, RuntimeOptions, ShardState,
+    Attached, AttachedRecord, AttachedState, EventId, ManualClock, Member, Pending, Runtime,
+    RuntimeError, RuntimeOptions, ShardState,
 };
 use ingressoja_wal::MemStore;
 use openraft::BasicNode;
+use parking_lot::Mutex;
 
 mod support;
 
@@ -30,7 +35,45 @@ const NODES: [NodeId; 3] = [1, 2, 3];
 struct Node {
     store: MemStore,
     dir: tempfile::TempDir,
+    attached: Arc<Kept>,
     runtime: Option<Runtime>,
+}
+
+/// An attached state that keeps every change it applied, in order.
+#[derive(Default)]
+struct Kept(Mutex<(u64, Vec<Vec<u8>>)>);
+
+impl Kept {
+    fn changes(&self) -> Vec<Vec<u8>> {
+        self.0.lock().1.clone()
+    }
+}
+
+impl AttachedState for Kept {
+    fn applied_seq(&self) -> u64 {
+        self.0.lock().0
+    }
+
+    fn apply(&self, records: &[AttachedRecord]) -> Result<(), String> {
+        let mut kept = self.0.lock();
+        for record in records {
+            assert!(record.seq > kept.0, "applied twice or out of order");
+            kept.0 = record.seq;
+            kept.1.push(record.bytes.clone());
+        }
+        Ok(())
+    }
+
+    fn freeze(&self) -> Result<Thaw, String> {
+        let changes = self.changes();
+        Ok(Box::new(move || Ok(postcard::to_stdvec(&changes).unwrap())))
+    }
+
+    fn restore(&self, seq: u64, encoded: Option<&[u8]>) -> Result<(), String> {
+        let changes = encoded.map_or(Vec::new(), |bytes| postcard::from_bytes(bytes).unwrap());
+        *self.0.lock() = (seq, changes);
+        Ok(())
+    }
 }
 
 struct Cluster {
@@ -38,7 +81,13 @@ struct Cluster {
     nodes: BTreeMap<NodeId, Node>,
 }
 
-fn start(router: &Router, id: NodeId, store: MemStore, dir: &Path) -> Runtime {
+fn start(
+    router: &Router,
+    id: NodeId,
+    store: MemStore,
+    dir: &Path,
+    attached: &Arc<Kept>,
+) -> Runtime {
     let founders = NODES.map(|n| (n, BasicNode::default()));
     let member: Member<NodeNetwork> = Member {
         node: id,
@@ -46,7 +95,9 @@ fn start(router: &Router, id: NodeId, store: MemStore, dir: &Path) -> Runtime {
         founders: Some(BTreeMap::from(founders)),
     };
     let clock = Arc::new(ManualClock::at(support::NOW));
-    let runtime = Runtime::start_member(store, RuntimeOptions::new(dir), clock, member).unwrap();
+    let mut options = RuntimeOptions::new(dir);
+    options.attached = Some(Attached(attached.clone()));
+    let runtime = Runtime::start_member(store, options, clock, member).unwrap();
     router.add(id, runtime.raft().unwrap());
     runtime
 }
@@ -59,10 +110,12 @@ impl Cluster {
             .map(|id| {
                 let store = MemStore::default();
                 let dir = tempfile::tempdir().unwrap();
-                let runtime = start(&router, id, store.clone(), dir.path());
+                let attached = Arc::new(Kept::default());
+                let runtime = start(&router, id, store.clone(), dir.path(), &attached);
                 let node = Node {
                     store,
                     dir,
+                    attached,
                     runtime: Some(runtime),
                 };
                 (id, node)
@@ -126,6 +179,49 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Waits until every running node's attached state holds the same
+    /// changes, and returns them.
+    fn attached_converged(&self) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let kept: Vec<Vec<Vec<u8>>> = self
+                .nodes
+                .values()
+                .filter(|n| n.runtime.is_some())
+                .map(|n| n.attached.changes())
+                .collect();
+            if kept.windows(2).all(|pair| pair[0] == pair[1]) {
+                return kept.into_iter().next().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the attached states never agreed: {kept:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Logs `change` to the attached state through whichever of `among`
+/// leads.
+fn attach_through_leader(cluster: &Cluster, among: &[NodeId], change: &[u8]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        for &id in among {
+            match cluster
+                .runtime(id)
+                .attach(change.to_vec())
+                .and_then(Pending::wait)
+            {
+                Ok(_) => return,
+                Err(RuntimeError::NotLeader) => {}
+                Err(other) => panic!("node {id}: {other}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader took {change:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn join(runtime: &Runtime, event: EventId, fan: u64) -> Pending<ingressoja_runtime::Applied> {
@@ -153,16 +249,33 @@ fn a_cut_off_leader_acknowledges_nothing_and_what_it_numbered_never_shows() {
     let stranded: Vec<_> = (1_000..1_050)
         .map(|fan| join(cluster.runtime(old), event, fan))
         .collect();
+    let stranded_change = cluster.runtime(old).attach(b"stranded".to_vec()).unwrap();
 
     let others: Vec<NodeId> = NODES.into_iter().filter(|&n| n != old).collect();
     let (new, _) = cluster.leader_among(&others);
     for fan in 2_000..2_200 {
         join(cluster.runtime(new), event, fan).wait().unwrap();
     }
+    let seq = cluster
+        .runtime(new)
+        .attach(b"kept".to_vec())
+        .unwrap()
+        .wait()
+        .unwrap();
+    // Answered once committed, and applied on the node that answered.
+    assert_eq!(cluster.nodes[&new].attached.applied_seq(), seq);
+    assert!(
+        !cluster.nodes[&old]
+            .attached
+            .changes()
+            .contains(&b"stranded".to_vec())
+    );
 
     // Healed, the old leader learns it was deposed: its stranded requests
     // are refused, never acknowledged.
     cluster.router.cut_off(old, false);
+    assert_eq!(stranded_change.wait(), Err(RuntimeError::NotLeader));
+    assert_eq!(cluster.attached_converged(), [b"kept".to_vec()]);
     for pending in stranded {
         match pending.wait() {
             Err(RuntimeError::NotLeader) => {}
@@ -194,6 +307,15 @@ fn a_cut_off_leader_acknowledges_nothing_and_what_it_numbered_never_shows() {
 fn a_stopped_leader_is_replaced_and_catches_up_when_it_restarts() {
     let mut cluster = Cluster::start();
     let (old, event) = cluster.leader_among(&NODES);
+    // Logged before the joins, whose commits carry its commit with them:
+    // the restart below replays it from the log (the log's tail, not yet
+    // known committed, is the group's to apply instead).
+    cluster
+        .runtime(old)
+        .attach(b"before".to_vec())
+        .unwrap()
+        .wait()
+        .unwrap();
     for fan in 0..100 {
         join(cluster.runtime(old), event, fan).wait().unwrap();
     }
@@ -212,10 +334,26 @@ fn a_stopped_leader_is_replaced_and_catches_up_when_it_restarts() {
     for fan in 100..300 {
         join(cluster.runtime(new), event, fan).wait().unwrap();
     }
+    attach_through_leader(&cluster, &others, b"after");
 
-    // Back from its disk (the same store), it catches up from the leader.
+    // Back from its disk (the same store), it catches up from the leader;
+    // its attached state lost everything (as after a power cut that the
+    // log survived) and catches up from its own log first.
+    let node = cluster.nodes.get_mut(&old).unwrap();
+    node.attached = Arc::new(Kept::default());
     let node = &cluster.nodes[&old];
-    let restarted = start(&cluster.router, old, node.store.clone(), node.dir.path());
+    let restarted = start(
+        &cluster.router,
+        old,
+        node.store.clone(),
+        node.dir.path(),
+        &node.attached,
+    );
+    assert_eq!(
+        node.attached.changes(),
+        [b"before".to_vec()],
+        "the attached state did not catch up from the log at start"
+    );
     cluster.router.cut_off(old, false);
     cluster.nodes.get_mut(&old).unwrap().runtime = Some(restarted);
     let state = cluster.converged();
@@ -223,6 +361,10 @@ fn a_stopped_leader_is_replaced_and_catches_up_when_it_restarts() {
         assert!(joined(&state, event, fan), "acknowledged fan {fan} lost");
     }
     state.check_invariants().unwrap();
+    assert_eq!(
+        cluster.attached_converged(),
+        [b"before".to_vec(), b"after".to_vec()]
+    );
 }
 
 #[test]
@@ -330,6 +472,7 @@ fn a_member_behind_the_purged_log_catches_up_from_the_snapshot_and_restarts_from
     for fan in 100..300 {
         join_through_leader(&cluster, &running, event, fan);
     }
+    attach_through_leader(&cluster, &running, b"while away");
 
     // The running nodes snapshot and purge every entry the lagging one
     // misses: the only way back for it is the snapshot.
@@ -342,7 +485,8 @@ fn a_member_behind_the_purged_log_catches_up_from_the_snapshot_and_restarts_from
 
     let node = &cluster.nodes[&lagging];
     let (store, dir) = (node.store.clone(), node.dir.path().to_path_buf());
-    let restarted = start(&cluster.router, lagging, store.clone(), &dir);
+    let attached = node.attached.clone();
+    let restarted = start(&cluster.router, lagging, store.clone(), &dir, &attached);
     let installs = restarted.installs();
     assert_eq!(*installs.borrow(), 0, "installed before it was reached");
     cluster.router.cut_off(lagging, false);
@@ -364,6 +508,8 @@ fn a_member_behind_the_purged_log_catches_up_from_the_snapshot_and_restarts_from
         assert!(joined(&state, event, fan), "acknowledged fan {fan} lost");
     }
     state.check_invariants().unwrap();
+    // Its attached state came in the snapshot too.
+    assert_eq!(cluster.attached_converged(), [b"while away".to_vec()]);
     // Its log started over after the snapshot (the records it had were
     // older than the purged entries).
     let origin = ingressoja_wal::origin(&store).unwrap();
@@ -378,7 +524,7 @@ fn a_member_behind_the_purged_log_catches_up_from_the_snapshot_and_restarts_from
     cluster.router.cut_off(lagging, true);
     let node = cluster.nodes.get_mut(&lagging).unwrap();
     node.runtime.take().unwrap().shutdown();
-    let again = start(&cluster.router, lagging, store.clone(), &dir);
+    let again = start(&cluster.router, lagging, store.clone(), &dir, &attached);
     assert!(
         again.recovery().snapshot_seq >= Some(origin),
         "recovery did not start from the installed snapshot"

@@ -109,47 +109,50 @@ fn family(db: &DB) -> io::Result<&rocksdb::ColumnFamily> {
         .ok_or_else(|| io::Error::other(format!("no column family {AUDIT}")))
 }
 
-/// Appends entries, chaining each to the last.
-pub struct AuditLog {
+/// Where audit entries go to be numbered, chained and stored: straight
+/// into this database ([`AuditChain`], for tools and tests), or through the
+/// replicated log (`replicated::Proposer`), which every node applies with
+/// its own [`AuditChain`].
+pub trait AuditSink: Send + Sync {
+    /// Appends `entry` (its `seq` is assigned); durable when this returns.
+    fn append(&self, entry: Entry) -> io::Result<u64>;
+}
+
+/// Numbers, seals and stores entries in the `audit` column family, each
+/// chained to the last.
+pub struct AuditChain {
     db: Arc<DB>,
     head: Mutex<Head>,
     synced: WriteOptions,
 }
 
-impl AuditLog {
-    /// The audit log in `db` (which has the `audit` column family).
-    pub fn open(db: Arc<DB>) -> io::Result<AuditLog> {
-        let head = match db.get_cf(family(&db)?, HEAD).map_err(to_io)? {
-            Some(bytes) => postcard::from_bytes(&bytes)
-                .map_err(|e| io::Error::other(format!("the audit head is damaged: {e}")))?,
-            None => Head::default(),
-        };
+impl AuditChain {
+    /// The chain in `db` (which has the `audit` column family).
+    pub fn open(db: Arc<DB>) -> io::Result<AuditChain> {
+        let head = read_head(&db)?;
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
-        Ok(AuditLog {
+        Ok(AuditChain {
             db,
             head: Mutex::new(head),
             synced,
         })
     }
 
-    /// Records an action, stamped `at_ms`: appended and synced before this
-    /// returns; its sequence number.
-    pub fn act(&self, at_ms: u64, action: Action) -> io::Result<u64> {
-        self.record(Entry {
-            seq: 0,
-            at_ms,
-            action: action.name.into(),
-            account: action.account,
-            email: action.email,
-            event: action.event,
-            ip: Some(action.from),
-            detail: action.detail,
-        })
+    /// Reads the head again (the column family was replaced underneath).
+    pub fn reload(&self) -> io::Result<()> {
+        *self.head.lock() = read_head(&self.db)?;
+        Ok(())
     }
 
-    /// Appends `entry` (its `seq` is assigned), synced; returns its seq.
-    fn record(&self, mut entry: Entry) -> io::Result<u64> {
+    /// Numbers and seals `entry` into `batch`, and calls `write` with it:
+    /// the chain moves on only if the write succeeds. Its seq.
+    pub fn chain(
+        &self,
+        mut entry: Entry,
+        batch: &mut WriteBatch,
+        write: impl FnOnce(&mut WriteBatch) -> io::Result<()>,
+    ) -> io::Result<u64> {
         let audit = family(&self.db)?;
         let mut head = self.head.lock();
         entry.seq = head.seq + 1;
@@ -164,16 +167,73 @@ impl AuditLog {
             seal: next.hash,
         })
         .map_err(io::Error::other)?;
-        let mut batch = WriteBatch::default();
         batch.put_cf(audit, entry_key(seq), &stored);
         batch.put_cf(
             audit,
             HEAD,
             postcard::to_stdvec(&next).map_err(io::Error::other)?,
         );
-        self.db.write_opt(batch, &self.synced).map_err(to_io)?;
+        write(batch)?;
         *head = next;
         Ok(seq)
+    }
+}
+
+impl AuditSink for AuditChain {
+    fn append(&self, entry: Entry) -> io::Result<u64> {
+        self.chain(entry, &mut WriteBatch::default(), |batch| {
+            self.db
+                .write_opt(std::mem::take(batch), &self.synced)
+                .map_err(to_io)
+        })
+    }
+}
+
+fn read_head(db: &DB) -> io::Result<Head> {
+    match db.get_cf(family(db)?, HEAD).map_err(to_io)? {
+        Some(bytes) => postcard::from_bytes(&bytes)
+            .map_err(|e| io::Error::other(format!("the audit head is damaged: {e}"))),
+        None => Ok(Head::default()),
+    }
+}
+
+/// The audit log: actions recorded through a sink, queries read locally.
+pub struct AuditLog {
+    db: Arc<DB>,
+    sink: Arc<dyn AuditSink>,
+}
+
+impl AuditLog {
+    /// The audit log in `db` (which has the `audit` column family),
+    /// written straight into it.
+    pub fn open(db: Arc<DB>) -> io::Result<AuditLog> {
+        let chain = Arc::new(AuditChain::open(db.clone())?);
+        Ok(AuditLog { db, sink: chain })
+    }
+
+    /// The audit log in `db`, written through `sink`.
+    pub fn over(db: Arc<DB>, sink: Arc<dyn AuditSink>) -> AuditLog {
+        AuditLog { db, sink }
+    }
+
+    /// Records an action, stamped `at_ms`: appended and durable before this
+    /// returns; its sequence number.
+    pub fn act(&self, at_ms: u64, action: Action) -> io::Result<u64> {
+        self.record(Entry {
+            seq: 0,
+            at_ms,
+            action: action.name.into(),
+            account: action.account,
+            email: action.email,
+            event: action.event,
+            ip: Some(action.from),
+            detail: action.detail,
+        })
+    }
+
+    /// Appends `entry` (its `seq` is assigned); returns its seq.
+    fn record(&self, entry: Entry) -> io::Result<u64> {
+        self.sink.append(entry)
     }
 
     /// Entries matching `filter`, newest first, at most `limit`.

@@ -6,6 +6,9 @@
 //!   throttling.
 //! - [`audit`]: the hash-chained audit log of everything that is not a sale
 //!   transition (those are in the write-ahead log, itself chained).
+//! - [`replicated`]: the state every node of a cluster shares (accounts,
+//!   sessions, audit log, settings), changed through the sale's replicated
+//!   log and read locally.
 //! - [`sale_trail`]: the sale log read as an audit trail (who, what, when,
 //!   from where), for the admin query and `audit export`.
 //! - [`runtime`]: the durable runtime (the `ingressoja-runtime` crate, here
@@ -25,6 +28,7 @@ pub mod demo;
 pub mod http;
 pub mod ops;
 pub mod payments;
+pub mod replicated;
 pub use ingressoja_runtime as runtime;
 pub mod sale_trail;
 

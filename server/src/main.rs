@@ -168,6 +168,17 @@ enum ClusterCommand {
         #[arg(long, default_value = "0.0.0.0:80")]
         listen: std::net::SocketAddr,
     },
+    /// Prints an nginx configuration (a whole nginx.conf) for the same;
+    /// nginx open source has no active health checks (see
+    /// `cluster/nginx.rs`).
+    NginxConfig {
+        /// The cluster file.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Where nginx listens for fans.
+        #[arg(long, default_value = "0.0.0.0:80")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,15 +205,20 @@ enum WalCommand {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Makes an administrator account (the server must be stopped). The
-    /// password is read from standard input with --password-stdin, or
-    /// generated and printed once.
+    /// Makes an administrator account: on a single node's data directory
+    /// (that server stopped), or with --cluster on a running cluster
+    /// (through its leader, so every node has it). The password is read
+    /// from standard input with --password-stdin, or generated and printed
+    /// once.
     Create {
         /// The administrator's email.
         email: String,
-        /// The data directory.
+        /// The data directory (a single node).
         #[arg(long, default_value = "./data")]
         data: PathBuf,
+        /// A running cluster's file instead.
+        #[arg(long)]
+        cluster: Option<PathBuf>,
         /// Read the password (one line) from standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -238,6 +254,7 @@ fn admin(command: AdminCommand) -> CliResult {
     let AdminCommand::Create {
         email,
         data,
+        cluster,
         password_stdin,
     } = command;
     let mut stdin = std::io::stdin().lock();
@@ -246,7 +263,13 @@ fn admin(command: AdminCommand) -> CliResult {
     } else {
         None
     };
-    let made = ops::security_tools::create_admin(&data, &email, input)?;
+    let made = match cluster {
+        Some(file) => {
+            let file = ClusterFile::load(&file)?;
+            ops::security_tools::create_admin_in_cluster(&file, &email, input)?
+        }
+        None => ops::security_tools::create_admin(&data, &email, input)?,
+    };
     println!("administrator {} created (account {})", made.email, made.id);
     if let Some(password) = made.generated_password {
         println!("password (shown once): {password}");
@@ -380,7 +403,50 @@ fn cluster(command: ClusterCommand) -> CliResult {
                 ingressoja::cluster::haproxy::haproxy_config(&file, listen)
             );
         }
+        ClusterCommand::NginxConfig { cluster, listen } => {
+            let file = ClusterFile::load(&cluster)?;
+            print!(
+                "{}",
+                ingressoja::cluster::nginx::nginx_config(&file, listen)
+            );
+        }
     }
+    Ok(())
+}
+
+/// Creates the demo event (`--demo`) on a runtime that takes writes.
+fn create_demo_event(app: &http::App, clock: &dyn Clock) -> CliResult {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed)?;
+    let demo = http::demo_event::demo_event(clock.now_ms(), u64::from_le_bytes(seed));
+    let event = app.runtime.create_event(demo)?.wait()?;
+    tracing::info!(event = event.0, "created the demo event");
+    Ok(())
+}
+
+/// A cluster node started with `--demo` (`make cluster`): whichever node
+/// leads first creates the demo event, if the sale has none; the others
+/// see it arrive through the log and do nothing.
+fn create_demo_event_once_led(app: Arc<http::App>, clock: Arc<dyn Clock>) -> CliResult {
+    std::thread::Builder::new()
+        .name("ingressoja-demo".into())
+        .spawn(move || {
+            loop {
+                let empty = app
+                    .runtime
+                    .query(|state| state.events.is_empty())
+                    .and_then(ingressoja::runtime::Pending::wait);
+                match empty {
+                    Ok(false) => return,
+                    Ok(true) if app.runtime.leads() => match create_demo_event(&app, &*clock) {
+                        Ok(()) => return,
+                        Err(error) => tracing::warn!(%error, "no demo event yet"),
+                    },
+                    _ => {}
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        })?;
     Ok(())
 }
 
@@ -427,7 +493,19 @@ fn serve(
                 let partition = cluster::transport::Partition::new(switch.into());
                 member.network = member.network.with_partition(Some(partition));
             }
-            let mut app = http::App::start_member(options, config.clone(), clock.clone(), member)?;
+            let peers = file
+                .nodes
+                .iter()
+                .map(|n| (n.id, n.peers.to_string()))
+                .collect();
+            let mut app = http::App::start_member(
+                options,
+                config.clone(),
+                clock.clone(),
+                member,
+                peers,
+                &file.secret,
+            )?;
             let http_of = file.nodes.iter().map(|n| (n.id, n.http)).collect();
             app.forwarder = Some(cluster::forward::Forwarder::new(
                 node.id,
@@ -440,13 +518,9 @@ fn serve(
     };
     if config.demo {
         if cluster.is_some() {
-            tracing::warn!("no demo event in a cluster: create events through the leader");
+            create_demo_event_once_led(app.clone(), clock.clone())?;
         } else if app.runtime.query(|state| state.events.is_empty())?.wait()? {
-            let mut seed = [0u8; 8];
-            getrandom::fill(&mut seed)?;
-            let demo = http::demo_event::demo_event(clock.now_ms(), u64::from_le_bytes(seed));
-            let event = app.runtime.create_event(demo)?.wait()?;
-            tracing::info!(event = event.0, "created the demo event");
+            create_demo_event(&app, &*clock)?;
         }
     }
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -461,9 +535,12 @@ fn serve(
                     node.id, node.peers
                 );
                 let secret = file.secret.clone();
+                let attacher = app.runtime.attacher();
+                let shared = app.proposer.state().clone();
                 let never = std::future::pending::<()>();
                 Some(tokio::spawn(async move {
-                    cluster::peer_api::serve(listener, raft, &secret, never).await;
+                    cluster::peer_api::serve(listener, raft, attacher, shared, &secret, never)
+                        .await;
                 }))
             }
             _ => None,

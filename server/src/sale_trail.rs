@@ -136,6 +136,9 @@ pub fn entry_of(record: &Record) -> Option<Entry> {
             detail: format!("payment {} {settlement:?}", payment.payment_ref),
             ..base
         },
+        // Accounts, sessions and settings: their audit entries are in the
+        // audit log, logged through the same records.
+        LogEntry::Attached(_) => return None,
     })
 }
 

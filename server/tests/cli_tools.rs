@@ -321,3 +321,55 @@ fn cluster_haproxy_config_is_accepted_by_haproxy() {
         text(&refused)
     );
 }
+
+/// `cluster nginx-config` writes a whole nginx.conf that nginx itself
+/// accepts (`nginx -t`, Debian's nginx-light, installed by `make test`).
+#[test]
+fn cluster_nginx_config_is_accepted_by_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "secret = \"{}\"\n\
+             [[nodes]]\nid = 1\npeers = \"127.0.0.1:7101\"\nhttp = \"127.0.0.1:8081\"\n\
+             [[nodes]]\nid = 2\npeers = \"[::1]:7102\"\nhttp = \"[::1]:8082\"\n",
+            "x".repeat(32)
+        ),
+    )
+    .unwrap();
+    let out = ingressoja(&[
+        "cluster",
+        "nginx-config",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:18081",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let config = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(config.matches("max_fails=2").count(), 2, "{config}");
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, &config).unwrap();
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nginx");
+    // Its own prefix: the check writes nothing outside the test's directory.
+    let checked = Command::new(nginx)
+        .args(["-t", "-q", "-p"])
+        .arg(dir.path())
+        .args(["-c", path.to_str().unwrap(), "-g"])
+        .arg(format!(
+            "pid {}; error_log {} notice;",
+            dir.path().join("nginx.pid").display(),
+            dir.path().join("error.log").display()
+        ))
+        .output()
+        .expect("nginx (Debian's nginx-light; `make test` installs it)");
+    assert!(
+        checked.status.success(),
+        "nginx refused the configuration:\n{}\n{config}",
+        text(&checked)
+    );
+}

@@ -100,7 +100,8 @@ async function renderDashboard(nav) {
     <label for="dash-event">${esc(t("dash.event"))}</label>
     <select id="dash-event">${events.map((e) => `<option value="${e.id}" ${e.id === chosen ? "selected" : ""}>${esc(e.name)}</option>`).join("")}</select>
     <h2>${esc(t("dash.funnel"))}</h2><div class="funnel" id="funnel" aria-live="polite"></div>
-    <div class="charts">${charts.map(([id, label]) => `<canvas id="chart-${id}" role="img" aria-label="${esc(label)}"></canvas>`).join("")}</div>`);
+    <div class="charts">${charts.map(([id, label]) => `<canvas id="chart-${id}" role="img" aria-label="${esc(label)}"></canvas>`).join("")}</div>
+    <div id="cluster-panel"></div>`);
   wireOps();
   document.getElementById("dash-event").addEventListener("change", (e) => {
     sessionStorage.setItem("dashboard-event", e.target.value);
@@ -120,10 +121,25 @@ async function renderDashboard(nav) {
     document.getElementById("funnel").innerHTML = [["joined", s.joined], ["left", s.left], ["admitted", s.admitted], ["holding", s.holds], ["bought", s.orders], ["expired", s.holds_expired]]
       .map(([k, v]) => `<div><span class="muted">${esc(t("funnel." + k))}</span><br><strong data-testid="funnel-${k}">${v}</strong></div>`).join("");
     for (const [id, label] of charts) plot(document.getElementById(`chart-${id}`), series[id], label);
+    renderCluster(stats.cluster);
   };
   await sample().catch(() => {});
   const timer = setInterval(() => sample().catch(() => {}), 1000);
   state.cleanup.push(() => clearInterval(timer));
+}
+
+/** The servers of a cluster, as each answered (none on a single node). */
+function renderCluster(nodes) {
+  const panel = document.getElementById("cluster-panel");
+  if (!panel || !nodes) return;
+  const cell = (v) => (v === null || v === undefined ? "—" : esc(String(v)));
+  panel.innerHTML = `<h2>${esc(t("cluster.title"))}</h2><table data-testid="cluster"><thead><tr>
+    <th scope="col">${esc(t("cluster.node"))}</th><th scope="col">${esc(t("cluster.state"))}</th>
+    <th scope="col">${esc(t("cluster.term"))}</th><th scope="col">${esc(t("cluster.leader"))}</th>
+    <th scope="col">${esc(t("cluster.applied"))}</th><th scope="col">${esc(t("cluster.lag"))}</th></tr></thead>
+    <tbody>${nodes.map((n) => `<tr data-node="${n.id}"><td>${n.id} ${n.this_node ? esc(t("cluster.this")) : ""}</td>
+      <td>${n.reachable ? cell(n.state) : `<strong>${esc(t("cluster.unreachable"))}</strong>`}</td>
+      <td>${cell(n.term)}</td><td>${cell(n.leader)}</td><td>${cell(n.applied_index)}</td><td>${cell(n.lag)}</td></tr>`).join("")}</tbody></table>`;
 }
 
 // ---- events ---------------------------------------------------------------------

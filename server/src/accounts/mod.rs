@@ -5,12 +5,16 @@
 //!
 //! - `service.rs`: the login flow (the API the server uses), over a store
 //!   trait.
-//! - `store.rs`: accounts and sessions in RocksDB.
+//! - `store.rs`: accounts and sessions in RocksDB (this node's copy, and
+//!   the store the offline tools write).
+//! - `replicated_store.rs`: the store the server runs on: local reads,
+//!   changes through the replicated log.
 //! - `password.rs`: argon2id hashing.
 //! - `totp.rs`: TOTP codes (single use) and recovery codes.
 //! - `throttle.rs`: growing delays after failed logins.
 
 pub mod password;
+pub mod replicated_store;
 pub mod service;
 pub mod store;
 pub mod throttle;

@@ -115,29 +115,29 @@ pub struct Accounts {
     synced: WriteOptions,
 }
 
-fn to_io(error: rocksdb::Error) -> io::Error {
+pub(crate) fn to_io(error: rocksdb::Error) -> io::Error {
     io::Error::other(error.into_string())
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> io::Result<T> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> io::Result<T> {
     postcard::from_bytes(bytes)
         .map_err(|e| io::Error::other(format!("a stored record is damaged: {e}")))
 }
 
-fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(io::Error::other)
 }
 
-fn account_key(id: u64) -> Vec<u8> {
+pub(crate) fn account_key(id: u64) -> Vec<u8> {
     [b"a:".as_slice(), &id.to_be_bytes()].concat()
 }
 
-fn email_key(email: &str) -> Vec<u8> {
+pub(crate) fn email_key(email: &str) -> Vec<u8> {
     [b"e:".as_slice(), email.as_bytes()].concat()
 }
 
 /// The stored key of a session token.
-fn session_key(token: &str) -> [u8; 32] {
+pub(crate) fn session_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -181,6 +181,21 @@ impl Accounts {
         })
     }
 
+    /// The id the next account gets.
+    pub(crate) fn next_id(&self) -> io::Result<u64> {
+        let accounts = self.family(ACCOUNTS)?;
+        Ok(match self.db.get_cf(accounts, b"next").map_err(to_io)? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| io::Error::other("the account counter is damaged"))?,
+            ),
+            // Account 0 is never handed out: it means "nobody" in logs.
+            None => 1,
+        })
+    }
+
     fn family(&self, name: &str) -> io::Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(name)
@@ -207,16 +222,7 @@ impl AccountStore for Accounts {
         {
             return Err(AccountError::Taken);
         }
-        let id = match self.db.get_cf(accounts, b"next").map_err(to_io)? {
-            Some(bytes) => u64::from_be_bytes(
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| io::Error::other("the account counter is damaged"))?,
-            ),
-            // Account 0 is never handed out: it means "nobody" in logs.
-            None => 1,
-        };
+        let id = self.next_id()?;
         let account = Account {
             id,
             email: email.to_string(),
@@ -290,21 +296,7 @@ impl AccountStore for Accounts {
         two_factor: bool,
         now_ms: u64,
     ) -> io::Result<(String, Session)> {
-        let token = random_hex(32)?;
-        let session = Session {
-            account: account.id,
-            epoch: account.epoch,
-            created_ms: now_ms,
-            expires_ms: now_ms
-                + if awaiting_code {
-                    PENDING_TTL_MS
-                } else {
-                    SESSION_TTL_MS
-                },
-            awaiting_code,
-            two_factor,
-            csrf: random_hex(16)?,
-        };
+        let (token, session) = new_session(account, awaiting_code, two_factor, now_ms)?;
         let sessions = self.family(SESSIONS)?;
         self.db
             .put_cf_opt(
@@ -347,6 +339,31 @@ impl AccountStore for Accounts {
             .delete_cf_opt(sessions, session_key(token), &self.synced)
             .map_err(to_io)
     }
+}
+
+/// A new session of `account` and its token (random; shown once).
+pub(crate) fn new_session(
+    account: &Account,
+    awaiting_code: bool,
+    two_factor: bool,
+    now_ms: u64,
+) -> io::Result<(String, Session)> {
+    let token = random_hex(32)?;
+    let session = Session {
+        account: account.id,
+        epoch: account.epoch,
+        created_ms: now_ms,
+        expires_ms: now_ms
+            + if awaiting_code {
+                PENDING_TTL_MS
+            } else {
+                SESSION_TTL_MS
+            },
+        awaiting_code,
+        two_factor,
+        csrf: random_hex(16)?,
+    };
+    Ok((token, session))
 }
 
 /// `bytes` random bytes as hex.

@@ -33,7 +33,8 @@ pub enum ClusterCliError {
     Io(#[from] io::Error),
 }
 
-async fn send(
+/// One request to a node's peers' listener: a JSON answer, within `within`.
+pub(crate) async fn send(
     addr: &str,
     secret: &str,
     path: &str,

@@ -188,32 +188,42 @@ impl Forwarder {
     }
 
     /// Whether `route` is answered here or by the leader (see the module
-    /// documentation). Reads may wait a little for this node to catch up.
+    /// documentation). A fan who names a log position this node has not
+    /// applied waits a little for it first, whatever the route: their
+    /// session, or the account they just made on another node, is then
+    /// known here too.
     pub async fn decide(&self, runtime: &Runtime, route: &Route, headers: &HeaderMap) -> Decision {
         // The leader, or the node about to take the lead, answers itself.
         if runtime.leads() || runtime.leader() == Some(self.node) {
             return Decision::Here;
         }
+        let caught_up = self.catch_up(runtime, headers).await;
         if changes_the_sale(route) || matches!(route, Route::JoinChallenge(_)) {
             return Decision::Forward;
         }
-        if !reads_the_sale(route) {
-            return Decision::Here;
+        if reads_the_sale(route) && !caught_up {
+            return Decision::Forward;
         }
+        Decision::Here
+    }
+
+    /// Waits (briefly) until this node has applied the position the fan
+    /// was last shown; whether it has (or none was named, or it leads).
+    async fn catch_up(&self, runtime: &Runtime, headers: &HeaderMap) -> bool {
         let Some(seen) = self.seen(headers) else {
-            return Decision::Here;
+            return true;
         };
         let until = Instant::now() + CATCH_UP_WAIT;
         while runtime.durable_seq() < seen {
             if runtime.leads() {
-                return Decision::Here;
+                return true;
             }
             if Instant::now() >= until {
-                return Decision::Forward;
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Decision::Here
+        true
     }
 
     /// Sends `request` (from the fan at `client`) to the leader and returns

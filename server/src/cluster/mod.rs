@@ -12,6 +12,8 @@
 //! - `cli.rs`: `ingressoja cluster init|status|add-node|remove-node`.
 //! - `haproxy.rs`: the load balancer's configuration from the cluster file
 //!   (`ingressoja cluster haproxy-config`).
+//! - `nginx.rs`: the same for nginx (`ingressoja cluster nginx-config`),
+//!   and what nginx open source cannot do (active health checks).
 //! - `forward.rs`: a node that does not lead sends writes (and reads it is
 //!   too far behind for) to the leader, one hop.
 
@@ -20,6 +22,7 @@ pub mod file;
 pub mod forward;
 pub mod haproxy;
 pub mod membership;
+pub mod nginx;
 pub mod peer_api;
 pub mod transport;
 

@@ -3,7 +3,8 @@
 //! postcard body, handed to this node's Raft; its answer (or its refusal,
 //! a Raft error the sender understands) goes back as postcard. The
 //! operators' membership commands (`membership.rs`) come here too, as
-//! JSON. Anything else gets a 4xx naming the problem.
+//! JSON, and a follower's changes to the shared state
+//! (`replicated/proposer.rs`), for the leader to log. Anything else gets a 4xx naming the problem.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use tokio::sync::Semaphore;
 use super::membership;
 use super::transport::path;
 use super::{MAX_MESSAGE_BYTES, PEER_AUTH_SCHEME};
+use crate::replicated::SharedState;
+use crate::replicated::proposer::{ATTACH_PATH, answer_attach};
+use crate::runtime::Attacher;
 
 /// Peer connections at once (a handful of nodes, a few each).
 const MAX_PEER_CONNECTIONS: usize = 64;
@@ -36,6 +40,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// What serving a peer needs.
 struct Peers {
     raft: Raft<ShardRaft>,
+    attacher: Attacher,
+    shared: Arc<SharedState>,
     secret: Arc<str>,
 }
 
@@ -43,11 +49,15 @@ struct Peers {
 pub async fn serve(
     listener: TcpListener,
     raft: Raft<ShardRaft>,
+    attacher: Attacher,
+    shared: Arc<SharedState>,
     secret: &str,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let peers = Arc::new(Peers {
         raft,
+        attacher,
+        shared,
         secret: Arc::from(secret),
     });
     let permits = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
@@ -129,6 +139,16 @@ async fn handle(peers: &Peers, request: Request<Incoming>) -> Response<Full<Byte
         membership::path::INIT => operate(&body, |f| membership::init(raft, f)).await,
         membership::path::ADD => operate(&body, |n| membership::add(raft, n)).await,
         membership::path::REMOVE => operate(&body, |n| membership::remove(raft, n)).await,
+        ATTACH_PATH => {
+            let answer = answer_attach(&peers.attacher, &peers.shared, body.to_vec()).await;
+            match postcard::to_stdvec(&answer) {
+                Ok(bytes) => Response::new(Full::new(Bytes::from(bytes))),
+                Err(_) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot encode the answer",
+                ),
+            }
+        }
         _ => plain(StatusCode::NOT_FOUND, "no such peer message"),
     }
 }

@@ -117,8 +117,7 @@ impl PolicyBody {
             .require_two_factor
             .unwrap_or(security.require_two_factor);
         if security != app.settings.event(event) {
-            app.settings
-                .set(event, security)
+            tokio::task::block_in_place(|| app.proposer.set_event_security(event, security))
                 .map_err(|e| ApiError::internal("settings_unavailable", e))?;
         }
         Ok(())
@@ -379,6 +378,77 @@ pub async fn snapshot(app: &App) -> Result<u64, ApiError> {
     }
 }
 
+/// How long the dashboard waits for a node's view of the cluster.
+const NODE_STATUS_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// One node as the dashboard's cluster panel shows it.
+#[derive(Serialize)]
+struct NodeView {
+    id: u64,
+    /// Answered within [`NODE_STATUS_WAIT`] (its figures are absent
+    /// otherwise).
+    reachable: bool,
+    /// This node's own row.
+    this_node: bool,
+    state: Option<String>,
+    term: Option<u64>,
+    leader: Option<u64>,
+    applied_index: Option<u64>,
+    /// Entries behind the furthest log among the nodes that answered.
+    lag: Option<u64>,
+}
+
+/// Every node of the cluster, each asked on its peers' listener at once
+/// (none on a single node).
+async fn cluster_view(app: &App) -> Option<Vec<NodeView>> {
+    let (addrs, secret) = app.proposer.peers()?;
+    let this = app.runtime.raft().map(|raft| raft.metrics().borrow().id);
+    let mut asks = tokio::task::JoinSet::new();
+    for (&id, addr) in addrs {
+        let (addr, secret) = (addr.clone(), secret.to_owned());
+        asks.spawn(async move {
+            let path = crate::cluster::membership::path::STATUS;
+            let answer =
+                crate::cluster::cli::send(&addr, &secret, path, None, NODE_STATUS_WAIT).await;
+            let status = match answer {
+                Ok((200, body)) => {
+                    serde_json::from_value::<crate::cluster::membership::NodeStatus>(body).ok()
+                }
+                _ => None,
+            };
+            (id, status)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(joined) = asks.join_next().await {
+        if let Ok(answer) = joined {
+            answers.push(answer);
+        }
+    }
+    answers.sort_by_key(|(id, _)| *id);
+    let furthest = answers
+        .iter()
+        .filter_map(|(_, s)| s.as_ref()?.last_log_index)
+        .max();
+    Some(
+        answers
+            .into_iter()
+            .map(|(id, status)| NodeView {
+                id,
+                reachable: status.is_some(),
+                this_node: Some(id) == this,
+                lag: status
+                    .as_ref()
+                    .and_then(|s| Some(furthest?.saturating_sub(s.applied_index.unwrap_or(0)))),
+                applied_index: status.as_ref().and_then(|s| s.applied_index),
+                leader: status.as_ref().and_then(|s| s.leader),
+                term: status.as_ref().map(|s| s.term),
+                state: status.map(|s| s.state),
+            })
+            .collect(),
+    )
+}
+
 /// One event's figures in `GET /api/admin/stats`.
 #[derive(Serialize)]
 struct EventStats {
@@ -448,6 +518,7 @@ pub async fn stats(app: &App) -> Answer {
                 "last_pause_us": runtime.last_snapshot_pause_us,
             },
             "shard_queue_depth": app.runtime.queue_depth(),
+            "cluster": cluster_view(app).await,
         }),
     )
 }

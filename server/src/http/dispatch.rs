@@ -83,14 +83,24 @@ async fn here_or_leader(
             Decision::Forward
         )
     {
+        app.metrics.forwarded.inc();
         return forwarder
             .forward(app, request, remote)
             .await
             .unwrap_or_else(|error| error_response(&error));
     }
     let mut response = routed(app, remote, route, request).await;
-    if changes_the_sale(&route) && response.status().is_success() {
-        forwarder.mark_seen(&mut response, app.runtime.durable_seq());
+    // Accounts change through the log too (`replicated`): the fan's next
+    // request, on any node, waits until that node has the change.
+    let changed = changes_the_sale(&route) || matches!(route, Route::Account(_));
+    if changed && response.status().is_success() {
+        let position = app
+            .runtime
+            .durable_seq()
+            .max(crate::runtime::AttachedState::applied_seq(
+                &**app.proposer.state(),
+            ));
+        forwarder.mark_seen(&mut response, position);
     }
     forwarder.mark_answered_here(&mut response);
     response

@@ -3,7 +3,10 @@
 //! per-event queue length, admitted, active shoppers, holds and tickets, the
 //! shard's channel depth, the log's batches, records, batch sizes and fsync
 //! times (histograms, fed by the writer after each commit), and the
-//! server-sent event streams open.
+//! server-sent event streams open; and the node's place in its cluster
+//! (Raft's term, role, leader, log and applied indexes, each follower's lag
+//! on a leader, requests forwarded to the leader, the shared state's
+//! applied position), read from openraft's metrics at scrape time.
 //! Route labels are a fixed set of names, never raw paths, so the number of
 //! series stays bounded whatever clients send.
 
@@ -35,6 +38,78 @@ struct EventLabels {
     event: u64,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: u64,
+}
+
+/// The node's place in its Raft group, as gauges.
+struct RaftGauges {
+    term: Gauge,
+    leader: Gauge,
+    leads: Gauge,
+    last_log_index: Gauge,
+    last_applied_index: Gauge,
+    millis_since_quorum_ack: Gauge,
+    lag: Family<PeerLabels, Gauge>,
+    shared_applied_seq: Gauge,
+}
+
+impl RaftGauges {
+    fn new(r: &mut Registry) -> RaftGauges {
+        RaftGauges {
+            term: register(
+                r,
+                "raft_term",
+                "The Raft term this node is in",
+                Gauge::default(),
+            ),
+            leader: register(
+                r,
+                "raft_leader",
+                "The node leading the group as far as this one knows (0: none known)",
+                Gauge::default(),
+            ),
+            leads: register(
+                r,
+                "raft_is_leader",
+                "1 when this node leads its group and takes writes",
+                Gauge::default(),
+            ),
+            last_log_index: register(
+                r,
+                "raft_last_log_index",
+                "The last entry in this node's log",
+                Gauge::default(),
+            ),
+            last_applied_index: register(
+                r,
+                "raft_last_applied_index",
+                "The last entry this node applied (committed)",
+                Gauge::default(),
+            ),
+            millis_since_quorum_ack: register(
+                r,
+                "raft_millis_since_quorum_ack",
+                "On a leader: since a majority last answered (-1 elsewhere)",
+                Gauge::default(),
+            ),
+            lag: register(
+                r,
+                "raft_replication_lag_entries",
+                "On a leader: entries each member's log is behind this one's",
+                Family::default(),
+            ),
+            shared_applied_seq: register(
+                r,
+                "shared_state_applied_seq",
+                "The last log record applied to accounts, sessions, audit log and settings",
+                Gauge::default(),
+            ),
+        }
+    }
+}
+
 /// The registry and the metrics updated per request.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +135,9 @@ pub struct Metrics {
     pub wal_batch_records: Histogram,
     /// Write + fsync time per group commit.
     pub wal_append_seconds: Histogram,
+    /// Requests this node sent to its leader.
+    pub forwarded: Counter,
+    raft: RaftGauges,
 }
 
 /// Registers `metric` under `name` and hands it back (the registry keeps a
@@ -194,6 +272,13 @@ impl Metrics {
                 "Server-sent event streams open now",
                 Gauge::default(),
             ),
+            forwarded: register(
+                r,
+                "forwarded_requests",
+                "Requests this node sent to its group's leader",
+                Counter::default(),
+            ),
+            raft: RaftGauges::new(r),
             registry,
         }
     }
@@ -208,6 +293,37 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// The node's place in its group, from openraft's metrics.
+    fn read_raft(&self, app: &App) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let raft = &self.raft;
+        raft.shared_applied_seq
+            .set(gauge(crate::runtime::AttachedState::applied_seq(
+                &**app.proposer.state(),
+            )));
+        raft.leads.set(i64::from(app.runtime.leads()));
+        let Some(group) = app.runtime.raft() else {
+            return;
+        };
+        let m = group.metrics().borrow().clone();
+        raft.term.set(gauge(m.current_term));
+        raft.leader.set(gauge(m.current_leader.unwrap_or(0)));
+        let last = m.last_log_index.unwrap_or(0);
+        raft.last_log_index.set(gauge(last));
+        raft.last_applied_index
+            .set(gauge(m.last_applied.map_or(0, |l| l.index)));
+        raft.millis_since_quorum_ack
+            .set(m.millis_since_quorum_ack.map_or(-1, gauge));
+        // Members that left keep their last figure until a restart: the
+        // family is bounded by the nodes ever in the group.
+        for (peer, matched) in m.replication.iter().flatten() {
+            let behind = last.saturating_sub(matched.map_or(0, |l| l.index));
+            raft.lag
+                .get_or_create(&PeerLabels { peer: *peer })
+                .set(gauge(behind));
+        }
+    }
+
     /// The text exposition, with the runtime's figures read now.
     pub async fn render(&self, app: &Arc<App>) -> Result<String, super::error::ApiError> {
         let stats = app.runtime.stats();
@@ -220,6 +336,7 @@ impl Metrics {
             .set(gauge_value(stats.last_append_us));
         self.snapshot_pause_us
             .set(gauge_value(stats.last_snapshot_pause_us));
+        self.read_raft(app);
         let (events, payments_in_flight) = super::shard_wait::read_state(app, |state| {
             let events = state
                 .events

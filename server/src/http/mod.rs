@@ -65,10 +65,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::accounts::{AccountService, Accounts};
+use crate::accounts::AccountService;
+use crate::accounts::replicated_store::ReplicatedAccounts;
 use crate::audit::AuditLog;
 use crate::payments::gateway::PaymentGateway;
 use crate::payments::sandbox::{SandboxGateway, ledger_dir};
+use crate::replicated::{Proposer, SharedState};
+use crate::runtime::Attached;
 use crate::runtime::{Clock, DataDir, Runtime, RuntimeOptions};
 use config::ServerConfig;
 
@@ -82,8 +85,11 @@ pub struct App {
     pub accounts: AccountService,
     /// The audit log (shared with the accounts service).
     pub audit: Arc<AuditLog>,
-    /// Per-event security settings.
-    pub settings: settings::Settings,
+    /// Per-event security settings (read here; set through `proposer`).
+    pub settings: Arc<settings::Settings>,
+    /// Changes the state every node shares (accounts, sessions, audit
+    /// log, settings) through the replicated log.
+    pub proposer: Arc<Proposer>,
     /// Proof-of-work challenges.
     pub challenges: pow::Challenges,
     /// Recent joins per client address, for the proof of work's surcharge
@@ -110,43 +116,57 @@ impl App {
     /// families beside the sale log, recovers and starts the runtime on it,
     /// and builds the app over both.
     pub fn start(
-        options: RuntimeOptions,
+        mut options: RuntimeOptions,
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<App> {
         let db = DataDir::create(&options.data_dir)?.open_db(crate::COLUMN_FAMILIES)?;
+        let shared = SharedState::open(db.clone())?;
+        options.attached = Some(Attached(shared.clone()));
         let runtime =
             Runtime::start_in(db.clone(), options, clock.clone()).map_err(std::io::Error::other)?;
-        App::new(runtime, db, config, clock)
+        let proposer = Proposer::new(runtime.attacher(), shared);
+        App::new(runtime, db, proposer, config, clock)
     }
 
     /// [`App::start`] for node `member` of a replicated sale: its shard's
     /// log is one of the group's replicas, and it takes writes only while
-    /// it leads.
+    /// it leads. `peers` are the nodes' peer addresses and `secret` the
+    /// cluster's (a follower proposes changes to shared state to the
+    /// leader there).
     pub fn start_member(
-        options: RuntimeOptions,
+        mut options: RuntimeOptions,
         config: ServerConfig,
         clock: Arc<dyn Clock>,
         member: crate::runtime::Member<crate::cluster::transport::PeerNetwork>,
+        peers: std::collections::BTreeMap<ingressoja_cluster::NodeId, String>,
+        secret: &str,
     ) -> std::io::Result<App> {
         let db = DataDir::create(&options.data_dir)?.open_db(crate::COLUMN_FAMILIES)?;
+        let shared = SharedState::open(db.clone())?;
+        options.attached = Some(Attached(shared.clone()));
+        let node = member.node;
         let runtime = Runtime::start_member_in(db.clone(), options, clock.clone(), member)
             .map_err(std::io::Error::other)?;
-        App::new(runtime, db, config, clock)
+        let proposer = Proposer::new(runtime.attacher(), shared).in_cluster(node, peers, secret);
+        App::new(runtime, db, proposer, config, clock)
     }
 
     /// An app over a started runtime and the database its server-side
-    /// state lives in (opened with [`crate::COLUMN_FAMILIES`]), with a fresh
-    /// token key, the sandbox payment gateway (its ledger beside the data),
-    /// and limits and metrics from the configuration.
-    pub fn new(
+    /// state lives in (opened with [`crate::COLUMN_FAMILIES`]), changed
+    /// through `proposer`, with a fresh token key, the sandbox payment
+    /// gateway (its ledger beside the data), and limits and metrics from
+    /// the configuration.
+    fn new(
         runtime: Runtime,
         db: Arc<rocksdb::DB>,
+        proposer: Proposer,
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<App> {
-        let settings = settings::Settings::open(db.clone())?;
-        let audit = Arc::new(AuditLog::open(db.clone())?);
+        let proposer = Arc::new(proposer);
+        let settings = proposer.state().settings().clone();
+        let audit = Arc::new(AuditLog::over(db.clone(), proposer.clone()));
         let challenges = pow::Challenges::new(settings.secret("pow")?);
         let metrics = metrics::Metrics::new();
         let (records, append) = (
@@ -161,12 +181,13 @@ impl App {
         Ok(App {
             runtime,
             accounts: AccountService::new(
-                Arc::new(Accounts::open(db.clone())?),
+                Arc::new(ReplicatedAccounts::new(proposer.clone())),
                 audit.clone(),
                 clock.clone(),
             ),
             audit,
             settings,
+            proposer,
             challenges,
             pressure: address_pressure::AddressPressure::new(&config.limits),
             hashing: tokio::sync::Semaphore::new(account_api::HASHING_AT_ONCE),

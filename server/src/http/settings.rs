@@ -59,30 +59,65 @@ fn family(db: &DB) -> io::Result<&rocksdb::ColumnFamily> {
         .ok_or_else(|| io::Error::other(format!("no column family {SETTINGS_FAMILY}")))
 }
 
+/// Every stored setting.
+fn load(db: &DB) -> io::Result<HashMap<EventId, EventSecurity>> {
+    let mut events = HashMap::new();
+    for item in db.prefix_iterator_cf(family(db)?, b"event:") {
+        let (k, v) = item.map_err(|e| io::Error::other(e.into_string()))?;
+        // Ids were 4 bytes before events were numbered per shard; the
+        // same event's id read either way is the same number.
+        let id = match k.strip_prefix(b"event:") {
+            Some(id) if id.len() == 8 => <[u8; 8]>::try_from(id).map(u64::from_be_bytes),
+            Some(id) if id.len() == 4 => {
+                <[u8; 4]>::try_from(id).map(|id| u32::from_be_bytes(id).into())
+            }
+            _ => break,
+        };
+        let Ok(id) = id else { break };
+        let security = postcard::from_bytes(&v)
+            .map_err(|e| io::Error::other(format!("event settings are damaged: {e}")))?;
+        events.insert(EventId(id), security);
+    }
+    Ok(events)
+}
+
 impl Settings {
     /// Loads every stored setting.
     pub fn open(db: Arc<DB>) -> io::Result<Settings> {
-        let mut events = HashMap::new();
-        for item in db.prefix_iterator_cf(family(&db)?, b"event:") {
-            let (k, v) = item.map_err(|e| io::Error::other(e.into_string()))?;
-            // Ids were 4 bytes before events were numbered per shard; the
-            // same event's id read either way is the same number.
-            let id = match k.strip_prefix(b"event:") {
-                Some(id) if id.len() == 8 => <[u8; 8]>::try_from(id).map(u64::from_be_bytes),
-                Some(id) if id.len() == 4 => {
-                    <[u8; 4]>::try_from(id).map(|id| u32::from_be_bytes(id).into())
-                }
-                _ => break,
-            };
-            let Ok(id) = id else { break };
-            let security = postcard::from_bytes(&v)
-                .map_err(|e| io::Error::other(format!("event settings are damaged: {e}")))?;
-            events.insert(EventId(id), security);
-        }
+        let events = load(&db)?;
         Ok(Settings {
             db,
             events: RwLock::new(events),
         })
+    }
+
+    /// Loads them again (the column family was replaced underneath).
+    pub fn reload(&self) -> io::Result<()> {
+        *self.events.write() = load(&self.db)?;
+        Ok(())
+    }
+
+    /// Puts an event's settings in `batch` (see [`Settings::remember`]).
+    pub fn put(
+        db: &DB,
+        batch: &mut rocksdb::WriteBatch,
+        event: EventId,
+        security: EventSecurity,
+    ) -> io::Result<()> {
+        let bytes = postcard::to_stdvec(&security).map_err(io::Error::other)?;
+        let family = family(db)?;
+        batch.put_cf(family, key(event), bytes);
+        // The 4-byte key of before shard numbers goes in the same write, so
+        // it can never be read back over the new one.
+        if let Ok(old) = u32::try_from(event.0) {
+            batch.delete_cf(family, [b"event:".as_slice(), &old.to_be_bytes()].concat());
+        }
+        Ok(())
+    }
+
+    /// Takes an event's settings written with [`Settings::put`].
+    pub fn remember(&self, event: EventId, security: EventSecurity) {
+        self.events.write().insert(event, security);
     }
 
     /// An event's settings.
@@ -94,15 +129,8 @@ impl Settings {
     pub fn set(&self, event: EventId, security: EventSecurity) -> io::Result<()> {
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
-        let bytes = postcard::to_stdvec(&security).map_err(io::Error::other)?;
-        let family = family(&self.db)?;
         let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(family, key(event), bytes);
-        // The 4-byte key of before shard numbers goes in the same write, so
-        // it can never be read back over the new one.
-        if let Ok(old) = u32::try_from(event.0) {
-            batch.delete_cf(family, [b"event:".as_slice(), &old.to_be_bytes()].concat());
-        }
+        Settings::put(&self.db, &mut batch, event, security)?;
         self.db
             .write_opt(batch, &synced)
             .map_err(|e| io::Error::other(e.into_string()))?;

@@ -9,6 +9,9 @@ use std::path::Path;
 
 use crate::accounts::{AccountStore, Accounts, normalize_email, password, store::random_hex};
 use crate::audit::{self, Action, AuditLog};
+use crate::cluster::file::ClusterFile;
+use crate::replicated::proposer::propose_to_cluster;
+use crate::replicated::{Outcome, Write as SharedWrite};
 use crate::runtime::DataDir;
 
 type ToolResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -24,13 +27,12 @@ pub struct CreatedAdmin {
     pub generated_password: Option<String>,
 }
 
-/// Makes an administrator account. The password is read from `password`
-/// (one line) or, when `None`, generated and returned.
-pub fn create_admin(
-    data: &Path,
+/// The normalized email and the password (read, or generated: `true`),
+/// checked against the password rules.
+fn admin_credentials(
     email: &str,
     password: Option<&mut dyn BufRead>,
-) -> ToolResult<CreatedAdmin> {
+) -> ToolResult<(String, String, bool)> {
     let email = normalize_email(email)?;
     let (password, generated) = match password {
         Some(input) => {
@@ -47,6 +49,56 @@ pub fn create_admin(
         )
         .into());
     }
+    Ok((email, password, generated))
+}
+
+/// [`create_admin`] on a running cluster (the nodes of `file`): proposed
+/// to its leader through the peers' listener, as every change to accounts
+/// is, so every node has it; audited the same way.
+pub fn create_admin_in_cluster(
+    file: &ClusterFile,
+    email: &str,
+    password: Option<&mut dyn BufRead>,
+) -> ToolResult<CreatedAdmin> {
+    let (email, password, generated) = admin_credentials(email, password)?;
+    let nodes: Vec<String> = file.nodes.iter().map(|n| n.peers.to_string()).collect();
+    let now = crate::runtime::Clock::now_ms(&crate::runtime::SystemClock);
+    let create = SharedWrite::CreateAccount {
+        email: email.clone(),
+        password_hash: password::hash(&password)?,
+        admin: true,
+        created_ms: now,
+    };
+    let id = match propose_to_cluster(&nodes, &file.secret, &create)? {
+        (_, Some(Outcome::Created(id))) => id,
+        (_, Some(Outcome::Taken)) => return Err(format!("{email} has an account already").into()),
+        (seq, other) => return Err(format!("record {seq} was applied as {other:?}").into()),
+    };
+    let entry = audit::Entry {
+        at_ms: now,
+        action: "admin_created".into(),
+        account: Some(id),
+        email: Some(email.clone()),
+        ip: Some("command line".into()),
+        detail: "ingressoja admin create --cluster".into(),
+        ..audit::Entry::default()
+    };
+    propose_to_cluster(&nodes, &file.secret, &SharedWrite::Audit(Box::new(entry)))?;
+    Ok(CreatedAdmin {
+        id,
+        email,
+        generated_password: generated.then_some(password),
+    })
+}
+
+/// Makes an administrator account. The password is read from `password`
+/// (one line) or, when `None`, generated and returned.
+pub fn create_admin(
+    data: &Path,
+    email: &str,
+    password: Option<&mut dyn BufRead>,
+) -> ToolResult<CreatedAdmin> {
+    let (email, password, generated) = admin_credentials(email, password)?;
     let data = DataDir::create(data)?;
     let db = data.open_db(crate::COLUMN_FAMILIES).map_err(|e| {
         format!(

@@ -256,6 +256,11 @@ impl Cluster {
 
     /// Runs `ingressoja cluster ARGS --cluster FILE`: whether it succeeded,
     /// and what it printed.
+    /// The cluster file.
+    pub fn file(&self) -> PathBuf {
+        self.dir.path().join("cluster.toml")
+    }
+
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
             .arg("cluster")
@@ -390,10 +395,20 @@ pub fn prepare(data: &Path) {
             },
         )
         .unwrap();
+    // The same bytes on every node (one hash, one salt): the nodes then
+    // start from the same shared state, which the log's changes, applied
+    // alike everywhere (compare-and-set included), keep the same.
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| ingressoja::accounts::password::hash(PASSWORD).unwrap());
     let accounts = ingressoja::accounts::Accounts::open(db).unwrap();
-    let hash = ingressoja::accounts::password::hash(PASSWORD).unwrap();
-    ingressoja::accounts::AccountStore::create(&accounts, "ops@cluster.invalid", hash, true, 0)
-        .unwrap();
+    ingressoja::accounts::AccountStore::create(
+        &accounts,
+        "ops@cluster.invalid",
+        hash.clone(),
+        true,
+        0,
+    )
+    .unwrap();
 }
 
 /// Logs the administrator in on `addr` with both factors.
@@ -438,13 +453,14 @@ pub fn create_event(cluster: &Cluster) {
         "ticket_types": [{"name": "Pista", "price_cents": 10000, "capacity": 10000, "limit_per_customer": 4}],
         "policy": {"arrival_window_ms": 0, "max_active": 10000, "pow_difficulty": 0, "require_two_factor": false}
     });
-    let admins: Vec<String> = cluster.addrs().iter().map(|a| admin(a)).collect();
+    // One login: sessions are the same on every node.
+    let admin = admin(&cluster.addrs()[0]);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        for (addr, admin) in cluster.addrs().iter().zip(&admins) {
-            let mut conn = Conn::open(addr).unwrap();
+        for addr in cluster.addrs() {
+            let mut conn = Conn::open(&addr).unwrap();
             let (status, body, _) = conn
-                .call("POST", "/api/admin/events", Some(&event), Some(admin))
+                .call("POST", "/api/admin/events", Some(&event), Some(&admin))
                 .unwrap();
             match status {
                 201 => {
@@ -452,6 +468,8 @@ pub fn create_event(cluster: &Cluster) {
                     return;
                 }
                 503 => assert_eq!(body["error"]["code"], "not_leader", "{body}"),
+                // The session is not applied on that node yet.
+                401 => {}
                 _ => panic!("creating the event: {status} {body}"),
             }
         }

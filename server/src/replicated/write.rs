@@ -1,0 +1,71 @@
+//! What a change to the shared state says (see the module documentation
+//! of `replicated`), and what applying it decided. Postcard numbers enum
+//! variants in order: a new kind of change is a new variant at the end.
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{Account, Session};
+use crate::audit::Entry;
+use crate::http::settings::EventSecurity;
+
+/// One change, as logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Write {
+    /// A new account: given the next free id when applied, refused if the
+    /// email has an account by then.
+    CreateAccount {
+        /// Normalized.
+        email: String,
+        /// argon2id, hashed by the proposing node.
+        password_hash: String,
+        /// May use the admin endpoints.
+        admin: bool,
+        /// When it was asked for.
+        created_ms: u64,
+    },
+    /// An account's edit: applied only if the stored account is still
+    /// `before` (compare-and-set).
+    UpdateAccount {
+        /// As the proposer read it.
+        before: Box<Account>,
+        /// As it is to be.
+        after: Box<Account>,
+    },
+    /// A session starts (keyed by its token's SHA-256: the token itself is
+    /// never logged).
+    StartSession {
+        /// SHA-256 of the token.
+        key: [u8; 32],
+        /// The session.
+        session: Session,
+    },
+    /// A session ends.
+    EndSession {
+        /// SHA-256 of the token.
+        key: [u8; 32],
+    },
+    /// An audit entry, numbered and chained when applied.
+    Audit(Box<Entry>),
+    /// An event's security settings.
+    EventSecurity {
+        /// The event's id.
+        event: u64,
+        /// Its settings.
+        security: EventSecurity,
+    },
+}
+
+/// What applying a change decided (the same on every node).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// The account was made with this id.
+    Created(u64),
+    /// The email has an account.
+    Taken,
+    /// The account changed since it was read: nothing was done.
+    Conflict,
+    /// The audit entry got this number.
+    Audited(u64),
+}
