@@ -62,6 +62,16 @@ done
 "$bin" cluster haproxy-config --cluster "$file" --listen "$listen" > "$data/haproxy.cfg"
 "$haproxy" -W -db -f "$data/haproxy.cfg" > "$data/haproxy.log" 2>&1 &
 pids+=($!)
+# Up once it takes connections; a configuration it refuses ends the run.
+for _ in $(seq 1 100); do
+    if ! kill -0 "${pids[3]}" 2>/dev/null; then
+        echo "HAProxy did not start:" >&2
+        cat "$data/haproxy.log" >&2
+        exit 1
+    fi
+    if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then break; fi
+    sleep 0.1
+done
 
 cat <<EOF
 

@@ -36,7 +36,8 @@ pub fn haproxy_config(file: &ClusterFile, listen: SocketAddr) -> String {
         "# Written by `ingressoja cluster haproxy-config` from the cluster file;\n\
          # the reasons for each setting are in server/src/cluster/haproxy.rs.\n\
          global\n\
-         \x20   maxconn 100000\n\
+         \x20   # maxconn: derived by HAProxy from the open-files limit it is\n\
+         \x20   # given (a fixed figure above that limit stops it starting).\n\
          \n\
          defaults\n\
          \x20   mode http\n\
