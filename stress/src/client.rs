@@ -44,7 +44,15 @@ pub struct Client {
     last_used: std::time::Instant,
     /// `Bearer …` once the fan has a token.
     pub auth: Option<String>,
+    /// The log position the fan was last shown (`X-IngressoJa-Seen`),
+    /// sent back with every request as a browser sends the `ij_seen`
+    /// cookie: behind a balancer, the node a request lands on waits until
+    /// it has what the fan already saw (their session, their place).
+    pub seen: Option<String>,
 }
+
+/// The header a cluster marks its answers with (see `seen`).
+const SEEN: &str = "x-ingressoja-seen";
 
 /// A connection idle this long is replaced before use: the server closes
 /// idle keep-alive connections after its request deadline (10 s), and a
@@ -99,6 +107,7 @@ impl Client {
             link,
             last_used: std::time::Instant::now(),
             auth: None,
+            seen: None,
         })
     }
 
@@ -112,6 +121,9 @@ impl Client {
             .header("accept", "text/event-stream");
         if let Some(auth) = &self.auth {
             builder = builder.header("authorization", auth);
+        }
+        if let Some(seen) = &self.seen {
+            builder = builder.header(SEEN, seen);
         }
         let request = builder
             .body(Full::new(Bytes::new()))
@@ -135,6 +147,13 @@ impl Client {
         })
     }
 
+    /// Drops this connection for a new one (after it broke).
+    pub async fn reconnect(&mut self) -> Result<(), Broken> {
+        self.sender = Client::connect_over(&self.host, self.link).await?.sender;
+        self.last_used = std::time::Instant::now();
+        Ok(())
+    }
+
     /// Sends a request and reads the JSON answer.
     pub async fn call(
         &mut self,
@@ -151,6 +170,9 @@ impl Client {
                 .header("host", &self.host);
             if let Some(auth) = &self.auth {
                 builder = builder.header("authorization", auth);
+            }
+            if let Some(seen) = &self.seen {
+                builder = builder.header(SEEN, seen);
             }
             for (name, value) in headers {
                 builder = builder.header(*name, *value);
@@ -195,6 +217,9 @@ impl Client {
             Err(error) => return Err(Broken(format!("send: {error}"))),
         };
         let status = response.status();
+        if let Some(seen) = response.headers().get(SEEN).and_then(|v| v.to_str().ok()) {
+            self.seen = Some(seen.to_owned());
+        }
         let body = response
             .into_body()
             .collect()

@@ -98,7 +98,24 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One request, retried after Retry-After on 429/503 (at most 30 times).
+/// Whether sending `method path` again is harmless when its answer was
+/// lost (the node died mid-request behind a balancer): reads, leaving and
+/// releasing, joining (a second join returns the same place), taking a
+/// session, and anything with an Idempotency-Key (a checkout). Only adding
+/// to the cart is not: the fan does not know whether it held, and leaves
+/// (which gives any hold back) instead.
+fn safe_to_resend(method: &Method, path: &str, headers: &[(&str, &str)]) -> bool {
+    *method != Method::POST
+        || path.ends_with("/queue")
+        || path == "/api/dev/session"
+        || headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"))
+}
+
+/// One request, retried after Retry-After on 429/503 (at most 30 times);
+/// and, when safe to send again ([`safe_to_resend`]), on a new connection
+/// after the balancer answered 502/504 or the connection broke.
 async fn call(
     client: &mut Client,
     report: &Report,
@@ -108,12 +125,40 @@ async fn call(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Result<(StatusCode, Value), Broken> {
+    let resend = safe_to_resend(&method, path, headers);
     for _ in 0..30 {
         let started = Instant::now();
-        let (status, answer) = client.call(method.clone(), path, headers, body).await?;
+        let (status, answer) = match client.call(method.clone(), path, headers, body).await {
+            Ok(answered) => answered,
+            Err(Broken(_)) if resend => {
+                report.count("connection_lost");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Err(Broken(again)) = client.reconnect().await {
+                    report.count(&again);
+                }
+                continue;
+            }
+            // Not safe to send again (adding to the cart): the fan does not
+            // know whether it held, and moves on (leaving gives any hold
+            // back), on a new connection.
+            Err(Broken(reason)) => {
+                report.count("connection_lost_unsafe");
+                client.reconnect().await?;
+                let lost = json!({ "error": { "code": "connection_lost", "message": reason } });
+                return Ok((StatusCode::BAD_GATEWAY, lost));
+            }
+        };
         report.record(step, started);
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-            report.count(answer["error"]["code"].as_str().unwrap_or("shed"));
+        let lost = status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT;
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::SERVICE_UNAVAILABLE
+            || (lost && resend)
+        {
+            report.count(answer["error"]["code"].as_str().unwrap_or(if lost {
+                "balancer_lost_it"
+            } else {
+                "shed"
+            }));
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
@@ -133,7 +178,7 @@ async fn call(
 async fn wait_for_turn(
     options: &Options,
     report: &Report,
-    auth: Option<String>,
+    fan: &Client,
     base: &str,
 ) -> Result<bool, Broken> {
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -141,11 +186,19 @@ async fn wait_for_turn(
     while Instant::now() < deadline {
         let started = Instant::now();
         let mut connection = Client::connect(&options.addr).await?;
-        connection.auth.clone_from(&auth);
+        connection.auth.clone_from(&fan.auth);
+        connection.seen.clone_from(&fan.seen);
         let mut events = match connection.stream(&path).await {
             Ok(events) => events,
+            // Refused (a 4xx other than 429): coming back will not help.
+            Err(Broken(reason))
+                if reason.starts_with("stream: 4") && !reason.starts_with("stream: 429") =>
+            {
+                return Err(Broken(reason));
+            }
             Err(Broken(reason)) => {
-                // Shed (429/503): come back later, as EventSource would.
+                // Shed (429/503), or the balancer lost it (502): come back
+                // later, as EventSource would.
                 report.count(&reason);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -157,7 +210,17 @@ async fn wait_for_turn(
             let Ok(next) = tokio::time::timeout(remaining, events.next()).await else {
                 return Ok(false);
             };
-            let Some((name, data)) = next? else {
+            // A stream that breaks (its node died behind the balancer) is
+            // opened again, as EventSource does; its first message is the
+            // fan's state then, so nothing is missed.
+            let next = match next {
+                Ok(next) => next,
+                Err(Broken(_)) => {
+                    report.count("stream_lost");
+                    break;
+                }
+            };
+            let Some((name, data)) = next else {
                 report.count("stream_closed_by_server");
                 break;
             };
@@ -213,7 +276,10 @@ async fn fan(
         Some(&json!({ "email": email })),
     )
     .await?;
-    client.auth = session["token"].as_str().map(|t| format!("Bearer {t}"));
+    let Some(token) = session["token"].as_str() else {
+        return Err(Broken(format!("no session: {session}")));
+    };
+    client.auth = Some(format!("Bearer {token}"));
     let base = format!("/api/events/{event}");
     let (_, challenge) = call(
         &mut client,
@@ -258,7 +324,7 @@ async fn fan(
     )
     .await?;
     let waiting = Instant::now();
-    if !wait_for_turn(&options, &report, client.auth.clone(), &base).await? {
+    if !wait_for_turn(&options, &report, &client, &base).await? {
         leave(&mut client, &report, &base).await?;
         return Ok(());
     }
@@ -400,10 +466,10 @@ pub async fn run(
                 return;
             };
             if let Err(Broken(reason)) = fan(options, report.clone(), event_id, limit, id).await {
-                report.count(&format!(
-                    "broken: {}",
-                    reason.split(':').next().unwrap_or("")
-                ));
+                // The reason's start: what broke and its status, without
+                // the details that would make every count its own.
+                let what: String = reason.chars().take(32).collect();
+                report.count(&format!("broken: {what}"));
             }
             let done = report
                 .fans_done

@@ -99,6 +99,12 @@ pub enum Decision {
     Here,
     /// Send it to the leader.
     Forward,
+    /// Answer 503 (retry in a second): the fan was shown a log position
+    /// this node has not applied within the catch-up wait, and the route
+    /// is not one the leader answers for it (an event stream, an account
+    /// step): answering here could deny them what they already saw (their
+    /// session: a 401 they never earned).
+    Behind,
 }
 
 /// This node's forwarding (see the module documentation).
@@ -193,18 +199,30 @@ impl Forwarder {
     /// session, or the account they just made on another node, is then
     /// known here too.
     pub async fn decide(&self, runtime: &Runtime, route: &Route, headers: &HeaderMap) -> Decision {
-        // The leader, or the node about to take the lead, answers itself.
-        if runtime.leads() || runtime.leader() == Some(self.node) {
+        // The leader answers itself: it has applied everything committed.
+        if runtime.leads() {
             return Decision::Here;
         }
         let caught_up = self.catch_up(runtime, headers).await;
+        // So does the node about to take the lead (its writes are refused
+        // until it leads), but only once it has applied what the fan was
+        // shown: elected, it may still be applying the log's committed
+        // tail (a session made through the old leader, say).
+        if runtime.leader() == Some(self.node) {
+            return if caught_up {
+                Decision::Here
+            } else {
+                Decision::Behind
+            };
+        }
         if changes_the_sale(route) || matches!(route, Route::JoinChallenge(_)) {
             return Decision::Forward;
         }
-        if reads_the_sale(route) && !caught_up {
-            return Decision::Forward;
+        match (caught_up, reads_the_sale(route)) {
+            (true, _) => Decision::Here,
+            (false, true) => Decision::Forward,
+            (false, false) => Decision::Behind,
         }
-        Decision::Here
     }
 
     /// Waits (briefly) until this node has applied the position the fan

@@ -84,6 +84,20 @@ fn busy() -> ApiError {
 }
 
 /// Every refusal of the accounts service, as the API says it.
+/// A change to accounts (or its audit entry) that was not committed
+/// (`replicated::Proposer`): nothing was done and no leader took it (an
+/// election), or it may have been (the leader died mid-change). Either is
+/// the client's to retry, never a 500.
+fn uncommitted(error: &std::io::Error) -> Option<ApiError> {
+    match error.kind() {
+        std::io::ErrorKind::WouldBlock => {
+            Some(ApiError::from(crate::runtime::RuntimeError::NotLeader))
+        }
+        std::io::ErrorKind::TimedOut => Some(ApiError::outcome_unknown()),
+        _ => None,
+    }
+}
+
 fn api_error(error: AccountsError) -> ApiError {
     match error {
         AccountsError::BadEmail(why) => ApiError::bad_request("invalid_email", why),
@@ -145,8 +159,12 @@ fn api_error(error: AccountsError) -> ApiError {
             "this email cannot name an authenticator entry",
         ),
         AccountsError::NoRandomness(e) => ApiError::internal("no_randomness", e),
-        AccountsError::Storage(e) => ApiError::internal("accounts_unavailable", e),
-        AccountsError::Audit(e) => ApiError::internal("audit_failed", e),
+        AccountsError::Storage(e) => {
+            uncommitted(&e).unwrap_or_else(|| ApiError::internal("accounts_unavailable", e))
+        }
+        AccountsError::Audit(e) => {
+            uncommitted(&e).unwrap_or_else(|| ApiError::internal("audit_failed", e))
+        }
     }
 }
 

@@ -75,19 +75,31 @@ async fn here_or_leader(
     let Some(forwarder) = app.forwarder.as_ref() else {
         return routed(app, remote, route, request).await;
     };
-    if !forwarded
-        && matches!(
-            forwarder
-                .decide(&app.runtime, &route, request.headers())
-                .await,
-            Decision::Forward
-        )
-    {
-        app.metrics.forwarded.inc();
-        return forwarder
-            .forward(app, request, remote)
+    let decision = if forwarded {
+        Decision::Here
+    } else {
+        forwarder
+            .decide(&app.runtime, &route, request.headers())
             .await
-            .unwrap_or_else(|error| error_response(&error));
+    };
+    match decision {
+        Decision::Here => {}
+        Decision::Forward => {
+            app.metrics.forwarded.inc();
+            return forwarder
+                .forward(app, request, remote)
+                .await
+                .unwrap_or_else(|error| error_response(&error));
+        }
+        Decision::Behind => {
+            let mut behind = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "catching_up",
+                "this server has not caught up with what you were last shown; retry shortly",
+            );
+            behind.retry_after_s = Some(1);
+            return error_response(&behind);
+        }
     }
     let mut response = routed(app, remote, route, request).await;
     // Accounts change through the log too (`replicated`): the fan's next

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http2::SendRequest;
 use ingressoja_cluster::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,10 @@ pub struct Proposer {
     attacher: Attacher,
     state: Arc<SharedState>,
     peers: Option<Peers>,
+    /// The HTTP/2 connection to the leader, shared by every change this
+    /// node sends it (one connection multiplexes them; a connection per
+    /// change overran the leader's peer listener in a spike of logins).
+    to_leader: parking_lot::Mutex<Option<(NodeId, SendRequest<Full<Bytes>>)>>,
 }
 
 /// One try at the leader.
@@ -86,6 +91,7 @@ impl Proposer {
             attacher,
             state,
             peers: None,
+            to_leader: parking_lot::Mutex::new(None),
         }
     }
 
@@ -211,9 +217,31 @@ impl Proposer {
             return Try::NotDone("no async runtime to reach the leader with".into());
         };
         let body = Bytes::copy_from_slice(bytes);
-        let exchange =
-            async { tokio::time::timeout(COMMIT_WAIT, post(addr, &peers.secret, body)).await };
-        match handle.block_on(exchange) {
+        let cached = self
+            .to_leader
+            .lock()
+            .as_ref()
+            .filter(|(node, sender)| *node == leader && !sender.is_closed())
+            .map(|(_, sender)| sender.clone());
+        let exchange = async {
+            let sender = match cached {
+                Some(sender) => sender,
+                None => {
+                    let sender = crate::cluster::transport::open(addr)
+                        .await
+                        .map_err(Sent::No)?;
+                    *self.to_leader.lock() = Some((leader, sender.clone()));
+                    sender
+                }
+            };
+            post(sender, &peers.secret, body).await
+        };
+        let answered = handle.block_on(async { tokio::time::timeout(COMMIT_WAIT, exchange).await });
+        if !matches!(answered, Ok(Ok(_))) {
+            // A broken or stuck connection is not used again.
+            *self.to_leader.lock() = None;
+        }
+        match answered {
             Err(_) => Try::Unknown(format!("node {leader} did not answer in time")),
             Ok(Err(Sent::No(error))) => Try::NotDone(format!("node {leader}: {error}")),
             Ok(Err(Sent::Maybe(error))) => Try::Unknown(format!("node {leader}: {error}")),
@@ -234,11 +262,12 @@ enum Sent {
     Maybe(io::Error),
 }
 
-/// POSTs `body` to the peers' listener at `addr`.
-async fn post(addr: &str, secret: &str, body: Bytes) -> Result<Bytes, Sent> {
-    let mut sender = crate::cluster::transport::open(addr)
-        .await
-        .map_err(Sent::No)?;
+/// POSTs `body` to a peers' listener over `sender`.
+async fn post(
+    mut sender: SendRequest<Full<Bytes>>,
+    secret: &str,
+    body: Bytes,
+) -> Result<Bytes, Sent> {
     sender
         .ready()
         .await
@@ -310,7 +339,13 @@ pub fn propose_to_cluster(
     loop {
         for addr in nodes {
             let sent = tokio.block_on(async {
-                tokio::time::timeout(COMMIT_WAIT, post(addr, secret, bytes.clone())).await
+                let exchange = async {
+                    let sender = crate::cluster::transport::open(addr)
+                        .await
+                        .map_err(Sent::No)?;
+                    post(sender, secret, bytes.clone()).await
+                };
+                tokio::time::timeout(COMMIT_WAIT, exchange).await
             });
             let answer = match sent {
                 Ok(Ok(answer)) => answer,

@@ -192,7 +192,9 @@ impl Cluster {
     pub fn start_on(count: usize, data_root: Option<&Path>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         // Every fan comes from 127.0.0.1: no per-address quotas here.
-        let config = "development = true\n[limits]\nreads_per_ip = 0\njoins_per_ip = 0\n\
+        // HAProxy (`Cluster::balancer`) connects from 127.0.0.1 too.
+        let config = "development = true\ntrusted_proxies = [\"127.0.0.1\"]\n\
+                      [limits]\nreads_per_ip = 0\njoins_per_ip = 0\n\
                       joins_per_account = 0\ncarts_per_ip = 0\ncarts_per_account = 0\n";
         std::fs::write(dir.path().join("server.toml"), config).unwrap();
         let mut cluster = Cluster {
@@ -256,6 +258,45 @@ impl Cluster {
 
     /// Runs `ingressoja cluster ARGS --cluster FILE`: whether it succeeded,
     /// and what it printed.
+    /// HAProxy (Debian's) in front of the nodes, configured by
+    /// `ingressoja cluster haproxy-config`, on a free loopback port; stopped
+    /// when dropped.
+    pub fn balancer(&self) -> Balancer {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+            .args(["cluster", "haproxy-config", "--listen", &addr, "--cluster"])
+            .arg(self.file())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let config = self.dir.path().join("haproxy.cfg");
+        std::fs::write(&config, &out.stdout).unwrap();
+        let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("haproxy");
+        let log = std::fs::File::create(self.dir.path().join("haproxy.log")).unwrap();
+        let process = std::process::Command::new(haproxy)
+            .args(["-W", "-db", "-f"])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy (Debian's haproxy; `make test` installs it)");
+        let mut balancer = Balancer { process, addr };
+        let deadline = Instant::now() + DEADLINE;
+        while TcpStream::connect(&balancer.addr).is_err() {
+            assert!(
+                balancer.process.try_wait().unwrap().is_none(),
+                "HAProxy stopped: {}",
+                std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+            );
+            assert!(Instant::now() < deadline, "HAProxy never listened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        balancer
+    }
+
     /// The cluster file.
     pub fn file(&self) -> PathBuf {
         self.dir.path().join("cluster.toml")
@@ -378,6 +419,20 @@ impl Cluster {
     }
 }
 
+/// HAProxy in front of a [`Cluster`].
+pub struct Balancer {
+    process: std::process::Child,
+    /// Where fans reach it.
+    pub addr: String,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// An administrator and the event's settings (no proof of work, no
 /// second factor for fans) in a node's own database.
 pub fn prepare(data: &Path) {
@@ -415,9 +470,18 @@ pub fn prepare(data: &Path) {
 pub fn admin(addr: &str) -> String {
     let mut conn = Conn::open(addr).unwrap();
     let login = json!({ "email": "ops@cluster.invalid", "password": PASSWORD });
-    let (status, body, cookie) = conn
-        .call("POST", "/api/session", Some(&login), None)
-        .unwrap();
+    // Right after the group is founded a second election may be under
+    // way: the login is refused (503) until a leader takes it.
+    let deadline = Instant::now() + DEADLINE;
+    let (status, body, cookie) = loop {
+        let answer = conn
+            .call("POST", "/api/session", Some(&login), None)
+            .unwrap();
+        if answer.0 != 503 || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(status, 200, "{body}");
     let bearer = format!("Bearer {}", cookie.unwrap());
     let (status, enrollment, _) = conn
