@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The same drop against one node and against three nodes (through the
+# leader, through a follower, through HAProxy), in one run: the figures
+# docs/SCALING.md starts from.
+#
+#   benches/cluster/compare.sh INGRESSOJA STRESS [FANS] [CONCURRENCY]
+#
+# Each target gets its own fans (the seed names their accounts) and an
+# event of its own, the same for all: 100 000 tickets, no proof of work, no second factor to buy.
+# Prints one line per target: requests/s, and p50/p99 of the hold and the
+# checkout, from the stress tool's summary.
+set -euo pipefail
+
+bin=${1:?usage: compare.sh INGRESSOJA STRESS [FANS] [CONCURRENCY]}
+stress=${2:?usage: compare.sh INGRESSOJA STRESS [FANS] [CONCURRENCY]}
+fans=${3:-2000}
+concurrency=${4:-200}
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+password="compare-password-123"
+export INGRESSOJA_TRUSTED_PROXIES=127.0.0.1
+
+cat > "$work/server.toml" <<EOF
+development = true
+[limits]
+reads_per_ip = 0
+joins_per_ip = 0
+joins_per_account = 0
+carts_per_ip = 0
+carts_per_account = 0
+EOF
+
+wait_for() { # url
+    for _ in $(seq 1 300); do curl -fs -m 1 "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "never answered: $1" >&2; return 1
+}
+
+# Logs the administrator in on $1 with both factors; prints the bearer token.
+admin_token() {
+    local addr=$1 cookie secret code
+    cookie=$(curl -fs -m 10 -D - -o /dev/null -H 'content-type: application/json' \
+        -d "{\"email\":\"ops@compare.invalid\",\"password\":\"$password\"}" "http://$addr/api/session" |
+        sed -n 's/^[Ss]et-[Cc]ookie: ij_session=\([^;]*\).*/\1/p')
+    secret=$(curl -fs -m 10 -X POST -H "authorization: Bearer $cookie" "http://$addr/api/me/two-factor" |
+        python3 -c 'import sys,json; print(json.load(sys.stdin)["secret"])')
+    code=$(oathtool --totp -b "$secret")
+    curl -fs -m 10 -D - -o /dev/null -H 'content-type: application/json' -H "authorization: Bearer $cookie" \
+        -d "{\"code\":\"$code\"}" "http://$addr/api/me/two-factor/confirm" |
+        sed -n 's/^[Ss]et-[Cc]ookie: ij_session=\([^;]*\).*/\1/p'
+}
+
+create_event() { # addr token
+    local now
+    now=$(($(date +%s) * 1000))
+    curl -fs -m 30 -H 'content-type: application/json' -H "authorization: Bearer $2" -d "{
+      \"name\": \"Compare\", \"venue\": \"Loopback\", \"starts_at_ms\": $((now + 7200000)),
+      \"opens_at_ms\": $((now - 1000)), \"closes_at_ms\": $((now + 3600000)),
+      \"ticket_types\": [{\"name\": \"Pista\", \"price_cents\": 10000, \"capacity\": 100000, \"limit_per_customer\": 4}],
+      \"policy\": {\"arrival_window_ms\": 0, \"max_active\": 100000, \"admit_per_second\": 100000,
+                   \"pow_difficulty\": 0, \"require_two_factor\": false}}" \
+        "http://$1/api/admin/events" >/dev/null
+}
+
+drop() { # label addr seed event
+    "$stress" --addr "$2" --fans "$fans" --event "$4" --spike-seconds 2 --concurrency "$concurrency" \
+        --seed "$3" --summary "$work/$1.json" >"$work/$1.out" 2>&1 || true
+    python3 - "$1" "$work/$1.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[2]))
+st, v = s["steps"], s["verification"]
+def ms(step, q): return st.get(step, {}).get(q, 0) / 1000
+print(f'{sys.argv[1]:<16} {s["requests_per_second"]:8.0f} req/s   hold p50 {ms("hold","p50_us"):6.1f} p99 {ms("hold","p99_us"):7.1f} ms'
+      f'   checkout p50 {ms("checkout","p50_us"):6.1f} p99 {ms("checkout","p99_us"):7.1f} ms   consistent {v["consistent"]}')
+if not v["consistent"]:
+    print("   ", v, s["responses_by_error_code"])
+EOF
+}
+
+# One node.
+"$bin" admin create ops@compare.invalid --data "$work/single" --password-stdin <<<"$password" >/dev/null
+"$bin" serve --listen 127.0.0.1:18180 --data "$work/single" --config "$work/server.toml" >"$work/single.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:18180/readyz
+create_event 127.0.0.1:18180 "$(admin_token 127.0.0.1:18180)"
+echo "target           throughput       hold (ms)                     checkout (ms)"
+drop "one node" 127.0.0.1:18180 1 0
+kill "${pids[0]}"
+
+# Three nodes and HAProxy.
+{
+    echo "secret = \"$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')\""
+    for id in 1 2 3; do
+        printf '[[nodes]]\nid = %d\npeers = "127.0.0.1:1820%d"\nhttp = "127.0.0.1:1819%d"\n' "$id" "$id" "$id"
+    done
+} >"$work/cluster.toml"
+for id in 1 2 3; do
+    "$bin" serve --cluster "$work/cluster.toml" --node "$id" --data "$work/node$id" \
+        --config "$work/server.toml" >"$work/node$id.log" 2>&1 &
+    pids+=($!)
+done
+for id in 1 2 3; do wait_for "http://127.0.0.1:1819$id/readyz"; done
+until "$bin" cluster init --cluster "$work/cluster.toml" >/dev/null 2>&1; do sleep 0.1; done
+until "$bin" admin create ops@compare.invalid --cluster "$work/cluster.toml" --password-stdin \
+    <<<"$password" >/dev/null 2>&1; do sleep 0.2; done
+leader=""
+until [ -n "$leader" ]; do
+    for id in 1 2 3; do
+        curl -fs -m 1 "http://127.0.0.1:1819$id/readyz" | grep -q '"role":"leader"' && leader=$id
+    done
+done
+follower=$(( leader % 3 + 1 ))
+token=$(admin_token "127.0.0.1:1819$leader")
+# An event per target (ids 0, 1, 2), so that each drop's books are its own.
+for _ in 1 2 3; do create_event "127.0.0.1:1819$leader" "$token"; done
+"$bin" cluster haproxy-config --cluster "$work/cluster.toml" --listen 127.0.0.1:18199 >"$work/haproxy.cfg"
+/usr/sbin/haproxy -W -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:18199/readyz
+drop "cluster leader" "127.0.0.1:1819$leader" 2 0
+drop "cluster follower" "127.0.0.1:1819$follower" 3 1
+drop "cluster HAProxy" 127.0.0.1:18199 4 2
