@@ -117,7 +117,7 @@ fn join_all(nodes: &[&Runtime], event: EventId, fans: u64) -> (Duration, Histogr
                 .unwrap(),
             // The leader changed (on two shared cores, a starved heartbeat
             // is an election): sent again to the next one.
-            Err(RuntimeError::NotLeader) => {
+            Err(RuntimeError::NotLeader | RuntimeError::Deposed) => {
                 resent += 1;
                 in_flight.push_back(submit(fan));
             }

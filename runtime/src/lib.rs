@@ -221,6 +221,12 @@ pub enum RuntimeError {
     /// applied; retry (through the leader).
     #[error("this node does not lead its shard right now; retry shortly")]
     NotLeader,
+    /// This node lost the lead after proposing the change and before it
+    /// committed: the next leader may still commit it or drop it. Not to
+    /// be sent again blindly (it could be done twice); its effect shows
+    /// once the group settles.
+    #[error("the lead changed while this was being logged; it may or may not have been made")]
+    Deposed,
 }
 
 /// Why the runtime did not start.

@@ -290,7 +290,7 @@ async fn answer(flight: InFlight, tag: u64, shared: &Shared, notices: &Notices) 
     }
     let result = match shared.poisoned() {
         Some(reason) => Err(RuntimeError::Durability(reason)),
-        None if deposed => Err(RuntimeError::NotLeader),
+        None if deposed => Err(RuntimeError::Deposed),
         None => Ok(()),
     };
     if result.is_ok()

@@ -266,18 +266,14 @@ fn admin_create_is_audited_and_audit_verify_names_a_changed_byte() {
 #[test]
 fn cluster_haproxy_config_is_accepted_by_haproxy() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster.toml");
-    std::fs::write(
-        &cluster,
-        format!(
-            "secret = \"{}\"\n\
-             [[nodes]]\nid = 1\npeers = \"127.0.0.1:7101\"\nhttp = \"127.0.0.1:8081\"\n\
-             [[nodes]]\nid = 2\npeers = \"127.0.0.1:7102\"\nhttp = \"127.0.0.1:8082\"\n\
-             [[nodes]]\nid = 3\npeers = \"[::1]:7103\"\nhttp = \"[::1]:8083\"\n",
-            "x".repeat(32)
-        ),
-    )
-    .unwrap();
+    let cluster = cluster_file(
+        dir.path(),
+        &[
+            ("127.0.0.1:7101", "127.0.0.1:8081"),
+            ("127.0.0.1:7102", "127.0.0.1:8082"),
+            ("[::1]:7103", "[::1]:8083"),
+        ],
+    );
     let out = ingressoja(&[
         "cluster",
         "haproxy-config",
@@ -291,12 +287,7 @@ fn cluster_haproxy_config_is_accepted_by_haproxy() {
     assert_eq!(config.matches(" check\n").count(), 3, "{config}");
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, &config).unwrap();
-    // Debian puts it in /usr/sbin, which a user's PATH may lack.
-    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("haproxy");
-    let checked = Command::new(haproxy)
+    let checked = Command::new(debian_tool("haproxy"))
         .args(["-c", "-f", path.to_str().unwrap()])
         .output()
         .expect("haproxy (Debian's haproxy; `make test` installs it)");
@@ -327,17 +318,13 @@ fn cluster_haproxy_config_is_accepted_by_haproxy() {
 #[test]
 fn cluster_nginx_config_is_accepted_by_nginx() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster.toml");
-    std::fs::write(
-        &cluster,
-        format!(
-            "secret = \"{}\"\n\
-             [[nodes]]\nid = 1\npeers = \"127.0.0.1:7101\"\nhttp = \"127.0.0.1:8081\"\n\
-             [[nodes]]\nid = 2\npeers = \"[::1]:7102\"\nhttp = \"[::1]:8082\"\n",
-            "x".repeat(32)
-        ),
-    )
-    .unwrap();
+    let cluster = cluster_file(
+        dir.path(),
+        &[
+            ("127.0.0.1:7101", "127.0.0.1:8081"),
+            ("[::1]:7102", "[::1]:8082"),
+        ],
+    );
     let out = ingressoja(&[
         "cluster",
         "nginx-config",
@@ -351,12 +338,8 @@ fn cluster_nginx_config_is_accepted_by_nginx() {
     assert_eq!(config.matches("max_fails=2").count(), 2, "{config}");
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, &config).unwrap();
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("nginx");
     // Its own prefix: the check writes nothing outside the test's directory.
-    let checked = Command::new(nginx)
+    let checked = Command::new(debian_tool("nginx"))
         .args(["-t", "-q", "-p"])
         .arg(dir.path())
         .args(["-c", path.to_str().unwrap(), "-g"])
@@ -372,4 +355,28 @@ fn cluster_nginx_config_is_accepted_by_nginx() {
         "nginx refused the configuration:\n{}\n{config}",
         text(&checked)
     );
+}
+
+/// A cluster file in `dir` with a node per `(peers, http)` address pair.
+fn cluster_file(dir: &Path, nodes: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = format!("secret = \"{}\"\n", "x".repeat(32));
+    for (id, (peers, http)) in nodes.iter().enumerate() {
+        let id = id + 1;
+        text.push_str(&format!(
+            "[[nodes]]\nid = {id}\npeers = \"{peers}\"\nhttp = \"{http}\"\n"
+        ));
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A tool from Debian's packages: in /usr/sbin, which a user's PATH may
+/// lack.
+fn debian_tool(name: &str) -> String {
+    ["/usr/sbin", "/usr/bin"]
+        .iter()
+        .map(|dir| format!("{dir}/{name}"))
+        .find(|path| Path::new(path).exists())
+        .unwrap_or_else(|| name.to_owned())
 }

@@ -276,6 +276,26 @@ fn operators_make_an_administrator_anywhere_and_see_every_node() {
     assert_eq!(panel.iter().filter(|n| n["this_node"] == true).count(), 1);
     assert_eq!(panel[2]["this_node"], true, "asked node 3");
 
+    // A backup taken on a follower (any replica holds the whole sale and
+    // the shared state) checks out with the offline tool.
+    let follower = nodes
+        .iter()
+        .find(|addr| text_of(addr, "/readyz").contains("\"role\":\"follower\""))
+        .unwrap();
+    let backup = client.call(follower, "POST", "/api/admin/backup", None, Some(token));
+    assert_eq!(backup.status, 201, "{}", backup.body);
+    let path = backup.body["backup"].as_str().unwrap().to_owned();
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+        .args(["backup", "verify", &path])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "a follower's backup does not verify: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
     let text = text_of(&nodes[2], "/metrics");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     for name in [

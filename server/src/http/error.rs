@@ -186,6 +186,8 @@ impl From<RuntimeError> for ApiError {
                 message: "this sale is changing hands between servers; retry shortly".into(),
                 retry_after_s: Some(1),
             },
+            // Proposed, then the lead moved: the change may still commit.
+            RuntimeError::Deposed => ApiError::outcome_unknown(),
             RuntimeError::Durability(_) | RuntimeError::Stopped => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unavailable",

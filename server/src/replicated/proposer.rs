@@ -201,8 +201,9 @@ impl Proposer {
         };
         match answer {
             Ok(seq) => Try::Committed(seq),
+            // Refused before it was proposed: nothing was done.
             Err(RuntimeError::NotLeader) if self.peers.is_some() => {
-                Try::Unknown("leadership ended while it was being logged".into())
+                Try::NotDone("this node no longer leads".into())
             }
             Err(error) => Try::Unknown(error.to_string()),
         }
@@ -309,6 +310,8 @@ pub async fn answer_attach(
         Err(RuntimeError::NotLeader) => return AttachAnswer::NotLeader,
         Err(error) => return AttachAnswer::Refused(error.to_string()),
     };
+    // Refused before it was proposed (nothing done) versus proposed and
+    // then deposed (unknown): only the first may go to the next leader.
     match tokio::time::timeout(COMMIT_WAIT, pending).await {
         // Applied here before the commit was answered.
         Ok(Ok(seq)) => AttachAnswer::Committed {
@@ -317,6 +320,7 @@ pub async fn answer_attach(
         },
         // Numbered, then deposed: whether it commits is for the next
         // leader to say. The follower is told it is unknown (not 200).
+        Ok(Err(RuntimeError::NotLeader)) => AttachAnswer::NotLeader,
         Ok(Err(error)) => AttachAnswer::Unknown(error.to_string()),
         Err(_) => AttachAnswer::Unknown("no commit in time".into()),
     }
