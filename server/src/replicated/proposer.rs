@@ -182,11 +182,9 @@ impl Proposer {
 
     /// Logs through this node's own shard.
     fn here(&self, bytes: Vec<u8>) -> Try {
+        // Refused at the door (overloaded, stopped): nothing was queued.
         let pending = match self.attacher.attach(bytes) {
             Ok(pending) => pending,
-            Err(RuntimeError::NotLeader) if self.peers.is_some() => {
-                return Try::NotDone("this node no longer leads".into());
-            }
             Err(error) => return Try::NotDone(error.to_string()),
         };
         let answer = match tokio::runtime::Handle::try_current() {
@@ -310,17 +308,17 @@ pub async fn answer_attach(
         Err(RuntimeError::NotLeader) => return AttachAnswer::NotLeader,
         Err(error) => return AttachAnswer::Refused(error.to_string()),
     };
-    // Refused before it was proposed (nothing done) versus proposed and
-    // then deposed (unknown): only the first may go to the next leader.
     match tokio::time::timeout(COMMIT_WAIT, pending).await {
         // Applied here before the commit was answered.
         Ok(Ok(seq)) => AttachAnswer::Committed {
             seq,
             outcome: state.outcome(seq),
         },
-        // Numbered, then deposed: whether it commits is for the next
-        // leader to say. The follower is told it is unknown (not 200).
+        // Refused before it was proposed: nothing done, the follower may
+        // send it to the next leader.
         Ok(Err(RuntimeError::NotLeader)) => AttachAnswer::NotLeader,
+        // Proposed, then deposed (`Deposed`), or the log failed: whether
+        // it commits is for the next leader to say; never re-sent.
         Ok(Err(error)) => AttachAnswer::Unknown(error.to_string()),
         Err(_) => AttachAnswer::Unknown("no commit in time".into()),
     }
