@@ -59,7 +59,8 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 
-"$bin" cluster haproxy-config --cluster "$file" --listen "$listen" > "$data/haproxy.cfg"
+"$bin" cluster haproxy-config --cluster "$file" --listen "$listen" \
+    --admin-socket "$data/haproxy.sock" > "$data/haproxy.cfg"
 "$haproxy" -W -db -f "$data/haproxy.cfg" > "$data/haproxy.log" 2>&1 &
 pids+=($!)
 # Up once it takes connections; a configuration it refuses ends the run.
@@ -79,6 +80,7 @@ IngressoJa: three nodes behind HAProxy
   open        http://$listen/
   nodes       http://127.0.0.1:8081  :8082  :8083   (logs: $data/node*.log)
   HAProxy     $data/haproxy.cfg                     (log: $data/haproxy.log)
+  drain one   echo 'set server nodes/node2 state drain' | socat - $data/haproxy.sock   (HAProxy's runtime API; 'state ready' puts it back)
   status      $bin cluster status --cluster $file
   an admin    $bin admin create EMAIL --cluster $file
   node pids   ${pids[0]} ${pids[1]} ${pids[2]}   (kill -9 one: the sale goes on without it)

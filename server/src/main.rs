@@ -167,6 +167,10 @@ enum ClusterCommand {
         /// Where the balancer listens for fans.
         #[arg(long, default_value = "0.0.0.0:80")]
         listen: std::net::SocketAddr,
+        /// HAProxy's runtime API on this Unix socket (owner only), to
+        /// drain a node before maintenance.
+        #[arg(long)]
+        admin_socket: Option<PathBuf>,
     },
     /// Prints an nginx configuration (a whole nginx.conf) for the same;
     /// nginx open source has no active health checks (see
@@ -396,12 +400,18 @@ fn cluster(command: ClusterCommand) -> CliResult {
         ClusterCommand::RemoveNode { cluster, node } => {
             println!("{}", cli::remove_node(&ClusterFile::load(&cluster)?, node)?);
         }
-        ClusterCommand::HaproxyConfig { cluster, listen } => {
+        ClusterCommand::HaproxyConfig {
+            cluster,
+            listen,
+            admin_socket,
+        } => {
             let file = ClusterFile::load(&cluster)?;
-            print!(
-                "{}",
-                ingressoja::cluster::haproxy::haproxy_config(&file, listen)
-            );
+            let config = ingressoja::cluster::haproxy::haproxy_config(
+                &file,
+                listen,
+                admin_socket.as_deref(),
+            )?;
+            print!("{config}");
         }
         ClusterCommand::NginxConfig { cluster, listen } => {
             let file = ClusterFile::load(&cluster)?;

@@ -262,7 +262,7 @@ fn admin_create_is_audited_and_audit_verify_names_a_changed_byte() {
 
 /// `cluster haproxy-config` writes a configuration HAProxy itself accepts
 /// (`haproxy -c`, Debian's haproxy, installed by `make test`), naming every
-/// node of the cluster file, IPv6 ones included.
+/// node of the cluster file, IPv6 ones included, with its runtime API.
 #[test]
 fn cluster_haproxy_config_is_accepted_by_haproxy() {
     let dir = tempfile::tempdir().unwrap();
@@ -281,10 +281,13 @@ fn cluster_haproxy_config_is_accepted_by_haproxy() {
         cluster.to_str().unwrap(),
         "--listen",
         "127.0.0.1:18080",
+        "--admin-socket",
+        dir.path().join("haproxy.sock").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let config = String::from_utf8(out.stdout).unwrap();
     assert_eq!(config.matches(" check\n").count(), 3, "{config}");
+    assert!(config.contains("stats socket "), "{config}");
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, &config).unwrap();
     let checked = Command::new(debian_tool("haproxy"))

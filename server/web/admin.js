@@ -109,7 +109,8 @@ async function renderDashboard(nav) {
   });
   let lastSold = null, lastBuckets = null, lastAt = null;
   const sample = async () => {
-    const [stats, buckets] = await Promise.all([api("GET", "/api/admin/stats"), latencyBuckets()]);
+    // No asking again inside a sample: the next one comes in a second.
+    const [stats, buckets] = await Promise.all([api("GET", "/api/admin/stats", undefined, {}, { retryFor: 0 }), latencyBuckets()]);
     const s = stats.events.find((e) => e.event === chosen);
     if (!s) return;
     const now = performance.now();
@@ -138,7 +139,7 @@ function renderCluster(nodes) {
     <th scope="col">${esc(t("cluster.term"))}</th><th scope="col">${esc(t("cluster.leader"))}</th>
     <th scope="col">${esc(t("cluster.applied"))}</th><th scope="col">${esc(t("cluster.lag"))}</th></tr></thead>
     <tbody>${nodes.map((n) => `<tr data-node="${n.id}"><td>${n.id} ${n.this_node ? esc(t("cluster.this")) : ""}</td>
-      <td>${n.reachable ? cell(n.state) : `<strong>${esc(t("cluster.unreachable"))}</strong>`}</td>
+      <td>${n.reachable ? esc(t("cluster.role." + n.state, null, n.state ?? "—")) : `<strong>${esc(t("cluster.unreachable"))}</strong>`}</td>
       <td>${cell(n.term)}</td><td>${cell(n.leader)}</td><td>${cell(n.applied_index)}</td><td>${cell(n.lag)}</td></tr>`).join("")}</tbody></table>`;
 }
 

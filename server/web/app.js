@@ -3,7 +3,9 @@
 // over server-sent events), the purchase with its hold countdown, and my
 // tickets. Hash routes (#/...) so the server serves one page. Every state
 // change sends the session's CSRF token; live updates are announced to
-// screen readers through one polite live region.
+// screen readers through one polite live region. Requests and live streams
+// ride out a node dying behind the balancer (see "a server that comes and
+// goes").
 import { t, lang, setLang } from "./i18n.js";
 import { renderAdmin } from "./admin.js";
 
@@ -30,13 +32,52 @@ export function announce(text) {
   setTimeout(() => { region.textContent = text; }, 50);
 }
 
-/** An API error: status, code and a message for people. */
-export class ApiError extends Error {
-  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+// ---- a server that comes and goes ------------------------------------------------
+// Behind a balancer a node can die in the middle of a sale, and another
+// takes over within a second or two. The page rides that out by itself:
+// - a request the server says was not done (503 `not_leader`, refused
+//   before anything was proposed; 503 `catching_up`, a node still applying
+//   what the fan saw) is sent again after the Retry-After it gave;
+// - a request that is safe to repeat (a GET, or one the caller marks
+//   `idempotent`: joining the line, leaving it, paying with the attempt's
+//   Idempotency-Key) is sent again after a lost answer too: no connection,
+//   the balancer's 502/503/504, `outcome_unknown`;
+// - for up to RETRY_FOR_MS, then the error is shown as before.
+// Anything else (adding to the cart is not safe to repeat) shows its error
+// at once; the fan's stream then shows what the cart really holds.
+// A line at the top of the page says "reconnecting" while any of it lasts.
+const RETRY_FOR_MS = 20000;
+const NOT_DONE = new Set(["not_leader", "catching_up"]);
+const ANSWER_LOST = new Set(["network", "http_502", "http_503", "http_504", "outcome_unknown"]);
+
+/** What is reconnecting now; the line shows while the set is not empty. */
+const troubles = new Set();
+function trouble(key, on) {
+  if (on) troubles.add(key); else troubles.delete(key);
+  const line = document.getElementById("connection");
+  if (!line) return;
+  const show = troubles.size > 0;
+  if (show === !line.hidden) return;
+  line.hidden = !show;
+  line.textContent = show ? t("net.reconnecting") : "";
 }
 
-/** Calls the API as the logged-in fan (cookie session, CSRF header). */
-export async function api(method, path, body, headers = {}) {
+/** The pause before asking again: the server's Retry-After (in seconds)
+ * when it gave one, else a second; with jitter so that the pages a dead
+ * node dropped do not all come back in the same instant. */
+function pauseBefore(retryAfter) {
+  const seconds = Number(retryAfter);
+  const base = Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 5) * 1000 : 1000;
+  return base * (0.8 + Math.random() * 0.4);
+}
+
+/** An API error: status, code and a message for people. */
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter = null) { super(message); this.status = status; this.code = code; this.retryAfter = retryAfter; }
+}
+
+/** One request as the logged-in fan (cookie session, CSRF header). */
+async function callOnce(method, path, body, headers) {
   const init = { method, credentials: "same-origin", headers: { ...headers } };
   if (method !== "GET") init.headers["X-CSRF-Token"] = state.csrf ?? "";
   if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
@@ -45,10 +86,57 @@ export async function api(method, path, body, headers = {}) {
   const answer = await response.json().catch(() => ({}));
   if (!response.ok) {
     const code = answer?.error?.code ?? "http_" + response.status;
-    throw new ApiError(response.status, code, t("code." + code, null, answer?.error?.message ?? code));
+    throw new ApiError(response.status, code, t("code." + code, null, answer?.error?.message ?? code), response.headers.get("Retry-After"));
   }
   if (answer.csrf_token) state.csrf = answer.csrf_token;
   return answer;
+}
+
+/** Calls the API as the logged-in fan, asking again while the server is
+ * changing hands (see above). `options.idempotent` (GETs are): the request
+ * may be repeated after a lost answer; `options.retryFor`: how long to keep
+ * asking (0: never ask again, for a caller that polls anyway). */
+export async function api(method, path, body, headers = {}, options = {}) {
+  const idempotent = options.idempotent ?? method === "GET";
+  const deadline = Date.now() + (options.retryFor ?? RETRY_FOR_MS);
+  const key = Symbol(path);
+  try {
+    for (;;) {
+      try { return await callOnce(method, path, body, headers); } catch (e) {
+        const again = NOT_DONE.has(e.code) || (idempotent && ANSWER_LOST.has(e.code));
+        const pause = pauseBefore(e.retryAfter);
+        if (!again || Date.now() + pause > deadline) throw e;
+        trouble(key, true);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  } finally { trouble(key, false); }
+}
+
+/** A live stream (server-sent events) that keeps itself open while the
+ * page shows it. The browser reconnects an EventSource by itself after a
+ * dropped connection, but gives up for good on an HTTP error (the
+ * balancer's 502/503 while a node dies, a node's 503 while it catches up),
+ * so a closed one is opened again after a pause (1 s, doubling to 10 s).
+ * The server's first message on every connection is the current state:
+ * nothing the page shows is missed. `listeners`: event name → handler. */
+export function liveStream(path, listeners) {
+  const key = Symbol(path);
+  let source = null, stopped = false, timer = null, pause = 1000;
+  const open = () => {
+    source = new EventSource(path);
+    for (const [name, handler] of Object.entries(listeners)) source.addEventListener(name, handler);
+    source.addEventListener("open", () => { pause = 1000; trouble(key, false); });
+    source.addEventListener("error", () => {
+      if (stopped) return;
+      trouble(key, true);
+      if (source.readyState !== EventSource.CLOSED) return;
+      timer = setTimeout(open, pause * (0.8 + Math.random() * 0.4));
+      pause = Math.min(pause * 2, 10000);
+    });
+  };
+  open();
+  state.cleanup.push(() => { stopped = true; clearTimeout(timer); source.close(); trouble(key, false); });
 }
 
 /** Loads who is logged in (null when nobody). */
@@ -125,13 +213,13 @@ async function renderEvent(id) {
   // The anti-bot check is solved here, while the fan reads the page, so
   // that joining the line is one request when the sale opens.
   if (state.me && event.phase !== "sold_out" && event.phase !== "ended") prepareProof(id);
-  const stream = new EventSource(`/api/events/${id}/stream`);
-  stream.addEventListener("state", (message) => {
-    const live = JSON.parse(message.data);
-    document.getElementById("stock").innerHTML = stockRows(live);
-    document.getElementById("event-phase").textContent = t("phase." + live.phase) + (live.paused ? " · " + t("sale.paused") : "");
+  liveStream(`/api/events/${id}/stream`, {
+    state: (message) => {
+      const live = JSON.parse(message.data);
+      document.getElementById("stock").innerHTML = stockRows(live);
+      document.getElementById("event-phase").textContent = t("phase." + live.phase) + (live.paused ? " · " + t("sale.paused") : "");
+    },
   });
-  state.cleanup.push(() => stream.close());
 }
 
 // ---- accounts ---------------------------------------------------------------
@@ -330,14 +418,14 @@ async function renderSale(id) {
   try {
     const kept = takeProof(id);
     if (kept) {
-      try { queue = await api("POST", `/api/events/${id}/queue`, kept.body); }
+      try { queue = await api("POST", `/api/events/${id}/queue`, kept.body, {}, { idempotent: true }); }
       catch (e) { if (!String(e.code).startsWith("proof_of_work")) throw e; }
     }
     queue ??= await api("GET", `/api/events/${id}/queue`);
     if (queue.status === "not_joined") {
       waiting.innerHTML = `<p>${esc(t("pow.preparing"))}</p><progress id="pow-progress" max="1" value="0" aria-label="${esc(t("pow.progress"))}"></progress>`;
       const { body } = await solveChallenge(id, (done) => { document.getElementById("pow-progress").value = done; });
-      queue = await api("POST", `/api/events/${id}/queue`, body);
+      queue = await api("POST", `/api/events/${id}/queue`, body, {}, { idempotent: true });
     }
     if (queue.status !== "not_joined") announce(t("wait.joined"));
   } catch (e) { showError(saleError, e); waiting.innerHTML = ""; return; }
@@ -358,7 +446,7 @@ async function renderSale(id) {
         leave.type = "button"; leave.className = "secondary"; leave.textContent = t("wait.leave");
         leave.addEventListener("click", async () => {
           if (!confirm(t("wait.leaveConfirm"))) return;
-          try { show({ queue: await api("DELETE", `/api/events/${id}/queue`) }); announce(t("wait.left")); }
+          try { show({ queue: await api("DELETE", `/api/events/${id}/queue`, undefined, {}, { idempotent: true }) }); announce(t("wait.left")); }
           catch (e) { showError(saleError, e); }
         });
         waiting.append(leave);
@@ -366,24 +454,24 @@ async function renderSale(id) {
     }
   };
   show({ queue });
-  const stream = new EventSource(`/api/events/${id}/me/stream`);
-  state.cleanup.push(() => stream.close());
-  stream.addEventListener("status", (m) => show(JSON.parse(m.data)));
-  stream.addEventListener("admitted", () => announce(t("wait.admitted")));
-  stream.addEventListener("expiring_soon", () => shop.notice(t("cart.expiringSoon"), "warning", "hold-warning"));
-  stream.addEventListener("hold_expired", () => shop.expired());
-  // A refusal of a request made from this or another of the fan's pages,
-  // in the page's language.
-  stream.addEventListener("rejected", (m) => {
-    const refusal = JSON.parse(m.data);
-    shop.notice(t("code." + refusal.code, null, refusal.message), "error");
+  liveStream(`/api/events/${id}/me/stream`, {
+    status: (m) => show(JSON.parse(m.data)),
+    admitted: () => announce(t("wait.admitted")),
+    expiring_soon: () => shop.notice(t("cart.expiringSoon"), "warning", "hold-warning"),
+    hold_expired: () => shop.expired(),
+    // A refusal of a request made from this or another of the fan's pages,
+    // in the page's language.
+    rejected: (m) => {
+      const refusal = JSON.parse(m.data);
+      shop.notice(t("code." + refusal.code, null, refusal.message), "error");
+    },
   });
-  const sale = new EventSource(`/api/events/${id}/stream`);
-  state.cleanup.push(() => sale.close());
-  sale.addEventListener("state", (m) => {
-    const live = JSON.parse(m.data);
-    document.getElementById("paused").innerHTML = live.paused ? `<p class="warning">${esc(t("sale.paused"))}</p>` : "";
-    shop.stock(live);
+  liveStream(`/api/events/${id}/stream`, {
+    state: (m) => {
+      const live = JSON.parse(m.data);
+      document.getElementById("paused").innerHTML = live.paused ? `<p class="warning" data-testid="paused">${esc(t("sale.paused"))}</p>` : "";
+      shop.stock(live);
+    },
   });
 }
 
@@ -516,7 +604,7 @@ class Shop {
     } catch (e) {
       // The same key again after anything that may not have been the end of
       // this payment (a lost answer, a busy server): it can never buy twice.
-      if (!["network", "payment_in_progress", "overloaded", "unavailable"].includes(e.code)) this.key = null;
+      if (!["network", "payment_in_progress", "overloaded", "unavailable", "outcome_unknown", "not_leader", "catching_up", "http_502", "http_503", "http_504"].includes(e.code)) this.key = null;
       showError(result, e);
       announce(e.message);
     } finally { button.disabled = false; }
@@ -528,7 +616,7 @@ class Shop {
   async checkout(card) {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await api("POST", `/api/events/${this.id}/checkout`, { card_number: card }, { "Idempotency-Key": this.key });
+        return await api("POST", `/api/events/${this.id}/checkout`, { card_number: card }, { "Idempotency-Key": this.key }, { idempotent: true });
       } catch (e) {
         if (e.code !== "payment_in_progress" || attempt >= 60) throw e;
         await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -21,15 +21,40 @@
 //!   connection to a node failed (nothing sent) goes to another node; a
 //!   request already sent is never replayed by the balancer (the fan's
 //!   client retries, with its idempotency key).
+//! - `--admin-socket PATH` (optional): HAProxy's runtime API on a Unix
+//!   socket only its owner may open, for taking a node out gently before
+//!   maintenance (`set server nodes/node2 state drain`: no new requests or
+//!   streams, those open stay) and back (`state ready`).
 
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use super::file::ClusterFile;
 
+/// A path HAProxy's configuration cannot carry as written (it splits
+/// words on blanks and reads `#` as a comment).
+#[derive(Debug, thiserror::Error)]
+#[error("the admin socket's path {0:?} must be UTF-8 without blanks, quotes or '#'")]
+pub struct UnfitPath(pub PathBuf);
+
 /// The configuration text for `file`'s nodes, the balancer listening on
-/// `listen`.
-pub fn haproxy_config(file: &ClusterFile, listen: SocketAddr) -> String {
+/// `listen`, with the runtime API on `admin_socket` when one is given.
+pub fn haproxy_config(
+    file: &ClusterFile,
+    listen: SocketAddr,
+    admin_socket: Option<&Path>,
+) -> Result<String, UnfitPath> {
+    let socket = match admin_socket {
+        None => None,
+        Some(path) => Some(
+            path.to_str()
+                .filter(|p| {
+                    !p.is_empty() && !p.chars().any(|c| c.is_whitespace() || "\"'#\\".contains(c))
+                })
+                .ok_or_else(|| UnfitPath(path.to_path_buf()))?,
+        ),
+    };
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -37,8 +62,19 @@ pub fn haproxy_config(file: &ClusterFile, listen: SocketAddr) -> String {
          # the reasons for each setting are in server/src/cluster/haproxy.rs.\n\
          global\n\
          \x20   # maxconn: derived by HAProxy from the open-files limit it is\n\
-         \x20   # given (a fixed figure above that limit stops it starting).\n\
-         \n\
+         \x20   # given (a fixed figure above that limit stops it starting)."
+    );
+    if let Some(path) = socket {
+        let _ = writeln!(
+            text,
+            "    # The runtime API, for its owner only (drain a node before\n\
+             \x20   # maintenance: set server nodes/node2 state drain).\n\
+             \x20   stats socket {path} mode 600 level admin"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\n\
          defaults\n\
          \x20   mode http\n\
          \x20   option forwardfor\n\
@@ -65,7 +101,7 @@ pub fn haproxy_config(file: &ClusterFile, listen: SocketAddr) -> String {
     for node in &file.nodes {
         let _ = writeln!(text, "    server node{} {} check", node.id, node.http);
     }
-    text
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -90,7 +126,11 @@ mod tests {
 
     #[test]
     fn every_node_is_a_checked_server_and_streams_outlive_their_keep_alive() {
-        let text = haproxy_config(&three(), "0.0.0.0:80".parse().unwrap());
+        let text = haproxy_config(&three(), "0.0.0.0:80".parse().unwrap(), None).unwrap();
+        assert!(
+            !text.contains("stats socket"),
+            "no runtime API unless asked"
+        );
         for id in 1..=3 {
             assert!(
                 text.contains(&format!("server node{id} 127.0.0.1:{} check", 8080 + id)),
@@ -118,8 +158,26 @@ mod tests {
     fn an_ipv6_address_is_written_as_haproxy_reads_it() {
         let mut file = three();
         file.nodes[0].http = "[::1]:8081".parse().unwrap();
-        let text = haproxy_config(&file, "[::]:8443".parse().unwrap());
+        let text = haproxy_config(&file, "[::]:8443".parse().unwrap(), None).unwrap();
         assert!(text.contains("server node1 [::1]:8081 check"), "{text}");
         assert!(text.contains("bind [::]:8443"), "{text}");
+    }
+
+    #[test]
+    fn the_runtime_api_is_on_the_socket_asked_for_and_a_path_it_cannot_carry_is_refused() {
+        let listen = "127.0.0.1:80".parse().unwrap();
+        let text =
+            haproxy_config(&three(), listen, Some(Path::new("/run/ij/haproxy.sock"))).unwrap();
+        let global = text.split("defaults").next().unwrap();
+        assert!(
+            global.contains("stats socket /run/ij/haproxy.sock mode 600 level admin"),
+            "{text}"
+        );
+        for unfit in ["/run/a b.sock", "/run/a#b.sock", "/run/\"a\".sock", ""] {
+            assert!(
+                haproxy_config(&three(), listen, Some(Path::new(unfit))).is_err(),
+                "{unfit:?}"
+            );
+        }
     }
 }

@@ -79,25 +79,37 @@ export function solve(challenge, difficulty) {
 /** A small API client with a bearer session (for setting things up). */
 export class Api {
   constructor(url, token) { this.url = url; this.token = token; }
+  /** One call; asked again (for up to 20 s) while a cluster says nothing
+   * was done (503 not_leader or catching_up: an election, a node still
+   * applying), as the pages do. */
   async call(method, path, body) {
-    const response = await fetch(this.url + path, {
-      method, headers: { "Content-Type": "application/json", ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
-    return { json, cookie: response.headers.get("set-cookie")?.match(/ij_session=([^;]*)/)?.[1] };
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const response = await fetch(this.url + path, {
+        method, headers: { "Content-Type": "application/json", ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const json = await response.json().catch(() => ({}));
+      const notDone = response.status === 503 && ["not_leader", "catching_up"].includes(json?.error?.code);
+      if (notDone && Date.now() < deadline) { await new Promise((resolve) => setTimeout(resolve, 200)); continue; }
+      if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
+      return { json, cookie: response.headers.get("set-cookie")?.match(/ij_session=([^;]*)/)?.[1] };
+    }
   }
 }
 
-/** The administrator's two-factor session (enrolled on first use). */
+/** The administrator's two-factor session (enrolled on first use), with
+ * the enrolled secret as `.secret`. */
 export async function adminApi(url) {
   const api = new Api(url);
   const login = await api.call("POST", "/api/session", ADMIN);
   const session = new Api(url, login.cookie);
   const { json } = await session.call("POST", "/api/me/two-factor");
   const confirmed = await session.call("POST", "/api/me/two-factor/confirm", { code: totp(json.secret) });
-  return new Api(url, confirmed.cookie);
+  const admin = new Api(url, confirmed.cookie);
+  // For a later login in the browser (with the next step's code).
+  admin.secret = json.secret;
+  return admin;
 }
 
 /** A fan made through the API (a new account, password only) who solves
