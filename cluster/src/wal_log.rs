@@ -146,6 +146,73 @@ pub fn stored_snapshot<S: LogStore>(store: &S) -> io::Result<Option<StoredSnapsh
     }
 }
 
+/// What a copy of a Raft log (a backup, a dead node's disk) says about
+/// its commit, for a restore that must not bring back what the group may
+/// never have committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownCommit {
+    /// The last record known committed: the furthest of the commit the log
+    /// recorded, its purge mark, its group snapshot and its base. The real
+    /// commit may have been further (the record lags a little), never
+    /// behind.
+    pub seq: u64,
+    /// The last record whose entries are gone from the Raft log (purged,
+    /// or covered by the group snapshot): a restore cannot cut before it.
+    pub compacted: u64,
+    /// The voters of the newest membership the log holds (one: a single
+    /// node's group, whose every flushed record is committed).
+    pub voters: usize,
+}
+
+/// [`KnownCommit`] for the log in `store`; `None` when it is not a Raft log
+/// (it never opened as one).
+pub fn known_commit<S: LogStore + Clone + Sync + 'static>(
+    store: &S,
+) -> io::Result<Option<KnownCommit>> {
+    let Some(base) = store.side_get(key::BASE)? else {
+        return Ok(None);
+    };
+    let base: u64 = decode("base", &base)?;
+    let reader = WalLogReader {
+        store: store.clone(),
+        recent: Arc::new(Mutex::new(RecentEntries::new(0))),
+    };
+    let committed: Option<Through> = match store.side_get(key::COMMITTED)? {
+        Some(bytes) => Some(decode("commit", &bytes)?),
+        None => None,
+    };
+    let purged = reader.purged()?;
+    let snapshot = reader.current_snapshot()?;
+    let compacted = purged
+        .map(|p| p.seq)
+        .max(snapshot.as_ref().map(|s| s.seq))
+        .unwrap_or(base);
+    let mut membership =
+        reader
+            .metas(0, None)?
+            .into_iter()
+            .rev()
+            .find_map(|meta| match meta.kind {
+                Kind::Membership(membership) => Some(membership),
+                _ => None,
+            });
+    if membership.is_none() {
+        let purged = reader.purged_membership()?;
+        if purged.log_id().is_some() {
+            membership = Some(purged.membership().clone());
+        }
+    }
+    if membership.is_none() {
+        membership = snapshot.map(|s| s.meta.last_membership.membership().clone());
+    }
+    let voters = membership.map_or(0, |m| m.voter_ids().count());
+    Ok(Some(KnownCommit {
+        seq: committed.map_or(0, |c| c.seq).max(compacted).max(base),
+        compacted: compacted.max(base),
+        voters,
+    }))
+}
+
 /// Why the log cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum WalLogError {
@@ -1237,6 +1304,48 @@ mod tests {
             })
         );
         assert_eq!(w.reader.seq_through(3, 0).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_copy_of_the_log_knows_its_commit_its_compaction_and_its_voters() {
+        let store = MemStore::default();
+        assert_eq!(known_commit(&store).unwrap(), None, "not a Raft log yet");
+        let mut w = writer(&store, &mut Vec::new());
+        w.write_entries(vec![
+            membership_entry(1, 1, &[1, 2, 3]),
+            batch(1, 2, 1..=2),
+            batch(1, 3, 3..=5),
+        ])
+        .unwrap();
+        w.note_commit(Some(log_id(1, 2)));
+        // The commit is written with the next write, which leaves a tail
+        // past it that the group may never commit.
+        w.write_entries(vec![batch(1, 4, 6..=7)]).unwrap();
+        assert_eq!(
+            known_commit(&store).unwrap(),
+            Some(KnownCommit {
+                seq: 2,
+                compacted: 0,
+                voters: 3
+            })
+        );
+        // Purged through entry 3: committed and compacted through record 5,
+        // the membership kept with the purge mark.
+        w.purge(log_id(1, 3)).unwrap();
+        assert_eq!(
+            known_commit(&store).unwrap(),
+            Some(KnownCommit {
+                seq: 5,
+                compacted: 5,
+                voters: 3
+            })
+        );
+
+        let single = MemStore::default();
+        let mut w = writer(&single, &mut Vec::new());
+        w.write_entries(vec![membership_entry(1, 1, &[1]), batch(1, 2, 1..=1)])
+            .unwrap();
+        assert_eq!(known_commit(&single).unwrap().unwrap().voters, 1);
     }
 
     fn membership_entry(term: u64, index: u64, voters: &[NodeId]) -> Entry<ShardRaft> {

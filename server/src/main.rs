@@ -337,7 +337,28 @@ fn restore(
         (None, Some(at)) => runtime::restore::Until::Time(at),
         (None, None) => runtime::restore::Until::End,
     };
-    let s = runtime::restore::restore(&backup, &data, until)?;
+    // Accounts, sessions and the audit log are applied only once
+    // committed: a member's restore keeps at least what they held.
+    let beside = ingressoja::replicated::state::applied_in(&backup.join("db"))?;
+    let s = runtime::restore::restore_with(&backup, &data, until, beside)?;
+    if s.restored_seq < beside {
+        // Cut before what they held. A member's came from the log alone:
+        // emptied, rebuilt from the log at start, the same on every node.
+        // A single node's may hold what no log has (an administrator made
+        // offline): kept, and applied from the cut on.
+        let rewound = runtime::DataDir::create(&data).and_then(|dir| {
+            if s.member {
+                ingressoja::replicated::state::rewind(&dir)
+            } else {
+                ingressoja::replicated::state::reposition(&dir, s.restored_seq)
+            }
+        });
+        if let Err(error) = rewound {
+            // The directory was new: nothing of the operator's is lost.
+            let _ = std::fs::remove_dir_all(&data);
+            return Err(error.into());
+        }
+    }
     println!(
         "restored {} up to sequence {} (the backup goes to {}): {} events, {} tickets sold",
         data.display(),
@@ -346,6 +367,23 @@ fn restore(
         s.events,
         s.tickets_sold
     );
+    if s.restored_seq < beside && !s.member {
+        println!(
+            "accounts, sessions and the audit log are kept as the backup holds them \
+             (a point-in-time restore rolls back the sale, not them)"
+        );
+    }
+    if s.member {
+        println!(
+            "a cluster member's backup: restored to its last known commit at most; \
+             {} record(s) after it, never known to be committed, were left out.\n\
+             To restore the whole cluster: start this node with the cluster file \
+             (the same node ids and peer addresses) and the other nodes with empty \
+             data directories; they copy the sale from this one \
+             (docs/REPLICATION.md, \"Restoring a whole cluster\").",
+            s.uncommitted_left_out
+        );
+    }
     Ok(())
 }
 

@@ -231,6 +231,68 @@ impl SharedState {
     }
 }
 
+/// The last record the shared state in the (stopped) database at
+/// `db_path` applied: a backup's, before it is restored. 0 when it has
+/// none (a backup from before the state moved into the log).
+pub fn applied_in(db_path: &std::path::Path) -> io::Result<u64> {
+    let families = DB::list_cf(&rocksdb::Options::default(), db_path).map_err(to_io)?;
+    if !families.iter().any(|f| f == SETTINGS_FAMILY) {
+        return Ok(0);
+    }
+    let db = ingressoja_wal::rocks::open_db_read_only(db_path, &[SETTINGS_FAMILY])?;
+    match db
+        .get_cf(settings_family(&db)?, APPLIED_KEY)
+        .map_err(to_io)?
+    {
+        Some(bytes) => Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(
+            |_| io::Error::other("the attached state's position is damaged"),
+        )?)),
+        None => Ok(0),
+    }
+}
+
+/// Moves the shared state of the restored data directory `data` back to
+/// record `seq` without changing its contents: a single node's
+/// point-in-time restore rolls the sale back and keeps the accounts,
+/// sessions and audit log as the backup holds them (an administrator made
+/// offline with `admin create --data` is in them and in no log, so they
+/// cannot be rebuilt). Without it, the records the restored log numbers
+/// anew after `seq` would be taken for ones already applied, and skipped.
+pub fn reposition(data: &crate::runtime::DataDir, seq: u64) -> io::Result<()> {
+    let db = data.open_db(crate::COLUMN_FAMILIES)?;
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    db.put_cf_opt(
+        settings_family(&db)?,
+        APPLIED_KEY,
+        seq.to_be_bytes(),
+        &synced,
+    )
+    .map_err(to_io)
+}
+
+/// Empties the shared state of the restored data directory `data` (its
+/// node's own settings stay), to be rebuilt from the log when the node
+/// starts: a restore that cut the log before what the state had applied
+/// (accounts, sessions, audit entries made after the chosen point) must
+/// not keep them. Refused when the log does not begin at its first record
+/// (a member that joined from a group snapshot): the state could not be
+/// rebuilt.
+pub fn rewind(data: &crate::runtime::DataDir) -> io::Result<()> {
+    let db = data.open_db(crate::COLUMN_FAMILIES)?;
+    let origin = ingressoja_wal::origin(&crate::runtime::DataDir::wal_store(db.clone())?)?;
+    if origin > 0 {
+        return Err(io::Error::other(format!(
+            "this log begins after record {origin} (its node joined from a group \
+             snapshot): the accounts it holds cannot be rebuilt to an earlier point; \
+             restore to a later point, or from a node that holds the whole log"
+        )));
+    }
+    SharedState::open(db)?
+        .restore(0, None)
+        .map_err(io::Error::other)
+}
+
 fn family<'a>(db: &'a DB, name: &str) -> io::Result<&'a rocksdb::ColumnFamily> {
     db.cf_handle(name)
         .ok_or_else(|| io::Error::other(format!("no column family {name}")))
