@@ -18,49 +18,8 @@ concurrency=${4:-200}
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-password="compare-password-123"
-export INGRESSOJA_TRUSTED_PROXIES=127.0.0.1
-
-cat > "$work/server.toml" <<EOF
-development = true
-[limits]
-reads_per_ip = 0
-joins_per_ip = 0
-joins_per_account = 0
-carts_per_ip = 0
-carts_per_account = 0
-EOF
-
-wait_for() { # url
-    for _ in $(seq 1 300); do curl -fs -m 1 "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "never answered: $1" >&2; return 1
-}
-
-# Logs the administrator in on $1 with both factors; prints the bearer token.
-admin_token() {
-    local addr=$1 cookie secret code
-    cookie=$(curl -fs -m 10 -D - -o /dev/null -H 'content-type: application/json' \
-        -d "{\"email\":\"ops@compare.invalid\",\"password\":\"$password\"}" "http://$addr/api/session" |
-        sed -n 's/^[Ss]et-[Cc]ookie: ij_session=\([^;]*\).*/\1/p')
-    secret=$(curl -fs -m 10 -X POST -H "authorization: Bearer $cookie" "http://$addr/api/me/two-factor" |
-        python3 -c 'import sys,json; print(json.load(sys.stdin)["secret"])')
-    code=$(oathtool --totp -b "$secret")
-    curl -fs -m 10 -D - -o /dev/null -H 'content-type: application/json' -H "authorization: Bearer $cookie" \
-        -d "{\"code\":\"$code\"}" "http://$addr/api/me/two-factor/confirm" |
-        sed -n 's/^[Ss]et-[Cc]ookie: ij_session=\([^;]*\).*/\1/p'
-}
-
-create_event() { # addr token
-    local now
-    now=$(($(date +%s) * 1000))
-    curl -fs -m 30 -H 'content-type: application/json' -H "authorization: Bearer $2" -d "{
-      \"name\": \"Compare\", \"venue\": \"Loopback\", \"starts_at_ms\": $((now + 7200000)),
-      \"opens_at_ms\": $((now - 1000)), \"closes_at_ms\": $((now + 3600000)),
-      \"ticket_types\": [{\"name\": \"Pista\", \"price_cents\": 10000, \"capacity\": 100000, \"limit_per_customer\": 4}],
-      \"policy\": {\"arrival_window_ms\": 0, \"max_active\": 100000, \"admit_per_second\": 100000,
-                   \"pow_difficulty\": 0, \"require_two_factor\": false}}" \
-        "http://$1/api/admin/events" >/dev/null
-}
+# shellcheck source=benches/cluster/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 drop() { # label addr seed event
     "$stress" --addr "$2" --fans "$fans" --event "$4" --spike-seconds 2 --concurrency "$concurrency" \
@@ -88,27 +47,7 @@ drop "one node" 127.0.0.1:18180 1 0
 kill "${pids[0]}"
 
 # Three nodes and HAProxy.
-{
-    echo "secret = \"$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')\""
-    for id in 1 2 3; do
-        printf '[[nodes]]\nid = %d\npeers = "127.0.0.1:1820%d"\nhttp = "127.0.0.1:1819%d"\n' "$id" "$id" "$id"
-    done
-} >"$work/cluster.toml"
-for id in 1 2 3; do
-    "$bin" serve --cluster "$work/cluster.toml" --node "$id" --data "$work/node$id" \
-        --config "$work/server.toml" >"$work/node$id.log" 2>&1 &
-    pids+=($!)
-done
-for id in 1 2 3; do wait_for "http://127.0.0.1:1819$id/readyz"; done
-until "$bin" cluster init --cluster "$work/cluster.toml" >/dev/null 2>&1; do sleep 0.1; done
-until "$bin" admin create ops@compare.invalid --cluster "$work/cluster.toml" --password-stdin \
-    <<<"$password" >/dev/null 2>&1; do sleep 0.2; done
-leader=""
-until [ -n "$leader" ]; do
-    for id in 1 2 3; do
-        curl -fs -m 1 "http://127.0.0.1:1819$id/readyz" | grep -q '"role":"leader"' && leader=$id
-    done
-done
+start_cluster 1819 1820
 follower=$(( leader % 3 + 1 ))
 token=$(admin_token "127.0.0.1:1819$leader")
 # An event per target (ids 0, 1, 2), so that each drop's books are its own.
