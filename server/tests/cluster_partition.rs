@@ -8,19 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{Cluster, Conn, DEADLINE, create_event, fans};
+use support::cluster::{Cluster, Conn, DEADLINE, create_event, fans, joined_on, strand_joins};
 
 mod support;
-
-/// Whether the fan is in the queue as node `addr` sees it; `None` while
-/// that node refuses to answer (a deposed leader before its roll-back).
-fn joined_on(addr: &str, token: &str) -> Option<bool> {
-    let (status, body, _) = Conn::open(addr)
-        .ok()?
-        .call("GET", "/api/events/0/queue", None, Some(token))
-        .ok()?;
-    (status == 200).then(|| body["status"] != "not_joined")
-}
 
 fn join(addr: &str, token: &str) -> Option<u16> {
     let (status, _, _) = Conn::open(addr)
@@ -45,21 +35,7 @@ fn a_cut_off_leader_acknowledges_nothing_and_the_nodes_agree_after_healing() {
     cluster.partition(&[cluster.nodes[old].id]);
     // Sent to the cut-off leader: it applies them but cannot commit them.
     // The fans are patient (30 s): the leader must answer them itself.
-    let stranded: Vec<_> = tokens[10..20]
-        .iter()
-        .map(|token| {
-            let (addr, token) = (old_addr.clone(), token[old].clone());
-            std::thread::spawn(move || {
-                let (status, body, _) = Conn::open(&addr)
-                    .ok()?
-                    .patient(Duration::from_secs(30))
-                    .ok()?
-                    .call("POST", "/api/events/0/queue", None, Some(&token))
-                    .ok()?;
-                Some((status, body["error"]["code"].clone()))
-            })
-        })
-        .collect();
+    let stranded = strand_joins(&old_addr, tokens[10..20].iter().map(|t| t[old].clone()));
     let new = cluster.leader_but(probe, Some(old));
     for token in &tokens[20..30] {
         let status = join(&cluster.nodes[new].http, &token[new]);

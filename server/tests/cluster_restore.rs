@@ -12,37 +12,15 @@
 //! sells on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::cluster::{Cluster, Conn, DEADLINE, create_event, fans, prepare};
+use support::cluster::{
+    Cluster, Conn, DEADLINE, create_event, fans, joined_on, prepare, strand_joins,
+};
+use support::operator;
 
 mod support;
-
-/// Whether the fan is in the queue as node `addr` sees it (`None` while it
-/// does not answer).
-fn joined_on(addr: &str, token: &str) -> Option<bool> {
-    let (status, body, _) = Conn::open(addr)
-        .ok()?
-        .call("GET", "/api/events/0/queue", None, Some(token))
-        .ok()?;
-    (status == 200).then(|| body["status"] != "not_joined")
-}
-
-fn ingressoja(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ingressoja"))
-        .args(args)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "ingressoja {args:?}: {said}");
-    said
-}
 
 #[test]
 fn a_whole_cluster_is_restored_from_one_nodes_backup_without_its_uncommitted_tail() {
@@ -69,21 +47,7 @@ fn a_whole_cluster_is_restored_from_one_nodes_backup_without_its_uncommitted_tai
     // Cut off, the leader logs these joins but cannot commit them; each fan
     // hears that the outcome is unknown (or a refusal), never a yes.
     cluster.partition(&[cluster.nodes[old].id]);
-    let stranded: Vec<_> = tokens[10..20]
-        .iter()
-        .map(|token| {
-            let (addr, token) = (old_addr.clone(), token[old].clone());
-            std::thread::spawn(move || {
-                let (status, body, _) = Conn::open(&addr)
-                    .ok()?
-                    .patient(Duration::from_secs(30))
-                    .ok()?
-                    .call("POST", "/api/events/0/queue", None, Some(&token))
-                    .ok()?;
-                Some((status, body["error"]["code"].clone()))
-            })
-        })
-        .collect();
+    let stranded = strand_joins(&old_addr, tokens[10..20].iter().map(|t| t[old].clone()));
     let mut unknown = 0;
     for answer in stranded {
         match answer.join().unwrap() {
@@ -99,7 +63,7 @@ fn a_whole_cluster_is_restored_from_one_nodes_backup_without_its_uncommitted_tai
         drop(node.process.take());
     }
     let backup = cluster.dir.path().join("backup");
-    ingressoja(&[
+    operator(&[
         "backup",
         "create",
         backup.to_str().unwrap(),
@@ -107,7 +71,7 @@ fn a_whole_cluster_is_restored_from_one_nodes_backup_without_its_uncommitted_tai
         cluster.nodes[old].data.to_str().unwrap(),
     ]);
     let restored = cluster.dir.path().join("restored");
-    let said = ingressoja(&[
+    let said = operator(&[
         "restore",
         backup.to_str().unwrap(),
         "--data",

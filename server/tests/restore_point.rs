@@ -9,10 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use serde_json::json;
-use support::{send, serve_binary};
+use support::{operator, send, serve_binary};
 
 mod support;
 
@@ -54,20 +53,6 @@ fn logs_in(addr: &str, email: &str) -> bool {
     .0 == 200
 }
 
-fn ingressoja(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ingressoja"))
-        .args(args)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "ingressoja {args:?}: {said}");
-    said
-}
-
 #[test]
 fn a_restore_to_an_instant_keeps_the_accounts_and_takes_new_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,14 +71,14 @@ fn a_restore_to_an_instant_keeps_the_accounts_and_takes_new_ones() {
 
     let backup = dir.path().join("backup");
     let restored = dir.path().join("restored");
-    ingressoja(&[
+    operator(&[
         "backup",
         "create",
         backup.to_str().unwrap(),
         "--data",
         data.to_str().unwrap(),
     ]);
-    let said = ingressoja(&[
+    let said = operator(&[
         "restore",
         backup.to_str().unwrap(),
         "--data",

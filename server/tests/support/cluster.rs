@@ -559,3 +559,38 @@ pub fn fans(cluster: &Cluster, count: usize) -> Vec<Vec<String>> {
     }
     tokens
 }
+
+/// Whether the fan is in event 0's queue as node `addr` sees it; `None`
+/// while that node does not answer (a deposed leader before its roll-back,
+/// a node still starting).
+pub fn joined_on(addr: &str, token: &str) -> Option<bool> {
+    let (status, body, _) = Conn::open(addr)
+        .ok()?
+        .call("GET", "/api/events/0/queue", None, Some(token))
+        .ok()?;
+    (status == 200).then(|| body["status"] != "not_joined")
+}
+
+/// Joins sent to a cut-off leader at `addr`, one thread per fan, each
+/// patient (30 s): the leader must answer them itself. Each thread gives
+/// the status and error code it got (`None`: no answer).
+pub fn strand_joins(
+    addr: &str,
+    tokens: impl IntoIterator<Item = String>,
+) -> Vec<std::thread::JoinHandle<Option<(u16, Value)>>> {
+    tokens
+        .into_iter()
+        .map(|token| {
+            let addr = addr.to_owned();
+            std::thread::spawn(move || {
+                let (status, body, _) = Conn::open(&addr)
+                    .ok()?
+                    .patient(Duration::from_secs(30))
+                    .ok()?
+                    .call("POST", "/api/events/0/queue", None, Some(&token))
+                    .ok()?;
+                Some((status, body["error"]["code"].clone()))
+            })
+        })
+        .collect()
+}

@@ -373,3 +373,19 @@ pub fn serve_binary(
     let addr = line.rsplit("http://").next().unwrap().trim().to_string();
     (process, addr)
 }
+
+/// Runs `ingressoja ARGS` as an operator would and returns what it printed
+/// (stdout, then stderr); fails the test, saying that, when it fails.
+pub fn operator(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingressoja"))
+        .args(args)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ingressoja {args:?}: {said}");
+    said
+}
