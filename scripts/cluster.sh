@@ -6,14 +6,18 @@
 #   scripts/cluster.sh BINARY [DATA_DIR]
 #
 # Addresses: fans and operators on http://127.0.0.1:8080 (HAProxy), the
-# nodes on 8081-8083, their peers' listeners on 7101-7103, HAProxy's stats
-# page on http://127.0.0.1:8404/. Override the front with LISTEN.
+# nodes on 8081-8083, their peers' listeners on 7101-7103. Override the
+# front with LISTEN, and the nodes' ports with NODE_HTTP_BASE (node N
+# listens on base + N) and NODE_PEERS_BASE, on the first run (they are
+# written into the cluster file).
 set -euo pipefail
 
 bin=${1:?usage: scripts/cluster.sh BINARY [DATA_DIR]}
 data=${2:-data/cluster}
 listen=${LISTEN:-127.0.0.1:8080}
 haproxy=${HAPROXY:-/usr/sbin/haproxy}
+http_base=${NODE_HTTP_BASE:-8080}
+peers_base=${NODE_PEERS_BASE:-7100}
 file="$data/cluster.toml"
 
 mkdir -p "$data"
@@ -25,8 +29,8 @@ if [ ! -f "$file" ]; then
     {
         echo "secret = \"$secret\""
         for id in 1 2 3; do
-            printf '[[nodes]]\nid = %d\npeers = "127.0.0.1:710%d"\nhttp = "127.0.0.1:808%d"\n' \
-                "$id" "$id" "$id"
+            printf '[[nodes]]\nid = %d\npeers = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\n' \
+                "$id" $((peers_base + id)) $((http_base + id))
         done
     } > "$file"
     umask 022
@@ -78,7 +82,7 @@ cat <<EOF
 
 IngressoJa: three nodes behind HAProxy
   open        http://$listen/
-  nodes       http://127.0.0.1:8081  :8082  :8083   (logs: $data/node*.log)
+  nodes       http://127.0.0.1:$((http_base + 1))  :$((http_base + 2))  :$((http_base + 3))   (logs: $data/node*.log)
   HAProxy     $data/haproxy.cfg                     (log: $data/haproxy.log)
   drain one   echo 'set server nodes/node2 state drain' | socat - $data/haproxy.sock   (HAProxy's runtime API; 'state ready' puts it back)
   status      $bin cluster status --cluster $file

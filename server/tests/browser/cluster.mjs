@@ -18,19 +18,33 @@ import { ADMIN, BIN } from "./support.mjs";
 const DEADLINE_MS = 30000;
 const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find(existsSync) ?? "haproxy";
 
+/** Whether nobody listens on loopback port `port` now. */
+export function isFree(port) {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once("error", () => done(false));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => done(true)));
+  });
+}
+
 let nextPort = 20000 + ((process.pid * 7919) % 12000);
 /** A loopback port nobody listens on now. */
-async function freePort() {
+export async function freePort() {
   for (let tries = 0; tries < 12000; tries++) {
     const port = 20000 + (nextPort++ % 12000);
-    const free = await new Promise((done) => {
-      const probe = createServer();
-      probe.once("error", () => done(false));
-      probe.listen(port, "127.0.0.1", () => probe.close(() => done(true)));
-    });
-    if (free) return port;
+    if (await isFree(port)) return port;
   }
   throw new Error("no free loopback port");
+}
+
+/** A base port whose next `count` ports (base + 1 …) are all free. */
+export async function freeRange(count) {
+  for (let tries = 0; tries < 1200; tries++) {
+    const base = 20000 + ((nextPort += 10) % 12000);
+    const ports = Array.from({ length: count }, (_, i) => base + 1 + i);
+    if ((await Promise.all(ports.map(isFree))).every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} free loopback ports in a row`);
 }
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
