@@ -31,6 +31,17 @@ pub enum Command {
         /// How many of each type.
         items: TypeCounts,
     },
+    /// Make the hold exactly these tickets (zero of a type: none of it):
+    /// what is missing is reserved, all or none, as [`Command::AddItems`]
+    /// does, and what is over is given back, in one step. Asking again for
+    /// the same selection changes nothing, so a double tap or a retry after
+    /// a lost answer holds once.
+    SetItems {
+        /// Whose cart.
+        customer: CustomerId,
+        /// How many of each type, in all.
+        items: TypeCounts,
+    },
     /// Give back the whole hold.
     ReleaseHold {
         /// Whose cart.
@@ -101,6 +112,7 @@ impl Command {
             Command::Join { customer }
             | Command::AddItems { customer, .. }
             | Command::RemoveItems { customer, .. }
+            | Command::SetItems { customer, .. }
             | Command::ReleaseHold { customer }
             | Command::Checkout { customer, .. }
             | Command::Leave { customer } => Some(customer),

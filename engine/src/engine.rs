@@ -353,6 +353,7 @@ impl Engine {
             Command::RemoveItems { customer, items } => {
                 self.remove_items(customer, Some(items), now_ms, out)
             }
+            Command::SetItems { customer, items } => self.set_items(customer, items, now_ms, out),
             Command::ReleaseHold { customer } => self.remove_items(customer, None, now_ms, out),
             Command::Checkout {
                 customer,
@@ -430,6 +431,84 @@ impl Engine {
             },
             out,
         );
+        Ok(Reply::Held { expires_at_ms })
+    }
+
+    /// Makes the hold exactly `items`: the increase is checked as an
+    /// addition would be (against the limits as the hold ends up), the
+    /// decrease given back; nothing happens unless all of it can.
+    fn set_items(
+        &mut self,
+        customer: CustomerId,
+        items: TypeCounts,
+        now_ms: u64,
+        out: &mut Vec<Transition>,
+    ) -> Outcome {
+        if let Some(unknown) = items.first_beyond(self.config.ticket_types.len()) {
+            return Err(Rejection::UnknownTicketType(unknown));
+        }
+        let shopper = *self
+            .shoppers
+            .get(customer)
+            .ok_or_else(|| self.absent(customer))?;
+        let held = shopper.hold.map_or(TypeCounts::ZERO, |h| h.items);
+        let mut more = TypeCounts::ZERO;
+        let mut fewer = TypeCounts::ZERO;
+        for t in 0..self.config.ticket_types.len() {
+            let (want, have) = (items.at(t), held.at(t));
+            more.set(t, want.saturating_sub(have));
+            fewer.set(t, have.saturating_sub(want));
+        }
+        if more.is_empty() && fewer.is_empty() {
+            return Ok(match shopper.hold {
+                Some(hold) => Reply::Held {
+                    expires_at_ms: hold.expires_at_ms,
+                },
+                None => Reply::Released {
+                    hold_expires_at_ms: None,
+                },
+            });
+        }
+        if more.is_empty() {
+            return self.remove_items(customer, Some(fewer), now_ms, out);
+        }
+        match self.phase {
+            Phase::Scheduled => return Err(Rejection::SaleNotOpen),
+            Phase::Closed(reason) => return Err(closed_rejection(reason)),
+            Phase::Open if self.paused => return Err(Rejection::Paused),
+            Phase::Open => {}
+        }
+        if now_ms >= shopper.window_ends_at_ms {
+            return Err(Rejection::AdmissionExpired);
+        }
+        let kept = held.checked_sub(&fewer).unwrap_or(TypeCounts::ZERO);
+        self.check_limits(customer, &kept, &more)?;
+        if let Some(short) = self.inventory.first_short(&more) {
+            return Err(Rejection::InsufficientStock(short));
+        }
+        let expires_at_ms = match shopper.hold {
+            Some(hold) => hold.expires_at_ms,
+            None => now_ms.saturating_add(self.config.policy.hold_ttl_ms),
+        };
+        // Held first, released after: the hold never empties in between, so
+        // it keeps its expiry.
+        self.emit(
+            Transition::ItemsHeld {
+                customer,
+                items: more,
+                expires_at_ms,
+            },
+            out,
+        );
+        if !fewer.is_empty() {
+            self.emit(
+                Transition::ItemsReleased {
+                    customer,
+                    items: fewer,
+                },
+                out,
+            );
+        }
         Ok(Reply::Held { expires_at_ms })
     }
 

@@ -30,6 +30,7 @@ enum Step {
     Join(u64),
     Add(u64, TypeCounts),
     Remove(u64, TypeCounts),
+    Set(u64, TypeCounts),
     Release(u64),
     Pay {
         customer: u64,
@@ -133,6 +134,7 @@ fn step() -> impl Strategy<Value = Step> {
         25 => customer().prop_map(Step::Join),
         20 => (customer(), items()).prop_map(|(c, i)| Step::Add(c, i)),
         5 => (customer(), items()).prop_map(|(c, i)| Step::Remove(c, i)),
+        10 => (customer(), items()).prop_map(|(c, i)| Step::Set(c, i)),
         4 => customer().prop_map(Step::Release),
         15 => (customer(), 0u128..4, payment).prop_map(|(customer, key, payment)| Step::Pay { customer, key, payment }),
         4 => customer().prop_map(Step::Leave),
@@ -192,6 +194,10 @@ fn command(step: &Step, model: &Model) -> Command {
             items,
         },
         Step::Remove(id, items) => Command::RemoveItems {
+            customer: c(id),
+            items,
+        },
+        Step::Set(id, items) => Command::SetItems {
             customer: c(id),
             items,
         },

@@ -331,6 +331,51 @@ fn adding_reserves_every_type_or_none() {
 }
 
 #[test]
+fn setting_the_same_selection_twice_holds_once_and_a_smaller_one_gives_back_the_rest() {
+    let mut sale = Sale::open_with(10, 2, |_| {}, 1);
+    let first = sale.set(1, &[(PISTA, 2), (CAMAROTE, 1)]).unwrap();
+    // The double tap, or a retry after a lost answer.
+    assert_eq!(sale.set(1, &[(PISTA, 2), (CAMAROTE, 1)]).unwrap(), first);
+    assert_eq!((sale.held(PISTA), sale.held(CAMAROTE)), (2, 1));
+    sale.later(MINUTE_MS);
+    // One Pista fewer and one Camarote more, in one step; the hold keeps
+    // its expiry.
+    assert_eq!(sale.set(1, &[(PISTA, 1), (CAMAROTE, 2)]).unwrap(), first);
+    assert_eq!(
+        (sale.held(PISTA), sale.held(CAMAROTE), sale.available(PISTA)),
+        (1, 2, 9)
+    );
+    // Nothing selected: the hold is given back.
+    assert_eq!(
+        sale.set(1, &[]).unwrap(),
+        Reply::Released {
+            hold_expires_at_ms: None
+        }
+    );
+    assert_eq!((sale.held(PISTA), sale.held(CAMAROTE)), (0, 0));
+}
+
+#[test]
+fn a_selection_is_held_whole_or_not_at_all_and_limits_count_what_the_fan_ends_up_with() {
+    let mut sale = Sale::open_with(10, 1, |p| p.per_event_limit = 3, 1);
+    sale.set(1, &[(PISTA, 3)]).unwrap();
+    // Swapping two Pistas for two Camarotes: one Camarote is short, so the
+    // Pistas stay.
+    assert_eq!(
+        sale.set(1, &[(PISTA, 1), (CAMAROTE, 2)]),
+        Err(Rejection::InsufficientStock(CAMAROTE))
+    );
+    assert_eq!((sale.held(PISTA), sale.held(CAMAROTE)), (3, 0));
+    assert_eq!(
+        sale.set(1, &[(PISTA, 3), (CAMAROTE, 1)]),
+        Err(Rejection::LimitReached(Limit::PerEvent))
+    );
+    // At the limit already, a swap is still a selection of three: held.
+    sale.set(1, &[(PISTA, 2), (CAMAROTE, 1)]).unwrap();
+    assert_eq!((sale.held(PISTA), sale.held(CAMAROTE)), (2, 1));
+}
+
+#[test]
 fn a_hold_lasts_its_ttl_from_the_first_item_and_later_adds_do_not_extend_it() {
     let mut sale = Sale::open_with(10, 0, |_| {}, 1);
     let ttl = Policy::default().hold_ttl_ms;

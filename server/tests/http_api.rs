@@ -67,6 +67,71 @@ fn a_fan_queues_carts_pays_once_and_sees_the_tickets() {
     );
 }
 
+/// `PUT /api/events/{id}/cart`: the hold becomes the selection. The same
+/// selection sent twice (a double tap, a retry after a lost answer) holds
+/// once; a different one moves the hold to it in one step; an empty one
+/// gives it back; a selection that cannot be held whole changes nothing.
+#[test]
+fn a_selection_put_twice_holds_once_and_the_hold_follows_the_selection() {
+    let server = start();
+    let auth = token(&server, 1);
+    let me = [("Authorization", auth.as_str())];
+    let (status, _) = call(&server, "POST", "/api/events/0/queue", &me, None);
+    assert_eq!(status, 201);
+    let two = Some(r#"{"items":[{"ticket_type":0,"quantity":2},{"ticket_type":1,"quantity":0}]}"#);
+    let (status, first) = call(&server, "PUT", "/api/events/0/cart", &me, two);
+    assert_eq!(
+        (status, first["total_cents"].as_u64()),
+        (200, Some(50_000)),
+        "{first}"
+    );
+    let (status, again) = call(&server, "PUT", "/api/events/0/cart", &me, two);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first, "the same selection again holds nothing more");
+    let (_, event) = call(&server, "GET", "/api/events/0", &[], None);
+    assert_eq!(
+        event["ticket_types"][0]["held"].as_u64(),
+        Some(2),
+        "{event}"
+    );
+
+    let other =
+        Some(r#"{"items":[{"ticket_type":0,"quantity":1},{"ticket_type":1,"quantity":1}]}"#);
+    let (status, moved) = call(&server, "PUT", "/api/events/0/cart", &me, other);
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["items"].as_array().unwrap().len(), 2, "{moved}");
+    assert_eq!(
+        moved["expires_at_ms"], first["expires_at_ms"],
+        "the hold keeps its expiry"
+    );
+
+    let too_many = Some(r#"{"items":[{"ticket_type":0,"quantity":5}]}"#);
+    let (status, refused) = call(&server, "PUT", "/api/events/0/cart", &me, too_many);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("limit_reached")),
+        "{refused}"
+    );
+    let (_, kept) = call(&server, "GET", "/api/events/0/cart", &me, None);
+    assert_eq!(
+        kept["items"], moved["items"],
+        "a refused selection changes nothing"
+    );
+
+    let (status, emptied) = call(
+        &server,
+        "PUT",
+        "/api/events/0/cart",
+        &me,
+        Some(r#"{"items":[]}"#),
+    );
+    assert_eq!(status, 200, "{emptied}");
+    assert_eq!(emptied["items"].as_array().unwrap().len(), 0, "{emptied}");
+    let unknown = Some(r#"{"items":[{"ticket_type":9,"quantity":1}]}"#);
+    let (status, body) = call(&server, "PUT", "/api/events/0/cart", &me, unknown);
+    assert_eq!(status, 400, "{body}");
+}
+
 #[test]
 fn declined_and_failed_payments_sell_nothing_and_keep_the_hold() {
     let server = start();
@@ -260,12 +325,20 @@ fn bad_input_gets_a_4xx_with_a_json_error_never_a_500() {
             "no_hold",
         ),
         (
-            "PUT",
+            "PATCH",
             "/api/events/0/cart",
             &me,
             None,
             405,
             "method_not_allowed",
+        ),
+        (
+            "PUT",
+            "/api/events/0/cart",
+            &me,
+            None,
+            400,
+            "malformed_json",
         ),
         ("GET", "/nowhere", &[], None, 404, "not_found"),
     ];

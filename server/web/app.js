@@ -481,9 +481,10 @@ class Shop {
   constructor(id, event) { this.id = id; this.event = event; this.el = document.getElementById("shop"); this.timer = null; this.built = false; }
 
   open(cart) {
-    if (!this.built) this.build();
+    const first = !this.built;
+    if (first) this.build();
     this.el.hidden = false;
-    if (cart) this.showCart(cart);
+    if (cart) this.showCart(cart, { boxes: first });
   }
 
   close() { this.el.hidden = true; }
@@ -492,7 +493,7 @@ class Shop {
     this.built = true;
     const limit = this.event.limit_per_customer;
     const options = (max) => Array.from({ length: max + 1 }, (_, n) => `<option value="${n}">${n}</option>`).join("");
-    this.el.innerHTML = `<div class="card"><h2>${esc(t("shop.title"))}</h2><p class="muted">${esc(t("shop.limit", { n: limit }))}</p>
+    this.el.innerHTML = `<div class="card"><h2>${esc(t("shop.title"))}</h2><p class="muted">${esc(t("shop.limit", { n: limit }))} ${esc(t("shop.selectionHint"))}</p>
       <form id="add-form">${this.event.ticket_types.map((tt) => `
         <label for="qty-${tt.id}">${esc(tt.name)} · ${esc(brl(tt.price_cents))} <span class="muted" id="left-${tt.id}"></span></label>
         <select id="qty-${tt.id}" data-type="${tt.id}">${options(Math.min(tt.limit_per_customer, limit))}</select>`).join("")}
@@ -524,26 +525,39 @@ class Shop {
     el.textContent = text; el.className = kind;
   }
 
+  /** Holds exactly what the boxes say (PUT: the hold becomes the
+   * selection), so a double tap or a retry holds once; the button is off
+   * while it is asked. */
   async add() {
     const items = [...document.querySelectorAll("#add-form select")]
-      .map((s) => ({ ticket_type: Number(s.dataset.type), quantity: Number(s.value) }))
-      .filter((i) => i.quantity > 0);
-    if (items.length === 0) return this.notice(t("shop.pickSome"), "error");
+      .map((s) => ({ ticket_type: Number(s.dataset.type), quantity: Number(s.value) }));
+    if (items.every((i) => i.quantity === 0) && !this.holding) return this.notice(t("shop.pickSome"), "error");
+    const button = document.querySelector("#add-form button[type=submit]");
+    button.disabled = true;
     try {
-      this.showCart(await api("POST", `/api/events/${this.id}/cart/items`, { items }));
+      this.showCart(await api("PUT", `/api/events/${this.id}/cart`, { items }, {}, { idempotent: true }), { boxes: true });
       this.notice(t("cart.held"), "ok");
       announce(t("cart.held"));
-    } catch (e) { this.notice(e.message, "error"); }
+    } catch (e) { this.notice(e.message, "error"); } finally { button.disabled = false; }
   }
 
   async remove(type, quantity) {
-    try { this.showCart(await api("DELETE", `/api/events/${this.id}/cart/items`, { items: [{ ticket_type: type, quantity }] })); }
+    try { this.showCart(await api("DELETE", `/api/events/${this.id}/cart/items`, { items: [{ ticket_type: type, quantity }] }), { boxes: true }); }
     catch (e) { this.notice(e.message, "error"); }
   }
 
-  showCart(cart) {
+  /** Shows the cart; `boxes`: the quantity boxes take what is held too
+   * (after the fan's own change, not on every live update, which could
+   * overwrite a choice being made). */
+  showCart(cart, { boxes = false } = {}) {
     const body = document.getElementById("cart-body");
     if (!body) return;
+    this.holding = cart.items.length > 0;
+    if (boxes) {
+      for (const select of document.querySelectorAll("#add-form select")) {
+        select.value = String(cart.items.find((i) => i.ticket_type === Number(select.dataset.type))?.quantity ?? 0);
+      }
+    }
     const name = (type) => this.event.ticket_types[type]?.name ?? type;
     body.innerHTML = cart.items.length === 0 ? `<p>${esc(t("cart.empty"))}</p>` : `<ul>${cart.items.map((i) => `
       <li>${i.quantity} × ${esc(name(i.ticket_type))}

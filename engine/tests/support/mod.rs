@@ -168,6 +168,13 @@ impl Sale {
         })
     }
 
+    pub fn set(&mut self, id: u64, pairs: &[(TicketTypeId, u16)]) -> Outcome {
+        self.apply(Command::SetItems {
+            customer: c(id),
+            items: items(pairs),
+        })
+    }
+
     pub fn release(&mut self, id: u64) -> Outcome {
         self.apply(Command::ReleaseHold { customer: c(id) })
     }

@@ -312,6 +312,7 @@ impl Model {
             Command::Join { customer } => self.join(customer, now),
             Command::AddItems { customer, items } => self.add(customer, items, now),
             Command::RemoveItems { customer, items } => self.remove(customer, Some(items), now),
+            Command::SetItems { customer, items } => self.set(customer, items, now),
             Command::ReleaseHold { customer } => self.remove(customer, None, now),
             Command::Checkout {
                 customer,
@@ -405,6 +406,76 @@ impl Model {
             .map_or(now + self.policy.hold_ttl_ms, |(_, e)| e);
         let record = self.customers.get_mut(&id).unwrap();
         record.hold = Some((held.checked_add(&items).unwrap(), expires));
+        record.hold_expired = false;
+        record.idle = false;
+        Ok(Reply::Held {
+            expires_at_ms: expires,
+        })
+    }
+
+    /// The hold becomes `items`: a selection that only shrinks is a
+    /// removal; one that grows is checked whole (limits on what the fan
+    /// ends up with, stock for what is added) and then taken as it is.
+    fn set(&mut self, id: CustomerId, items: TypeCounts, now: u64) -> Outcome {
+        if let Some(t) = items.first_beyond(self.capacity.len()) {
+            return Err(Rejection::UnknownTicketType(t));
+        }
+        let Some(customer) = self.shopping(id).cloned() else {
+            return Err(self.absent(id));
+        };
+        let held = customer.hold.map_or(TypeCounts::ZERO, |(h, _)| h);
+        if held == items {
+            return Ok(match customer.hold {
+                Some((_, expires)) => Reply::Held {
+                    expires_at_ms: expires,
+                },
+                None => Reply::Released {
+                    hold_expires_at_ms: None,
+                },
+            });
+        }
+        let types = self.capacity.len();
+        if (0..types).all(|t| items.at(t) <= held.at(t)) {
+            return self.remove(id, Some(held.checked_sub(&items).unwrap()), now);
+        }
+        match self.phase {
+            Phase::Scheduled => return Err(Rejection::SaleNotOpen),
+            Phase::Closed(reason) => return Err(Self::closed(reason)),
+            Phase::Open if self.paused => return Err(Rejection::Paused),
+            Phase::Open => {}
+        }
+        if now >= customer.window_end {
+            return Err(Rejection::AdmissionExpired);
+        }
+        let mut total = 0u32;
+        for t in 0..types {
+            let wanted = u32::from(items.at(t)) + u32::from(customer.sold.at(t));
+            if wanted > u32::from(self.policy.per_type_limits.at(t)) {
+                return Err(Rejection::LimitReached(Limit::PerType(TicketTypeId(
+                    t as u8,
+                ))));
+            }
+            total += wanted;
+        }
+        if total > u32::from(self.policy.per_event_limit) {
+            return Err(Rejection::LimitReached(Limit::PerEvent));
+        }
+        for t in 0..types {
+            let added = u32::from(items.at(t).saturating_sub(held.at(t)));
+            if added > self.available[t] {
+                return Err(Rejection::InsufficientStock(TicketTypeId(t as u8)));
+            }
+        }
+        for t in 0..types {
+            let (now_held, before) = (u32::from(items.at(t)), u32::from(held.at(t)));
+            self.held[t] = self.held[t] + now_held - before;
+            self.available[t] = self.available[t] + before - now_held;
+        }
+        let expires = customer
+            .hold
+            .map_or(now + self.policy.hold_ttl_ms, |(_, e)| e);
+        let record = self.customers.get_mut(&id).unwrap();
+        record.hold = Some((items, expires));
         record.hold_expired = false;
         record.idle = false;
         Ok(Reply::Held {

@@ -411,6 +411,7 @@ pub fn changes_the_sale(route: &Route) -> bool {
         Route::QueueJoin(_)
         | Route::QueueLeave(_)
         | Route::CartRelease(_)
+        | Route::CartSet(_)
         | Route::CartAdd(_)
         | Route::CartRemove(_)
         | Route::Checkout(_) => true,

@@ -395,6 +395,10 @@ async fn api(app: &Arc<App>, remote: IpAddr, route: Route, request: Request<Inco
         Route::QueueStatus(event) => fan_api::queue_status(app, event, customer()?).await,
         Route::CartGet(event) => fan_api::cart(app, event, customer()?).await,
         Route::CartRelease(event) => fan_api::release(app, event, customer()?, remote).await,
+        Route::CartSet(event) => {
+            let selection = body::json(&body::read(request.into_body(), deadline).await?)?;
+            fan_api::set_items(app, event, customer()?, remote, selection).await
+        }
         Route::CartAdd(event) | Route::CartRemove(event) => {
             let add = matches!(route, Route::CartAdd(_));
             let items = body::json(&body::read(request.into_body(), deadline).await?)?;

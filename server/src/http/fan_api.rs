@@ -303,6 +303,52 @@ pub async fn change_items(
     answer(StatusCode::OK, &CartView::of(cart))
 }
 
+/// The body of `PUT /api/events/{id}/cart`: the whole selection,
+/// `{"items": [{"ticket_type": 0, "quantity": 2}, {"ticket_type": 1,
+/// "quantity": 0}]}`. A quantity of 0 (or a type left out) is none of that
+/// type; a type named twice counts both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionBody {
+    items: Vec<ItemBody>,
+}
+
+impl SelectionBody {
+    fn counts(&self) -> Result<TypeCounts, ApiError> {
+        if self.items.len() > ingressoja_engine::MAX_TICKET_TYPES {
+            return Err(ApiError::bad_request(
+                "invalid_items",
+                "give at most 16 items",
+            ));
+        }
+        let pairs: Vec<(TicketTypeId, u16)> = self
+            .items
+            .iter()
+            .map(|i| (TicketTypeId(i.ticket_type), i.quantity))
+            .collect();
+        TypeCounts::from_pairs(&pairs).ok_or_else(|| {
+            ApiError::bad_request("invalid_items", "unknown ticket type or quantity too large")
+        })
+    }
+}
+
+/// `PUT /api/events/{id}/cart`: the hold becomes exactly the selection, in
+/// one step (what is missing held all or none, what is over given back).
+/// The same selection again changes nothing: a double tap or a retry holds
+/// once.
+pub async fn set_items(
+    app: &App,
+    event: EventId,
+    customer: CustomerId,
+    from: IpAddr,
+    body: SelectionBody,
+) -> Answer {
+    let items = body.counts()?;
+    let command = Command::SetItems { customer, items };
+    let (_, cart) = apply_then(app, event, command, from, move |e| e.cart(customer)).await?;
+    answer(StatusCode::OK, &CartView::of(cart))
+}
+
 /// `DELETE /api/events/{id}/cart`
 pub async fn release(app: &App, event: EventId, customer: CustomerId, from: IpAddr) -> Answer {
     let command = Command::ReleaseHold { customer };

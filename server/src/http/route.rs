@@ -39,6 +39,8 @@ pub enum Route {
     CartGet(EventId),
     /// `DELETE /api/events/{event}/cart`
     CartRelease(EventId),
+    /// `PUT /api/events/{event}/cart`: the hold becomes this selection.
+    CartSet(EventId),
     /// `POST /api/events/{event}/cart/items`
     CartAdd(EventId),
     /// `DELETE /api/events/{event}/cart/items`
@@ -190,6 +192,12 @@ const TABLE: &[Row] = &[
         "/api/events/{event}/cart",
         "cart_release",
         Route::CartRelease,
+    ),
+    row(
+        "PUT",
+        "/api/events/{event}/cart",
+        "cart_set",
+        Route::CartSet,
     ),
     row(
         "POST",
@@ -348,6 +356,7 @@ impl Route {
             | Route::MyStream(e)
             | Route::CartGet(e)
             | Route::CartRelease(e)
+            | Route::CartSet(e)
             | Route::CartAdd(e)
             | Route::CartRemove(e)
             | Route::Checkout(e)
@@ -382,6 +391,7 @@ impl Route {
             Route::Account(AccountRoute::Me) => None,
             Route::QueueJoin(_) => Some(Class::Join),
             Route::CartRelease(_)
+            | Route::CartSet(_)
             | Route::CartAdd(_)
             | Route::CartRemove(_)
             | Route::Checkout(_) => Some(Class::Cart),
@@ -404,7 +414,7 @@ impl Route {
     /// Who must be asking (checked by the dispatcher before the handler).
     pub fn needs(self) -> Needs {
         match self {
-            Route::CartAdd(e) | Route::Checkout(e) => Needs::Buyer(e),
+            Route::CartAdd(e) | Route::CartSet(e) | Route::Checkout(e) => Needs::Buyer(e),
             Route::JoinChallenge(_)
             | Route::QueueJoin(_)
             | Route::QueueStatus(_)

@@ -50,12 +50,27 @@ curl -sf -o /dev/null -X POST -H "Authorization: Bearer $fan" "$addr/api/events/
 # Checks left out, and why:
 EXCLUDED_CHECKS=""
 
+once() {
+  "$st" --config-file "$here/schemathesis.toml" --no-color run "$root/docs/openapi.yaml" --url "$addr" --checks all \
+    ${EXCLUDED_CHECKS:+--exclude-checks "$EXCLUDED_CHECKS"} \
+    --max-time "$seconds" --workers 2 --request-timeout 10 "$@" 2>&1 | tee "$work/st.out"
+}
+
+# One run per role. The run is repeated once, said so, only when
+# schemathesis itself crashed and found nothing: CPython 3.11's
+# "AST constructor recursion depth mismatch" inside Hypothesis's
+# description of a strategy (seen once in CI, on an operation whose
+# tests then never ran). Any failure a check reports still fails.
 run() {
   local role=$1; shift
   echo "schemathesis as $role, ${seconds}s"
-  "$st" --config-file "$here/schemathesis.toml" --no-color run "$root/docs/openapi.yaml" --url "$addr" --checks all \
-    ${EXCLUDED_CHECKS:+--exclude-checks "$EXCLUDED_CHECKS"} \
-    --max-time "$seconds" --workers 2 --request-timeout 10 "$@"
+  once "$@" && return 0
+  if grep -q "AST constructor recursion depth mismatch" "$work/st.out" && ! grep -q "FAILURES" "$work/st.out"; then
+    echo "schemathesis crashed inside Hypothesis (not a finding); running as $role once more"
+    once "$@"
+    return
+  fi
+  return 1
 }
 status=0
 run anonymous || status=1

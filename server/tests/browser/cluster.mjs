@@ -13,7 +13,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ADMIN, BIN } from "./support.mjs";
+import { ADMIN, BIN, until } from "./support.mjs";
+
+export { until };
 
 const DEADLINE_MS = 30000;
 const HAPROXY = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find(existsSync) ?? "haproxy";
@@ -45,20 +47,6 @@ export async function freeRange(count) {
     if ((await Promise.all(ports.map(isFree))).every(Boolean)) return base;
   }
   throw new Error(`no ${count} free loopback ports in a row`);
-}
-
-const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` (an async function returning a value or null) every
- * 50 ms until it gives a value; fails after `ms` saying `what`. */
-export async function until(what, check, ms = DEADLINE_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check().catch(() => null);
-    if (value !== null && value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await pause(50);
-  }
 }
 
 /** Starts a process and resolves once it printed "serving on http://". */

@@ -76,7 +76,7 @@ test("through HAProxy: a fan holds, the leader is SIGKILLed, the page recovers a
       await page.getByRole("link", { name: "Entrar na fila" }).click();
       await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
       await page.getByLabel("Pista").selectOption("2");
-      await page.getByRole("button", { name: "Adicionar ao carrinho" }).click();
+      await page.getByRole("button", { name: "Reservar seleção" }).click();
       await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
       assert.match(await page.getByTestId("total").textContent(), /500,00/);
       await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");

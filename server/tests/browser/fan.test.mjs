@@ -7,7 +7,7 @@
 // opening, joins with one request and waits for the arrival draw.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { adminApi, apiFanInLine, browser, createEvent, registerWithTwoFactor, startServer, totp, withPage, PASSWORD } from "./support.mjs";
+import { adminApi, apiFanInLine, browser, createEvent, registerWithTwoFactor, startServer, totp, until, withPage, PASSWORD } from "./support.mjs";
 
 let server, admin, chrome;
 before(async () => {
@@ -32,7 +32,7 @@ async function queueUp(page, eventName) {
 
 async function hold(page, type, quantity) {
   await page.getByLabel(type).selectOption(String(quantity));
-  await page.getByRole("button", { name: "Adicionar ao carrinho" }).click();
+  await page.getByRole("button", { name: "Reservar seleção" }).click();
 }
 
 test("a fan registers, turns on two-factor, logs in with a code, queues, buys and sees the ticket", async () => {
@@ -104,8 +104,30 @@ test("the per-customer limit is offered and enforced", async () => {
     assert.deepEqual(options, ["0", "1", "2"]);
     await hold(page, "Camarote", 2);
     await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
-    await hold(page, "Camarote", 1);
+    // Four per person: two Camarotes and four Pistas would be six.
+    await hold(page, "Pista", 4);
     await page.locator("#cart-notice").getByText("Você atingiu o limite de ingressos por pessoa.").waitFor();
+    assert.match(await page.getByTestId("total").textContent(), /1\.800,00/, "the two Camarotes still held");
+  });
+});
+
+test("a double tap on the hold button holds once, and the boxes show what is held", async () => {
+  const event = "Show do Toque Duplo";
+  const id = await createEvent(admin, event);
+  await withPage(chrome, "double-tap", async (page) => {
+    await registerWithTwoFactor(page, server.url, "dani@example.com");
+    await queueUp(page, event);
+    let answered = 0;
+    page.on("response", (r) => { if (r.request().method() !== "GET" && new URL(r.url()).pathname.startsWith(`/api/events/${id}/cart`)) answered++; });
+    await page.getByLabel("Pista").selectOption("2");
+    // Two submissions before either is answered: a double tap on a slow
+    // phone (or a retry after a lost answer).
+    await page.evaluate(() => { const form = document.getElementById("add-form"); form.requestSubmit(); form.requestSubmit(); });
+    await until("both cart requests answered", async () => answered >= 2, 10000);
+    const cart = await page.evaluate(async (event) => (await fetch(`/api/events/${event}/cart`)).json(), id);
+    assert.deepEqual(cart.items.map((i) => [i.ticket_type, i.quantity]), [[0, 2]], JSON.stringify(cart));
+    await page.getByTestId("total").getByText(/500,00/).waitFor();
+    assert.equal(await page.getByLabel("Pista").inputValue(), "2");
   });
 });
 

@@ -67,7 +67,7 @@ test("make cluster: a browser buys from three nodes behind HAProxy, and Ctrl-C s
     // The demo event draws its first arrivals after ten seconds.
     await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 60000 });
     await page.getByLabel(/^Pista ·/).selectOption("1");
-    await page.getByRole("button", { name: "Adicionar ao carrinho" }).click();
+    await page.getByRole("button", { name: "Reservar seleção" }).click();
     await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
     await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
     await page.getByRole("button", { name: "Pagar" }).click();

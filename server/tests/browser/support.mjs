@@ -16,6 +16,19 @@ export const ADMIN = { email: "ops@example.com", password: "a long admin passwor
 export const PASSWORD = "uma senha bem comprida";
 const SHOTS = resolve(target, "browser-failures");
 
+/** Polls `check` (an async function returning a value, or null, false or
+ * undefined for "not yet"; a throw counts as not yet) every 50 ms until it
+ * gives a value; fails after `ms` saying `what`. */
+export async function until(what, check, ms = 30000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check().catch(() => null);
+    if (value !== null && value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Starts a server; resolves to { url, stop }. */
 export async function startServer() {
   const data = mkdtempSync(join(tmpdir(), "ingressoja-browser-"));
