@@ -236,8 +236,19 @@ function credentialsForm(id, submit, extra = "") {
     <button type="submit">${esc(submit)}</button><p id="form-error" role="alert"></p></form>`;
 }
 
+/** Where the fan was going when they were asked to log in (the line of an
+ * event), kept until they are in: through login, or through sign-up,
+ * two-factor enrollment and the recovery codes. */
+function pendingStep() { return sessionStorage.getItem("after-login"); }
+
+/** A line saying why the fan is asked to log in, when they were on their
+ * way into a line. */
+function whyLogin() {
+  return /^#\/event\/\d+\/sale$/.test(pendingStep() ?? "") ? `<p class="notice" data-testid="why-login">${esc(t("auth.loginToJoin"))}</p>` : "";
+}
+
 function renderLogin() {
-  page(t("auth.loginTitle"), credentialsForm("login", t("auth.login")) + `<p><a href="#/register">${esc(t("auth.noAccount"))}</a></p>`);
+  page(t("auth.loginTitle"), whyLogin() + credentialsForm("login", t("auth.login")) + `<p><a href="#/register">${esc(t("auth.noAccount"))}</a></p>`);
   document.getElementById("login").addEventListener("submit", async (submit) => {
     submit.preventDefault();
     const error = document.getElementById("form-error");
@@ -271,7 +282,13 @@ function renderCodeStep() {
     try {
       await api("POST", "/api/session/code", recovery ? { recovery_code: value } : { code: value });
       await finishLogin();
-    } catch (e) { showError(document.getElementById("form-error"), e); }
+    } catch (e) {
+      const error = document.getElementById("form-error");
+      showError(error, e);
+      // A code just used (at enrollment, or a moment ago) is refused until
+      // the app shows the next one: say so, not only "incorrect".
+      if (e.code === "invalid_code" && !recovery) error.textContent += " " + t("auth.codeWait");
+    }
   });
 }
 
@@ -285,7 +302,7 @@ async function finishLogin() {
 }
 
 function renderRegister() {
-  page(t("auth.registerTitle"), credentialsForm("register", t("auth.register"), `<p class="muted">${esc(t("auth.passwordRule"))}</p>`));
+  page(t("auth.registerTitle"), whyLogin() + credentialsForm("register", t("auth.register"), `<p class="muted">${esc(t("auth.passwordRule"))}</p>`));
   document.getElementById("register").addEventListener("submit", async (submit) => {
     submit.preventDefault();
     try {
@@ -301,6 +318,7 @@ function renderRegister() {
 export async function renderEnroll() {
   const enrollment = await api("POST", "/api/me/two-factor");
   page(t("enroll.title"), `<div class="card">
+    <p data-testid="why-two-factor">${esc(t("enroll.why"))}</p>
     <p>${esc(t("enroll.scan"))}</p>
     <div class="qr" role="img" aria-label="${esc(t("enroll.qrLabel"))}">${enrollment.qr_svg}</div>
     <p>${esc(t("enroll.orType"))}</p><p class="secret" data-testid="totp-secret">${esc(enrollment.secret)}</p>
@@ -316,7 +334,9 @@ export async function renderEnroll() {
       await loadMe();
       page(t("enroll.codesTitle"), `<div class="card"><p class="warning">${esc(t("enroll.codesOnce"))}</p>
         <ul class="codes" data-testid="recovery-codes">${confirmed.recovery_codes.map((c) => `<li>${esc(c)}</li>`).join("")}</ul>
-        <a class="button" href="#/" id="codes-saved">${esc(t("enroll.saved"))}</a></div>`);
+        <a class="button" href="${esc(pendingStep() ?? "#/")}" id="codes-saved">${esc(t("enroll.saved"))}</a></div>`);
+      // Back to the step the fan was on (the line they were joining).
+      document.getElementById("codes-saved").addEventListener("click", () => sessionStorage.removeItem("after-login"));
       renderNav();
     } catch (e) { showError(document.getElementById("form-error"), e); }
   });

@@ -71,6 +71,45 @@ test("a fan registers, turns on two-factor, logs in with a code, queues, buys an
   });
 });
 
+test("a fan sent to log in on the way into the line is told why, and is back in it after signing up", async () => {
+  const event = "Show da Volta à Fila";
+  const id = await createEvent(admin, event);
+  await withPage(chrome, "back-to-line", async (page) => {
+    await page.goto(server.url + "/#/");
+    await page.getByRole("link", { name: event }).click();
+    await page.getByRole("link", { name: "Entrar na fila" }).click();
+    await page.getByTestId("why-login").getByText("Entre ou crie uma conta para entrar na fila.").waitFor();
+    // Signing up (with two-factor, whose reason is given) on the way.
+    await page.goto(server.url + "/#/register");
+    await page.getByTestId("why-login").waitFor();
+    await page.getByLabel("E-mail").fill("eli@example.com");
+    await page.getByLabel("Senha").fill(PASSWORD);
+    await page.getByRole("button", { name: "Criar conta" }).click();
+    await page.getByTestId("why-two-factor").getByText(/ninguém compra em seu nome/).waitFor();
+    const secret = (await page.getByTestId("totp-secret").textContent()).trim();
+    await page.getByLabel("Código").fill(totp(secret));
+    await page.getByRole("button", { name: "Confirmar" }).click();
+    await page.getByRole("link", { name: "Já guardei" }).click();
+    await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
+    assert.equal(new URL(page.url()).hash, `#/event/${id}/sale`);
+  });
+});
+
+test("a code refused right after enrollment says to wait for the next one", async () => {
+  await withPage(chrome, "code-wait", async (page) => {
+    const { secret } = await registerWithTwoFactor(page, server.url, "hugo@example.com");
+    await page.getByRole("button", { name: "Sair" }).click();
+    await page.getByLabel("E-mail").fill("hugo@example.com");
+    await page.getByLabel("Senha").fill(PASSWORD);
+    await page.getByRole("button", { name: "Entrar" }).click();
+    // A code already spent: the previous step's is at or before the one the
+    // enrollment used (whichever step it is now), so it is always refused.
+    await page.getByLabel("Código").fill(totp(secret, -1));
+    await page.getByRole("button", { name: "Verificar" }).click();
+    await page.locator("#form-error").getByText(/espere o próximo aparecer no aplicativo/).waitFor();
+  });
+});
+
 test("a declined card sells nothing and keeps the hold", async () => {
   const event = "Show do Cartão Recusado";
   await createEvent(admin, event);
