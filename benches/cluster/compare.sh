@@ -15,9 +15,6 @@ bin=${1:?usage: compare.sh INGRESSOJA STRESS [FANS] [CONCURRENCY]}
 stress=${2:?usage: compare.sh INGRESSOJA STRESS [FANS] [CONCURRENCY]}
 fans=${3:-2000}
 concurrency=${4:-200}
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 # shellcheck source=benches/cluster/lib.sh
 source "$(dirname "$0")/lib.sh"
 

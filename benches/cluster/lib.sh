@@ -1,8 +1,12 @@
-# Shared by the cluster benches (sourced, not run): the nodes' settings,
+# Shared by the cluster benches (sourced, not run): a scratch directory
+# (`work`) and the processes to kill on exit (`pids`), the nodes' settings,
 # waiting for an address, an administrator's two-factor session, an event
 # for a drop, and three `serve --cluster` nodes on loopback. Expects `bin`
-# (the ingressoja binary), `work` (a scratch directory) and the array
-# `pids` (processes to kill on exit) to be set by the script.
+# (the ingressoja binary) to be set by the script.
+
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 password="compare-password-123"
 export INGRESSOJA_TRUSTED_PROXIES=127.0.0.1

@@ -18,9 +18,6 @@ bin=${1:?usage: streams.sh INGRESSOJA STRESS [STREAMS] [SECONDS]}
 stress=${2:?usage: streams.sh INGRESSOJA STRESS [STREAMS] [SECONDS]}
 streams=${3:-2000}
 seconds=${4:-20}
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 # shellcheck source=benches/cluster/lib.sh
 source "$(dirname "$0")/lib.sh"
 

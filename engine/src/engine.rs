@@ -401,22 +401,45 @@ impl Engine {
         out: &mut Vec<Transition>,
     ) -> Outcome {
         self.check_items(&items)?;
-        match self.phase {
-            Phase::Scheduled => return Err(Rejection::SaleNotOpen),
-            Phase::Closed(reason) => return Err(closed_rejection(reason)),
-            Phase::Open if self.paused => return Err(Rejection::Paused),
-            Phase::Open => {}
-        }
+        self.check_selling()?;
         let shopper = *self
             .shoppers
             .get(customer)
             .ok_or_else(|| self.absent(customer))?;
+        let held = shopper.hold.map_or(TypeCounts::ZERO, |h| h.items);
+        let expires_at_ms = self.hold_more(customer, &shopper, &held, items, now_ms, out)?;
+        Ok(Reply::Held { expires_at_ms })
+    }
+
+    /// Whether tickets may be added to holds now.
+    fn check_selling(&self) -> Result<(), Rejection> {
+        match self.phase {
+            Phase::Scheduled => Err(Rejection::SaleNotOpen),
+            Phase::Closed(reason) => Err(closed_rejection(reason)),
+            Phase::Open if self.paused => Err(Rejection::Paused),
+            Phase::Open => Ok(()),
+        }
+    }
+
+    /// Adds `more` to the hold of `shopper`, who keeps `kept` of what they
+    /// hold (the rest is being given back in the same step), all or none:
+    /// within their turn, the limits (on `kept` + `more` + what they own)
+    /// and the stock. The hold keeps its expiry (a new one gets the TTL),
+    /// which is returned.
+    fn hold_more(
+        &mut self,
+        customer: CustomerId,
+        shopper: &Shopper,
+        kept: &TypeCounts,
+        more: TypeCounts,
+        now_ms: u64,
+        out: &mut Vec<Transition>,
+    ) -> Result<u64, Rejection> {
         if now_ms >= shopper.window_ends_at_ms {
             return Err(Rejection::AdmissionExpired);
         }
-        let held = shopper.hold.map_or(TypeCounts::ZERO, |h| h.items);
-        self.check_limits(customer, &held, &items)?;
-        if let Some(short) = self.inventory.first_short(&items) {
+        self.check_limits(customer, kept, &more)?;
+        if let Some(short) = self.inventory.first_short(&more) {
             return Err(Rejection::InsufficientStock(short));
         }
         let expires_at_ms = match shopper.hold {
@@ -426,12 +449,12 @@ impl Engine {
         self.emit(
             Transition::ItemsHeld {
                 customer,
-                items,
+                items: more,
                 expires_at_ms,
             },
             out,
         );
-        Ok(Reply::Held { expires_at_ms })
+        Ok(expires_at_ms)
     }
 
     /// Makes the hold exactly `items`: the increase is checked as an
@@ -452,12 +475,13 @@ impl Engine {
             .get(customer)
             .ok_or_else(|| self.absent(customer))?;
         let held = shopper.hold.map_or(TypeCounts::ZERO, |h| h.items);
-        let mut more = TypeCounts::ZERO;
-        let mut fewer = TypeCounts::ZERO;
+        let (mut more, mut fewer, mut kept) =
+            (TypeCounts::ZERO, TypeCounts::ZERO, TypeCounts::ZERO);
         for t in 0..self.config.ticket_types.len() {
             let (want, have) = (items.at(t), held.at(t));
             more.set(t, want.saturating_sub(have));
             fewer.set(t, have.saturating_sub(want));
+            kept.set(t, want.min(have));
         }
         if more.is_empty() && fewer.is_empty() {
             return Ok(match shopper.hold {
@@ -472,34 +496,10 @@ impl Engine {
         if more.is_empty() {
             return self.remove_items(customer, Some(fewer), now_ms, out);
         }
-        match self.phase {
-            Phase::Scheduled => return Err(Rejection::SaleNotOpen),
-            Phase::Closed(reason) => return Err(closed_rejection(reason)),
-            Phase::Open if self.paused => return Err(Rejection::Paused),
-            Phase::Open => {}
-        }
-        if now_ms >= shopper.window_ends_at_ms {
-            return Err(Rejection::AdmissionExpired);
-        }
-        let kept = held.checked_sub(&fewer).unwrap_or(TypeCounts::ZERO);
-        self.check_limits(customer, &kept, &more)?;
-        if let Some(short) = self.inventory.first_short(&more) {
-            return Err(Rejection::InsufficientStock(short));
-        }
-        let expires_at_ms = match shopper.hold {
-            Some(hold) => hold.expires_at_ms,
-            None => now_ms.saturating_add(self.config.policy.hold_ttl_ms),
-        };
+        self.check_selling()?;
         // Held first, released after: the hold never empties in between, so
         // it keeps its expiry.
-        self.emit(
-            Transition::ItemsHeld {
-                customer,
-                items: more,
-                expires_at_ms,
-            },
-            out,
-        );
+        let expires_at_ms = self.hold_more(customer, &shopper, &kept, more, now_ms, out)?;
         if !fewer.is_empty() {
             self.emit(
                 Transition::ItemsReleased {

@@ -40,15 +40,21 @@ export function announce(text) {
 //   what the fan saw) is sent again after the Retry-After it gave;
 // - a request that is safe to repeat (a GET, or one the caller marks
 //   `idempotent`: joining the line, leaving it, paying with the attempt's
-//   Idempotency-Key) is sent again after a lost answer too: no connection,
-//   the balancer's 502/503/504, `outcome_unknown`;
+//   Idempotency-Key, holding a selection) is sent again after a lost answer
+//   too: no connection, the balancer's 502/503/504, `outcome_unknown`;
 // - for up to RETRY_FOR_MS, then the error is shown as before.
-// Anything else (adding to the cart is not safe to repeat) shows its error
-// at once; the fan's stream then shows what the cart really holds.
+// Anything else (taking single tickets out of the cart is not safe to
+// repeat) shows its error at once; the fan's stream then shows what the
+// cart really holds.
 // A line at the top of the page says "reconnecting" while any of it lasts.
 const RETRY_FOR_MS = 20000;
 const NOT_DONE = new Set(["not_leader", "catching_up"]);
 const ANSWER_LOST = new Set(["network", "http_502", "http_503", "http_504", "outcome_unknown"]);
+
+/** A payment's Idempotency-Key is kept for the next attempt after any of
+ * these: the payment may still be under way or done (a retry with the
+ * same key can never buy twice); any other answer ends the attempt. */
+const KEEP_KEY = new Set([...NOT_DONE, ...ANSWER_LOST, "payment_in_progress", "overloaded", "unavailable"]);
 
 /** What is reconnecting now; the line shows while the set is not empty. */
 const troubles = new Set();
@@ -62,13 +68,15 @@ function trouble(key, on) {
   line.textContent = show ? t("net.reconnecting") : "";
 }
 
+/** `ms` give or take a fifth, so that the pages a dead node dropped do
+ * not all come back in the same instant. */
+function jitter(ms) { return ms * (0.8 + Math.random() * 0.4); }
+
 /** The pause before asking again: the server's Retry-After (in seconds)
- * when it gave one, else a second; with jitter so that the pages a dead
- * node dropped do not all come back in the same instant. */
+ * when it gave one, else a second. */
 function pauseBefore(retryAfter) {
   const seconds = Number(retryAfter);
-  const base = Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 5) * 1000 : 1000;
-  return base * (0.8 + Math.random() * 0.4);
+  return jitter(Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 5) * 1000 : 1000);
 }
 
 /** An API error: status, code and a message for people. */
@@ -131,7 +139,7 @@ export function liveStream(path, listeners) {
       if (stopped) return;
       trouble(key, true);
       if (source.readyState !== EventSource.CLOSED) return;
-      timer = setTimeout(open, pause * (0.8 + Math.random() * 0.4));
+      timer = setTimeout(open, jitter(pause));
       pause = Math.min(pause * 2, 10000);
     });
   };
@@ -638,7 +646,7 @@ class Shop {
     } catch (e) {
       // The same key again after anything that may not have been the end of
       // this payment (a lost answer, a busy server): it can never buy twice.
-      if (!["network", "payment_in_progress", "overloaded", "unavailable", "outcome_unknown", "not_leader", "catching_up", "http_502", "http_503", "http_504"].includes(e.code)) this.key = null;
+      if (!KEEP_KEY.has(e.code)) this.key = null;
       showError(result, e);
       announce(e.message);
     } finally { button.disabled = false; }

@@ -363,6 +363,29 @@ impl Model {
         Ok(Reply::Joined { fresh: true })
     }
 
+    /// Per type, then in all: what the customer would hold (`holding` of
+    /// type `t`) plus what they bought must stay within the limits.
+    fn check_limits(
+        &self,
+        sold: &TypeCounts,
+        holding: impl Fn(usize) -> u32,
+    ) -> Result<(), Rejection> {
+        let mut total = 0u32;
+        for t in 0..self.capacity.len() {
+            let wanted = holding(t) + u32::from(sold.at(t));
+            if wanted > u32::from(self.policy.per_type_limits.at(t)) {
+                return Err(Rejection::LimitReached(Limit::PerType(TicketTypeId(
+                    t as u8,
+                ))));
+            }
+            total += wanted;
+        }
+        if total > u32::from(self.policy.per_event_limit) {
+            return Err(Rejection::LimitReached(Limit::PerEvent));
+        }
+        Ok(())
+    }
+
     fn add(&mut self, id: CustomerId, items: TypeCounts, now: u64) -> Outcome {
         self.check_items(&items)?;
         match self.phase {
@@ -378,20 +401,9 @@ impl Model {
             return Err(Rejection::AdmissionExpired);
         }
         let held = customer.hold.map_or(TypeCounts::ZERO, |(h, _)| h);
-        let mut total = 0u32;
-        for t in 0..self.capacity.len() {
-            let wanted =
-                u32::from(held.at(t)) + u32::from(customer.sold.at(t)) + u32::from(items.at(t));
-            if wanted > u32::from(self.policy.per_type_limits.at(t)) {
-                return Err(Rejection::LimitReached(Limit::PerType(TicketTypeId(
-                    t as u8,
-                ))));
-            }
-            total += wanted;
-        }
-        if total > u32::from(self.policy.per_event_limit) {
-            return Err(Rejection::LimitReached(Limit::PerEvent));
-        }
+        self.check_limits(&customer.sold, |t| {
+            u32::from(held.at(t)) + u32::from(items.at(t))
+        })?;
         for (t, q) in items.iter() {
             if u32::from(q) > self.available[t.index()] {
                 return Err(Rejection::InsufficientStock(t));
@@ -447,19 +459,7 @@ impl Model {
         if now >= customer.window_end {
             return Err(Rejection::AdmissionExpired);
         }
-        let mut total = 0u32;
-        for t in 0..types {
-            let wanted = u32::from(items.at(t)) + u32::from(customer.sold.at(t));
-            if wanted > u32::from(self.policy.per_type_limits.at(t)) {
-                return Err(Rejection::LimitReached(Limit::PerType(TicketTypeId(
-                    t as u8,
-                ))));
-            }
-            total += wanted;
-        }
-        if total > u32::from(self.policy.per_event_limit) {
-            return Err(Rejection::LimitReached(Limit::PerEvent));
-        }
+        self.check_limits(&customer.sold, |t| u32::from(items.at(t)))?;
         for t in 0..types {
             let added = u32::from(items.at(t).saturating_sub(held.at(t)));
             if added > self.available[t] {

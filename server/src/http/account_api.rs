@@ -83,7 +83,6 @@ fn busy() -> ApiError {
     }
 }
 
-/// Every refusal of the accounts service, as the API says it.
 /// A change to accounts (or its audit entry) that was not committed
 /// (`replicated::Proposer`): nothing was done and no leader took it (an
 /// election), or it may have been (the leader died mid-change). Either is
@@ -98,6 +97,7 @@ fn uncommitted(error: &std::io::Error) -> Option<ApiError> {
     }
 }
 
+/// Every refusal of the accounts service, as the API says it.
 fn api_error(error: AccountsError) -> ApiError {
     match error {
         AccountsError::BadEmail(why) => ApiError::bad_request("invalid_email", why),

@@ -273,15 +273,19 @@ impl ItemsBody {
                 "quantities must be at least 1",
             ));
         }
-        let pairs: Vec<(TicketTypeId, u16)> = self
-            .items
-            .iter()
-            .map(|i| (TicketTypeId(i.ticket_type), i.quantity))
-            .collect();
-        TypeCounts::from_pairs(&pairs).ok_or_else(|| {
-            ApiError::bad_request("invalid_items", "unknown ticket type or quantity too large")
-        })
+        counts(&self.items)
     }
+}
+
+/// The counts `items` name (a type named twice counts both).
+fn counts(items: &[ItemBody]) -> Result<TypeCounts, ApiError> {
+    let pairs: Vec<(TicketTypeId, u16)> = items
+        .iter()
+        .map(|i| (TicketTypeId(i.ticket_type), i.quantity))
+        .collect();
+    TypeCounts::from_pairs(&pairs).ok_or_else(|| {
+        ApiError::bad_request("invalid_items", "unknown ticket type or quantity too large")
+    })
 }
 
 /// `POST /api/events/{id}/cart/items` (add) and `DELETE` (remove).
@@ -321,14 +325,7 @@ impl SelectionBody {
                 "give at most 16 items",
             ));
         }
-        let pairs: Vec<(TicketTypeId, u16)> = self
-            .items
-            .iter()
-            .map(|i| (TicketTypeId(i.ticket_type), i.quantity))
-            .collect();
-        TypeCounts::from_pairs(&pairs).ok_or_else(|| {
-            ApiError::bad_request("invalid_items", "unknown ticket type or quantity too large")
-        })
+        counts(&self.items)
     }
 }
 

@@ -68,18 +68,7 @@ impl SharedState {
     /// The state in `db` (opened with the server's column families).
     pub fn open(db: Arc<DB>) -> io::Result<Arc<SharedState>> {
         let settings = Arc::new(Settings::open(db.clone())?);
-        let applied = match db
-            .get_cf(settings_family(&db)?, APPLIED_KEY)
-            .map_err(to_io)?
-        {
-            Some(bytes) => u64::from_be_bytes(
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| io::Error::other("the attached state's position is damaged"))?,
-            ),
-            None => 0,
-        };
+        let applied = applied_position(&db)?;
         Ok(Arc::new(SharedState {
             accounts: Accounts::open(db.clone())?,
             audit: AuditChain::open(db.clone())?,
@@ -240,8 +229,13 @@ pub fn applied_in(db_path: &std::path::Path) -> io::Result<u64> {
         return Ok(0);
     }
     let db = ingressoja_wal::rocks::open_db_read_only(db_path, &[SETTINGS_FAMILY])?;
+    applied_position(&db)
+}
+
+/// The last record the shared state in `db` applied (0: none).
+fn applied_position(db: &DB) -> io::Result<u64> {
     match db
-        .get_cf(settings_family(&db)?, APPLIED_KEY)
+        .get_cf(settings_family(db)?, APPLIED_KEY)
         .map_err(to_io)?
     {
         Some(bytes) => Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(
