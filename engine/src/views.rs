@@ -52,6 +52,9 @@ pub enum QueueStatus {
         window_ends_at_ms: u64,
         /// The hold's expiry, if they hold tickets.
         hold_expires_at_ms: Option<u64>,
+        /// What they bought in this event already: the limits count it, so
+        /// a fan can be shown only the quantities they may still take.
+        owned: TypeCounts,
     },
     /// Their turn came and ended.
     TurnOver,
@@ -154,6 +157,7 @@ impl Engine {
                 admitted_at_ms: shopper.admitted_at_ms,
                 window_ends_at_ms: shopper.window_ends_at_ms,
                 hold_expires_at_ms: shopper.hold.map(|h| h.expires_at_ms),
+                owned: self.orders.sold_to(customer),
             };
         }
         if self.queue.has_left(join_number) {

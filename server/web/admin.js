@@ -9,13 +9,13 @@ import { api, esc, page, state, showError, brl, when, renderEnroll, announce } f
 
 const POINTS = 60;
 /** The routes whose latency the dashboard's p99 follows (a fan buying). */
-const BUYING = ["queue_join", "cart_add", "checkout"];
+const BUYING = ["queue_join", "cart_set", "cart_add", "checkout"];
 
 export async function renderAdmin(parts) {
   if (!state.me?.admin) { page(t("admin.title"), `<p class="error">${esc(t("admin.forbidden"))}</p>`); return; }
   if (!state.twoFactorSession) {
     page(t("admin.title"), `<p class="warning">${esc(t("admin.needTwoFactor"))}</p>
-      ${state.me.two_factor ? `<p><a href="#/login">${esc(t("nav.login"))}</a></p>` : `<button type="button" id="enroll">${esc(t("admin.enroll"))}</button>`}`);
+      ${state.me.two_factor ? `<p><a class="tap" href="#/login">${esc(t("nav.login"))}</a></p>` : `<button type="button" id="enroll">${esc(t("admin.enroll"))}</button>`}`);
     document.getElementById("enroll")?.addEventListener("click", () => renderEnroll());
     return;
   }

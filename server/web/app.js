@@ -8,8 +8,9 @@
 // goes").
 import { t, lang, setLang } from "./i18n.js";
 import { renderAdmin } from "./admin.js";
+import { calendarFile } from "./calendar.js";
 
-export const state = { me: null, csrf: null, cleanup: [] };
+export const state = { me: null, csrf: null, cleanup: [], kept: null };
 const main = document.getElementById("main");
 
 /** Escapes text for HTML. */
@@ -172,10 +173,59 @@ function renderNav() {
     location.hash = "#/login";
     announce(t("auth.loggedOut"));
   });
+  nav.setAttribute("aria-label", t("nav.main"));
   const language = document.getElementById("language");
   language.textContent = t("nav.language");
-  language.onclick = () => { setLang(lang() === "en" ? "pt" : "en"); route(); };
+  language.onclick = switchLanguage;
   document.getElementById("skip-link").textContent = t("nav.skip");
+}
+
+// ---- switching language without losing anything ------------------------------------
+// The page is drawn again in the other language; what the fan typed (a
+// card number, an e-mail) and the last messages shown are kept and put
+// back, translated, including in parts drawn later (the shop appears when
+// the fan's stream answers).
+
+/** Messages shown in the sale's status bar, by slot, as functions of the
+ * language (so a switch shows them again, translated). */
+const messages = new Map();
+
+async function switchLanguage() {
+  const typed = {};
+  for (const input of main.querySelectorAll("input[id], select[id]")) {
+    if (input.type !== "password" && input.value !== "") typed[input.id] = input.value;
+  }
+  state.kept = { hash: location.hash, typed, messages: new Map(messages) };
+  setLang(lang() === "en" ? "pt" : "en");
+  await route();
+  putBack();
+}
+
+/** Puts back what was kept by a language switch into what is drawn now;
+ * called again when more of the page is drawn. */
+export function putBack() {
+  const kept = state.kept;
+  if (!kept || kept.hash !== location.hash) return;
+  for (const [id, value] of Object.entries(kept.typed)) {
+    const input = document.getElementById(id);
+    if (input && input.tagName !== "SELECT") { input.value = value; delete kept.typed[id]; }
+  }
+  for (const [slot, message] of kept.messages) {
+    if (document.getElementById(slot)) { say(slot, message.text, message.kind); kept.messages.delete(slot); }
+  }
+}
+
+/** Shows `text` (a function of the language) in the element `slot`, with
+ * a class (`ok`, `error`, `warning`), remembered for a language switch. */
+export function say(slot, text, kind) {
+  const el = document.getElementById(slot);
+  if (!el) return;
+  messages.set(slot, { text, kind });
+  const shown = text();
+  // The same message again (a refusal shown by this page and then by the
+  // fan's stream) is shown once, not flashed or read out twice.
+  if (el.textContent === shown && el.className === kind) return;
+  el.textContent = shown; el.className = kind;
 }
 
 /** Shows a page: a title (focused, for screen readers) and its body. */
@@ -185,9 +235,12 @@ export function page(title, html) {
   document.getElementById("page-title").focus();
 }
 
+/** Shows an error in `element`, in the fan's language (again after a
+ * language switch when the element has an id). */
 export function showError(element, error) {
-  element.textContent = error?.message ?? String(error);
-  element.className = "error";
+  const text = () => error?.code ? t("code." + error.code, null, error.message) : (error?.message ?? String(error));
+  if (element.id) say(element.id, text, "error");
+  else { element.textContent = text(); element.className = "error"; }
 }
 
 // ---- events ---------------------------------------------------------------
@@ -256,7 +309,7 @@ function whyLogin() {
 }
 
 function renderLogin() {
-  page(t("auth.loginTitle"), whyLogin() + credentialsForm("login", t("auth.login")) + `<p><a href="#/register">${esc(t("auth.noAccount"))}</a></p>`);
+  page(t("auth.loginTitle"), whyLogin() + credentialsForm("login", t("auth.login")) + `<p><a class="tap" href="#/register">${esc(t("auth.noAccount"))}</a></p>`);
   document.getElementById("login").addEventListener("submit", async (submit) => {
     submit.preventDefault();
     const error = document.getElementById("form-error");
@@ -291,11 +344,10 @@ function renderCodeStep() {
       await api("POST", "/api/session/code", recovery ? { recovery_code: value } : { code: value });
       await finishLogin();
     } catch (e) {
-      const error = document.getElementById("form-error");
-      showError(error, e);
       // A code just used (at enrollment, or a moment ago) is refused until
       // the app shows the next one: say so, not only "incorrect".
-      if (e.code === "invalid_code" && !recovery) error.textContent += " " + t("auth.codeWait");
+      if (e.code === "invalid_code" && !recovery) say("form-error", () => `${t("code.invalid_code")} ${t("auth.codeWait")}`, "error");
+      else showError(document.getElementById("form-error"), e);
     }
   });
 }
@@ -340,9 +392,19 @@ export async function renderEnroll() {
     try {
       const confirmed = await api("POST", "/api/me/two-factor/confirm", { code: document.getElementById("code").value.trim() });
       await loadMe();
+      const codes = confirmed.recovery_codes;
+      const file = URL.createObjectURL(new Blob([`${t("enroll.fileHeader", { email: state.me?.email ?? "" })}\r\n\r\n${codes.join("\r\n")}\r\n`], { type: "text/plain" }));
+      state.cleanup.push(() => URL.revokeObjectURL(file));
       page(t("enroll.codesTitle"), `<div class="card"><p class="warning">${esc(t("enroll.codesOnce"))}</p>
-        <ul class="codes" data-testid="recovery-codes">${confirmed.recovery_codes.map((c) => `<li>${esc(c)}</li>`).join("")}</ul>
+        <ol class="codes" data-testid="recovery-codes">${codes.map((c) => `<li>${esc(c)}</li>`).join("")}</ol>
+        <button type="button" class="secondary" id="copy-codes">${esc(t("enroll.copy"))}</button>
+        <a class="button secondary" href="${file}" download="ingressoja-recovery-codes.txt" id="download-codes">${esc(t("enroll.download"))}</a>
+        <p id="copy-result" role="status"></p>
         <a class="button" href="${esc(pendingStep() ?? "#/")}" id="codes-saved">${esc(t("enroll.saved"))}</a></div>`);
+      document.getElementById("copy-codes").addEventListener("click", async () => {
+        try { await navigator.clipboard.writeText(codes.join("\n")); say("copy-result", () => t("enroll.copied"), "ok"); }
+        catch { say("copy-result", () => t("enroll.copyFailed"), "warning"); }
+      });
       // Back to the step the fan was on (the line they were joining).
       document.getElementById("codes-saved").addEventListener("click", () => sessionStorage.removeItem("after-login"));
       renderNav();
@@ -436,7 +498,10 @@ function waitingHtml(queue) {
 async function renderSale(id) {
   if (!state.me) { sessionStorage.setItem("after-login", location.hash); location.hash = "#/login"; return; }
   const event = await api("GET", `/api/events/${id}`);
-  page(event.name, `<div id="paused" role="status"></div><section class="card" id="waiting" aria-live="polite"></section>
+  page(event.name, `<div class="sale-bar" id="sale-bar">
+      <p class="countdown" id="countdown" aria-live="off"></p><p id="bar-total" class="bar-total"></p>
+      <p id="cart-notice" role="status"></p><p id="hold-warning" role="alert"></p></div>
+    <div id="paused" role="status"></div><section class="card" id="waiting" aria-live="polite"></section>
     <section id="shop" hidden></section><p id="sale-error" role="alert"></p>`);
   const waiting = document.getElementById("waiting");
   const saleError = document.getElementById("sale-error");
@@ -464,7 +529,7 @@ async function renderSale(id) {
     // it is done): the confirmation stays, not "your turn is over".
     if (shop.bought) { waiting.hidden = true; return; }
     if (queue.status === "shopping") {
-      waiting.hidden = true; shop.open(status.cart);
+      waiting.hidden = true; shop.open(status.cart, queue.owned);
     } else {
       waiting.hidden = false; waiting.innerHTML = waitingHtml(queue); shop.close();
       if (["waiting", "prequeue", "drawing"].includes(queue.status)) {
@@ -485,13 +550,13 @@ async function renderSale(id) {
   liveStream(`/api/events/${id}/me/stream`, {
     status: (m) => show(JSON.parse(m.data)),
     admitted: () => announce(t("wait.admitted")),
-    expiring_soon: () => shop.notice(t("cart.expiringSoon"), "warning", "hold-warning"),
+    expiring_soon: () => shop.notice(() => t("cart.expiringSoon"), "warning", "hold-warning"),
     hold_expired: () => shop.expired(),
     // A refusal of a request made from this or another of the fan's pages,
     // in the page's language.
     rejected: (m) => {
       const refusal = JSON.parse(m.data);
-      shop.notice(t("code." + refusal.code, null, refusal.message), "error");
+      shop.refused(refusal);
     },
   });
   liveStream(`/api/events/${id}/stream`, {
@@ -503,15 +568,20 @@ async function renderSale(id) {
   });
 }
 
-/** The purchase panel: types and quantities, the cart with its countdown,
- * removal, and payment. */
+/** The purchase panel: types and quantities (no more than the limits
+ * leave the fan), the cart, and payment. What happened and how long the
+ * hold lasts are in the status bar at the top of the page (sticky: in
+ * view while the fan types the card), never below the fold. */
 class Shop {
-  constructor(id, event) { this.id = id; this.event = event; this.el = document.getElementById("shop"); this.timer = null; this.built = false; }
+  constructor(id, event) { this.id = id; this.event = event; this.el = document.getElementById("shop"); this.timer = null; this.built = false;
+    this.owned = []; this.available = new Map(); this.held = new Map();
+  }
 
-  open(cart) {
+  open(cart, owned) {
     const first = !this.built;
     if (first) this.build();
     this.el.hidden = false;
+    if (owned) this.offer(owned);
     if (cart) this.showCart(cart, { boxes: first });
   }
 
@@ -519,38 +589,94 @@ class Shop {
 
   build() {
     this.built = true;
-    const limit = this.event.limit_per_customer;
-    const options = (max) => Array.from({ length: max + 1 }, (_, n) => `<option value="${n}">${n}</option>`).join("");
-    this.el.innerHTML = `<div class="card"><h2>${esc(t("shop.title"))}</h2><p class="muted">${esc(t("shop.limit", { n: limit }))} ${esc(t("shop.selectionHint"))}</p>
+    this.el.innerHTML = `<div class="card"><h2>${esc(t("shop.title"))}</h2><p class="muted" id="limit-hint"></p>
       <form id="add-form">${this.event.ticket_types.map((tt) => `
         <label for="qty-${tt.id}">${esc(tt.name)} · ${esc(brl(tt.price_cents))} <span class="muted" id="left-${tt.id}"></span></label>
-        <select id="qty-${tt.id}" data-type="${tt.id}">${options(Math.min(tt.limit_per_customer, limit))}</select>`).join("")}
+        <select id="qty-${tt.id}" data-type="${tt.id}"></select>`).join("")}
         <button type="submit">${esc(t("shop.add"))}</button></form></div>
-      <div class="card" id="cart" aria-labelledby="cart-title"><h2 id="cart-title">${esc(t("cart.title"))}</h2><div id="cart-body"></div>
-        <p class="countdown" id="countdown" aria-live="off"></p><p id="cart-notice" role="status"></p>
-        <p id="hold-warning" role="alert"></p></div>
+      <div class="card" id="cart" aria-labelledby="cart-title"><h2 id="cart-title">${esc(t("cart.title"))}</h2><div id="cart-body"></div></div>
       <form class="card" id="pay-form" novalidate><h2>${esc(t("pay.title"))}</h2>
         <label for="card">${esc(t("pay.card"))}</label><input id="card" inputmode="numeric" autocomplete="cc-number" required>
         <p class="muted">${esc(t("pay.testCards"))}</p>
-        <button type="submit" id="pay">${esc(t("pay.pay"))}</button><p id="pay-result" role="alert"></p></form>`;
+        <button type="submit" id="pay">${esc(t("pay.pay"))}</button><p id="pay-result" class="muted"></p></form>`;
     document.getElementById("add-form").addEventListener("submit", (e) => { e.preventDefault(); this.add(); });
+    document.getElementById("add-form").addEventListener("change", () => this.cap());
     document.getElementById("pay-form").addEventListener("submit", (e) => { e.preventDefault(); this.pay(); });
+    this.offer([]);
     this.stock(this.event);
+    putBack();
+  }
+
+  /** How many more the fan may take: of each type, and in all. */
+  room() {
+    const owned = (type) => this.owned.find((i) => i.ticket_type === type)?.quantity ?? 0;
+    const total = this.owned.reduce((sum, i) => sum + i.quantity, 0);
+    const inAll = Math.max(0, this.event.limit_per_customer - total);
+    return { total, inAll, of: (tt) => Math.max(0, Math.min(tt.limit_per_customer - owned(tt.id), inAll)) };
+  }
+
+  /** What the fan already bought changed (or is first known): the boxes
+   * and the hint follow. */
+  offer(owned) {
+    this.owned = owned;
+    this.cap();
+    const room = this.room();
+    const hint = [t("shop.limit", { n: this.event.limit_per_customer })];
+    if (room.total > 0) hint.push(t("shop.owned", { n: room.total }), room.inAll > 0 ? t("shop.canTake", { n: room.inAll }) : t("shop.noMore"));
+    if (room.inAll > 0) hint.push(t("shop.selectionHint"));
+    document.getElementById("limit-hint").textContent = hint.join(" ");
+    document.querySelector("#add-form button[type=submit]").disabled = room.inAll === 0;
+  }
+
+  /** The boxes offer only selections the fan can take: within the limits
+   * per type and per event (counting what they bought already and what
+   * the other boxes say) and within the stock left (plus what they hold
+   * of it). Asked again whenever one of those changes; `wanted(type)`:
+   * what the boxes should say (else what they say now). */
+  cap(wanted = null) {
+    const room = this.room();
+    const selects = [...document.querySelectorAll("#add-form select")];
+    const chosen = selects.map((s) => (wanted ? wanted(Number(s.dataset.type)) : Number(s.value || 0)));
+    // Each box alone: its type's limit and stock.
+    const alone = selects.map((select) => {
+      const type = Number(select.dataset.type);
+      const stock = (this.available.get(type) ?? Infinity) + (this.held.get(type) ?? 0);
+      return Math.max(0, Math.min(room.of(this.event.ticket_types[type]), stock));
+    });
+    // Together: what the others say counts against the limit in all.
+    const others = (i) => chosen.reduce((sum, n, j) => (j === i ? sum : sum + n), 0);
+    chosen.forEach((n, i) => { chosen[i] = Math.min(n, alone[i]); });
+    chosen.forEach((n, i) => { chosen[i] = Math.max(0, Math.min(n, room.inAll - others(i))); });
+    selects.forEach((select, i) => {
+      const max = Math.max(0, Math.min(alone[i], room.inAll - others(i)));
+      if (select.options.length !== max + 1) {
+        select.innerHTML = Array.from({ length: max + 1 }, (_, n) => `<option value="${n}">${n}</option>`).join("");
+      }
+      select.value = String(chosen[i]);
+    });
   }
 
   stock(live) {
     for (const tt of live.ticket_types) {
+      this.available.set(tt.id, tt.available);
       const left = document.getElementById(`left-${tt.id}`);
       if (left) left.textContent = tt.available > 0 ? t("event.left", { n: tt.available }) : t("event.soldOut");
     }
+    if (this.built) this.cap();
   }
 
   /** A line about the last action (`cart-notice`) or, apart so that one
-   * never hides the other, about the hold's time (`hold-warning`). */
-  notice(text, kind, id = "cart-notice") {
-    const el = document.getElementById(id);
-    if (!el) return;
-    el.textContent = text; el.className = kind;
+   * never hides the other, about the hold's time (`hold-warning`), in the
+   * status bar. `text`: a function of the language. */
+  notice(text, kind, slot = "cart-notice") { say(slot, text, kind); }
+
+  /** A refusal, in the fan's language; a limit says what is left. */
+  refused(e) {
+    const room = this.room();
+    this.notice(() => {
+      const text = t("code." + e.code, null, e.message);
+      return e.code === "limit_reached" ? `${text} ${room.inAll > 0 ? t("shop.selectionMax", { n: room.inAll }) : t("shop.noMore")}` : text;
+    }, "error");
   }
 
   /** Holds exactly what the boxes say (PUT: the hold becomes the
@@ -559,19 +685,18 @@ class Shop {
   async add() {
     const items = [...document.querySelectorAll("#add-form select")]
       .map((s) => ({ ticket_type: Number(s.dataset.type), quantity: Number(s.value) }));
-    if (items.every((i) => i.quantity === 0) && !this.holding) return this.notice(t("shop.pickSome"), "error");
+    if (items.every((i) => i.quantity === 0) && !this.holding) return this.notice(() => t("shop.pickSome"), "error");
     const button = document.querySelector("#add-form button[type=submit]");
     button.disabled = true;
     try {
       this.showCart(await api("PUT", `/api/events/${this.id}/cart`, { items }, {}, { idempotent: true }), { boxes: true });
-      this.notice(t("cart.held"), "ok");
-      announce(t("cart.held"));
-    } catch (e) { this.notice(e.message, "error"); } finally { button.disabled = false; }
+      this.notice(() => t("cart.held"), "ok");
+    } catch (e) { this.refused(e); } finally { button.disabled = this.room().inAll === 0; }
   }
 
   async remove(type, quantity) {
     try { this.showCart(await api("DELETE", `/api/events/${this.id}/cart/items`, { items: [{ ticket_type: type, quantity }] }), { boxes: true }); }
-    catch (e) { this.notice(e.message, "error"); }
+    catch (e) { this.refused(e); }
   }
 
   /** Shows the cart; `boxes`: the quantity boxes take what is held too
@@ -581,17 +706,15 @@ class Shop {
     const body = document.getElementById("cart-body");
     if (!body) return;
     this.holding = cart.items.length > 0;
-    if (boxes) {
-      for (const select of document.querySelectorAll("#add-form select")) {
-        select.value = String(cart.items.find((i) => i.ticket_type === Number(select.dataset.type))?.quantity ?? 0);
-      }
-    }
+    this.held = new Map(cart.items.map((i) => [i.ticket_type, i.quantity]));
+    if (boxes) this.cap((type) => this.held.get(type) ?? 0);
     const name = (type) => this.event.ticket_types[type]?.name ?? type;
-    body.innerHTML = cart.items.length === 0 ? `<p>${esc(t("cart.empty"))}</p>` : `<ul>${cart.items.map((i) => `
-      <li>${i.quantity} × ${esc(name(i.ticket_type))}
+    body.innerHTML = cart.items.length === 0 ? `<p>${esc(t("cart.empty"))}</p>` : `<ul class="cart-items">${cart.items.map((i) => `
+      <li><span>${i.quantity} × ${esc(name(i.ticket_type))}</span>
       <button type="button" class="secondary" data-remove="${i.ticket_type}" data-quantity="${i.quantity}">${esc(t("cart.remove"))}</button></li>`).join("")}</ul>
       <p>${esc(t("cart.total"))}: <strong data-testid="total">${esc(brl(cart.total_cents))}</strong></p>`;
     body.querySelectorAll("[data-remove]").forEach((b) => b.addEventListener("click", () => this.remove(Number(b.dataset.remove), Number(b.dataset.quantity))));
+    document.getElementById("bar-total").textContent = cart.items.length === 0 ? "" : brl(cart.total_cents);
     this.countdown(cart.expires_at_ms);
   }
 
@@ -603,6 +726,7 @@ class Shop {
       const left = Math.max(0, expiresAt - Date.now());
       const m = Math.floor(left / 60000), s = Math.floor((left % 60000) / 1000);
       el.textContent = t("cart.countdown", { time: `${m}:${String(s).padStart(2, "0")}` });
+      el.classList.toggle("urgent", left < 60000);
       if (left === 0) clearInterval(this.timer);
     };
     tick();
@@ -613,9 +737,9 @@ class Shop {
   expired() {
     clearInterval(this.timer);
     document.getElementById("countdown").textContent = "";
+    document.getElementById("bar-total").textContent = "";
     document.getElementById("cart-body").innerHTML = `<p>${esc(t("cart.empty"))}</p>`;
-    this.notice(t("cart.expired"), "error", "hold-warning");
-    announce(t("cart.expired"));
+    this.notice(() => t("cart.expired"), "error", "hold-warning");
   }
 
   async pay() {
@@ -625,7 +749,8 @@ class Shop {
     // never buy twice.
     this.key = this.key ?? crypto.randomUUID();
     button.disabled = true;
-    result.textContent = t("pay.paying"); result.className = "muted";
+    result.textContent = t("pay.paying");
+    this.notice(() => t("pay.paying"), "muted");
     try {
       const order = await this.checkout(document.getElementById("card").value);
       clearInterval(this.timer);
@@ -635,10 +760,15 @@ class Shop {
       // this answer): its "turn over" gives way to the confirmation.
       const waiting = document.getElementById("waiting");
       if (waiting) waiting.hidden = true;
+      document.getElementById("countdown").textContent = "";
+      document.getElementById("bar-total").textContent = "";
+      say("hold-warning", () => "", "");
+      this.notice(() => `${t("pay.confirmed")} ${t("pay.orderNumber", { number: order.number })}`, "ok");
       this.el.innerHTML = `<div class="card"><p class="ok big" data-testid="confirmed">${esc(t("pay.confirmed"))}</p>
+        <p data-testid="order-number" class="order-number">${esc(t("pay.orderNumber", { number: order.number }))}</p>
         <p>${esc(t("pay.orderTotal", { n: order.tickets.length, total: brl(order.total_cents) }))}</p>
+        <p class="muted">${esc(t("pay.receiptHint"))}</p>
         <a class="button" href="#/tickets">${esc(t("nav.tickets"))}</a></div>`;
-      announce(t("pay.confirmed"));
       // Done: the turn's place goes to the next in line now rather than
       // when the admission window ends (the engine ends it by itself when
       // the limit is reached; this covers a purchase below it).
@@ -647,8 +777,8 @@ class Shop {
       // The same key again after anything that may not have been the end of
       // this payment (a lost answer, a busy server): it can never buy twice.
       if (!KEEP_KEY.has(e.code)) this.key = null;
-      showError(result, e);
-      announce(e.message);
+      result.textContent = "";
+      this.refused(e);
     } finally { button.disabled = false; }
   }
 
@@ -669,22 +799,65 @@ class Shop {
 
 // ---- my tickets -----------------------------------------------------------------
 
+/** A ticket's code in groups of four, so that it wraps on a phone and can
+ * be read out at the gate. */
+function grouped(code) { return code.match(/.{1,4}/g)?.join(" ") ?? code; }
+
 async function renderTickets() {
   if (!state.me) { location.hash = "#/login"; return; }
   const [first, { events }] = await Promise.all([api("GET", "/api/me/orders"), api("GET", "/api/events")]);
-  const eventName = (id) => events.find((e) => e.id === id)?.name ?? "";
-  const typeName = (event, type) => events.find((e) => e.id === event)?.ticket_types[type]?.name ?? "";
-  const orderCard = (o) => `
-    <section class="card"><h2>${esc(eventName(o.event))}</h2>
-      <p>${esc(t("tickets.order", { id: o.id, when: when(o.placed_at_ms), total: brl(o.total_cents) }))}</p>
+  const eventOf = (id) => events.find((e) => e.id === id);
+  const typeOf = (event, type) => eventOf(event)?.ticket_types[type];
+  const files = [];
+  state.cleanup.push(() => files.forEach((f) => URL.revokeObjectURL(f)));
+  // Each order: the event, venue and date, the order number, and every
+  // ticket with its QR code, type, price and code; printed alone (print
+  // stylesheet) or added to the calendar (.ics made here, see calendar.js).
+  const orderCard = (o) => {
+    const event = eventOf(o.event);
+    const place = event ? `${event.venue} · ${when(event.starts_at_ms)}` : "";
+    const ics = event ? URL.createObjectURL(new Blob([calendarFile({
+      uid: `${o.number}@ingressoja`, name: event.name, venue: event.venue, startsAtMs: event.starts_at_ms,
+      description: `${t("tickets.orderTitle", { number: o.number })} · ${t("pay.orderTotal", { n: o.tickets.length, total: brl(o.total_cents) })}`,
+    })], { type: "text/calendar" })) : null;
+    if (ics) files.push(ics);
+    return `
+    <section class="card order" data-order="${esc(o.number)}" aria-labelledby="order-${esc(o.number)}">
+      <h2 id="order-${esc(o.number)}">${esc(event?.name ?? "")}</h2>
+      <p><strong data-testid="order-number">${esc(t("tickets.orderTitle", { number: o.number }))}</strong></p>
+      <p>${esc(place)}</p>
+      <p class="muted">${esc(t("tickets.order", { when: when(o.placed_at_ms), total: brl(o.total_cents) }))}</p>
+      <div class="no-print">
+        <button type="button" class="secondary" data-print="${esc(o.number)}">${esc(t("tickets.print"))}</button>
+        ${ics ? `<a class="button secondary" href="${ics}" download="${esc(o.number)}.ics" data-testid="calendar">${esc(t("tickets.calendar"))}</a>` : ""}
+      </div>
       <div class="tickets">${o.tickets.map((tk) => `<figure class="ticket" data-testid="ticket">
         <div class="qr" role="img" aria-label="${esc(t("tickets.qr", { code: tk.code }))}">${tk.qr_svg}</div>
-        <figcaption>${esc(typeName(o.event, tk.ticket_type))}<br><code>${esc(tk.code)}</code></figcaption></figure>`).join("")}</div>
+        <figcaption>
+          <strong>${esc(event?.name ?? "")}</strong>
+          <span>${esc(place)}</span>
+          <span data-testid="ticket-type">${esc(typeOf(o.event, tk.ticket_type)?.name ?? "")} · ${esc(brl(typeOf(o.event, tk.ticket_type)?.price_cents ?? 0))}</span>
+          <span>${esc(t("tickets.holder", { email: state.me.email }))}</span>
+          <span class="muted">${esc(t("tickets.orderTitle", { number: o.number }))}</span>
+          <span class="sr-only">${esc(t("tickets.code"))}</span><code class="ticket-code">${esc(grouped(tk.code))}</code>
+        </figcaption></figure>`).join("")}</div>
     </section>`;
+  };
   if (first.orders.length === 0) { page(t("tickets.title"), `<p>${esc(t("tickets.none"))}</p>`); return; }
   // Orders come a page at a time (each ticket is a QR code to draw).
   page(t("tickets.title"), `<div id="orders">${first.orders.map(orderCard).join("")}</div>
-    <button type="button" id="more-orders" class="secondary" hidden>${esc(t("tickets.more"))}</button>`);
+    <button type="button" id="more-orders" class="secondary no-print" hidden>${esc(t("tickets.more"))}</button>`);
+  const orders = document.getElementById("orders");
+  // Printing one order prints only it (the others are marked away while
+  // the print dialog is open).
+  orders.addEventListener("click", (click) => {
+    const number = click.target.closest("[data-print]")?.dataset.print;
+    if (!number) return;
+    document.body.classList.add("printing-one");
+    orders.querySelectorAll(".order").forEach((o) => o.classList.toggle("printing", o.dataset.order === number));
+    window.addEventListener("afterprint", () => document.body.classList.remove("printing-one"), { once: true });
+    window.print();
+  });
   const more = document.getElementById("more-orders");
   let next = first.next;
   more.hidden = !next;
@@ -692,7 +865,7 @@ async function renderTickets() {
     more.disabled = true;
     try {
       const pageOf = await api("GET", `/api/me/orders?after=${encodeURIComponent(next)}`);
-      document.getElementById("orders").insertAdjacentHTML("beforeend", pageOf.orders.map(orderCard).join(""));
+      orders.insertAdjacentHTML("beforeend", pageOf.orders.map(orderCard).join(""));
       next = pageOf.next;
       more.hidden = !next;
     } finally { more.disabled = false; }
@@ -703,6 +876,8 @@ async function renderTickets() {
 
 export async function route() {
   state.cleanup.splice(0).forEach((f) => f());
+  messages.clear();
+  if (state.kept && state.kept.hash !== location.hash) state.kept = null;
   document.documentElement.lang = lang() === "en" ? "en" : "pt-BR";
   renderNav();
   const path = (location.hash || "#/").slice(1);
@@ -723,5 +898,8 @@ export async function route() {
 }
 
 window.addEventListener("hashchange", route);
+// The skip link moves the focus to the content; followed as a link, its
+// "#main" would be taken for a route (and show "page not found").
+document.getElementById("skip-link").addEventListener("click", (click) => { click.preventDefault(); main.focus(); });
 await loadMe();
 route();

@@ -4,6 +4,14 @@
 // an unknown one falls back to the server's own message.
 export const texts = {
   pt: {
+    "nav.main": "Principal", "nav.menu": "Menu",
+    "shop.owned": "Você já comprou {n} ingressos deste evento.", "shop.owned.one": "Você já comprou 1 ingresso deste evento.",
+    "shop.canTake": "Você ainda pode levar {n}.", "shop.selectionMax": "Escolha no máximo {n} no total.", "shop.noMore": "Você já tem o máximo de ingressos por pessoa deste evento.",
+    "pay.orderNumber": "Pedido {number}", "pay.receiptHint": "Seus ingressos estão em “Meus ingressos”, prontos para mostrar na entrada, imprimir ou pôr na agenda.",
+    "tickets.print": "Imprimir ou salvar em PDF", "tickets.calendar": "Adicionar à agenda (.ics)", "tickets.holder": "Conta: {email}",
+    "tickets.code": "Código do ingresso", "tickets.orderTitle": "Pedido {number}",
+    "enroll.copy": "Copiar os códigos", "enroll.copied": "Códigos copiados.", "enroll.copyFailed": "Não deu para copiar: selecione os códigos e copie à mão.",
+    "enroll.download": "Baixar os códigos (.txt)", "enroll.fileHeader": "Códigos de recuperação do IngressoJá ({email}). Cada um vale uma vez.",
     "nav.events": "Eventos", "nav.tickets": "Meus ingressos", "nav.admin": "Administração", "nav.login": "Entrar",
     "nav.register": "Criar conta", "nav.logout": "Sair", "nav.language": "English", "nav.skip": "Pular para o conteúdo",
     "events.title": "Eventos à venda", "events.none": "Nenhum evento por enquanto.", "events.from": "a partir de {price}",
@@ -45,7 +53,7 @@ export const texts = {
     "pay.title": "Pagamento", "pay.card": "Número do cartão", "pay.pay": "Pagar",
     "pay.testCards": "Cartões de teste: 4242 4242 4242 4242 aprova, 4000 0000 0000 0002 é recusado.",
     "pay.paying": "Processando o pagamento…", "pay.confirmed": "Compra confirmada!", "pay.orderTotal": "{n} ingresso(s), {total}",
-    "tickets.title": "Meus ingressos", "tickets.none": "Você ainda não tem ingressos.", "tickets.order": "Pedido {id} · {when} · {total}",
+    "tickets.title": "Meus ingressos", "tickets.none": "Você ainda não tem ingressos.", "tickets.order": "{when} · {total}",
     "tickets.qr": "QR code do ingresso {code}", "tickets.more": "Mostrar mais pedidos",
     "admin.title": "Administração", "admin.forbidden": "Esta área é só para administradores.",
     "admin.needTwoFactor": "Administradores precisam entrar com verificação em duas etapas.", "admin.enroll": "Ativar agora",
@@ -92,6 +100,14 @@ export const texts = {
     "code.proof_of_work_expired": "A verificação expirou. Recarregue a página.", "code.invalid_card": "Número de cartão inválido.",
   },
   en: {
+    "nav.main": "Main", "nav.menu": "Menu",
+    "shop.owned": "You already bought {n} tickets for this event.", "shop.owned.one": "You already bought 1 ticket for this event.",
+    "shop.canTake": "You can still take {n}.", "shop.selectionMax": "Choose at most {n} in all.", "shop.noMore": "You already have the most tickets one person may buy for this event.",
+    "pay.orderNumber": "Order {number}", "pay.receiptHint": "Your tickets are in “My tickets”, ready to show at the door, print or add to your calendar.",
+    "tickets.print": "Print or save as PDF", "tickets.calendar": "Add to calendar (.ics)", "tickets.holder": "Account: {email}",
+    "tickets.code": "Ticket code", "tickets.orderTitle": "Order {number}",
+    "enroll.copy": "Copy the codes", "enroll.copied": "Codes copied.", "enroll.copyFailed": "Could not copy: select the codes and copy them by hand.",
+    "enroll.download": "Download the codes (.txt)", "enroll.fileHeader": "IngressoJá recovery codes ({email}). Each works once.",
     "nav.events": "Events", "nav.tickets": "My tickets", "nav.admin": "Admin", "nav.login": "Log in", "nav.register": "Sign up",
     "nav.logout": "Log out", "nav.language": "Português", "nav.skip": "Skip to content",
     "events.title": "Events on sale", "events.none": "No events yet.", "events.from": "from {price}",
@@ -132,7 +148,7 @@ export const texts = {
     "pay.title": "Payment", "pay.card": "Card number", "pay.pay": "Pay",
     "pay.testCards": "Test cards: 4242 4242 4242 4242 approves, 4000 0000 0000 0002 is declined.",
     "pay.paying": "Processing the payment…", "pay.confirmed": "Purchase confirmed!", "pay.orderTotal": "{n} ticket(s), {total}",
-    "tickets.title": "My tickets", "tickets.none": "You have no tickets yet.", "tickets.order": "Order {id} · {when} · {total}",
+    "tickets.title": "My tickets", "tickets.none": "You have no tickets yet.", "tickets.order": "{when} · {total}",
     "tickets.qr": "QR code of ticket {code}", "tickets.more": "Show more orders",
     "admin.title": "Admin", "admin.forbidden": "This area is for administrators.",
     "admin.needTwoFactor": "Administrators log in with two-step verification.", "admin.enroll": "Turn it on now",
@@ -187,9 +203,17 @@ export function setLang(value) {
   localStorage.setItem("lang", value);
 }
 
+/** A count in the language's way: 5.000 in Portuguese, 5,000 in English. */
+export function number(n) {
+  return new Intl.NumberFormat(lang() === "en" ? "en-US" : "pt-BR").format(n);
+}
+
 export function t(key, vars, fallback) {
   // "key.one" is the singular, used when n is 1 (where a language has it).
   const one = vars?.n === 1 ? texts[lang()][key + ".one"] : undefined;
   const text = one ?? texts[lang()][key] ?? texts.pt[key] ?? fallback ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars?.[name] ?? ""));
+  // Numbers are counts (places, people, tickets), formatted for the
+  // language; identifiers (`id`, `seq`) are left as they are.
+  const shown = (name, value) => typeof value === "number" && name !== "id" && name !== "seq" ? number(value) : String(value ?? "");
+  return text.replace(/\{(\w+)\}/g, (_, name) => shown(name, vars?.[name]));
 }

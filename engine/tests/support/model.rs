@@ -657,6 +657,7 @@ impl Model {
                 admitted_at_ms: customer.admitted_at,
                 window_ends_at_ms: customer.window_end,
                 hold_expires_at_ms: customer.hold.map(|(_, e)| e),
+                owned: customer.sold,
             };
         }
         if self.left.contains(&id) {

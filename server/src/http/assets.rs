@@ -33,6 +33,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../web/admin.js"),
     ),
     (
+        "/calendar.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/calendar.js"),
+    ),
+    (
         "/pow-worker.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/pow-worker.js"),

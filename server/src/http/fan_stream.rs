@@ -406,6 +406,7 @@ mod tests {
             admitted_at_ms: 1,
             window_ends_at_ms: 2,
             hold_expires_at_ms: None,
+            owned: TypeCounts::default(),
         };
         assert_eq!(follow_locally(shopping, &sale(PhaseName::Open, 9, 5)), None);
         let mut stream = FanStream::start(shopping, None, Pace::Unknown, None).0;
@@ -459,6 +460,7 @@ mod tests {
             admitted_at_ms: 1,
             window_ends_at_ms: 600_000,
             hold_expires_at_ms: None,
+            owned: TypeCounts::default(),
         };
         let next = stream.step(Input::Fetched(shopping, None, Pace::Unknown));
         assert_eq!(next.send.len(), 2);
@@ -529,6 +531,7 @@ mod tests {
             admitted_at_ms: 1,
             window_ends_at_ms: 600_000,
             hold_expires_at_ms: Some(90_000),
+            owned: TypeCounts::default(),
         };
         let mut held = TypeCounts::default();
         held.set(0, 1);

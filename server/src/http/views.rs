@@ -310,6 +310,9 @@ pub enum QueueView {
         window_ends_at_ms: u64,
         /// The hold's expiry, if any.
         hold_expires_at_ms: Option<u64>,
+        /// What the fan bought in this event already (the limits per
+        /// customer count it).
+        owned: Items,
     },
     /// The turn came and ended.
     TurnOver,
@@ -350,10 +353,12 @@ impl QueueView {
                 admitted_at_ms,
                 window_ends_at_ms,
                 hold_expires_at_ms,
+                owned,
             } => QueueView::Shopping {
                 admitted_at_ms,
                 window_ends_at_ms,
                 hold_expires_at_ms,
+                owned: Items(owned),
             },
             QueueStatus::TurnOver => QueueView::TurnOver,
             QueueStatus::Left => QueueView::Left,
@@ -382,6 +387,20 @@ pub fn items(counts: &ingressoja_engine::TypeCounts) -> Vec<ItemView> {
             quantity,
         })
         .collect()
+}
+
+/// Counts per type, shown as a list of [`ItemView`] (nonzero ones only);
+/// a copyable value where the view must stay `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Items(pub ingressoja_engine::TypeCounts);
+
+impl Serialize for Items {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(t, quantity)| ItemView {
+            ticket_type: t.0,
+            quantity,
+        }))
+    }
 }
 
 /// A customer's cart (empty when they hold nothing).
@@ -447,6 +466,8 @@ pub struct OrderView {
     pub event: u64,
     /// The order's number in the event.
     pub id: u32,
+    /// The number shown to people: see [`order_number`].
+    pub number: String,
     /// When.
     pub placed_at_ms: u64,
     /// What was charged, in centavos.
@@ -466,6 +487,7 @@ impl OrderView {
         OrderView {
             event: event.0,
             id: id.0,
+            number: order_number(event.0, id.0),
             placed_at_ms: order.placed_at_ms,
             total_cents: order.total_cents,
             tickets: tickets
@@ -492,6 +514,15 @@ impl OrderView {
             }
         }
     }
+}
+
+/// The order number a fan reads, says to support and finds in their
+/// e-mail: `IJ-` + the event + the order's place in it, counted from 1 and
+/// zero-padded to six digits (`IJ-1-000001`). Unique (an order id is
+/// unique within its event), stable (derived, never stored), and with no
+/// letters after the prefix to mishear on the phone.
+pub fn order_number(event: u64, order: u32) -> String {
+    format!("IJ-{event}-{:06}", u64::from(order) + 1)
 }
 
 /// What a ticket's QR code holds: the event, the ticket and its code.
@@ -555,6 +586,36 @@ mod tests {
         assert_eq!(
             serde_json::to_value(CartView::of(None)).unwrap(),
             serde_json::json!({"items": [], "total_cents": 0, "expires_at_ms": null})
+        );
+    }
+
+    #[test]
+    fn order_numbers_count_from_one_and_differ_by_event() {
+        assert_eq!(order_number(1, 0), "IJ-1-000001");
+        assert_eq!(order_number(12, 41), "IJ-12-000042");
+        assert_ne!(order_number(1, 11), order_number(11, 1));
+        // Past a million orders it grows rather than wraps.
+        assert_eq!(order_number(1, 1_234_567), "IJ-1-1234568");
+        assert_eq!(order_number(u64::MAX, u32::MAX), format!("IJ-{}-4294967296", u64::MAX));
+    }
+
+    #[test]
+    fn a_shopper_is_told_what_they_own_already() {
+        let mut owned = ingressoja_engine::TypeCounts::default();
+        owned.set(1, 2);
+        let view = QueueView::of(
+            QueueStatus::Shopping {
+                admitted_at_ms: 5,
+                window_ends_at_ms: 9,
+                hold_expires_at_ms: None,
+                owned,
+            },
+            Pace::Unknown,
+        );
+        assert_eq!(
+            serde_json::to_value(view).unwrap(),
+            serde_json::json!({"status": "shopping", "admitted_at_ms": 5, "window_ends_at_ms": 9,
+                "hold_expires_at_ms": null, "owned": [{"ticket_type": 1, "quantity": 2}]})
         );
     }
 

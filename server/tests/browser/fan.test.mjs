@@ -7,6 +7,7 @@
 // opening, joins with one request and waits for the arrival draw.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { adminApi, apiFanInLine, browser, createEvent, registerWithTwoFactor, startServer, totp, until, withPage, PASSWORD } from "./support.mjs";
 
 let server, admin, chrome;
@@ -28,6 +29,26 @@ async function joinTheLine(page, eventName) {
 async function queueUp(page, eventName) {
   await joinTheLine(page, eventName);
   await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
+}
+
+/** Whether the element `selector` is inside the screen as it is scrolled. */
+async function inView(page, selector) {
+  return page.locator(selector).evaluate((el) => {
+    const box = el.getBoundingClientRect();
+    return box.height > 0 && box.top >= 0 && box.bottom <= window.innerHeight;
+  });
+}
+
+/** Counts the live streams' events the page receives (by name, in
+ * `window.streamEvents`), to wait for one. */
+async function countStreamEvents(page) {
+  await page.addInitScript(() => {
+    window.streamEvents = [];
+    const add = EventSource.prototype.addEventListener;
+    EventSource.prototype.addEventListener = function (type, handler, ...rest) {
+      return add.call(this, type, function (e) { window.streamEvents.push(type); return handler.call(this, e); }, ...rest);
+    };
+  });
 }
 
 async function hold(page, type, quantity) {
@@ -58,9 +79,20 @@ test("a fan registers, turns on two-factor, logs in with a code, queues, buys an
     assert.match(first, /Reservado por mais [0-9]+:[0-9]{2}/);
     await page.waitForFunction((before) => document.getElementById("countdown").textContent !== before, first, { timeout: 5000 });
     assert.match(await page.getByTestId("total").textContent(), /500,00/);
-    await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
+    // Typing the card at the bottom of a phone's screen: the countdown,
+    // the total and the last message are still in view (the status bar).
+    const card = page.getByLabel("Número do cartão");
+    await card.scrollIntoViewIfNeeded();
+    await card.focus();
+    for (const id of ["countdown", "bar-total", "cart-notice"]) assert.ok(await inView(page, `#${id}`), `#${id} is in view while paying`);
+    assert.match(await page.locator("#bar-total").textContent(), /^R\$\s500,00$/);
+    await card.fill("4242 4242 4242 4242");
     await page.getByRole("button", { name: "Pagar" }).click();
     await page.getByTestId("confirmed").waitFor();
+    const number = (await page.getByTestId("order-number").textContent()).trim();
+    assert.match(number, /^Pedido IJ-\d+-000001$/, "a human order number, counted from 1");
+    assert.ok(await inView(page, "#cart-notice"), "the confirmation is where the fan looks");
+    assert.match(await page.locator("#cart-notice").textContent(), new RegExp(`Compra confirmada! ${number}`));
 
     await page.getByRole("link", { name: "Meus ingressos" }).first().click();
     await page.getByRole("heading", { name: "Meus ingressos" }).waitFor();
@@ -68,6 +100,25 @@ test("a fan registers, turns on two-factor, logs in with a code, queues, buys an
     await tickets.first().waitFor();
     assert.equal(await tickets.count(), 2);
     assert.equal(await tickets.first().locator("svg").count(), 1, "a QR code per ticket");
+    assert.equal((await page.getByTestId("order-number").textContent()).trim(), number);
+    const ticket = await tickets.first().textContent();
+    for (const part of [event, "Arena de Teste", "Pista", "250,00", "ana@example.com", number]) assert.ok(ticket.includes(part), `the ticket shows ${part}: ${ticket}`);
+    assert.equal(await tickets.first().evaluate((t) => t.scrollWidth <= t.clientWidth), true, "the code stays inside the ticket");
+    // The calendar file: the event, where and when, the order.
+    const download = page.waitForEvent("download");
+    await page.getByTestId("calendar").click();
+    const ics = await readFile(await (await download).path(), "utf8");
+    assert.match(ics, /^BEGIN:VCALENDAR\r\n/);
+    assert.match(ics, new RegExp(`SUMMARY:${event}\r\n`));
+    assert.match(ics, /LOCATION:Arena de Teste\r\n/);
+    assert.match(ics, /DTSTART:\d{8}T\d{6}Z\r\n/);
+    assert.ok(ics.includes(number.replace("Pedido ", "")), "the order number is in the calendar entry");
+    // Printed: the tickets, none of the site around them.
+    await page.emulateMedia({ media: "print" });
+    assert.equal(await page.locator("header.top").isVisible(), false);
+    assert.equal(await page.getByRole("button", { name: "Imprimir ou salvar em PDF" }).isVisible(), false);
+    assert.equal(await tickets.first().isVisible(), true);
+    await page.emulateMedia({ media: "screen" });
   });
 });
 
@@ -95,6 +146,35 @@ test("a fan sent to log in on the way into the line is told why, and is back in 
   });
 });
 
+test("recovery codes are one per line, and can be copied and downloaded", async () => {
+  await withPage(chrome, "recovery-codes", async (page) => {
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
+    await page.goto(server.url + "/#/register");
+    await page.getByLabel("E-mail").fill("ivo@example.com");
+    await page.getByLabel("Senha").fill(PASSWORD);
+    await page.getByRole("button", { name: "Criar conta" }).click();
+    const secret = (await page.getByTestId("totp-secret").textContent()).trim();
+    await page.getByLabel("Código").fill(totp(secret));
+    await page.getByRole("button", { name: "Confirmar" }).click();
+    const items = page.getByTestId("recovery-codes").locator("li");
+    await items.first().waitFor();
+    const codes = await items.allTextContents();
+    assert.equal(codes.length, 10);
+    // One line each: as tall as the first, and not wider than the page.
+    const heights = await items.evaluateAll((lis) => lis.map((li) => li.getBoundingClientRect().height));
+    assert.ok(heights.every((h) => h === heights[0]), `no code breaks across lines: ${heights}`);
+    assert.equal(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true);
+    await page.getByRole("button", { name: "Copiar os códigos" }).click();
+    await page.getByText("Códigos copiados.").waitFor();
+    assert.deepEqual((await page.evaluate(() => navigator.clipboard.readText())).split("\n"), codes);
+    const download = page.waitForEvent("download");
+    await page.getByRole("link", { name: "Baixar os códigos (.txt)" }).click();
+    const file = await readFile(await (await download).path(), "utf8");
+    assert.match(file, /ivo@example\.com/);
+    for (const code of codes) assert.ok(file.includes(code), `the file has ${code}`);
+  });
+});
+
 test("a code refused right after enrollment says to wait for the next one", async () => {
   await withPage(chrome, "code-wait", async (page) => {
     const { secret } = await registerWithTwoFactor(page, server.url, "hugo@example.com");
@@ -110,43 +190,77 @@ test("a code refused right after enrollment says to wait for the next one", asyn
   });
 });
 
-test("a declined card sells nothing and keeps the hold", async () => {
+test("a declined card sells nothing, keeps the hold, says so once, and a language switch keeps the message and the card", async () => {
   const event = "Show do Cartão Recusado";
   await createEvent(admin, event);
   await withPage(chrome, "declined", async (page) => {
+    await countStreamEvents(page);
     await registerWithTwoFactor(page, server.url, "bia@example.com");
     await queueUp(page, event);
     await hold(page, "Pista", 1);
     await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
     await page.getByLabel("Número do cartão").fill("4000 0000 0000 0002");
     await page.getByRole("button", { name: "Pagar" }).click();
-    await page.locator("#pay-result").getByText("Pagamento recusado pelo cartão. Sua reserva continua.").waitFor();
+    const declined = "Pagamento recusado pelo cartão. Sua reserva continua.";
+    await page.locator("#cart-notice").getByText(declined).waitFor();
     assert.match(await page.getByTestId("total").textContent(), /250,00/, "the hold is still there");
     assert.equal(await page.getByTestId("confirmed").count(), 0);
-    // English on request; Portuguese is the default.
+    // The refusal comes back on the fan's stream too: still shown once.
+    await until("the stream's refusal arrived", () => page.evaluate(() => window.streamEvents.includes("rejected")), 10000);
+    assert.equal(await page.getByText(declined).count(), 1, "the declined message is shown once");
+    // English on request (Portuguese is the default): the message is
+    // translated, not wiped, and the typed card number stays.
     await page.getByRole("button", { name: "English" }).click();
     await page.getByRole("link", { name: "My tickets" }).waitFor();
     assert.equal(await page.evaluate(() => document.documentElement.lang), "en");
+    await page.locator("#cart-notice").getByText("The card declined the payment. Your hold is kept.").waitFor();
+    await page.getByRole("heading", { name: "Choose your tickets" }).waitFor();
+    assert.equal(await page.getByLabel("Card number").inputValue(), "4000 0000 0000 0002");
     await page.getByRole("button", { name: "Português" }).click();
     await page.getByRole("link", { name: "Meus ingressos" }).waitFor();
+    await page.locator("#cart-notice").getByText(declined).waitFor();
+    assert.equal(await page.getByLabel("Número do cartão").inputValue(), "4000 0000 0000 0002");
   });
 });
 
-test("the per-customer limit is offered and enforced", async () => {
+test("the boxes offer only what the limits leave, and a refusal says how many are left", async () => {
   const event = "Show do Limite";
-  await createEvent(admin, event);
+  const id = await createEvent(admin, event);
   await withPage(chrome, "limit", async (page) => {
     await registerWithTwoFactor(page, server.url, "caio@example.com");
     await queueUp(page, event);
-    // Camarote allows 2 per person: the choice stops there.
-    const options = await page.getByLabel("Camarote").locator("option").allTextContents();
-    assert.deepEqual(options, ["0", "1", "2"]);
-    await hold(page, "Camarote", 2);
+    const offered = async (type) => (await page.getByLabel(type).locator("option").allTextContents()).map(Number);
+    // Camarote allows 2 per person, Pista 4, the event 4 in all.
+    assert.deepEqual(await offered("Camarote"), [0, 1, 2]);
+    assert.deepEqual(await offered("Pista"), [0, 1, 2, 3, 4]);
+    await page.getByLabel("Camarote").selectOption("2");
+    assert.deepEqual(await offered("Pista"), [0, 1, 2], "two Camarotes chosen leave two of the four");
+    await page.getByRole("button", { name: "Reservar seleção" }).click();
     await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
-    // Four per person: two Camarotes and four Pistas would be six.
-    await hold(page, "Pista", 4);
-    await page.locator("#cart-notice").getByText("Você atingiu o limite de ingressos por pessoa.").waitFor();
-    assert.match(await page.getByTestId("total").textContent(), /1\.800,00/, "the two Camarotes still held");
+    // The fan buys those two from another tab (its own session, without
+    // ending the turn): this page is told what they own now.
+    await page.evaluate(async (event) => {
+      const { csrf_token: csrf } = await (await fetch("/api/me")).json();
+      const paid = await fetch(`/api/events/${event}/checkout`, {
+        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Idempotency-Key": "outra-aba" },
+        body: JSON.stringify({ card_number: "4242 4242 4242 4242" }),
+      });
+      if (paid.status !== 201) throw new Error("checkout: " + paid.status);
+    }, id);
+    await page.locator("#limit-hint").getByText("Você já comprou 2 ingressos deste evento. Você ainda pode levar 2.").waitFor({ timeout: 10000 });
+    assert.deepEqual(await offered("Camarote"), [0], "the Camarote limit is used up");
+    assert.deepEqual(await offered("Pista"), [0, 1, 2]);
+    // A selection over the limit from another tab: this page says why, and
+    // how many are left.
+    await page.evaluate(async (event) => {
+      const { csrf_token: csrf } = await (await fetch("/api/me")).json();
+      await fetch(`/api/events/${event}/cart`, {
+        method: "PUT", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ items: [{ ticket_type: 0, quantity: 3 }] }),
+      });
+    }, id);
+    await page.locator("#cart-notice")
+      .getByText("Você atingiu o limite de ingressos por pessoa. Escolha no máximo 2 no total.").waitFor({ timeout: 10000 });
   });
 });
 

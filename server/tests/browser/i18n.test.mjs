@@ -24,3 +24,13 @@ test("every text exists in Portuguese and in English", () => {
   const keys = (language) => Object.keys(texts[language]).filter((k) => !k.endsWith(".one")).sort();
   assert.deepEqual(keys("en"), keys("pt"));
 });
+
+test("counts are written the language's way, identifiers as they are", () => {
+  setLang("pt");
+  assert.equal(t("event.left", { n: 5000 }), "5.000 disponíveis");
+  assert.equal(t("wait.position", { n: 12345 }), "Você é o número 12.345 da fila");
+  assert.equal(t("admin.created", { id: 1234 }), "Evento 1234 criado.");
+  setLang("en");
+  assert.equal(t("event.left", { n: 5000 }), "5,000 left");
+  setLang("pt");
+});

@@ -5,7 +5,7 @@
 // playwright-core with a screenshot of the page when a test fails.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -15,6 +15,13 @@ export const BIN = process.env.INGRESSOJA ?? join(target, "release/ingressoja");
 export const ADMIN = { email: "ops@example.com", password: "a long admin password" };
 export const PASSWORD = "uma senha bem comprida";
 const SHOTS = resolve(target, "browser-failures");
+/** Where every page's screenshots go, for a reviewer to look at. */
+export const SCREENS = resolve(target, "screenshots");
+const AXE = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+/** axe-core's rules for WCAG 2.0, 2.1 and 2.2, levels A and AA, and its
+ * best practices. */
+const AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"];
+const SIZES = [{ width: 390, height: 844 }, { width: 1280, height: 800 }];
 
 /** Polls `check` (an async function returning a value, or null, false or
  * undefined for "not yet"; a throw counts as not yet) every 50 ms until it
@@ -205,4 +212,41 @@ export async function registerWithTwoFactor(page, url, email) {
   const codes = await page.getByTestId("recovery-codes").locator("li").allTextContents();
   await page.getByRole("link", { name: "Já guardei" }).click();
   return { secret, codes };
+}
+
+/** Checks the page as it is now with axe-core at phone and desktop size
+ * (no serious or critical violation, each listed with where it is), and
+ * writes its screenshots at both sizes to SCREENS as `<name>-<w>x<h>.png`
+ * (what the screen shows, then the whole page). Evaluated through the
+ * browser's debugger protocol, so the page's CSP is not loosened. */
+export async function checkPage(page, name) {
+  const before = page.viewportSize();
+  mkdirSync(SCREENS, { recursive: true });
+  try {
+    for (const size of SIZES) {
+      await page.setViewportSize(size);
+      await page.evaluate(AXE);
+      const found = await page.evaluate((tags) => axe.run(document, { runOnly: { type: "tag", values: tags } }), AXE_TAGS);
+      const bad = found.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+      if (bad.length) {
+        throw new Error(`${name} at ${size.width}×${size.height}: ` + bad.map((v) =>
+          `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`).join("; "));
+      }
+      await page.screenshot({ path: join(SCREENS, `${name}-${size.width}x${size.height}.png`), fullPage: true });
+    }
+  } finally { await page.setViewportSize(before); }
+}
+
+/** The controls in the page smaller than 44 × 44 px, as "text (w×h)";
+ * links inside a sentence are exempt, as WCAG's target-size rule has it. */
+export async function smallTargets(page) {
+  return page.evaluate(() => [...document.querySelectorAll("a[href], button, select, input, [role=button]")]
+    .filter((el) => {
+      const box = el.getBoundingClientRect();
+      // Hidden, or shown only when focused (the skip link).
+      if (box.width <= 1 || el.closest("[hidden]")) return false;
+      const inSentence = el.tagName === "A" && el.parentElement?.tagName === "P" && el.parentElement.textContent.trim() !== el.textContent.trim();
+      return !inSentence && !(el.type === "checkbox") && (box.width < 44 || box.height < 44);
+    })
+    .map((el) => { const b = el.getBoundingClientRect(); return `${(el.textContent || el.id).trim()} (${Math.round(b.width)}×${Math.round(b.height)})`; }));
 }
