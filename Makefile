@@ -114,11 +114,13 @@ unit:
 		$(CARGO_TARGET_DIR)/test-output.txt
 
 # The pages in a real browser, against the binary `unit` just built. npm
-# installs playwright-core (pinned by package-lock.json) when missing; the
-# tests fail, never skip, when chromium cannot start. Screenshots of failed
-# pages go to $(CARGO_TARGET_DIR)/browser-failures.
+# installs playwright-core and axe-core (pinned by package-lock.json) when
+# missing or older than the lock file; the tests fail, never skip, when
+# chromium cannot start. Screenshots of every page (390x844 and 1280x800)
+# go to $(CARGO_TARGET_DIR)/screenshots, of failed pages to
+# $(CARGO_TARGET_DIR)/browser-failures.
 browser:
-	@[ -d $(BROWSER_TESTS)/node_modules/playwright-core ] || (cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund)
+	@[ $(BROWSER_TESTS)/node_modules/.package-lock.json -nt $(BROWSER_TESTS)/package-lock.json ] || (cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund)
 	cd $(BROWSER_TESTS) && node --test --test-concurrency=1
 
 # The API against its OpenAPI document: schemathesis with every check, as an

@@ -272,6 +272,9 @@ impl AuditLog {
 pub struct Filter {
     /// Only this account's.
     pub account: Option<u64>,
+    /// Only entries naming this (normalized) e-mail: those of an e-mail
+    /// that has no account (failed logins with it, say).
+    pub email: Option<String>,
     /// Only about this event.
     pub event: Option<u64>,
     /// At or after.
@@ -284,6 +287,10 @@ impl Filter {
     /// Whether `entry` is one the query wants.
     pub fn matches(&self, entry: &Entry) -> bool {
         self.account.is_none_or(|a| entry.account == Some(a))
+            && self
+                .email
+                .as_ref()
+                .is_none_or(|e| entry.email.as_ref() == Some(e))
             && self.event.is_none_or(|e| entry.event == Some(e))
             && self.since_ms.is_none_or(|t| entry.at_ms >= t)
             && self.until_ms.is_none_or(|t| entry.at_ms <= t)

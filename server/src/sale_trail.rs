@@ -16,11 +16,47 @@ use serde::Serialize;
 use crate::audit::{Entry, Filter};
 use crate::runtime::LogEntry;
 
+/// A sale record as the operators' page reads it: the audit entry, and the
+/// facts its `detail` tells in words as typed values (the page names the
+/// ticket types and formats the money and dates in the operator's
+/// language).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SaleEntry {
+    /// The entry, as `audit export` writes it.
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// The ticket types and quantities held or released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<Item>>,
+    /// When a hold expires (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// What a payment charges, in centavos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<u64>,
+}
+
+impl std::ops::Deref for SaleEntry {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+/// Some tickets of one type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Item {
+    /// The type's index in its event.
+    pub ticket_type: u8,
+    /// How many.
+    pub quantity: u16,
+}
+
 /// What a query found.
 #[derive(Debug, Default, Serialize)]
 pub struct Found {
     /// Matching entries, newest first.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<SaleEntry>,
     /// Records read.
     pub scanned: u64,
     /// False when the scan stopped at its budget before reaching the start
@@ -51,7 +87,7 @@ pub fn query<S: LogStore>(
         if filter.since_ms.is_some_and(|t| record.timestamp_ms < t) {
             break;
         }
-        if let Some(entry) = entry_of(&record)
+        if let Some(entry) = sale_entry_of(&record)
             && filter.matches(&entry)
         {
             found.entries.push(entry);
@@ -140,6 +176,45 @@ pub fn entry_of(record: &Record) -> Option<Entry> {
         // audit log, logged through the same records.
         LogEntry::Attached(_) => return None,
     })
+}
+
+/// A record as an entry with its typed facts (`None` as for [`entry_of`]).
+pub fn sale_entry_of(record: &Record) -> Option<SaleEntry> {
+    let entry = entry_of(record)?;
+    let mut sale = SaleEntry {
+        entry,
+        items: None,
+        until_ms: None,
+        amount_cents: None,
+    };
+    match LogEntry::decode(&record.payload).ok()? {
+        LogEntry::Transition { transition, .. }
+        | LogEntry::RequestedTransition { transition, .. } => match transition {
+            Transition::ItemsHeld {
+                items,
+                expires_at_ms,
+                ..
+            } => {
+                sale.items = Some(item_list(&items));
+                sale.until_ms = Some(expires_at_ms);
+            }
+            Transition::ItemsReleased { items, .. } => sale.items = Some(item_list(&items)),
+            _ => {}
+        },
+        LogEntry::PaymentStarted { payment, .. } => sale.amount_cents = Some(payment.amount_cents),
+        _ => {}
+    }
+    Some(sale)
+}
+
+fn item_list(items: &TypeCounts) -> Vec<Item> {
+    items
+        .iter()
+        .map(|(t, quantity)| Item {
+            ticket_type: t.0,
+            quantity,
+        })
+        .collect()
 }
 
 /// What an auditor needs beyond the kind: quantities, expiry, payment.
@@ -279,6 +354,22 @@ mod tests {
             ]
         );
         assert_eq!(found.entries[1].detail, "type 1 × 2 until 9000");
+        let typed = serde_json::to_value(&found.entries[1]).unwrap();
+        assert_eq!(
+            typed["items"],
+            serde_json::json!([{"ticket_type": 1, "quantity": 2}])
+        );
+        assert_eq!(typed["until_ms"], 9_000);
+        assert_eq!(
+            typed["action"], "items_held",
+            "the entry's own fields, flattened"
+        );
+        assert!(
+            serde_json::to_value(&found.entries[0])
+                .unwrap()
+                .get("items")
+                .is_none()
+        );
         assert_eq!(found.entries[1].at_ms, 2_000);
         assert!(found.complete);
     }

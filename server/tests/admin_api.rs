@@ -182,6 +182,81 @@ fn sale_actions_are_audited_with_who_what_when_and_where_from() {
     );
     assert_eq!(held["account"], account);
     assert!(held["at_ms"].as_u64().unwrap() >= NOW, "{held}");
+    // The detail's facts, typed, for the operators' page to name and format.
+    assert_eq!(
+        held["items"],
+        serde_json::json!([{"ticket_type": 0, "quantity": 2}])
+    );
+    assert!(held["until_ms"].as_u64().unwrap() > held["at_ms"].as_u64().unwrap());
+    assert_eq!(trail["entries"][2]["amount_cents"], order["total_cents"]);
+
+    // By e-mail (as an operator knows a fan), the same entries; upper case
+    // and %-encoding as a form sends them.
+    let email = who["account"]["email"].as_str().unwrap().to_uppercase();
+    let (status, by_email) = call(
+        &server,
+        "GET",
+        &format!(
+            "/api/admin/audit?log=sale&event=0&email={}",
+            email.replace('@', "%40")
+        ),
+        &ops,
+        None,
+    );
+    assert_eq!(status, 200, "{by_email}");
+    assert_eq!(by_email["entries"], trail["entries"]);
+    // The accounts' log by e-mail: the operator's own logins.
+    let (_, operator) = call(&server, "GET", "/api/me", &ops, None);
+    let (status, logins) = call(
+        &server,
+        "GET",
+        "/api/admin/audit?email=Admin101%40test.invalid",
+        &ops,
+        None,
+    );
+    assert_eq!(status, 200, "{logins}");
+    let whose: Vec<&serde_json::Value> = logins["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["account"])
+        .collect();
+    assert!(
+        !whose.is_empty() && whose.iter().all(|a| **a == operator["account"]["id"]),
+        "{logins}"
+    );
+    // An e-mail of no account: what names it (a failed login) in the
+    // accounts' log, nothing in the sale log.
+    let wrong = r#"{"email":"ninguem@example.com","password":"not the password at all"}"#;
+    let (status, _) = call(&server, "POST", "/api/session", &[], Some(wrong));
+    assert_eq!(status, 401);
+    let (status, failed) = call(
+        &server,
+        "GET",
+        "/api/admin/audit?email=ninguem%40example.com",
+        &ops,
+        None,
+    );
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(
+        failed["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{failed}"
+    );
+    assert_eq!(failed["entries"][0]["action"], "login_failed", "{failed}");
+    // An e-mail of no account: nothing in the sale log.
+    let (status, nobody) = call(
+        &server,
+        "GET",
+        "/api/admin/audit?log=sale&email=ninguem%40example.com",
+        &ops,
+        None,
+    );
+    assert_eq!(
+        (status, nobody["entries"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{nobody}"
+    );
 
     // The default log is the accounts' one; an unknown log is the client's mistake.
     let (status, accounts) = call(&server, "GET", "/api/admin/audit", &ops, None);

@@ -258,32 +258,48 @@ async function renderEvents(nav) {
 
 // ---- audit ----------------------------------------------------------------------
 
-/** A sale record's detail for people: a hold's expiry (ms since the
- * epoch, as the log keeps it) shown as a date. */
-function readableDetail(detail) {
-  return String(detail ?? "").replace(/ until (\d+)$/, (_, ms) => ` → ${when(Number(ms))}`);
+/** An entry's detail for people: for a sale record its typed facts (the
+ * ticket types by name, a hold's expiry as a date, an amount in reais),
+ * else the text the log keeps. */
+function readableDetail(e, events) {
+  const types = events.find((ev) => ev.id === e.event)?.ticket_types ?? [];
+  const parts = [];
+  if (e.items) parts.push(e.items.map((i) => `${i.quantity} × ${types[i.ticket_type]?.name ?? `#${i.ticket_type}`}`).join(", "));
+  if (e.until_ms) parts.push(t("audit.until", { when: when(e.until_ms) }));
+  if (e.amount_cents !== undefined) parts.push(t("audit.amount", { amount: brl(e.amount_cents) }));
+  return parts.length ? parts.join(" · ") : String(e.detail ?? "");
 }
 
 async function renderAudit(nav) {
   page(t("admin.audit"), `${nav}<form class="card row" id="audit-filter">
       <div><label for="af-log">${esc(t("audit.log"))}</label><select id="af-log" name="log">
         <option value="audit">${esc(t("audit.log.audit"))}</option><option value="sale">${esc(t("audit.log.sale"))}</option></select></div>
-      <div><label for="af-account">${esc(t("audit.account"))}</label><input id="af-account" name="account" type="number" min="0"></div>
-      <div><label for="af-event">${esc(t("audit.event"))}</label><input id="af-event" name="event" type="number" min="0"></div>
+      <div><label for="af-account">${esc(t("audit.accountOrEmail"))}</label><input id="af-account" name="account" type="text" autocomplete="off"></div>
+      <div><label for="af-event">${esc(t("audit.event"))}</label><select id="af-event" name="event"><option value="">—</option></select></div>
       <div><button type="submit">${esc(t("audit.filter"))}</button></div></form>
     <div id="audit-rows"></div>`);
   wireOps();
+  const { events } = await api("GET", "/api/events");
+  document.getElementById("af-event").insertAdjacentHTML("beforeend", events.map((ev) => `<option value="${ev.id}">${esc(ev.name)}</option>`).join(""));
+  const eventName = (id) => events.find((ev) => ev.id === id)?.name ?? `${t("audit.event")} ${id}`;
   const load = async () => {
     const f = document.getElementById("audit-filter").elements;
     const query = new URLSearchParams({ limit: "200", log: f.log.value });
-    if (f.account.value) query.set("account", f.account.value);
+    const who = f.account.value.trim();
+    if (who) query.set(who.includes("@") ? "email" : "account", who);
     if (f.event.value) query.set("event", f.event.value);
     const { entries, complete } = await api("GET", `/api/admin/audit?${query}`);
-    document.getElementById("audit-rows").innerHTML = `${complete === false ? `<p role="status">${esc(t("audit.partial"))}</p>` : ""}<table><thead><tr>
-      <th scope="col">#</th><th scope="col">${esc(t("audit.when"))}</th><th scope="col">${esc(t("audit.action"))}</th>
-      <th scope="col">${esc(t("audit.who"))}</th><th scope="col">${esc(t("audit.where"))}</th><th scope="col">${esc(t("audit.detail"))}</th></tr></thead>
-      <tbody>${entries.map((e) => `<tr><td>${e.seq}</td><td>${esc(when(e.at_ms))}</td><td>${esc(e.action)}</td>
-        <td>${esc(e.email ?? "")}${e.account ? ` (${e.account})` : ""}</td><td>${esc(e.ip ?? "")}</td><td>${esc(readableDetail(e.detail))}${e.event !== null && e.event !== undefined ? ` · ${esc(t("audit.event"))} ${e.event}` : ""}</td></tr>`).join("")}</tbody></table>`;
+    const labels = [t("audit.when"), t("audit.action"), t("audit.who"), t("audit.event"), t("audit.detail"), t("audit.where")];
+    const cell = (n, html) => `<td data-label="${esc(labels[n])}">${html}</td>`;
+    // A table on a wide screen; on a phone each entry is a card of
+    // labelled lines (CSS), with no sideways scrolling.
+    document.getElementById("audit-rows").innerHTML = `${complete === false ? `<p role="status">${esc(t("audit.partial"))}</p>` : ""}<table class="stack audit"><thead><tr>
+      ${labels.map((l) => `<th scope="col">${esc(l)}</th>`).join("")}</tr></thead>
+      <tbody>${entries.map((e) => `<tr data-seq="${e.seq}">${cell(0, esc(when(e.at_ms)))}
+        ${cell(1, `${esc(t("act." + e.action, null, e.action))} <code class="muted">${esc(e.action)}</code>`)}
+        ${cell(2, `${esc(e.email ?? "")}${e.account !== null && e.account !== undefined ? ` <span class="muted">#${e.account}</span>` : ""}`)}
+        ${cell(3, e.event !== null && e.event !== undefined ? esc(eventName(e.event)) : "")}
+        ${cell(4, esc(readableDetail(e, events)))}${cell(5, esc(e.ip ?? ""))}</tr>`).join("")}</tbody></table>`;
   };
   document.getElementById("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); load(); });
   await load();

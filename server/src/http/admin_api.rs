@@ -527,7 +527,7 @@ pub async fn stats(app: &App) -> Answer {
 /// query must answer in well under a second while the sale runs.
 const SALE_QUERY_BUDGET: u64 = 500_000;
 
-/// `GET /api/admin/audit?log=&account=&event=&since_ms=&until_ms=&limit=`:
+/// `GET /api/admin/audit?log=&account=&email=&event=&since_ms=&until_ms=&limit=`:
 /// entries newest first (at most 1 000), from the audit log (`log=audit`,
 /// the default: accounts, sessions, admin actions) or the sale log
 /// (`log=sale`: every sale transition, with the fan's address for what
@@ -537,8 +537,9 @@ pub fn audit_query(app: &App, query: &str) -> Answer {
     let mut filter = crate::audit::Filter::default();
     let mut limit = 100;
     let mut sale_log = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let mut email = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         let number = || {
             value.parse::<u64>().map_err(|_| {
                 ApiError::bad_request("invalid_query", format!("{name} must be a whole number"))
@@ -558,6 +559,7 @@ pub fn audit_query(app: &App, query: &str) -> Answer {
                 }
             }
             "account" => filter.account = Some(number()?),
+            "email" => email = Some(value.to_owned()),
             "event" => filter.event = Some(number()?),
             "since_ms" => filter.since_ms = Some(number()?),
             "until_ms" => filter.until_ms = Some(number()?),
@@ -566,10 +568,26 @@ pub fn audit_query(app: &App, query: &str) -> Answer {
                 return Err(ApiError::bad_request(
                     "invalid_query",
                     format!(
-                        "unknown parameter {name:?} (log, account, event, since_ms, until_ms, limit)"
+                        "unknown parameter {name:?} (log, account, email, event, since_ms, until_ms, limit)"
                     ),
                 ));
             }
+        }
+    }
+    // By e-mail: the account's entries (the sale log knows accounts, not
+    // e-mails); an e-mail of no account: the entries naming it (a failed
+    // login with it, say), none in the sale log.
+    if let Some(given) = email.filter(|e| !e.trim().is_empty()) {
+        let normal = crate::accounts::normalize_email(&given)
+            .unwrap_or_else(|_| given.trim().to_lowercase());
+        let found = tokio::task::block_in_place(|| app.accounts.store().find(&normal))
+            .map_err(|e| ApiError::internal("accounts_unavailable", e))?;
+        match found {
+            Some(account) if filter.account.is_some_and(|a| a != account.id) => {
+                filter.email = Some(normal);
+            }
+            Some(account) => filter.account = Some(account.id),
+            None => filter.email = Some(normal),
         }
     }
     if sale_log {

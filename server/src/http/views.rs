@@ -596,7 +596,10 @@ mod tests {
         assert_ne!(order_number(1, 11), order_number(11, 1));
         // Past a million orders it grows rather than wraps.
         assert_eq!(order_number(1, 1_234_567), "IJ-1-1234568");
-        assert_eq!(order_number(u64::MAX, u32::MAX), format!("IJ-{}-4294967296", u64::MAX));
+        assert_eq!(
+            order_number(u64::MAX, u32::MAX),
+            format!("IJ-{}-4294967296", u64::MAX)
+        );
     }
 
     #[test]

@@ -19,9 +19,13 @@ before(async () => {
 });
 after(async () => { await chrome?.close(); await server?.stop(); });
 
-/** The page passes axe, has no small tap targets, and is photographed. */
+/** The page passes axe, has no small tap targets, does not scroll
+ * sideways (at phone or desktop size), and is photographed. */
 async function check(page, name) {
-  await checkPage(page, name);
+  await checkPage(page, name, async (size) => {
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 0, `${name} scrolls sideways by ${wide} px at ${size.width}×${size.height}`);
+  });
   assert.deepEqual(await smallTargets(page), [], `tap targets under 44 px on ${name}`);
 }
 

@@ -1,10 +1,11 @@
 // An operator in a real browser: logs in, turns on two-factor as admin
 // pages require, creates an event with the form, moves its closing date,
 // and watches the live dashboard move as a fan joins and buys; the audit
-// log shows the actions, the sale log the fan's purchase and its address.
+// log shows the actions in words, the sale log (by event name and the
+// fan's e-mail) the fan's purchase, its address, the types and amounts.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ADMIN, apiFanInLine, browser, startServer, totp, waitForTurn, withPage } from "./support.mjs";
+import { ADMIN, apiFanInLine, browser, startServer, totp, until, waitForTurn, withPage } from "./support.mjs";
 
 let server, chrome;
 before(async () => { server = await startServer(); chrome = await browser(); });
@@ -64,14 +65,29 @@ test("an admin creates an event and watches the dashboard move", async () => {
     await page.getByRole("button", { name: "Snapshot" }).click();
     await page.getByText(/Snapshot gravado/).waitFor();
     await page.getByRole("link", { name: "Auditoria" }).click();
-    await page.getByRole("cell", { name: "event_created" }).first().waitFor();
-    assert.ok(await page.getByRole("cell", { name: "two_factor_enabled" }).count() >= 1);
-    // The sale log, for this event: the fan's purchase, with where it came from.
+    // Actions in words (the stable name beside them), accounts by e-mail.
+    await page.getByRole("cell", { name: /Evento criado/ }).first().waitFor();
+    assert.ok(await page.getByRole("cell", { name: /Duas etapas ativadas/ }).count() >= 1);
+    // The sale log of this event (chosen by name), for the fan by e-mail:
+    // the purchase with where it came from, the hold with the type's name
+    // and the payment's amount in reais.
     await page.getByLabel("Registro").selectOption("sale");
-    await page.getByLabel("Evento").fill(String(id));
+    await page.getByLabel("Evento").selectOption({ label: "Show do Painel" });
+    await page.getByLabel("Conta (número ou e-mail)").fill("fan@example.com");
     await page.getByRole("button", { name: "Filtrar" }).click();
-    const bought = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "order_placed" }) });
+    const bought = page.getByRole("row").filter({ has: page.getByRole("cell", { name: /Compra concluída/ }) });
     await bought.waitFor();
     assert.equal(await bought.getByRole("cell", { name: "127.0.0.1" }).count(), 1);
+    assert.equal(await bought.getByRole("cell", { name: "Show do Painel" }).count(), 1);
+    const held = page.getByRole("row").filter({ has: page.getByRole("cell", { name: /Ingressos reservados/ }) });
+    assert.match(await held.textContent(), /2 × Pista · reservado até/);
+    const started = page.getByRole("row").filter({ has: page.getByRole("cell", { name: /Pagamento iniciado/ }) });
+    assert.match(await started.textContent(), /valor R\$\s[\d.]+,\d{2}/);
+    const rows = await page.locator("#audit-rows tbody tr").count();
+    assert.ok(rows >= 4, `the fan's sale actions: ${rows}`);
+    // Somebody else's e-mail: none of these.
+    await page.getByLabel("Conta (número ou e-mail)").fill("ninguem@example.com");
+    await page.getByRole("button", { name: "Filtrar" }).click();
+    await until("the filter applied", async () => (await page.locator("#audit-rows tbody tr").count()) === 0, 10000);
   });
 });

@@ -217,9 +217,9 @@ export async function registerWithTwoFactor(page, url, email) {
 /** Checks the page as it is now with axe-core at phone and desktop size
  * (no serious or critical violation, each listed with where it is), and
  * writes its screenshots at both sizes to SCREENS as `<name>-<w>x<h>.png`
- * (what the screen shows, then the whole page). Evaluated through the
+ * (the whole page); `alsoCheck(size)` checks more at each size. Evaluated through the
  * browser's debugger protocol, so the page's CSP is not loosened. */
-export async function checkPage(page, name) {
+export async function checkPage(page, name, alsoCheck = async () => {}) {
   const before = page.viewportSize();
   mkdirSync(SCREENS, { recursive: true });
   try {
@@ -233,6 +233,7 @@ export async function checkPage(page, name) {
           `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`).join("; "));
       }
       await page.screenshot({ path: join(SCREENS, `${name}-${size.width}x${size.height}.png`), fullPage: true });
+      await alsoCheck(size);
     }
   } finally { await page.setViewportSize(before); }
 }
