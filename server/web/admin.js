@@ -4,7 +4,7 @@
 // expired), events created and edited (policy, security settings, pause and
 // resume), the audit log, and snapshot and backup buttons. Admin endpoints
 // need a login with two factors; without one the page offers enrollment.
-import { t } from "./i18n.js";
+import { t, number } from "./i18n.js";
 import { api, esc, page, state, showError, brl, when, renderEnroll, announce } from "./app.js";
 
 const POINTS = 60;
@@ -72,23 +72,46 @@ function p99Between(before, after) {
   return bucket && Number.isFinite(bucket[0]) ? bucket[0] * 1000 : null;
 }
 
+/** A round top for a chart's scale (1, 2 or 5 × 10ⁿ) at or above `max`,
+ * so a small sale's few tickets fill the chart instead of a sliver. */
+function niceTop(max) {
+  if (max <= 1) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  return [1, 2, 5, 10].map((m) => m * power).find((top) => top >= max);
+}
+
+/** Draws the last POINTS samples: the title and the latest value in a band
+ * of their own above the plot (lines never run over them), a scale with
+ * its top and middle marked on the left, and each sample as a dot too, so
+ * a few samples still show. */
 function plot(canvas, values, label) {
   const ctx = canvas.getContext("2d");
-  const width = (canvas.width = canvas.clientWidth * devicePixelRatio);
-  const height = (canvas.height = canvas.clientHeight * devicePixelRatio);
+  const px = devicePixelRatio;
+  const width = (canvas.width = canvas.clientWidth * px);
+  const height = (canvas.height = canvas.clientHeight * px);
   ctx.clearRect(0, 0, width, height);
   const known = values.filter((v) => v !== null);
-  const max = Math.max(1, ...known);
-  ctx.strokeStyle = "#0b5d3b"; ctx.lineWidth = 2 * devicePixelRatio; ctx.beginPath();
+  const top = niceTop(Math.max(0, ...known));
+  const band = 30 * px, left = 36 * px, bottom = height - 8 * px;
+  const y = (v) => bottom - (v / top) * (bottom - band);
+  const x = (i) => left + (i / (POINTS - 1)) * (width - left - 6 * px);
+  ctx.font = `${11 * px}px sans-serif`; ctx.textBaseline = "middle";
+  for (const mark of [0, top / 2, top]) {
+    ctx.strokeStyle = "#c8cec9"; ctx.lineWidth = px;
+    ctx.beginPath(); ctx.moveTo(left, y(mark)); ctx.lineTo(width, y(mark)); ctx.stroke();
+    ctx.fillStyle = "#4a4a4a"; ctx.fillText(number(Math.round(mark * 10) / 10), 4 * px, y(mark));
+  }
+  ctx.strokeStyle = "#0b5d3b"; ctx.fillStyle = "#0b5d3b"; ctx.lineWidth = 2 * px; ctx.beginPath();
   values.forEach((v, i) => {
     if (v === null) return;
-    const x = (i / (POINTS - 1)) * width, y = height - (v / max) * (height - 20 * devicePixelRatio) - 4;
-    i === 0 || values[i - 1] === null ? ctx.moveTo(x, y) : ctx.lineTo(x, y);
+    i === 0 || values[i - 1] === null ? ctx.moveTo(x(i), y(v)) : ctx.lineTo(x(i), y(v));
   });
   ctx.stroke();
-  ctx.fillStyle = "#1a1a1a"; ctx.font = `${12 * devicePixelRatio}px sans-serif`;
-  ctx.fillText(`${label}: ${known.at(-1) ?? "–"} (max ${Math.round(max)})`, 6, 14 * devicePixelRatio);
-  canvas.setAttribute("aria-label", `${label}: ${known.at(-1) ?? "–"}`);
+  values.forEach((v, i) => { if (v !== null) { ctx.beginPath(); ctx.arc(x(i), y(v), 2 * px, 0, 2 * Math.PI); ctx.fill(); } });
+  const latest = known.at(-1);
+  ctx.fillStyle = "#1a1a1a"; ctx.font = `600 ${12 * px}px sans-serif`; ctx.textBaseline = "alphabetic";
+  ctx.fillText(`${label}: ${latest === undefined ? "–" : number(latest)}`, 4 * px, 14 * px);
+  canvas.setAttribute("aria-label", `${label}: ${latest === undefined ? "–" : number(latest)}`);
 }
 
 async function renderDashboard(nav) {
@@ -120,7 +143,7 @@ async function renderDashboard(nav) {
     push("p99", lastBuckets ? p99Between(lastBuckets, buckets) : null);
     lastSold = s.tickets_sold; lastBuckets = buckets; lastAt = now;
     document.getElementById("funnel").innerHTML = [["joined", s.joined], ["left", s.left], ["admitted", s.admitted], ["holding", s.holds], ["bought", s.orders], ["expired", s.holds_expired]]
-      .map(([k, v]) => `<div><span class="muted">${esc(t("funnel." + k))}</span><br><strong data-testid="funnel-${k}">${v}</strong></div>`).join("");
+      .map(([k, v]) => `<div><span class="muted">${esc(t("funnel." + k))}</span><br><strong data-testid="funnel-${k}">${esc(number(v))}</strong></div>`).join("");
     for (const [id, label] of charts) plot(document.getElementById(`chart-${id}`), series[id], label);
     renderCluster(stats.cluster);
   };

@@ -120,6 +120,7 @@ test("the keyboard alone reaches the content and shows where it is", async () =>
 });
 
 test("every page an operator meets passes the accessibility check, at phone and desktop size", async () => {
+  await createEvent(admin, "Show do Painel Acessível");
   await withPage(chrome, "a11y-admin", async (page) => {
     await page.goto(server.url + "/#/login");
     await page.getByLabel("E-mail").fill(ADMIN.email);
