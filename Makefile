@@ -18,8 +18,9 @@ CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/ingressoja/target
 CARGO_FLAGS := --release --locked
 
-# Debian packages: a C/C++ toolchain and libclang for RocksDB's bindings.
-APT_PACKAGES := build-essential pkg-config libclang-dev clang
+# Debian packages: a C/C++ toolchain and libclang for RocksDB's bindings;
+# OpenSSL's headers for the SMTP client's TLS (lettre through native-tls).
+APT_PACKAGES := build-essential pkg-config libclang-dev clang libssl-dev
 # What the tests need besides, as command:package: oathtool (codes from
 # another TOTP implementation, for the two-factor interoperability test),
 # chromium and node/npm for the browser tests (playwright-core drives

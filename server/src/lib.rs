@@ -15,6 +15,8 @@
 //!   by its short name): shard thread, group-commit log writer, snapshots,
 //!   recovery, backup, restore, log tools.
 //! - [`http`]: the hyper server: JSON API, errors, configuration, payments.
+//! - [`mail`]: letters to fans (receipts, reset links, security notices)
+//!   and the outbox that sends them over SMTP.
 //! - [`demo`]: the narrated demo drop (`ingressoja demo`).
 //! - [`ops`]: operators' tools over the server's own data (administrators,
 //!   the audit log).
@@ -26,6 +28,7 @@ pub mod cluster;
 pub mod crash_load;
 pub mod demo;
 pub mod http;
+pub mod mail;
 pub mod ops;
 pub mod payments;
 pub mod replicated;

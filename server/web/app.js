@@ -309,7 +309,8 @@ function whyLogin() {
 }
 
 function renderLogin() {
-  page(t("auth.loginTitle"), whyLogin() + credentialsForm("login", t("auth.login")) + `<p><a class="tap" href="#/register">${esc(t("auth.noAccount"))}</a></p>`);
+  page(t("auth.loginTitle"), whyLogin() + credentialsForm("login", t("auth.login"))
+    + `<p><a class="tap" href="#/register">${esc(t("auth.noAccount"))}</a></p><p><a class="tap" href="#/forgot">${esc(t("auth.forgot"))}</a></p>`);
   document.getElementById("login").addEventListener("submit", async (submit) => {
     submit.preventDefault();
     const error = document.getElementById("form-error");
@@ -318,6 +319,44 @@ function renderLogin() {
       if (answer.stage === "two_factor") return renderCodeStep();
       await finishLogin();
     } catch (e) { showError(error, e); }
+  });
+}
+
+/** Asks for a reset link by e-mail. The answer is the same whether or not
+ * the address has an account. */
+function renderForgot() {
+  page(t("forgot.title"), `<form id="forgot" class="card" novalidate><p>${esc(t("forgot.help"))}</p>
+    <label for="email">${esc(t("auth.email"))}</label><input id="email" type="email" autocomplete="email" required>
+    <button type="submit">${esc(t("forgot.send"))}</button><p id="form-error" role="alert"></p></form>`);
+  document.getElementById("forgot").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    const button = submit.target.querySelector("button");
+    button.disabled = true;
+    try {
+      await api("POST", "/api/password-reset", { email: document.getElementById("email").value }, {}, { idempotent: true });
+      say("form-error", () => t("forgot.sent"), "ok");
+    } catch (e) { showError(document.getElementById("form-error"), e); } finally { button.disabled = false; }
+  });
+}
+
+/** A reset link's page: a new password for the token in the address. */
+function renderReset(token) {
+  page(t("reset.title"), `<form id="reset" class="card" novalidate>
+    <label for="password">${esc(t("reset.password"))}</label><input id="password" type="password" autocomplete="new-password" minlength="10" required>
+    <p class="muted">${esc(t("auth.passwordRule"))}</p>
+    <button type="submit">${esc(t("reset.save"))}</button><p id="form-error" role="alert"></p></form>`);
+  document.getElementById("reset").addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    try {
+      await api("POST", "/api/password-reset/confirm", { token, new_password: document.getElementById("password").value });
+      page(t("reset.title"), `<p class="ok" role="status" data-testid="reset-done">${esc(t("reset.done"))}</p>
+        <p><a class="button" href="#/login">${esc(t("auth.login"))}</a></p>`);
+    } catch (e) {
+      showError(document.getElementById("form-error"), e);
+      if (e.code === "invalid_reset_token") {
+        document.getElementById("form-error").insertAdjacentHTML("afterend", `<p><a class="tap" href="#/forgot">${esc(t("reset.again"))}</a></p>`);
+      }
+    }
   });
 }
 
@@ -886,6 +925,8 @@ export async function route() {
     if (parts.length === 0) await renderEvents();
     else if (parts[0] === "login") renderLogin();
     else if (parts[0] === "register") renderRegister();
+    else if (parts[0] === "forgot") renderForgot();
+    else if (parts[0] === "reset") renderReset(parts[1] ?? "");
     else if (parts[0] === "enroll") await renderEnroll();
     else if (parts[0] === "tickets") await renderTickets();
     else if (parts[0] === "admin") await renderAdmin(parts.slice(1));

@@ -4,6 +4,12 @@
 // an unknown one falls back to the server's own message.
 export const texts = {
   pt: {
+    "auth.forgot": "Esqueci minha senha", "forgot.title": "Trocar a senha",
+    "forgot.help": "Digite o e-mail da sua conta: enviamos um link para escolher uma senha nova (vale 30 minutos, uma vez).",
+    "forgot.send": "Enviar o link", "forgot.sent": "Se houver uma conta com este e-mail, o link chega em instantes. Confira também a caixa de spam.",
+    "reset.title": "Escolha uma senha nova", "reset.password": "Nova senha", "reset.save": "Salvar a nova senha",
+    "reset.done": "Senha trocada. Todas as sessões foram encerradas: entre com a nova senha.", "reset.again": "Pedir um novo link",
+    "code.invalid_reset_token": "Este link não vale mais (expirou ou já foi usado). Peça um novo.",
     "act.account_registered": "Conta criada", "act.admin_created": "Administrador criado", "act.backup_taken": "Backup gravado",
     "act.event_created": "Evento criado", "act.login_failed": "Login recusado", "act.login_lockout": "Login bloqueado por tentativas",
     "act.login_password_accepted": "Senha aceita (falta o código)", "act.login_succeeded": "Login feito", "act.password_changed": "Senha trocada",
@@ -113,6 +119,12 @@ export const texts = {
     "code.proof_of_work_expired": "A verificação expirou. Recarregue a página.", "code.invalid_card": "Número de cartão inválido.",
   },
   en: {
+    "auth.forgot": "Forgot your password?", "forgot.title": "Reset your password",
+    "forgot.help": "Enter your account's e-mail: we send a link to choose a new password (it works once, for 30 minutes).",
+    "forgot.send": "Send the link", "forgot.sent": "If an account has this e-mail, the link arrives in a moment. Check your spam folder too.",
+    "reset.title": "Choose a new password", "reset.password": "New password", "reset.save": "Save the new password",
+    "reset.done": "Password changed. Every session was ended: log in with the new one.", "reset.again": "Ask for a new link",
+    "code.invalid_reset_token": "This link no longer works (it expired or was used). Ask for a new one.",
     "act.account_registered": "Account created", "act.admin_created": "Administrator created", "act.backup_taken": "Backup written",
     "act.event_created": "Event created", "act.login_failed": "Login refused", "act.login_lockout": "Login locked after attempts",
     "act.login_password_accepted": "Password accepted (code pending)", "act.login_succeeded": "Logged in", "act.password_changed": "Password changed",

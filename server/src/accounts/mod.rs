@@ -12,9 +12,11 @@
 //! - `password.rs`: argon2id hashing.
 //! - `totp.rs`: TOTP codes (single use) and recovery codes.
 //! - `throttle.rs`: growing delays after failed logins.
+//! - `reset.rs`: password-reset tokens (single use, expiring, stateless).
 
 pub mod password;
 pub mod replicated_store;
+pub mod reset;
 pub mod service;
 pub mod store;
 pub mod throttle;

@@ -20,7 +20,7 @@ use crate::runtime::Clock;
 
 use super::store::{Account, AccountError, Session, TwoFactor, normalize_email};
 use super::throttle::LoginThrottle;
-use super::{password, totp};
+use super::{password, reset, totp};
 
 /// What a change of an account decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +116,9 @@ pub enum AccountsError {
     /// The audit log failed: the action is refused, not left unaudited.
     #[error("audit log: {0}")]
     Audit(io::Error),
+    /// A password-reset link that is malformed, expired, used or forged.
+    #[error("the reset link is invalid, expired or already used")]
+    InvalidResetToken,
 }
 
 impl From<AccountError> for AccountsError {
@@ -167,7 +170,18 @@ pub struct AccountService {
     audit: Arc<AuditLog>,
     throttle: LoginThrottle,
     clock: Arc<dyn Clock>,
+    /// When each address last got a reset link: one a minute at most, so
+    /// the form cannot flood somebody's mailbox. Bounded (see
+    /// [`RESET_ADDRESSES`]) and trimmed with the throttle.
+    resets_sent: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
 }
+
+/// How often one address may be sent a reset link.
+pub const RESET_EVERY_MS: u64 = 60_000;
+/// Addresses remembered for [`RESET_EVERY_MS`] at most; past this, requests
+/// for new addresses send nothing until the minute passes (a flood of
+/// reset requests is an attack, not fans).
+pub const RESET_ADDRESSES: usize = 100_000;
 
 fn check_password_rules(password: &str) -> Result<(), AccountsError> {
     let length = password.chars().count();
@@ -189,6 +203,7 @@ impl AccountService {
             audit,
             throttle: LoginThrottle::default(),
             clock,
+            resets_sent: Default::default(),
         }
     }
 
@@ -204,7 +219,11 @@ impl AccountService {
 
     /// Forgets throttling state that expired (bounded memory).
     pub fn trim_throttle(&self) {
-        self.throttle.trim(self.clock.now_ms());
+        let now = self.clock.now_ms();
+        self.throttle.trim(now);
+        self.resets_sent
+            .lock()
+            .retain(|_, at| now.saturating_sub(*at) < RESET_EVERY_MS);
     }
 
     /// Failed-attempt records kept (for metrics).
@@ -447,6 +466,95 @@ impl AccountService {
             "every session revoked",
         )?;
         self.start(account, false, caller.session.two_factor)
+    }
+
+    /// A password-reset request for `email`: the account and a token for
+    /// its link when the address has an account with a password and was
+    /// not sent one in the last minute; `None` otherwise. The caller
+    /// answers the same either way, so the form tells nobody which
+    /// addresses have accounts. Audited, with the address given.
+    pub fn request_reset(
+        &self,
+        email: &str,
+        from: IpAddr,
+    ) -> Result<Option<(Account, String)>, AccountsError> {
+        let email = normalize_email(email)?;
+        let now = self.clock.now_ms();
+        let account = self.store.find(&email)?;
+        let token = account.as_ref().and_then(|a| reset::issue(a, now));
+        let due = {
+            let mut sent = self.resets_sent.lock();
+            let recent = sent
+                .get(&email)
+                .is_some_and(|at| now.saturating_sub(*at) < RESET_EVERY_MS);
+            let room = sent.len() < RESET_ADDRESSES || sent.contains_key(&email);
+            let due = token.is_some() && !recent && room;
+            if due {
+                sent.insert(email.clone(), now);
+            }
+            due
+        };
+        let detail = match (&account, due) {
+            (None, _) => "no account with this address: nothing sent",
+            (Some(_), true) => "link sent",
+            (Some(_), false) => "nothing sent (no password, or a link sent in the last minute)",
+        };
+        self.audit(
+            "password_reset_requested",
+            account.as_ref(),
+            Some(&email),
+            from,
+            detail,
+        )?;
+        Ok(match (account, token) {
+            (Some(account), Some(token)) if due => Some((account, token)),
+            _ => None,
+        })
+    }
+
+    /// Sets a new password with a reset link's token: every session ends
+    /// (a new epoch), which also spends the token. No session is started:
+    /// the fan logs in, with their second factor if they have one (a
+    /// mailbox alone never gets past two-factor). The account, for the
+    /// notice to its owner.
+    pub fn reset_password(
+        &self,
+        token: &str,
+        new: &str,
+        from: IpAddr,
+    ) -> Result<Account, AccountsError> {
+        check_password_rules(new)?;
+        let id = reset::account_of(token).map_err(|_| AccountsError::InvalidResetToken)?;
+        let known = self
+            .store
+            .get(id)?
+            .ok_or(AccountsError::InvalidResetToken)?;
+        // Guessing tokens meets the same growing delays as guessing
+        // passwords, per address and per account.
+        self.throttled_wait(from, &known.email)?;
+        let hash = password::hash(new).map_err(|e| io::Error::other(e.to_string()))?;
+        let now = self.clock.now_ms();
+        let changed = self.store.update(id, &mut |account| {
+            if reset::check(account, token, now).is_err() {
+                return Change::Refuse;
+            }
+            account.password_hash = hash.clone();
+            account.epoch = account.epoch.wrapping_add(1);
+            Change::Store
+        })?;
+        let Some(account) = changed else {
+            let why = "invalid, expired or used reset link";
+            self.failed_attempt(from, &known.email, Some(&known), why)?;
+            return Err(AccountsError::InvalidResetToken);
+        };
+        self.audit(
+            "password_reset",
+            Some(&account),
+            None,
+            from,
+            "by e-mail link; every session revoked",
+        )?;
+        Ok(account)
     }
 
     /// Starts (or restarts) a two-factor enrollment: the secret to show.

@@ -1,6 +1,8 @@
 //! The account endpoints: register, log in (password, then the second
-//! factor when enabled), log out, who am I, change the password, enroll in
-//! two-factor, and the development-only session factory. The flow and its
+//! factor when enabled), log out, who am I, change the password, reset a
+//! forgotten one by an e-mailed link, enroll in two-factor, and the
+//! development-only session factory. Changes that protect an account (the
+//! password, two-factor) are told to its owner by e-mail. The flow and its
 //! rules (throttling, session rotation, auditing) are the accounts service's
 //! (`accounts/service.rs`); here requests become its calls, and its results
 //! become JSON and the session cookie.
@@ -22,6 +24,7 @@ use super::reply::Json;
 use super::session::{self, Identity};
 use crate::accounts::store::{PENDING_TTL_MS, SESSION_TTL_MS};
 use crate::accounts::{Account, AccountService, AccountsError, Caller, LoginStep, Started};
+use crate::mail::letters::{self, Change};
 
 /// Password hashes computed at once at most (each holds 19 MiB).
 pub const HASHING_AT_ONCE: usize = 2;
@@ -57,6 +60,21 @@ pub struct SecondFactor {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     current_password: String,
+    new_password: String,
+}
+
+/// A password-reset request: `{"email": "…"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    email: String,
+}
+
+/// A new password with a reset link's token.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirm {
+    token: String,
     new_password: String,
 }
 
@@ -165,6 +183,10 @@ fn api_error(error: AccountsError) -> ApiError {
         AccountsError::Audit(e) => {
             uncommitted(&e).unwrap_or_else(|| ApiError::internal("audit_failed", e))
         }
+        AccountsError::InvalidResetToken => ApiError::bad_request(
+            "invalid_reset_token",
+            "the reset link is invalid, expired or already used: ask for a new one",
+        ),
     }
 }
 
@@ -376,10 +398,74 @@ pub async fn change_password(
         accounts.change_password(&caller, &body.current_password, &body.new_password, ip)
     })
     .await?;
+    notify(app, &started.account, Change::PasswordChanged, ip);
     let view = AccountBody {
         account: AccountView::of(&started.account),
     };
     with_session(app, &started, StatusCode::OK, view)
+}
+
+/// Tells an account's owner, by e-mail, that something protecting it
+/// changed (a change they did not make is how a stolen account is noticed).
+fn notify(app: &App, account: &Account, change: Change, ip: IpAddr) {
+    let now = app.clock.now_ms();
+    app.mail.send(letters::security_notice(
+        &account.email,
+        change,
+        now,
+        &ip.to_string(),
+    ));
+}
+
+/// `POST /api/password-reset`: mails a single-use link to choose a new
+/// password, valid 30 minutes, when the address has an account (at most
+/// one a minute per address). Always 202 with the same body: the answer
+/// tells nobody whether an address has an account.
+pub async fn request_reset(
+    app: &Arc<App>,
+    ip: IpAddr,
+    body: ResetRequest,
+) -> Result<Reply, ApiError> {
+    let issued = off_thread(app, move |accounts| accounts.request_reset(&body.email, ip)).await?;
+    if let Some((account, token)) = issued {
+        let link = format!("{}/#/reset/{token}", app.public_url());
+        let minutes = crate::accounts::reset::RESET_TTL_MS / 60_000;
+        app.mail
+            .send(letters::password_reset(&account.email, &link, minutes));
+    }
+    #[derive(Serialize)]
+    struct Requested {
+        requested: bool,
+    }
+    Ok(Reply {
+        status: StatusCode::ACCEPTED,
+        body: Json::of(&Requested { requested: true })?,
+        cookie: None,
+    })
+}
+
+/// `POST /api/password-reset/confirm`: the new password, with the link's
+/// token. Every session of the account ends; the fan then logs in (with
+/// their second factor, if on). The owner is told by e-mail.
+pub async fn confirm_reset(
+    app: &Arc<App>,
+    ip: IpAddr,
+    body: ResetConfirm,
+) -> Result<Reply, ApiError> {
+    let account = hashing(app, move |accounts| {
+        accounts.reset_password(&body.token, &body.new_password, ip)
+    })
+    .await?;
+    notify(app, &account, Change::PasswordChanged, ip);
+    #[derive(Serialize)]
+    struct Reset {
+        reset: bool,
+    }
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: Json::of(&Reset { reset: true })?,
+        cookie: None,
+    })
 }
 
 /// `POST /api/me/two-factor`: starts (or restarts) an enrollment.
@@ -422,6 +508,7 @@ pub async fn confirm(
         account: AccountView,
         recovery_codes: Vec<String>,
     }
+    notify(app, &started.account, Change::TwoFactorOn, ip);
     let view = Confirmed {
         account: AccountView::of(&started.account),
         recovery_codes: codes,

@@ -13,6 +13,9 @@
 //! | `request_timeout_ms` | `INGRESSOJA_REQUEST_TIMEOUT_MS` | `10000` (headers, and then the body, each) |
 //! | `trusted_proxies` | `INGRESSOJA_TRUSTED_PROXIES` (comma-separated) | none: the peer's address is the client's |
 //! | `[limits]` `reads_per_ip`, `joins_per_ip`, `joins_per_account`, `carts_per_ip`, `carts_per_account` | (file only) | 200, 20, 2, 100, 10 per second, bursts of twice that; 0 turns one off |
+//! | `[mail]` `smtp_url` | `INGRESSOJA_SMTP_URL` | none: letters are printed to the log (`smtp://host:port` plain, `?tls=required` STARTTLS, `smtps://user:pass@host:465`) |
+//! | `[mail]` `from` | `INGRESSOJA_MAIL_FROM` | `IngressoJá <nao-responda@ingressoja.invalid>` |
+//! | `[mail]` `public_url` | `INGRESSOJA_PUBLIC_URL` | `http://` + the listening address: where links in letters point |
 //! | `[limits]` `pow_free_joins_per_address`, `pow_max_extra_bits`, `joins_per_address_per_event` | (file only) | 20, 3, 0: a bit more proof of work per doubling of an address's join challenges for an event in ten minutes past 20, at most 3; no quota (`address_pressure.rs`) |
 
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +52,8 @@ pub struct ServerConfig {
     /// Proxies (load balancers) whose `X-Forwarded-For` is believed; see
     /// `client_address.rs`.
     pub trusted_proxies: Vec<IpAddr>,
+    /// E-mail (a `[mail]` table; see `mail/outbox.rs`).
+    pub mail: crate::mail::MailConfig,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +69,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
             limits: super::limits::LimitsConfig::default(),
             trusted_proxies: Vec::new(),
+            mail: crate::mail::MailConfig::default(),
         }
     }
 }
@@ -141,6 +147,15 @@ impl ServerConfig {
             "INGRESSOJA_REQUEST_TIMEOUT_MS",
             &mut config.request_timeout_ms,
         )?;
+        if let Some(url) = env("INGRESSOJA_SMTP_URL") {
+            config.mail.smtp_url = Some(url);
+        }
+        if let Some(from) = env("INGRESSOJA_MAIL_FROM") {
+            config.mail.from = from;
+        }
+        if let Some(url) = env("INGRESSOJA_PUBLIC_URL") {
+            config.mail.public_url = Some(url);
+        }
         if let Some(value) = env("INGRESSOJA_TRUSTED_PROXIES") {
             config.trusted_proxies = value
                 .split(',')

@@ -338,6 +338,14 @@ async fn accounts(
             let change = body::json(&body::read(body, deadline).await?)?;
             account_api::change_password(app, remote, who, change).await
         }
+        AccountRoute::ResetRequest => {
+            let wanted = body::json(&body::read(body, deadline).await?)?;
+            account_api::request_reset(app, remote, wanted).await
+        }
+        AccountRoute::ResetConfirm => {
+            let reset = body::json(&body::read(body, deadline).await?)?;
+            account_api::confirm_reset(app, remote, reset).await
+        }
         AccountRoute::TwoFactorEnroll => account_api::enroll(app, remote, who(false)?).await,
         AccountRoute::TwoFactorConfirm => {
             let who = who(false)?;

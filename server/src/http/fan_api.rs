@@ -472,12 +472,81 @@ async fn pay_in_task(
             amount_cents: paying.amount_cents,
             idempotency_key: paying.idempotency_key,
         };
-        pay(&app.runtime, app.gateway.as_ref(), request).await
+        let outcome = pay(&app.runtime, app.gateway.as_ref(), request).await;
+        // A new order (not a retry's answer) gets its receipt, written and
+        // sent off this task: the answer does not wait for the mail.
+        if let Ok(Ok(Reply::OrderPlaced {
+            order,
+            duplicate: false,
+        })) = &outcome
+        {
+            tokio::spawn(send_receipt(
+                app.clone(),
+                paying.event,
+                paying.customer,
+                *order,
+            ));
+        }
+        outcome
     });
     let finished = tokio::time::timeout(CHECKOUT_WAIT, payment)
         .await
         .map_err(|_| ApiError::outcome_unknown())?;
     Ok(finished.map_err(|e| ApiError::internal("payment_task_failed", e))??)
+}
+
+/// Mails the buyer the receipt of `order`: its number, the event, each
+/// ticket with its code, the total, and where the tickets are. A failure
+/// to read what it needs is logged; the order stands regardless.
+async fn send_receipt(
+    app: std::sync::Arc<App>,
+    event: EventId,
+    customer: CustomerId,
+    order: ingressoja_engine::OrderId,
+) {
+    use crate::mail::letters::{Receipt, ReceiptTicket};
+    let facts = read_state(&app, move |state| {
+        let engine = state.events.get(&event)?;
+        let placed = engine.order(order)?;
+        let config = engine.config();
+        let tickets: Vec<ReceiptTicket> = engine
+            .tickets_of(order)
+            .map(|ticket| {
+                let kind = config.ticket_types.get(ticket.ticket_type.index());
+                ReceiptTicket {
+                    type_name: kind.map_or_else(String::new, |k| k.name.clone()),
+                    price_cents: kind.map_or(0, |k| k.price_cents),
+                    code: format!("{:032X}", ticket.code),
+                }
+            })
+            .collect();
+        Some((config.clone(), placed.total_cents, tickets))
+    })
+    .await;
+    let account = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || app.accounts.store().get(customer.0)).await
+    };
+    match (facts, account) {
+        (Ok(Some((config, total_cents, tickets))), Ok(Ok(Some(account)))) => {
+            let receipt = Receipt {
+                to: account.email,
+                number: super::views::order_number(event.0, order.0),
+                event: config.name,
+                venue: config.venue,
+                starts_at_ms: config.starts_at_ms,
+                total_cents,
+                tickets,
+                tickets_url: format!("{}/#/tickets", app.public_url()),
+            };
+            app.mail.send(receipt.letter());
+        }
+        _ => tracing::warn!(
+            event = event.0,
+            order = order.0,
+            "no receipt: the order or its buyer could not be read"
+        ),
+    }
 }
 
 async fn order_answer(

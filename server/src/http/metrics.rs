@@ -34,6 +34,12 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MailLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     event: u64,
 }
@@ -137,6 +143,7 @@ pub struct Metrics {
     pub wal_append_seconds: Histogram,
     /// Requests this node sent to its leader.
     pub forwarded: Counter,
+    mails: Family<MailLabels, Counter>,
     raft: RaftGauges,
 }
 
@@ -278,9 +285,32 @@ impl Metrics {
                 "Requests this node sent to its group's leader",
                 Counter::default(),
             ),
+            mails: register(
+                r,
+                "mails",
+                "Letters by kind and outcome (delivered, failed; dropped ones are mail_outbox_dropped)",
+                Family::default(),
+            ),
             raft: RaftGauges::new(r),
             registry,
         }
+    }
+
+    /// Counts a letter's fate.
+    pub fn mail(&self, kind: &'static str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.mails
+            .get_or_create(&MailLabels { kind, outcome })
+            .inc();
+    }
+
+    /// Registers the outbox's count of letters dropped because it was full.
+    pub fn register_mail_dropped(&mut self, dropped: Counter) {
+        self.registry.register(
+            "mail_outbox_dropped",
+            "Letters dropped because the outbox was full",
+            dropped,
+        );
     }
 
     /// Counts one answered request.

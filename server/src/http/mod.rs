@@ -109,6 +109,11 @@ pub struct App {
     pub hub: hub::Hub,
     /// A cluster node's forwarding to its leader (none on a single node).
     pub forwarder: Option<crate::cluster::forward::Forwarder>,
+    /// Letters to fans (receipts, reset links, security notices).
+    pub mail: Arc<crate::mail::Outbox>,
+    /// The address this server was reached at when `[mail] public_url` is
+    /// not set: `http://` + the bound listening address (set by `serve`).
+    pub bound: std::sync::OnceLock<String>,
 }
 
 impl App {
@@ -168,7 +173,12 @@ impl App {
         let settings = proposer.state().settings().clone();
         let audit = Arc::new(AuditLog::over(db.clone(), proposer.clone()));
         let challenges = pow::Challenges::new(settings.secret("pow")?);
-        let metrics = metrics::Metrics::new();
+        let mut metrics = metrics::Metrics::new();
+        let transport = crate::mail::Transport::of(&config.mail).map_err(std::io::Error::other)?;
+        let mail = Arc::new(
+            crate::mail::Outbox::new(&config.mail, transport).map_err(std::io::Error::other)?,
+        );
+        metrics.register_mail_dropped(mail.dropped.clone());
         let (records, append) = (
             metrics.wal_batch_records.clone(),
             metrics.wal_append_seconds.clone(),
@@ -197,8 +207,19 @@ impl App {
             metrics,
             hub: hub::Hub::default(),
             forwarder: None,
+            mail,
+            bound: std::sync::OnceLock::new(),
             config,
         })
+    }
+
+    /// Where fans reach the site, for links in letters (no trailing `/`).
+    pub fn public_url(&self) -> String {
+        match (&self.config.mail.public_url, self.bound.get()) {
+            (Some(url), _) => url.trim_end_matches('/').to_string(),
+            (None, Some(bound)) => bound.clone(),
+            (None, None) => format!("http://{}", self.config.listen),
+        }
     }
 
     /// How long a request's headers, and then its body, may take to arrive.
@@ -254,7 +275,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     ));
     let header_timeout = app.request_deadline();
     let mut connections = JoinSet::new();
+    if let Ok(address) = listener.local_addr() {
+        let _ = app.bound.set(format!("http://{address}"));
+    }
     let hub = tokio::spawn(hub::Hub::run(app.clone()));
+    let counted = app.clone();
+    let mail = tokio::spawn(app.mail.clone().run(move |kind, sent| {
+        counted
+            .metrics
+            .mail(kind, sent == crate::mail::outbox::Sent::Delivered);
+    }));
     let payments = tokio::spawn(settle_payments(app.clone()));
     let mut trim = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
@@ -307,8 +337,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let _ = stop.send(true);
     let drained = async { while connections.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+    // Letters of the last requests (a receipt) get a few seconds to leave.
+    let posted = async {
+        while app.mail.pending() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), posted).await;
     hub.abort();
     payments.abort();
+    mail.abort();
 }
 
 /// Settles payments left in flight: at once everything a previous process

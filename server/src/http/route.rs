@@ -72,6 +72,10 @@ pub enum AccountRoute {
     Me,
     /// `POST /api/me/password`
     PasswordChange,
+    /// `POST /api/password-reset`
+    ResetRequest,
+    /// `POST /api/password-reset/confirm`
+    ResetConfirm,
     /// `POST /api/me/two-factor`
     TwoFactorEnroll,
     /// `POST /api/me/two-factor/confirm`
@@ -240,6 +244,15 @@ const TABLE: &[Row] = &[
     row("POST", "/api/me/password", "password_change", |_| {
         Route::Account(AccountRoute::PasswordChange)
     }),
+    row("POST", "/api/password-reset", "password_reset", |_| {
+        Route::Account(AccountRoute::ResetRequest)
+    }),
+    row(
+        "POST",
+        "/api/password-reset/confirm",
+        "password_reset_confirm",
+        |_| Route::Account(AccountRoute::ResetConfirm),
+    ),
     row("POST", "/api/me/two-factor", "two_factor_enroll", |_| {
         Route::Account(AccountRoute::TwoFactorEnroll)
     }),

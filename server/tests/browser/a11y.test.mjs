@@ -45,6 +45,12 @@ test("every page a fan meets passes the accessibility check, at phone and deskto
     await page.getByRole("link", { name: "Entrar na fila" }).click();
     await page.getByTestId("why-login").waitFor();
     await check(page, "03-login");
+    await page.getByRole("link", { name: "Esqueci minha senha" }).click();
+    await page.getByRole("button", { name: "Enviar o link" }).waitFor();
+    await check(page, "03-forgot-password");
+    await page.goto(server.url + "/#/reset/1.2.3");
+    await page.getByLabel("Nova senha").waitFor();
+    await check(page, "03-reset-password");
     await page.goto(server.url + "/#/register");
     await page.getByLabel("E-mail").waitFor();
     await check(page, "04-register");

@@ -5,10 +5,12 @@
 // playwright-core with a screenshot of the page when a test fails.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
+import { SMTPServer } from "smtp-server";
+import { simpleParser } from "mailparser";
 
 const target = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, ".cache/ingressoja/target");
 export const BIN = process.env.INGRESSOJA ?? join(target, "release/ingressoja");
@@ -36,12 +38,44 @@ export async function until(what, check, ms = 30000) {
   }
 }
 
-/** Starts a server; resolves to { url, stop }. */
-export async function startServer() {
+/** A local SMTP receiver (smtp-server, no TLS, no login) on a free
+ * loopback port: every letter it receives, parsed (mailparser), in
+ * `letters` ({ to, subject, text }); `waitFor(to, match)` polls for one. */
+export async function startSmtp() {
+  const letters = [];
+  const server = new SMTPServer({
+    authOptional: true, disabledCommands: ["STARTTLS", "AUTH"], logger: false,
+    onData(stream, session, done) {
+      simpleParser(stream).then((mail) => {
+        letters.push({ to: mail.to?.value?.map((a) => a.address).join(","), from: mail.from?.text, subject: mail.subject, text: mail.text });
+        done();
+      }, done);
+    },
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return {
+    port: server.server.address().port,
+    letters,
+    /** The first letter to `to` whose subject matches `match`. */
+    waitFor: (to, match, ms = 15000) => until(`a letter to ${to} matching ${match}`, async () => letters.find((l) => l.to === to && match.test(l.subject)), ms),
+    close: () => new Promise((ok) => server.close(ok)),
+  };
+}
+
+/** Starts a server; resolves to { url, stop }. With `smtpPort`, its letters
+ * go to that SMTP server (a `[mail]` table in a configuration file). */
+export async function startServer({ smtpPort } = {}) {
   const data = mkdtempSync(join(tmpdir(), "ingressoja-browser-"));
+  const config = [];
+  const confDir = mkdtempSync(join(tmpdir(), "ingressoja-config-"));
+  if (smtpPort) {
+    const file = join(confDir, "ingressoja.toml");
+    writeFileSync(file, `[mail]\nsmtp_url = "smtp://127.0.0.1:${smtpPort}"\nfrom = "IngressoJá <ingressos@example.com>"\n`);
+    config.push("--config", file);
+  }
   const made = spawnSync(BIN, ["admin", "create", ADMIN.email, "--data", data, "--password-stdin"], { input: ADMIN.password + "\n" });
   if (made.status !== 0) throw new Error("admin create failed: " + made.stderr);
-  const child = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--data", data], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--data", data, ...config], { stdio: ["ignore", "pipe", "pipe"] });
   let logs = "";
   child.stderr.on("data", (d) => { logs += d; });
   const url = await new Promise((ok, fail) => {
@@ -68,6 +102,7 @@ export async function startServer() {
         clearTimeout(timer);
       }
       rmSync(data, { recursive: true, force: true });
+      rmSync(confDir, { recursive: true, force: true });
     },
   };
 }

@@ -47,6 +47,8 @@ pub fn runtime_event(name: &str) -> ingressoja_engine::EventConfig {
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// Every letter the server sent (its outbox writes here, not to SMTP).
+    pub mail: Arc<parking_lot::Mutex<Vec<ingressoja::mail::Letter>>>,
     /// The server's state, for tests that reach behind the API.
     pub app: Arc<App>,
     /// The server's clock, which tests move.
@@ -115,7 +117,16 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
     let clock = Arc::new(ManualClock::at(NOW));
     let mut options = RuntimeOptions::new(dir.path());
     tune(&mut options);
-    let app = Arc::new(App::start(options, config, clock.clone()).unwrap());
+    let mut app = App::start(options, config, clock.clone()).unwrap();
+    let mail = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    app.mail = Arc::new(
+        ingressoja::mail::Outbox::new(
+            &app.config.mail,
+            ingressoja::mail::Transport::Memory(mail.clone()),
+        )
+        .unwrap(),
+    );
+    let app = Arc::new(app);
     // Opened a second ago, arrivals in strict order: see `runtime_event`.
     let mut event = demo_event::demo_event(NOW - 1_000, 7);
     event.policy.arrival_window_ms = 0;
@@ -146,12 +157,53 @@ pub fn start_tuned(config: ServerConfig, tune: impl FnOnce(&mut RuntimeOptions))
     }));
     Server {
         addr,
+        mail,
         app,
         clock,
         stop: Some(stop),
         served: Some(served),
         tokio,
         _dir: dir,
+    }
+}
+
+impl Server {
+    /// The letters sent to `to` so far, oldest first.
+    pub fn letters_to(&self, to: &str) -> Vec<ingressoja::mail::Letter> {
+        self.mail
+            .lock()
+            .iter()
+            .filter(|l| l.to == to)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (polling, at most 10 s) until `to` has been sent `count`
+    /// letters of `kind`, and returns them.
+    pub fn wait_for_letters(
+        &self,
+        to: &str,
+        kind: &str,
+        count: usize,
+    ) -> Vec<ingressoja::mail::Letter> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<_> = self
+                .letters_to(to)
+                .into_iter()
+                .filter(|l| l.kind == kind)
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{to} got {} {kind} letter(s), not {count}: {:?}",
+                found.len(),
+                self.mail.lock()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
