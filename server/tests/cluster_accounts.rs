@@ -111,7 +111,9 @@ fn an_account_its_codes_and_its_sessions_are_the_same_on_every_node() {
     let email = json!({ "email": "fan@cluster.invalid", "password": PASSWORD });
 
     // Registered on A, logged in on B.
-    let registered = fan.call(a, "POST", "/api/accounts", Some(&email), None);
+    let registration =
+        json!({ "email": "fan@cluster.invalid", "password": PASSWORD, "accept_terms": true });
+    let registered = fan.call(a, "POST", "/api/accounts", Some(&registration), None);
     assert_eq!(registered.status, 201, "{}", registered.body);
     let login = fan.call(b, "POST", "/api/session", Some(&email), None);
     assert_eq!(login.status, 200, "{}", login.body);

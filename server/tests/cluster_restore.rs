@@ -37,7 +37,7 @@ fn a_whole_cluster_is_restored_from_one_nodes_backup_without_its_uncommitted_tai
             .unwrap();
         assert!(matches!(status, 200 | 201), "{status} {body}");
     }
-    let account = json!({ "email": "kept@cluster.invalid", "password": "uma senha bem comprida" });
+    let account = json!({ "email": "kept@cluster.invalid", "password": "uma senha bem comprida", "accept_terms": true });
     let (status, body, _) = Conn::open(&old_addr)
         .unwrap()
         .call("POST", "/api/accounts", Some(&account), None)

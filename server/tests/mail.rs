@@ -14,7 +14,8 @@ use support::{
 
 /// Registers `email` with the test password; the session's bearer header.
 fn register(server: &support::Server, email: &str) -> String {
-    let body = format!("{{\"email\":\"{email}\",\"password\":\"{PASSWORD}\"}}");
+    let body =
+        format!("{{\"email\":\"{email}\",\"password\":\"{PASSWORD}\",\"accept_terms\":true}}");
     let raw = call_raw(server, "POST", "/api/accounts", &[], Some(&body));
     assert!(raw.starts_with("HTTP/1.1 201"), "{raw}");
     format!("Bearer {}", session_cookie(&raw))

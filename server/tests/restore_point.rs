@@ -39,7 +39,7 @@ fn register(addr: &str, email: &str) -> u16 {
     post(
         addr,
         "/api/accounts",
-        &json!({ "email": email, "password": "uma senha bem comprida" }),
+        &json!({ "email": email, "password": "uma senha bem comprida", "accept_terms": true }),
     )
     .0
 }

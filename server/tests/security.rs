@@ -25,6 +25,11 @@ fn credentials(email: &str, password: &str) -> String {
     format!(r#"{{"email":"{email}","password":"{password}"}}"#)
 }
 
+/// A registration's body: the credentials and the terms accepted.
+fn registration(email: &str, password: &str) -> String {
+    format!(r#"{{"email":"{email}","password":"{password}","accept_terms":true}}"#)
+}
+
 /// Registers `email` and returns the session cookie's token and its CSRF token.
 fn register(server: &Server, email: &str) -> (String, String) {
     let raw = call_raw(
@@ -32,7 +37,7 @@ fn register(server: &Server, email: &str) -> (String, String) {
         "POST",
         "/api/accounts",
         &[],
-        Some(&credentials(email, PASSWORD)),
+        Some(&registration(email, PASSWORD)),
     );
     assert_eq!(status(&raw), 201, "{raw}");
     let lower = raw.to_ascii_lowercase();
@@ -690,4 +695,42 @@ fn many_accounts_joining_from_one_address_pay_more_work_each_and_others_do_not()
     // helper checks the event's own difficulty, 8).
     let other = secure_event(&server, &admin, NOW - 1_000);
     challenge(&server, &next, other);
+}
+
+#[test]
+fn an_account_opens_only_with_the_terms_accepted_and_the_consent_is_kept() {
+    let server = start();
+    for body in [
+        credentials("lia@example.com", PASSWORD),
+        r#"{"email":"lia@example.com","password":"correct horse battery staple","accept_terms":false}"#.to_string(),
+    ] {
+        let (code, error) = call(&server, "POST", "/api/accounts", &[], Some(&body));
+        assert_eq!(
+            (code, error["error"]["code"].as_str()),
+            (400, Some("terms_required")),
+            "{body}"
+        );
+    }
+    register(&server, "lia@example.com");
+    // The audit log keeps which text was accepted, when and from where.
+    let admin = admin_token(&server, 9);
+    let (code, trail) = call(
+        &server,
+        "GET",
+        "/api/admin/audit?email=lia%40example.com",
+        &[("Authorization", admin.as_str())],
+        None,
+    );
+    assert_eq!(code, 200, "{trail}");
+    let registered = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "account_registered")
+        .unwrap_or_else(|| panic!("{trail}"));
+    assert_eq!(
+        registered["detail"],
+        "accepted the terms of use and privacy notice of 2026-12-01"
+    );
+    assert_eq!(registered["ip"], "127.0.0.1");
 }

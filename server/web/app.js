@@ -9,6 +9,7 @@
 import { t, lang, setLang } from "./i18n.js";
 import { renderAdmin } from "./admin.js";
 import { calendarFile } from "./calendar.js";
+import { legal, TERMS_VERSION } from "./legal.js";
 
 export const state = { me: null, csrf: null, cleanup: [], kept: null };
 const main = document.getElementById("main");
@@ -289,6 +290,13 @@ function credentials() {
   return { email: document.getElementById("email").value, password: document.getElementById("password").value };
 }
 
+/** The terms of use or the privacy notice (`which`), in the page's language. */
+function renderLegal(which) {
+  const text = legal[lang() === "en" ? "en" : "pt"][which];
+  page(text.title, `<div class="card legal">${text.sections.map(([title, body]) => `<h2>${esc(title)}</h2><p>${esc(body)}</p>`).join("")}
+    <p class="muted">${esc(t("legal.version", { version: TERMS_VERSION }))}</p></div>`);
+}
+
 function credentialsForm(id, submit, extra = "") {
   return `<form id="${id}" class="card" novalidate>
     <label for="email">${esc(t("auth.email"))}</label><input id="email" name="email" type="email" autocomplete="email" required>
@@ -401,11 +409,22 @@ async function finishLogin() {
 }
 
 function renderRegister() {
-  page(t("auth.registerTitle"), whyLogin() + credentialsForm("register", t("auth.register"), `<p class="muted">${esc(t("auth.passwordRule"))}</p>`));
+  // Consent is asked for, never assumed (LGPD): a box to tick, with the
+  // texts one tap away (they open in a new tab, keeping what was typed).
+  const consent = `<p class="muted">${esc(t("auth.passwordRule"))}</p>
+    <div class="consent"><input type="checkbox" id="accept-terms" required>
+      <label for="accept-terms">${esc(t("auth.acceptBefore"))} <a href="#/terms" target="_blank" rel="noopener">${esc(t("legal.terms"))}</a>
+      ${esc(t("auth.acceptAnd"))} <a href="#/privacy" target="_blank" rel="noopener">${esc(t("legal.privacy"))}</a></label></div>`;
+  page(t("auth.registerTitle"), whyLogin() + credentialsForm("register", t("auth.register"), consent));
   document.getElementById("register").addEventListener("submit", async (submit) => {
     submit.preventDefault();
+    if (!document.getElementById("accept-terms").checked) {
+      say("form-error", () => t("code.terms_required"), "error");
+      document.getElementById("accept-terms").focus();
+      return;
+    }
     try {
-      await api("POST", "/api/accounts", credentials());
+      await api("POST", "/api/accounts", { ...credentials(), accept_terms: true });
       await loadMe();
       renderNav();
       await renderEnroll();
@@ -926,6 +945,7 @@ export async function route() {
     else if (parts[0] === "login") renderLogin();
     else if (parts[0] === "register") renderRegister();
     else if (parts[0] === "forgot") renderForgot();
+    else if (parts[0] === "terms" || parts[0] === "privacy") renderLegal(parts[0]);
     else if (parts[0] === "reset") renderReset(parts[1] ?? "");
     else if (parts[0] === "enroll") await renderEnroll();
     else if (parts[0] === "tickets") await renderTickets();

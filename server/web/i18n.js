@@ -4,6 +4,8 @@
 // an unknown one falls back to the server's own message.
 export const texts = {
   pt: {
+    "auth.acceptBefore": "Li e aceito os", "auth.acceptAnd": "e o", "legal.terms": "Termos de uso", "legal.privacy": "Aviso de privacidade",
+    "legal.version": "Versão de {version}.", "code.terms_required": "Para criar a conta, aceite os Termos de uso e o Aviso de privacidade.",
     "auth.forgot": "Esqueci minha senha", "forgot.title": "Trocar a senha",
     "forgot.help": "Digite o e-mail da sua conta: enviamos um link para escolher uma senha nova (vale 30 minutos, uma vez).",
     "forgot.send": "Enviar o link", "forgot.sent": "Se houver uma conta com este e-mail, o link chega em instantes. Confira também a caixa de spam.",
@@ -119,6 +121,8 @@ export const texts = {
     "code.proof_of_work_expired": "A verificação expirou. Recarregue a página.", "code.invalid_card": "Número de cartão inválido.",
   },
   en: {
+    "auth.acceptBefore": "I have read and accept the", "auth.acceptAnd": "and the", "legal.terms": "Terms of use", "legal.privacy": "Privacy notice",
+    "legal.version": "Version of {version}.", "code.terms_required": "To open an account, accept the Terms of use and the Privacy notice.",
     "auth.forgot": "Forgot your password?", "forgot.title": "Reset your password",
     "forgot.help": "Enter your account's e-mail: we send a link to choose a new password (it works once, for 30 minutes).",
     "forgot.send": "Send the link", "forgot.sent": "If an account has this e-mail, the link arrives in a moment. Check your spam folder too.",

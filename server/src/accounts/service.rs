@@ -300,11 +300,14 @@ impl AccountService {
         Ok(())
     }
 
-    /// A new account, logged in.
+    /// A new account, logged in; `terms` is the version of the terms of
+    /// use and privacy notice its owner accepted, kept in the audit log
+    /// (when, from where, which text: the record of consent LGPD asks for).
     pub fn register(
         &self,
         email: &str,
         password: &str,
+        terms: &str,
         from: IpAddr,
     ) -> Result<Started, AccountsError> {
         let email = normalize_email(email)?;
@@ -313,7 +316,8 @@ impl AccountService {
         let account = self
             .store
             .create(&email, hash, false, self.clock.now_ms())?;
-        self.audit("account_registered", Some(&account), None, from, "")?;
+        let consent = format!("accepted the terms of use and privacy notice of {terms}");
+        self.audit("account_registered", Some(&account), None, from, consent)?;
         self.start(account, false, false)
     }
 
@@ -772,7 +776,7 @@ mod tests {
     fn the_login_flow_runs_on_any_store_and_audits_every_outcome() {
         let (accounts, audit, _dir) = service();
         let made = accounts
-            .register("Ana@Example.com ", PASSWORD, FROM)
+            .register("Ana@Example.com ", PASSWORD, "2026-12-01", FROM)
             .unwrap();
         assert_eq!(made.account.email, "ana@example.com");
         assert!(matches!(
@@ -841,7 +845,7 @@ mod tests {
     fn a_password_change_ends_every_session_of_the_account() {
         let (accounts, _audit, _dir) = service();
         let first = accounts
-            .register("bia@example.com", PASSWORD, FROM)
+            .register("bia@example.com", PASSWORD, "2026-12-01", FROM)
             .unwrap();
         let LoginStep::Done(second) = accounts
             .login("bia@example.com", PASSWORD, None, FROM)

@@ -47,6 +47,22 @@ pub struct Credentials {
     password: String,
 }
 
+/// A registration: email, password, and the fan's acceptance of the terms
+/// of use and the privacy notice (LGPD: consent is explicit, never assumed).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    email: String,
+    password: String,
+    #[serde(default)]
+    accept_terms: bool,
+}
+
+/// The version of the terms of use and privacy notice a registration
+/// accepts (the pages `#/terms` and `#/privacy` show it); kept with the
+/// account's audit entry.
+pub const TERMS_VERSION: &str = "2026-12-01";
+
 /// The second step of a login: a TOTP code or a recovery code.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,9 +310,15 @@ struct Stage {
 }
 
 /// `POST /api/accounts`: a new account, logged in.
-pub async fn register(app: &Arc<App>, ip: IpAddr, body: Credentials) -> Result<Reply, ApiError> {
+pub async fn register(app: &Arc<App>, ip: IpAddr, body: Registration) -> Result<Reply, ApiError> {
+    if !body.accept_terms {
+        return Err(ApiError::bad_request(
+            "terms_required",
+            "accept the terms of use and the privacy notice to open an account (accept_terms: true)",
+        ));
+    }
     let started = hashing(app, move |accounts| {
-        accounts.register(&body.email, &body.password, ip)
+        accounts.register(&body.email, &body.password, TERMS_VERSION, ip)
     })
     .await?;
     let view = AccountBody {

@@ -38,6 +38,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../web/calendar.js"),
     ),
     (
+        "/legal.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/legal.js"),
+    ),
+    (
         "/pow-worker.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/pow-worker.js"),

@@ -51,11 +51,18 @@ test("every page a fan meets passes the accessibility check, at phone and deskto
     await page.goto(server.url + "/#/reset/1.2.3");
     await page.getByLabel("Nova senha").waitFor();
     await check(page, "03-reset-password");
+    await page.goto(server.url + "/#/terms");
+    await page.getByRole("heading", { name: "Termos de uso" }).waitFor();
+    await check(page, "04-terms");
+    await page.goto(server.url + "/#/privacy");
+    await page.getByRole("heading", { name: "Aviso de privacidade" }).waitFor();
+    await check(page, "04-privacy");
     await page.goto(server.url + "/#/register");
     await page.getByLabel("E-mail").waitFor();
     await check(page, "04-register");
     await page.getByLabel("E-mail").fill("acessivel@example.com");
     await page.getByLabel("Senha").fill(PASSWORD);
+    await page.getByLabel(/Li e aceito os/).check();
     await page.getByRole("button", { name: "Criar conta" }).click();
     const secret = (await page.getByTestId("totp-secret").textContent()).trim();
     await check(page, "05-two-factor");

@@ -135,6 +135,7 @@ test("a fan sent to log in on the way into the line is told why, and is back in 
     await page.getByTestId("why-login").waitFor();
     await page.getByLabel("E-mail").fill("eli@example.com");
     await page.getByLabel("Senha").fill(PASSWORD);
+    await page.getByLabel(/Li e aceito os/).check();
     await page.getByRole("button", { name: "Criar conta" }).click();
     await page.getByTestId("why-two-factor").getByText(/ninguém compra em seu nome/).waitFor();
     const secret = (await page.getByTestId("totp-secret").textContent()).trim();
@@ -146,12 +147,17 @@ test("a fan sent to log in on the way into the line is told why, and is back in 
   });
 });
 
-test("recovery codes are one per line, and can be copied and downloaded", async () => {
+test("an account needs the terms accepted; recovery codes are one per line, and can be copied and downloaded", async () => {
   await withPage(chrome, "recovery-codes", async (page) => {
     await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
     await page.goto(server.url + "/#/register");
     await page.getByLabel("E-mail").fill("ivo@example.com");
     await page.getByLabel("Senha").fill(PASSWORD);
+    // No account without the terms accepted (LGPD: consent is explicit).
+    await page.getByRole("button", { name: "Criar conta" }).click();
+    await page.locator("#form-error").getByText("Para criar a conta, aceite os Termos de uso e o Aviso de privacidade.").waitFor();
+    assert.equal(await page.getByTestId("totp-secret").count(), 0);
+    await page.getByLabel(/Li e aceito os/).check();
     await page.getByRole("button", { name: "Criar conta" }).click();
     const secret = (await page.getByTestId("totp-secret").textContent()).trim();
     await page.getByLabel("Código").fill(totp(secret));

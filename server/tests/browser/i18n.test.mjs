@@ -34,3 +34,10 @@ test("counts are written the language's way, identifiers as they are", () => {
   assert.equal(t("event.left", { n: 5000 }), "5,000 left");
   setLang("pt");
 });
+
+test("the terms' version the pages show is the one the server records", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const { TERMS_VERSION } = await import("../../web/legal.js");
+  const server = await readFile(new URL("../../src/http/account_api.rs", import.meta.url), "utf8");
+  assert.equal(server.match(/pub const TERMS_VERSION: &str = "([^"]+)"/)?.[1], TERMS_VERSION);
+});

@@ -170,7 +170,7 @@ export async function adminApi(url) {
 /** A fan made through the API (a new account, password only) who solves
  * the join challenge and joins event `id`; their API client and token. */
 export async function apiFanInLine(url, id, email) {
-  const { cookie: token } = await new Api(url).call("POST", "/api/accounts", { email, password: PASSWORD });
+  const { cookie: token } = await new Api(url).call("POST", "/api/accounts", { email, password: PASSWORD, accept_terms: true });
   const fan = new Api(url, token);
   const { json: challenge } = await fan.call("GET", `/api/events/${id}/challenge`);
   await fan.call("POST", `/api/events/${id}/queue`, { challenge: challenge.challenge, solution: solve(challenge.challenge, challenge.difficulty) });
@@ -238,6 +238,7 @@ export async function registerWithTwoFactor(page, url, email) {
   await page.goto(url + "/#/register");
   await page.getByLabel("E-mail").fill(email);
   await page.getByLabel("Senha").fill(PASSWORD);
+  await page.getByLabel(/Li e aceito os/).check();
   await page.getByRole("button", { name: "Criar conta" }).click();
   const secret = (await page.getByTestId("totp-secret").textContent()).trim();
   await page.locator(".qr svg").first().waitFor();
