@@ -447,15 +447,8 @@ impl AccountService {
         check_password_rules(new)?;
         let email = caller.account.email.clone();
         self.throttled_wait(from, &email)?;
-        let hash = password::hash(new).map_err(|e| io::Error::other(e.to_string()))?;
-        let changed = self.store.update(caller.account.id, &mut |account| {
-            if !password::verify(current, &account.password_hash) {
-                return Change::Refuse;
-            }
-            account.password_hash = hash.clone();
-            // Every session of the old epoch is revoked at once.
-            account.epoch = account.epoch.wrapping_add(1);
-            Change::Store
+        let changed = self.set_password(caller.account.id, new, &|account| {
+            password::verify(current, &account.password_hash)
         })?;
         let Some(account) = changed else {
             let why = "wrong current password";
@@ -470,6 +463,27 @@ impl AccountService {
             "every session revoked",
         )?;
         self.start(account, false, caller.session.two_factor)
+    }
+
+    /// Sets account `id`'s password to `new` if `allowed` says so of the
+    /// account as stored (checked again if the edit races another): every
+    /// session of the old epoch is revoked at once. The account as stored,
+    /// or `None` when refused.
+    fn set_password(
+        &self,
+        id: u64,
+        new: &str,
+        allowed: &dyn Fn(&Account) -> bool,
+    ) -> Result<Option<Account>, AccountsError> {
+        let hash = password::hash(new).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(self.store.update(id, &mut |account| {
+            if !allowed(account) {
+                return Change::Refuse;
+            }
+            account.password_hash = hash.clone();
+            account.epoch = account.epoch.wrapping_add(1);
+            Change::Store
+        })?)
     }
 
     /// A password-reset request for `email`: the account and a token for
@@ -536,15 +550,9 @@ impl AccountService {
         // Guessing tokens meets the same growing delays as guessing
         // passwords, per address and per account.
         self.throttled_wait(from, &known.email)?;
-        let hash = password::hash(new).map_err(|e| io::Error::other(e.to_string()))?;
         let now = self.clock.now_ms();
-        let changed = self.store.update(id, &mut |account| {
-            if reset::check(account, token, now).is_err() {
-                return Change::Refuse;
-            }
-            account.password_hash = hash.clone();
-            account.epoch = account.epoch.wrapping_add(1);
-            Change::Store
+        let changed = self.set_password(id, new, &|account| {
+            reset::check(account, token, now).is_ok()
         })?;
         let Some(account) = changed else {
             let why = "invalid, expired or used reset link";

@@ -12,7 +12,7 @@
 // killed node, restarted, agrees.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { ADMIN, PASSWORD, Api, adminApi, browser, createEvent, registerWithTwoFactor, totp, withPage } from "./support.mjs";
+import { ADMIN, PASSWORD, Api, adminApi, browser, createEvent, registerWithTwoFactor, totp, withPage, hold, queueUp } from "./support.mjs";
 import { startCluster, until } from "./cluster.mjs";
 
 let cluster, chrome;
@@ -71,12 +71,8 @@ test("through HAProxy: a fan holds, the leader is SIGKILLed, the page recovers a
       const others = [0, 1, 2].filter((i) => i !== leader);
       for (const i of others) await cluster.balance(i, "drain");
       await login(page, cluster.balancer, "gil@example.com", PASSWORD, secret);
-      await page.getByRole("link", { name: "Eventos" }).click();
-      await page.getByRole("link", { name: event }).click();
-      await page.getByRole("link", { name: "Entrar na fila" }).click();
-      await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
-      await page.getByLabel("Pista").selectOption("2");
-      await page.getByRole("button", { name: "Reservar seleção" }).click();
+      await queueUp(page, event);
+      await hold(page, "Pista", 2);
       await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
       assert.match(await page.getByTestId("total").textContent(), /500,00/);
       await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");

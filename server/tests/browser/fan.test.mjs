@@ -8,7 +8,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { adminApi, apiFanInLine, browser, createEvent, registerWithTwoFactor, startServer, totp, until, withPage, PASSWORD } from "./support.mjs";
+import {
+  adminApi, apiFanInLine, browser, createEvent, hold, joinTheLine, queueUp, registerWithTwoFactor, startServer, totp, until, withPage, PASSWORD,
+} from "./support.mjs";
 
 let server, admin, chrome;
 before(async () => {
@@ -17,19 +19,6 @@ before(async () => {
   chrome = await browser();
 });
 after(async () => { await chrome?.close(); await server?.stop(); });
-
-/** From the event list into the waiting room (the proof of work solved). */
-async function joinTheLine(page, eventName) {
-  await page.getByRole("link", { name: "Eventos" }).click();
-  await page.getByRole("link", { name: eventName }).click();
-  await page.getByRole("link", { name: "Entrar na fila" }).click();
-}
-
-/** From the event list to shopping: the queue, its proof of work, the turn. */
-async function queueUp(page, eventName) {
-  await joinTheLine(page, eventName);
-  await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
-}
 
 /** Whether the element `selector` is inside the screen as it is scrolled. */
 async function inView(page, selector) {
@@ -49,11 +38,6 @@ async function countStreamEvents(page) {
       return add.call(this, type, function (e) { window.streamEvents.push(type); return handler.call(this, e); }, ...rest);
     };
   });
-}
-
-async function hold(page, type, quantity) {
-  await page.getByLabel(type).selectOption(String(quantity));
-  await page.getByRole("button", { name: "Reservar seleção" }).click();
 }
 
 test("a fan registers, turns on two-factor, logs in with a code, queues, buys and sees the ticket", async () => {

@@ -6,7 +6,9 @@
 // the next login), the old link then refused.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { PASSWORD, adminApi, browser, createEvent, registerWithTwoFactor, startServer, startSmtp, totp, withPage } from "./support.mjs";
+import {
+  PASSWORD, adminApi, browser, createEvent, hold, queueUp, registerWithTwoFactor, startServer, startSmtp, totp, withPage,
+} from "./support.mjs";
 
 let smtp, server, admin, chrome;
 before(async () => {
@@ -24,12 +26,8 @@ test("a fan gets the receipt of a purchase and the notice of two-factor by e-mai
     await registerWithTwoFactor(page, server.url, "rita@example.com");
     const notice = await smtp.waitFor("rita@example.com", /Verificação em duas etapas ativada/);
     assert.match(notice.from, /ingressos@example\.com/);
-    await page.getByRole("link", { name: "Eventos" }).click();
-    await page.getByRole("link", { name: event }).click();
-    await page.getByRole("link", { name: "Entrar na fila" }).click();
-    await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
-    await page.getByLabel("Pista").selectOption("2");
-    await page.getByRole("button", { name: "Reservar seleção" }).click();
+    await queueUp(page, event);
+    await hold(page, "Pista", 2);
     await page.getByTestId("total").waitFor();
     await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
     await page.getByRole("button", { name: "Pagar" }).click();

@@ -287,3 +287,22 @@ export async function smallTargets(page) {
     })
     .map((el) => { const b = el.getBoundingClientRect(); return `${(el.textContent || el.id).trim()} (${Math.round(b.width)}×${Math.round(b.height)})`; }));
 }
+
+/** From the event list into the waiting room (the proof of work solved). */
+export async function joinTheLine(page, eventName) {
+  await page.getByRole("link", { name: "Eventos" }).click();
+  await page.getByRole("link", { name: eventName }).click();
+  await page.getByRole("link", { name: "Entrar na fila" }).click();
+}
+
+/** From the event list to shopping: the queue, its proof of work, the turn. */
+export async function queueUp(page, eventName) {
+  await joinTheLine(page, eventName);
+  await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
+}
+
+/** Holds `quantity` of `type` (the selection's box for it, then the button). */
+export async function hold(page, type, quantity) {
+  await page.getByLabel(type).selectOption(String(quantity));
+  await page.getByRole("button", { name: "Reservar seleção" }).click();
+}
