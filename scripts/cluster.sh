@@ -49,6 +49,9 @@ trap stop INT TERM EXIT
 # HAProxy connects from 127.0.0.1: the nodes believe its X-Forwarded-For
 # (rate limits and the audit trail see the fan's address, not HAProxy's).
 export INGRESSOJA_TRUSTED_PROXIES=127.0.0.1
+# Links in letters (receipts, reset links) point at the balancer, not at
+# the node that happened to send them.
+export INGRESSOJA_PUBLIC_URL=${INGRESSOJA_PUBLIC_URL:-http://$listen}
 for id in 1 2 3; do
     "$bin" serve --cluster "$file" --node "$id" --data "$data/node$id" --demo \
         > "$data/node$id.log" 2>&1 &

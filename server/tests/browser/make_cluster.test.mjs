@@ -2,14 +2,15 @@
 // target runs once the binary is built) starts three nodes and HAProxy with
 // the demo event and prints the address to open; a fan opens it in the
 // browser, registers with two-factor through the balancer, queues for the
-// demo event, holds and pays; Ctrl-C (SIGINT) then stops HAProxy and the
+// demo event, holds and pays (the receipt, printed to a node's log,
+// links to the balancer); Ctrl-C (SIGINT) then stops HAProxy and the
 // three nodes, leaving nothing listening. Ports are moved off the
 // defaults (NODE_HTTP_BASE, NODE_PEERS_BASE, LISTEN) so that a developer's
 // own `make cluster` and this test never meet.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -73,6 +74,12 @@ test("make cluster: a browser buys from three nodes behind HAProxy, and Ctrl-C s
     await page.getByRole("button", { name: "Pagar" }).click();
     await page.getByTestId("confirmed").waitFor({ timeout: 30000 });
   });
+  // No SMTP relay: the receipt is printed to the log of the node that sent
+  // it, its link pointing at the balancer (INGRESSOJA_PUBLIC_URL), not at
+  // that node.
+  const logs = () => [1, 2, 3].map((n) => { try { return readFileSync(join(data, `node${n}.log`), "utf8"); } catch { return ""; } }).join("\n");
+  await until("the receipt in a node's log", async () => logs().includes("mail to nova@example.com (receipt)"), 15000);
+  assert.ok(logs().includes(`${url}/#/tickets`), "the receipt links to the balancer");
 
   // Ctrl-C (to the whole group, as a terminal sends it): the script stops
   // HAProxy and the nodes, and ends.
