@@ -225,6 +225,14 @@ fn sale_actions_are_audited_with_who_what_when_and_where_from() {
         !whose.is_empty() && whose.iter().all(|a| **a == operator["account"]["id"]),
         "{logins}"
     );
+    // A filter longer than any e-mail is the client's mistake (bounded).
+    let long = format!("/api/admin/audit?email={}", "0".repeat(255));
+    let (status, error) = call(&server, "GET", &long, &ops, None);
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_query")),
+        "{error}"
+    );
     // An e-mail of no account: what names it (a failed login) in the
     // accounts' log, nothing in the sale log.
     let wrong = r#"{"email":"ninguem@example.com","password":"not the password at all"}"#;

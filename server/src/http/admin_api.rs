@@ -559,6 +559,15 @@ pub fn audit_query(app: &App, query: &str) -> Answer {
                 }
             }
             "account" => filter.account = Some(number()?),
+            "email" if value.len() > crate::accounts::store::MAX_EMAIL => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "email is at most {} characters",
+                        crate::accounts::store::MAX_EMAIL
+                    ),
+                ));
+            }
             "email" => email = Some(value.to_owned()),
             "event" => filter.event = Some(number()?),
             "since_ms" => filter.since_ms = Some(number()?),
