@@ -14,6 +14,7 @@ use ingressoja_wal::{LogStore, Record, VerifyError, read_back, read_from};
 use serde::Serialize;
 
 use crate::audit::{Entry, Filter};
+use crate::http::views::Items;
 use crate::runtime::LogEntry;
 
 /// A sale record as the operators' page reads it: the audit entry, and the
@@ -27,7 +28,7 @@ pub struct SaleEntry {
     pub entry: Entry,
     /// The ticket types and quantities held or released.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<Item>>,
+    pub items: Option<Items>,
     /// When a hold expires (ms since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
@@ -41,15 +42,6 @@ impl std::ops::Deref for SaleEntry {
     fn deref(&self) -> &Entry {
         &self.entry
     }
-}
-
-/// Some tickets of one type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Item {
-    /// The type's index in its event.
-    pub ticket_type: u8,
-    /// How many.
-    pub quantity: u16,
 }
 
 /// What a query found.
@@ -195,26 +187,16 @@ pub fn sale_entry_of(record: &Record) -> Option<SaleEntry> {
                 expires_at_ms,
                 ..
             } => {
-                sale.items = Some(item_list(&items));
+                sale.items = Some(Items(items));
                 sale.until_ms = Some(expires_at_ms);
             }
-            Transition::ItemsReleased { items, .. } => sale.items = Some(item_list(&items)),
+            Transition::ItemsReleased { items, .. } => sale.items = Some(Items(items)),
             _ => {}
         },
         LogEntry::PaymentStarted { payment, .. } => sale.amount_cents = Some(payment.amount_cents),
         _ => {}
     }
     Some(sale)
-}
-
-fn item_list(items: &TypeCounts) -> Vec<Item> {
-    items
-        .iter()
-        .map(|(t, quantity)| Item {
-            ticket_type: t.0,
-            quantity,
-        })
-        .collect()
 }
 
 /// What an auditor needs beyond the kind: quantities, expiry, payment.

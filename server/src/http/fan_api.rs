@@ -520,7 +520,13 @@ async fn send_receipt(
                 }
             })
             .collect();
-        Some((config.clone(), placed.total_cents, tickets))
+        // Only what the letter needs is copied off the shard.
+        let event = (
+            config.name.clone(),
+            config.venue.clone(),
+            config.starts_at_ms,
+        );
+        Some((event, placed.total_cents, tickets))
     })
     .await;
     let account = {
@@ -528,13 +534,13 @@ async fn send_receipt(
         tokio::task::spawn_blocking(move || app.accounts.store().get(customer.0)).await
     };
     match (facts, account) {
-        (Ok(Some((config, total_cents, tickets))), Ok(Ok(Some(account)))) => {
+        (Ok(Some(((name, venue, starts_at_ms), total_cents, tickets))), Ok(Ok(Some(account)))) => {
             let receipt = Receipt {
                 to: account.email,
                 number: super::views::order_number(event.0, order.0),
-                event: config.name,
-                venue: config.venue,
-                starts_at_ms: config.starts_at_ms,
+                event: name,
+                venue,
+                starts_at_ms,
                 total_cents,
                 tickets,
                 tickets_url: format!("{}/#/tickets", app.public_url()),
