@@ -321,6 +321,7 @@ fn settlement(dir: &std::path::Path) {
             &recovered,
             &gateway,
             now + 20_000,
+            now + 20_000,
         ))
         .unwrap();
     let swept = started.elapsed();

@@ -576,6 +576,8 @@ fn acknowledged_orders_holds_and_charges_survive_repeated_sigkills() {
             ChargeState::Voided | ChargeState::Refunded => given_back += 1,
             ChargeState::Declined | ChargeState::Unknown => never_charged += 1,
             ChargeState::Authorized { .. } => panic!("charge {reference} left authorized"),
+            // This load pays by card only.
+            ChargeState::Awaiting { .. } => panic!("charge {reference} is a Pix charge"),
         }
     }
     for (reference, count) in &paid_by {

@@ -11,7 +11,7 @@ use ingressoja::payments::gateway::{Authorization, ChargeState, PaymentGateway};
 use ingressoja::payments::sandbox::{SandboxGateway, ledger_dir};
 use ingressoja::payments::settle::{SweepReport, sweep};
 use ingressoja::runtime::{
-    EventId, ManualClock, PendingPayment, Runtime, RuntimeOptions, Settlement,
+    Clock, EventId, ManualClock, PendingPayment, Runtime, RuntimeOptions, Settlement,
 };
 use ingressoja_engine::{Command, CustomerId, Payment, Reply, TicketTypeId, TypeCounts};
 
@@ -93,7 +93,12 @@ impl Sale {
 
     fn sweep(&self, runtime: &Runtime, gateway: &SandboxGateway) -> SweepReport {
         self.tokio
-            .block_on(sweep(runtime, gateway, support::NOW + 1))
+            .block_on(sweep(
+                runtime,
+                gateway,
+                support::NOW + 1,
+                self.clock.now_ms(),
+            ))
             .unwrap()
     }
 
@@ -262,4 +267,87 @@ fn one_checkout_has_one_payment_in_flight_and_a_settlement_is_logged_once() {
     assert!(!settle(&runtime), "a second one changes nothing");
     let runtime = sale.restart(runtime);
     assert_eq!(in_flight(&runtime), 0);
+}
+
+/// The hold's end in these sales (the engine's hold from `Sale::new`).
+fn hold_end(runtime: &Runtime, event: EventId) -> u64 {
+    runtime
+        .query(move |state| state.events[&event].cart(FAN).map(|c| c.expires_at_ms))
+        .and_then(|pending| pending.wait())
+        .unwrap()
+        .expect("the fan holds tickets")
+}
+
+#[test]
+fn an_unpaid_pix_charge_waits_for_its_end_then_is_voided_and_never_paid() {
+    let (sale, runtime, event) = Sale::new();
+    let gateway = sale.gateway();
+    let payment = sale.start_payment(&runtime, event, 12);
+    let end = hold_end(&runtime, event);
+    let charge = sale
+        .tokio
+        .block_on(gateway.create_pix(payment.payment_ref, 20_000, end))
+        .unwrap();
+    // Restarted while the fan is still paying: the charge is left alone.
+    let runtime = sale.restart(runtime);
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.left), (1, 1), "{report:?}");
+    assert!(matches!(
+        sale.ledger(&gateway, &payment),
+        ChargeState::Awaiting { .. }
+    ));
+    // The hold ends: the charge is voided, not charged, and a bank that
+    // pays it after is refused.
+    sale.clock.set(end);
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.not_charged), (1, 1), "{report:?}");
+    assert_eq!(sale.ledger(&gateway, &payment), ChargeState::Voided);
+    assert_eq!(in_flight(&runtime), 0);
+    let late = sale.tokio.block_on(gateway.pay_pix(&charge.code, end - 1));
+    assert!(
+        matches!(late, Err(ingressoja::payments::sandbox::PixRefusal::Lapsed)),
+        "{late:?}"
+    );
+    assert!(orders(&runtime, event).is_empty());
+}
+
+#[test]
+fn a_paid_pix_charge_becomes_the_order_while_the_hold_stands_else_goes_back() {
+    let (sale, runtime, event) = Sale::new();
+    let gateway = sale.gateway();
+    let end = hold_end(&runtime, event);
+    let paid = sale.start_payment(&runtime, event, 13);
+    let charge = sale
+        .tokio
+        .block_on(gateway.create_pix(paid.payment_ref, 20_000, end))
+        .unwrap();
+    sale.tokio
+        .block_on(gateway.pay_pix(&charge.code, support::NOW))
+        .unwrap();
+    // The notice was lost with the process: the sweep finds it paid.
+    let runtime = sale.restart(runtime);
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.captured), (1, 1), "{report:?}");
+    assert_eq!(orders(&runtime, event), vec![(13, paid.payment_ref)]);
+
+    // Paid a moment before the end, told after the hold was released: no
+    // order can be placed and the money goes back.
+    let (sale, runtime, event) = Sale::new();
+    let gateway = sale.gateway();
+    let late = sale.start_payment(&runtime, event, 14);
+    let charge = sale
+        .tokio
+        .block_on(gateway.create_pix(late.payment_ref, 20_000, end))
+        .unwrap();
+    sale.tokio
+        .block_on(gateway.pay_pix(&charge.code, end - 1))
+        .unwrap();
+    runtime
+        .submit(event, Command::ReleaseHold { customer: FAN }, None)
+        .and_then(|pending| pending.wait())
+        .unwrap();
+    let report = sale.sweep(&runtime, &gateway);
+    assert_eq!((report.found, report.given_back), (1, 1), "{report:?}");
+    assert_eq!(sale.ledger(&gateway, &late), ChargeState::Refunded);
+    assert!(orders(&runtime, event).is_empty());
 }

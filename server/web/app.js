@@ -194,6 +194,8 @@ const messages = new Map();
 async function switchLanguage() {
   const typed = {};
   for (const input of main.querySelectorAll("input[id], select[id]")) {
+    // A radio keeps whether it is chosen, not its value.
+    if (input.type === "radio") { if (input.checked) typed[input.id] = true; continue; }
     if (input.type !== "password" && input.value !== "") typed[input.id] = input.value;
   }
   state.kept = { hash: location.hash, typed, messages: new Map(messages) };
@@ -209,7 +211,8 @@ export function putBack() {
   if (!kept || kept.hash !== location.hash) return;
   for (const [id, value] of Object.entries(kept.typed)) {
     const input = document.getElementById(id);
-    if (input && input.tagName !== "SELECT") { input.value = value; delete kept.typed[id]; }
+    if (input?.type === "radio") { input.checked = true; input.dispatchEvent(new Event("change", { bubbles: true })); delete kept.typed[id]; }
+    else if (input && input.tagName !== "SELECT") { input.value = value; delete kept.typed[id]; }
   }
   for (const [slot, message] of kept.messages) {
     if (document.getElementById(slot)) { say(slot, message.text, message.kind); kept.messages.delete(slot); }
@@ -606,7 +609,10 @@ async function renderSale(id) {
   };
   show({ queue });
   liveStream(`/api/events/${id}/me/stream`, {
-    status: (m) => show(JSON.parse(m.data)),
+    status: (m) => { show(JSON.parse(m.data)); shop.checkPix(); },
+    // An order placed without this page asking (a Pix charge paid in the
+    // bank's app): the same checkout again answers with it.
+    order_confirmed: () => shop.checkPix(),
     admitted: () => announce(t("wait.admitted")),
     expiring_soon: () => shop.notice(() => t("cart.expiringSoon"), "warning", "hold-warning"),
     hold_expired: () => shop.expired(),
@@ -636,11 +642,14 @@ class Shop {
   }
 
   open(cart, owned) {
-    const first = !this.built;
-    if (first) this.build();
+    if (!this.built) this.build();
     this.el.hidden = false;
     if (owned) this.offer(owned);
-    if (cart) this.showCart(cart, { boxes: first });
+    // The first cart seen (on a reload, the stream's) sets the boxes too.
+    if (cart) { this.showCart(cart, { boxes: !this.cartSeen }); this.cartSeen = true; }
+    // Back from the bank's app (a phone may have reloaded the page): the
+    // charge this hold already has, or its order.
+    if (!this.resumed && cart?.items.length && sessionStorage.getItem(this.pixSlot())) { this.resumed = true; this.resumePix(); }
   }
 
   close() { this.el.hidden = true; }
@@ -654,12 +663,20 @@ class Shop {
         <button type="submit">${esc(t("shop.add"))}</button></form></div>
       <div class="card" id="cart" aria-labelledby="cart-title"><h2 id="cart-title">${esc(t("cart.title"))}</h2><div id="cart-body"></div></div>
       <form class="card" id="pay-form" novalidate><h2>${esc(t("pay.title"))}</h2>
-        <label for="card">${esc(t("pay.card"))}</label><input id="card" inputmode="numeric" autocomplete="cc-number" required>
-        <p class="muted">${esc(t("pay.testCards"))}</p>
-        <button type="submit" id="pay">${esc(t("pay.pay"))}</button><p id="pay-result" class="muted"></p></form>`;
+        <fieldset class="methods"><legend>${esc(t("pay.method"))}</legend>
+          <label class="method" for="method-pix"><input type="radio" name="method" id="method-pix" value="pix" checked> ${esc(t("pay.pix"))}</label>
+          <label class="method" for="method-card"><input type="radio" name="method" id="method-card" value="card"> ${esc(t("pay.cardMethod"))}</label>
+        </fieldset>
+        <div id="card-fields" hidden><label for="card">${esc(t("pay.card"))}</label><input id="card" inputmode="numeric" autocomplete="cc-number" required>
+        <p class="muted">${esc(t("pay.testCards"))}</p></div>
+        <p class="muted" id="pix-about">${esc(t("pay.pixAbout"))}</p>
+        <button type="submit" id="pay">${esc(t("pay.pixButton"))}</button><p id="pay-result" class="muted"></p>
+        <div id="pix-box" hidden></div></form>`;
     document.getElementById("add-form").addEventListener("submit", (e) => { e.preventDefault(); this.add(); });
     document.getElementById("add-form").addEventListener("change", () => this.cap());
     document.getElementById("pay-form").addEventListener("submit", (e) => { e.preventDefault(); this.pay(); });
+    document.querySelector("#pay-form .methods").addEventListener("change", () => this.method());
+    this.method();
     this.offer([]);
     this.stock(this.event);
     putBack();
@@ -771,7 +788,7 @@ class Shop {
       <li><span>${i.quantity} × ${esc(name(i.ticket_type))}</span>
       <button type="button" class="secondary" data-remove="${i.ticket_type}" data-quantity="${i.quantity}">${esc(t("cart.remove"))}</button></li>`).join("")}</ul>
       <p>${esc(t("cart.total"))}: <strong data-testid="total">${esc(brl(cart.total_cents))}</strong></p>`;
-    body.querySelectorAll("[data-remove]").forEach((b) => b.addEventListener("click", () => this.remove(Number(b.dataset.remove), Number(b.dataset.quantity))));
+    body.querySelectorAll("[data-remove]").forEach((b) => { b.disabled = Boolean(this.pix); b.addEventListener("click", () => this.remove(Number(b.dataset.remove), Number(b.dataset.quantity))); });
     document.getElementById("bar-total").textContent = cart.items.length === 0 ? "" : brl(cart.total_cents);
     this.countdown(cart.expires_at_ms);
   }
@@ -793,14 +810,40 @@ class Shop {
   }
 
   expired() {
+    // After a purchase the shop is the confirmation: nothing to empty.
+    if (this.bought) return;
     clearInterval(this.timer);
     document.getElementById("countdown").textContent = "";
     document.getElementById("bar-total").textContent = "";
     document.getElementById("cart-body").innerHTML = `<p>${esc(t("cart.empty"))}</p>`;
+    if (this.pix) {
+      // The charge lapsed with the hold: nothing can be paid or charged.
+      this.endPix();
+      this.notice(() => t("pix.expired"), "error");
+    }
     this.notice(() => t("cart.expired"), "error", "hold-warning");
   }
 
+  /** The chosen way to pay: the card's fields only for a card. Each way
+   * has its own Idempotency-Key (`key`, `pixKey`): a charge awaiting in
+   * the bank's app stays payable while the fan tries a card, and
+   * whichever is paid first becomes the order (the other is given back). */
+  method() {
+    const pix = document.getElementById("method-pix").checked;
+    this.paying = pix ? "pix" : "card";
+    document.getElementById("card-fields").hidden = pix;
+    const button = document.getElementById("pay");
+    button.textContent = t(pix ? "pay.pixButton" : "pay.pay");
+    button.hidden = pix && Boolean(this.pix);
+    document.getElementById("pix-about").hidden = !pix || Boolean(this.pix);
+    const box = document.getElementById("pix-box");
+    if (box) box.hidden = !(pix && this.pix);
+  }
+
+  pixSlot() { return `ingressoja.pix.${this.id}`; }
+
   async pay() {
+    if (this.paying === "pix") return this.payPix();
     const result = document.getElementById("pay-result");
     const button = document.getElementById("pay");
     // One key per attempt: a retry after a network error reuses it and can
@@ -810,27 +853,8 @@ class Shop {
     result.textContent = t("pay.paying");
     this.notice(() => t("pay.paying"), "muted");
     try {
-      const order = await this.checkout(document.getElementById("card").value);
-      clearInterval(this.timer);
-      this.bought = true;
-      this.el.hidden = false;
-      // The turn may have ended already (the stream can be quicker than
-      // this answer): its "turn over" gives way to the confirmation.
-      const waiting = document.getElementById("waiting");
-      if (waiting) waiting.hidden = true;
-      document.getElementById("countdown").textContent = "";
-      document.getElementById("bar-total").textContent = "";
-      say("hold-warning", () => "", "");
-      this.notice(() => `${t("pay.confirmed")} ${t("pay.orderNumber", { number: order.number })}`, "ok");
-      this.el.innerHTML = `<div class="card"><p class="ok big" data-testid="confirmed">${esc(t("pay.confirmed"))}</p>
-        <p data-testid="order-number" class="order-number">${esc(t("pay.orderNumber", { number: order.number }))}</p>
-        <p>${esc(t("pay.orderTotal", { n: order.tickets.length, total: brl(order.total_cents) }))}</p>
-        <p class="muted">${esc(t("pay.receiptHint"))}</p>
-        <a class="button" href="#/tickets">${esc(t("nav.tickets"))}</a></div>`;
-      // Done: the turn's place goes to the next in line now rather than
-      // when the admission window ends (the engine ends it by itself when
-      // the limit is reached; this covers a purchase below it).
-      api("DELETE", `/api/events/${this.id}/queue`).catch(() => {});
+      const order = await this.checkout({ card_number: document.getElementById("card").value });
+      this.confirmed(order);
     } catch (e) {
       // The same key again after anything that may not have been the end of
       // this payment (a lost answer, a busy server): it can never buy twice.
@@ -840,13 +864,124 @@ class Shop {
     } finally { button.disabled = false; }
   }
 
+  /** The order is placed: the confirmation, with its number, where the
+   * fan is looking (the status bar, and the panel that replaces the shop). */
+  confirmed(order) {
+    clearInterval(this.timer);
+    this.endPix();
+    this.bought = true;
+    this.el.hidden = false;
+    // The turn may have ended already (the stream can be quicker than
+    // this answer): its "turn over" gives way to the confirmation.
+    const waiting = document.getElementById("waiting");
+    if (waiting) waiting.hidden = true;
+    document.getElementById("countdown").textContent = "";
+    document.getElementById("bar-total").textContent = "";
+    say("hold-warning", () => "", "");
+    this.notice(() => `${t("pay.confirmed")} ${t("pay.orderNumber", { number: order.number })}`, "ok");
+    this.el.innerHTML = `<div class="card"><p class="ok big" data-testid="confirmed">${esc(t("pay.confirmed"))}</p>
+      <p data-testid="order-number" class="order-number">${esc(t("pay.orderNumber", { number: order.number }))}</p>
+      <p>${esc(t("pay.orderTotal", { n: order.tickets.length, total: brl(order.total_cents) }))}</p>
+      <p class="muted">${esc(t("pay.receiptHint"))}</p>
+      <a class="button" href="#/tickets">${esc(t("nav.tickets"))}</a></div>`;
+    this.el.scrollIntoView({ block: "nearest" });
+    // Done: the turn's place goes to the next in line now rather than
+    // when the admission window ends (the engine ends it by itself when
+    // the limit is reached; this covers a purchase below it).
+    api("DELETE", `/api/events/${this.id}/queue`).catch(() => {});
+  }
+
+  /** Asks for a Pix charge for the hold (the same one again for the same
+   * key: a double tap or a reload shows the charge already issued). */
+  async payPix() {
+    const button = document.getElementById("pay");
+    this.pixKey = this.pixKey ?? crypto.randomUUID();
+    sessionStorage.setItem(this.pixSlot(), this.pixKey);
+    button.disabled = true;
+    try { this.pixAnswer(await this.checkout({ method: "pix" }, this.pixKey)); } catch (e) {
+      if (!KEEP_KEY.has(e.code)) { this.pixKey = null; sessionStorage.removeItem(this.pixSlot()); }
+      this.refused(e);
+    } finally { button.disabled = false; }
+  }
+
+  /** A reloaded page with a Pix attempt kept: its charge or its order. */
+  async resumePix() {
+    this.pixKey = sessionStorage.getItem(this.pixSlot());
+    try { this.pixAnswer(await api("POST", `/api/events/${this.id}/checkout`, { method: "pix" }, { "Idempotency-Key": this.pixKey }, { idempotent: true })); }
+    catch { this.pixKey = null; sessionStorage.removeItem(this.pixSlot()); }
+  }
+
+  /** Whether the awaited Pix was paid: asked when the stream says an
+   * order was placed, when it (re)connects, and every few seconds while a
+   * charge awaits (a missed message cannot leave the fan waiting). */
+  async checkPix() {
+    if (!this.pix || this.checking) return;
+    this.checking = true;
+    try { this.pixAnswer(await api("POST", `/api/events/${this.id}/checkout`, { method: "pix" }, { "Idempotency-Key": this.pixKey }, { idempotent: true })); }
+    catch (e) { if (e.code === "no_hold" && this.pix) this.expired(); }
+    finally { this.checking = false; }
+  }
+
+  pixAnswer(answer) {
+    if (answer.pix) this.showPix(answer.pix); else this.confirmed(answer);
+  }
+
+  /** The charge: amount, QR code, the code to copy, what to do, and a
+   * line in the status bar saying the page waits for the bank. */
+  showPix(charge) {
+    const first = !this.pix;
+    this.pix = charge;
+    const box = document.getElementById("pix-box");
+    if (!box) return;
+    if (first) {
+      // On a phone the code is pasted, not scanned: it and its button come
+      // first; the QR code is for paying from another device.
+      box.innerHTML = `<h3>${esc(t("pix.title", { amount: brl(charge.amount_cents) }))}</h3>
+        <label for="pix-code">${esc(t("pix.code"))}</label>
+        <textarea id="pix-code" readonly rows="4" spellcheck="false">${esc(charge.code)}</textarea>
+        <button type="button" id="pix-copy">${esc(t("pix.copy"))}</button>
+        <ol class="pix-steps"><li>${esc(t("pix.step1"))}</li><li>${esc(t("pix.step2"))}</li><li>${esc(t("pix.step3"))}</li></ol>
+        <div class="qr pix-qr" role="img" aria-label="${esc(t("pix.qr", { amount: brl(charge.amount_cents) }))}">${charge.qr_svg}</div>
+        <button type="button" class="secondary" id="pix-simulate">${esc(t("pix.simulate"))}</button>`;
+      document.getElementById("pix-copy").addEventListener("click", async () => {
+        const code = document.getElementById("pix-code");
+        try { await navigator.clipboard.writeText(charge.code); } catch { code.select(); document.execCommand?.("copy"); }
+        this.notice(() => t("pix.copied"), "ok");
+      });
+      document.getElementById("pix-simulate").addEventListener("click", async () => {
+        try { await api("POST", "/api/sandbox/pix", { code: charge.code }); this.notice(() => t("pix.simulated"), "muted"); }
+        catch (e) { this.refused(e); }
+      });
+      this.method();
+      document.querySelector("#add-form button[type=submit]").disabled = true;
+      document.querySelectorAll("#cart-body [data-remove]").forEach((b) => { b.disabled = true; });
+      clearInterval(this.pixPoll);
+      this.pixPoll = setInterval(() => this.checkPix(), 10000);
+      state.cleanup.push(() => clearInterval(this.pixPoll));
+      document.getElementById("pix-copy").scrollIntoView({ block: "center" });
+    }
+    this.notice(() => t("pix.waiting", { amount: brl(charge.amount_cents) }), "muted");
+  }
+
+  /** No Pix awaited any more (paid, or lapsed with the hold). */
+  endPix() {
+    clearInterval(this.pixPoll);
+    sessionStorage.removeItem(this.pixSlot());
+    if (!this.pix) return;
+    this.pix = null;
+    this.pixKey = null;
+    const box = document.getElementById("pix-box");
+    if (box) { box.hidden = true; box.innerHTML = ""; }
+    if (document.getElementById("pay")) this.method();
+  }
+
   // Pays with this attempt's key; while the server says the payment with
   // this key is still in progress (another tab, a retry after a lost
   // answer), asks again after the second it suggests, for up to a minute.
-  async checkout(card) {
+  async checkout(body, key = this.key) {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await api("POST", `/api/events/${this.id}/checkout`, { card_number: card }, { "Idempotency-Key": this.key }, { idempotent: true });
+        return await api("POST", `/api/events/${this.id}/checkout`, body, { "Idempotency-Key": key }, { idempotent: true });
       } catch (e) {
         if (e.code !== "payment_in_progress" || attempt >= 60) throw e;
         await new Promise((resolve) => setTimeout(resolve, 1000));

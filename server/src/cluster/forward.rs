@@ -414,7 +414,9 @@ pub fn changes_the_sale(route: &Route) -> bool {
         | Route::CartSet(_)
         | Route::CartAdd(_)
         | Route::CartRemove(_)
-        | Route::Checkout(_) => true,
+        | Route::Checkout(_)
+        // The provider that issued the charge is the leader's.
+        | Route::SandboxPix => true,
         Route::Admin(admin) => matches!(
             admin,
             AdminRoute::CreateEvent

@@ -20,7 +20,7 @@ use super::fan_api;
 use super::reply::{Answer, answer};
 use super::route::{AccountRoute, Needs, Route, UNROUTED_NAME, Unrouted};
 use super::session::Identity;
-use super::{App, account_api, admin_api, body};
+use super::{App, account_api, admin_api, body, sandbox_api};
 use crate::cluster::forward::{Decision, changes_the_sale};
 use crate::runtime::EventId;
 
@@ -418,6 +418,10 @@ async fn api(app: &Arc<App>, remote: IpAddr, route: Route, request: Request<Inco
             fan_api::checkout(app, event, customer()?, remote, &key, order).await
         }
         Route::MyOrders => fan_api::my_orders(app, customer()?, &query(&request)).await,
+        Route::SandboxPix => {
+            let paid = body::json(&body::read(request.into_body(), deadline).await?)?;
+            sandbox_api::pay_pix(app, paid).await
+        }
         Route::Admin(admin) => {
             let query = query(&request);
             let body = body::read(request.into_body(), deadline).await?;

@@ -17,7 +17,7 @@ pub use super::reply::Answer;
 use super::reply::answer;
 use super::shard_wait::{COMMIT_WAIT, read_state, within};
 use super::views::{CartView, EventFacts, EventView, OrderView, QueueView};
-use crate::payments::checkout::{CheckoutRequest, pay};
+use crate::payments::checkout::{CheckoutRequest, PixRequest, PixStart, pay, start_pix};
 use crate::payments::gateway::card_digits;
 use crate::runtime::EventId;
 
@@ -353,11 +353,25 @@ pub async fn release(app: &App, event: EventId, customer: CustomerId, from: IpAd
     answer(StatusCode::OK, &CartView::of(cart))
 }
 
-/// The body of a checkout: `{"card_number": "4242 4242 4242 4242"}`.
+/// How the fan pays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A card, charged now (`card_number` required).
+    #[default]
+    Card,
+    /// Pix: the answer is a charge to pay; the order comes when it is paid.
+    Pix,
+}
+
+/// The body of a checkout: `{"card_number": "4242 4242 4242 4242"}` (a
+/// card), or `{"method": "pix"}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
-    card_number: String,
+    #[serde(default)]
+    method: Method,
+    card_number: Option<String>,
 }
 
 /// An Idempotency-Key, as the engine stores it: the first 128 bits of its
@@ -382,24 +396,42 @@ pub async fn checkout(
     key: &str,
     body: CheckoutBody,
 ) -> Answer {
-    let card = card_digits(&body.card_number).ok_or_else(|| {
-        ApiError::bad_request("invalid_card", "a card number has 12 to 19 digits")
-    })?;
+    let card = match (body.method, &body.card_number) {
+        (Method::Card, Some(number)) => Some(card_digits(number).ok_or_else(|| {
+            ApiError::bad_request("invalid_card", "a card number has 12 to 19 digits")
+        })?),
+        (Method::Card, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_card",
+                "a card payment needs card_number",
+            ));
+        }
+        (Method::Pix, None) => None,
+        (Method::Pix, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_method",
+                "a Pix payment has no card_number",
+            ));
+        }
+    };
     let key_hash = idempotency_hash(key);
-    let (existing, total) = read_state(app, move |state| {
+    let (existing, hold) = read_state(app, move |state| {
         let engine = state.events.get(&event)?;
         let existing = engine
             .orders_of(customer)
             .find(|(_, o)| o.idempotency_key == key_hash)
             .map(|(id, _)| id);
-        Some((existing, engine.cart(customer).map(|c| c.total_cents)))
+        let hold = engine
+            .cart(customer)
+            .map(|c| (c.total_cents, c.expires_at_ms));
+        Some((existing, hold))
     })
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
     if let Some(order) = existing {
         return order_answer(app, event, customer, order, StatusCode::OK).await;
     }
-    let Some(amount_cents) = total else {
+    let Some((amount_cents, expires_at_ms)) = hold else {
         // No cart: let the engine say why (no hold, or it expired) without
         // charging anything; a rejected checkout changes nothing.
         let no_charge = Command::Checkout {
@@ -414,6 +446,19 @@ pub async fn checkout(
             "no_hold",
             "your cart is empty",
         ));
+    };
+    let Some(card) = card else {
+        let request = PixRequest {
+            checkout: crate::runtime::CheckoutKey {
+                event,
+                customer,
+                idempotency_key: key_hash,
+            },
+            from,
+            amount_cents,
+            expires_at_ms,
+        };
+        return pix_answer(app, event, customer, request).await;
     };
     let request = Paying {
         event,
@@ -443,6 +488,74 @@ pub async fn checkout(
             Err(error)
         }
     }
+}
+
+/// A Pix checkout's answer: 202 with the charge to pay (its code, a QR
+/// code of it, the amount and its end), or the engine's refusal.
+async fn pix_answer(
+    app: &std::sync::Arc<App>,
+    event: EventId,
+    customer: CustomerId,
+    request: PixRequest,
+) -> Answer {
+    // A task of its own, as a card's payment: a client that hangs up must
+    // not leave a payment logged with no charge issued.
+    let task = {
+        let app = app.clone();
+        tokio::spawn(async move { start_pix(&app.runtime, app.gateway.as_ref(), request).await })
+    };
+    let started = tokio::time::timeout(CHECKOUT_WAIT, task)
+        .await
+        .map_err(|_| ApiError::outcome_unknown())?
+        .map_err(|e| ApiError::internal("payment_task_failed", e))??;
+    let charge = match started {
+        PixStart::Awaiting(charge) => charge,
+        PixStart::InProgress => {
+            return Err(ApiError::from(
+                crate::runtime::RuntimeError::PaymentInFlight,
+            ));
+        }
+        PixStart::Refused(outcome) => {
+            let rejection = match outcome {
+                Err(rejection) => rejection,
+                Ok(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "unexpected_reply",
+                        "the Pix charge was not issued",
+                    ));
+                }
+            };
+            let error = ApiError::from(rejection);
+            app.hub.reject(event, customer, error.code, &error.message);
+            return Err(error);
+        }
+    };
+    let code = charge.code.clone();
+    // QR codes are drawn off the request workers.
+    let qr_svg = tokio::task::spawn_blocking(move || {
+        qrcode::QrCode::new(code.as_bytes()).ok().map(|qr| {
+            qr.render::<qrcode::render::svg::Color>()
+                .min_dimensions(200, 200)
+                .build()
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    answer(
+        StatusCode::ACCEPTED,
+        &super::views::PixView {
+            status: "awaiting_payment",
+            pix: super::views::PixChargeView {
+                code: charge.code,
+                qr_svg,
+                amount_cents: charge.amount_cents,
+                expires_at_ms: charge.expires_at_ms,
+            },
+        },
+    )
 }
 
 /// A checkout's payment, owned (it outlives the request).
@@ -498,7 +611,7 @@ async fn pay_in_task(
 /// Mails the buyer the receipt of `order`: its number, the event, each
 /// ticket with its code, the total, and where the tickets are. A failure
 /// to read what it needs is logged; the order stands regardless.
-async fn send_receipt(
+pub(crate) async fn send_receipt(
     app: std::sync::Arc<App>,
     event: EventId,
     customer: CustomerId,

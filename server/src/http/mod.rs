@@ -3,6 +3,8 @@
 //! - `route.rs`: the route table, parsed once into a typed `Route`;
 //!   `dispatch.rs`: quotas, who is asking, handler, response.
 //! - `admin_api.rs`: the operators' endpoints (admin role);
+//! - `sandbox_api.rs`: the sandbox provider's stand-in for a bank app
+//!   (pays a Pix code);
 //! - `fan_api.rs`: the fans' endpoints; `views.rs`: their typed JSON
 //!   shapes; `reply.rs`: a handler's answer, rendered once;
 //!   `sse.rs`: server-sent event streams; `fan_stream.rs`: what a fan's
@@ -47,6 +49,7 @@ pub mod pace;
 pub mod pow;
 pub mod reply;
 pub mod route;
+pub mod sandbox_api;
 pub mod session;
 pub mod settings;
 pub mod shard_wait;
@@ -99,6 +102,9 @@ pub struct App {
     pub hashing: tokio::sync::Semaphore,
     /// Takes payments.
     pub gateway: Arc<dyn PaymentGateway>,
+    /// The same provider, for what only the sandbox does (paying a Pix
+    /// code as a bank would, telling paid charges).
+    pub sandbox: Arc<SandboxGateway>,
     /// The time for token expiry.
     pub clock: Arc<dyn Clock>,
     /// Rate limits.
@@ -187,7 +193,8 @@ impl App {
             records.observe(count as f64);
             append.observe(micros as f64 / 1e6);
         });
-        let gateway = Arc::new(SandboxGateway::open(&ledger_dir(runtime.data_dir()))?);
+        let sandbox = Arc::new(SandboxGateway::open(&ledger_dir(runtime.data_dir()))?);
+        let gateway: Arc<dyn PaymentGateway> = sandbox.clone();
         Ok(App {
             runtime,
             accounts: AccountService::new(
@@ -202,6 +209,7 @@ impl App {
             pressure: address_pressure::AddressPressure::new(&config.limits),
             hashing: tokio::sync::Semaphore::new(account_api::HASHING_AT_ONCE),
             gateway,
+            sandbox,
             clock,
             limits: limits::Limits::new(&config.limits),
             metrics,
@@ -286,6 +294,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             .mail(kind, sent == crate::mail::outbox::Sent::Delivered);
     }));
     let payments = tokio::spawn(settle_payments(app.clone()));
+    let (told, paid) = tokio::sync::mpsc::channel(PIX_NOTICES);
+    app.sandbox.on_pix_paid(told);
+    let pix = tokio::spawn(confirm_pix(app.clone(), paid));
     let mut trim = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
     loop {
@@ -346,7 +357,68 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let _ = tokio::time::timeout(Duration::from_secs(5), posted).await;
     hub.abort();
     payments.abort();
+    pix.abort();
     mail.abort();
+}
+
+/// Paid Pix charges told and not yet settled, at most; a notice that finds
+/// no room is not lost (the sweep finds the charge captured).
+const PIX_NOTICES: usize = 1_024;
+
+/// Settles each Pix payment the provider says was paid, as it is told (a
+/// real provider's webhook): the order is placed while the hold stands
+/// and the charge kept, else the money goes back (`settle.rs`); a new
+/// order gets its receipt. The fan's page hears of the order on its
+/// stream (`order_confirmed`).
+async fn confirm_pix(app: Arc<App>, mut paid: tokio::sync::mpsc::Receiver<u64>) {
+    use crate::payments::settle::settle;
+    use crate::runtime::Settlement;
+    while let Some(reference) = paid.recv().await {
+        let found = match app.runtime.query(move |state| {
+            state
+                .payments
+                .values()
+                .find(|p| p.payment_ref == reference)
+                .copied()
+        }) {
+            Ok(pending) => pending.await.ok().flatten(),
+            Err(_) => None,
+        };
+        let Some(payment) = found else {
+            // Settled already (by the sweep), or another node's.
+            continue;
+        };
+        let now_ms = app.clock.now_ms();
+        match settle(&app.runtime, app.gateway.as_ref(), payment, now_ms).await {
+            Ok(Some(Settlement::Captured)) => {
+                let (event, customer, key) =
+                    (payment.event, payment.customer, payment.idempotency_key);
+                let order = app.runtime.query(move |state| {
+                    state.events.get(&event).and_then(|engine| {
+                        engine
+                            .orders_of(customer)
+                            .find(|(_, o)| o.idempotency_key == key)
+                            .map(|(id, _)| id)
+                    })
+                });
+                if let Ok(pending) = order
+                    && let Ok(Some(order)) = pending.await
+                {
+                    tokio::spawn(fan_api::send_receipt(app.clone(), event, customer, order));
+                }
+            }
+            Ok(other) => {
+                tracing::info!(
+                    payment = reference,
+                    ?other,
+                    "a paid Pix charge was not kept"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, payment = reference, "Pix payment left for the sweep");
+            }
+        }
+    }
 }
 
 /// Settles payments left in flight: at once everything a previous process
@@ -364,7 +436,8 @@ async fn settle_payments(app: Arc<App>) {
             cutoff_ms = app.clock.now_ms();
             continue;
         }
-        if let Err(error) = sweep(&app.runtime, app.gateway.as_ref(), cutoff_ms).await {
+        let now_ms = app.clock.now_ms();
+        if let Err(error) = sweep(&app.runtime, app.gateway.as_ref(), cutoff_ms, now_ms).await {
             tracing::warn!(%error, "payment sweep failed");
         }
         cutoff_ms = app.clock.now_ms().saturating_sub(GRACE_MS);

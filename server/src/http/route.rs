@@ -51,6 +51,9 @@ pub enum Route {
     JoinChallenge(EventId),
     /// `GET /api/me/orders`
     MyOrders,
+    /// `POST /api/sandbox/pix`: the payer's bank pays a Pix code (the
+    /// sandbox provider's stand-in for a bank app).
+    SandboxPix,
     /// An account route (`account_api.rs`): answers may set the cookie.
     Account(AccountRoute),
     /// An operator's route (`admin_api.rs`).
@@ -228,6 +231,9 @@ const TABLE: &[Row] = &[
         Route::JoinChallenge,
     ),
     row("GET", "/api/me/orders", "my_orders", |_| Route::MyOrders),
+    row("POST", "/api/sandbox/pix", "sandbox_pix", |_| {
+        Route::SandboxPix
+    }),
     row("POST", "/api/accounts", "register", |_| {
         Route::Account(AccountRoute::Register)
     }),
@@ -385,6 +391,7 @@ impl Route {
             | Route::Metrics
             | Route::EventsList
             | Route::MyOrders
+            | Route::SandboxPix
             | Route::Account(_)
             | Route::Admin(
                 AdminRoute::CreateEvent
@@ -407,7 +414,8 @@ impl Route {
             | Route::CartSet(_)
             | Route::CartAdd(_)
             | Route::CartRemove(_)
-            | Route::Checkout(_) => Some(Class::Cart),
+            | Route::Checkout(_)
+            | Route::SandboxPix => Some(Class::Cart),
             // Account writes count against the cart/checkout quota; failed
             // logins also meet the growing delays of `accounts/throttle.rs`.
             Route::Account(_) => Some(Class::Cart),
@@ -444,6 +452,7 @@ impl Route {
             | Route::EventGet(_)
             | Route::EventStream(_)
             | Route::MyStream(_)
+            | Route::SandboxPix
             | Route::Account(_) => Needs::Anyone,
         }
     }

@@ -643,3 +643,27 @@ mod tests {
         assert_eq!(line(Some(Pace::PerMinute(42)))["admitted_per_minute"], 42);
     }
 }
+
+/// A Pix checkout's answer: the charge to pay.
+#[derive(Serialize)]
+pub struct PixView {
+    /// `awaiting_payment`: the order comes when the charge is paid (the
+    /// fan's stream says `order_confirmed`; the same checkout again then
+    /// answers with the order).
+    pub status: &'static str,
+    /// The charge.
+    pub pix: PixChargeView,
+}
+
+/// A Pix charge as the payer sees it.
+#[derive(Serialize)]
+pub struct PixChargeView {
+    /// The "copia e cola" code.
+    pub code: String,
+    /// The code as a QR code (SVG).
+    pub qr_svg: String,
+    /// What is charged, in centavos.
+    pub amount_cents: u64,
+    /// When it lapses (with the hold), Unix milliseconds.
+    pub expires_at_ms: u64,
+}

@@ -6,6 +6,11 @@
 //! 3. place the order (the engine's checkout, durable);
 //! 4. capture (order placed) or void (no order), then log `PaymentSettled`.
 //!
+//! With Pix, 2 issues a charge (a "copia e cola" code) payable until the
+//! hold ends, and the request ends there: 3 and 4 come when the provider
+//! says it was paid (`settle.rs`, the same steps the sweep takes), or the
+//! charge lapses with the hold and is voided.
+//!
 //! A crash after 1 leaves the payment in flight, and the settlement sweep
 //! (`settle.rs`) finishes it from the provider's status. An answer that
 //! cannot be trusted (a provider error, a runtime failure) also leaves it
@@ -15,7 +20,7 @@ use std::net::IpAddr;
 
 use ingressoja_engine::{CustomerId, Outcome, Payment, Reply};
 
-use super::gateway::{Authorization, PaymentGateway};
+use super::gateway::{Authorization, ChargeState, PaymentGateway, PixCharge};
 use super::{place_order, random_u64, record_settlement, submit_checkout};
 use crate::runtime::{CheckoutKey, EventId, PendingPayment, Runtime, RuntimeError, Settlement};
 
@@ -82,7 +87,7 @@ pub async fn pay(
         }
         Ok(Authorization::Declined) => {
             record_settlement(runtime, payment, Settlement::NotCharged).await?;
-            refused(runtime, &request, Payment::Declined).await
+            refused(runtime, payment.checkout(), request.from, Payment::Declined).await
         }
         Err(error) => {
             // Unknown: a provider that timed out may still have charged.
@@ -92,7 +97,91 @@ pub async fn pay(
             if gateway.void(payment.payment_ref).await.is_ok() {
                 record_settlement(runtime, payment, Settlement::NotCharged).await?;
             }
-            refused(runtime, &request, Payment::Failed).await
+            refused(runtime, payment.checkout(), request.from, Payment::Failed).await
+        }
+    }
+}
+
+/// A Pix checkout, as the fan asked for it.
+#[derive(Clone, Copy, Debug)]
+pub struct PixRequest {
+    /// The checkout (event, customer, hash of the Idempotency-Key).
+    pub checkout: CheckoutKey,
+    /// From where.
+    pub from: IpAddr,
+    /// The hold's total.
+    pub amount_cents: u64,
+    /// When the hold ends: the charge lapses with it.
+    pub expires_at_ms: u64,
+}
+
+/// How a Pix checkout's request ends.
+#[derive(Clone, Debug)]
+pub enum PixStart {
+    /// The charge to pay (a retry of the same checkout gets it again).
+    Awaiting(PixCharge),
+    /// Another payment of this checkout is in progress (a card's, or a
+    /// paid charge being settled): ask again shortly.
+    InProgress,
+    /// The engine's refusal (the provider failed, nothing is owed).
+    Refused(Outcome),
+}
+
+/// Logs the payment and issues its Pix charge, or gives back the charge
+/// this checkout already has.
+pub async fn start_pix(
+    runtime: &Runtime,
+    gateway: &dyn PaymentGateway,
+    request: PixRequest,
+) -> Result<PixStart, RuntimeError> {
+    let key = request.checkout;
+    let in_flight = (runtime.query(move |state| state.payments.get(&key).copied())?).await?;
+    if let Some(payment) = in_flight {
+        let reference = payment.payment_ref;
+        return Ok(match gateway.status(reference).await {
+            Ok(ChargeState::Awaiting {
+                amount_cents,
+                expires_at_ms,
+            }) => match gateway
+                .create_pix(reference, amount_cents, expires_at_ms)
+                .await
+            {
+                Ok(charge) => PixStart::Awaiting(charge),
+                Err(_) => PixStart::InProgress,
+            },
+            _ => PixStart::InProgress,
+        });
+    }
+    let started = runtime.start_payment(
+        PendingPayment {
+            event: key.event,
+            customer: key.customer,
+            payment_ref: random_u64()?,
+            amount_cents: request.amount_cents,
+            idempotency_key: key.idempotency_key,
+            started_at_ms: 0,
+        },
+        Some(request.from),
+    )?;
+    let payment = started.await?;
+    let issued = gateway
+        .create_pix(
+            payment.payment_ref,
+            payment.amount_cents,
+            request.expires_at_ms,
+        )
+        .await;
+    match issued {
+        Ok(charge) => Ok(PixStart::Awaiting(charge)),
+        Err(error) => {
+            // As with a card: make sure it can never be paid, or leave it
+            // to the sweep, which does the same.
+            tracing::warn!(%error, payment = payment.payment_ref, "Pix charge not issued");
+            if gateway.void(payment.payment_ref).await.is_ok() {
+                record_settlement(runtime, payment, Settlement::NotCharged).await?;
+            }
+            let outcome = refused(runtime, key, request.from, Payment::Failed).await?;
+            Ok(PixStart::Refused(outcome))
         }
     }
 }
@@ -145,14 +234,10 @@ pub(crate) async fn finish(
 /// hold stays; the engine says why in its order of precedence).
 async fn refused(
     runtime: &Runtime,
-    request: &CheckoutRequest<'_>,
+    checkout: CheckoutKey,
+    from: IpAddr,
     payment: Payment,
 ) -> Result<Outcome, RuntimeError> {
-    let checkout = CheckoutKey {
-        event: request.event,
-        customer: request.customer,
-        idempotency_key: request.idempotency_key,
-    };
-    let applied = submit_checkout(runtime, checkout, payment, Some(request.from)).await?;
+    let applied = submit_checkout(runtime, checkout, payment, Some(from)).await?;
     Ok(applied.outcome)
 }

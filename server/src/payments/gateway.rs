@@ -33,6 +33,14 @@ pub enum ChargeState {
     Unknown,
     /// Declined at authorization.
     Declined,
+    /// A Pix charge issued and not yet paid; after `expires_at_ms` it can
+    /// no longer be paid.
+    Awaiting {
+        /// The amount, in centavos.
+        amount_cents: u64,
+        /// When the charge lapses (the hold's end).
+        expires_at_ms: u64,
+    },
     /// Reserved, not yet taken.
     Authorized {
         /// The amount, in centavos.
@@ -48,6 +56,17 @@ pub enum ChargeState {
     Voided,
     /// Taken, then given back.
     Refunded,
+}
+
+/// A Pix charge as the payer sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PixCharge {
+    /// The "copia e cola" payload (also what the QR code holds).
+    pub code: String,
+    /// The amount, in centavos.
+    pub amount_cents: u64,
+    /// When it lapses.
+    pub expires_at_ms: u64,
 }
 
 /// Why a provider's call has no answer: the outcome is unknown (a timeout
@@ -74,6 +93,17 @@ pub trait PaymentGateway: Send + Sync + 'static {
         card: &'a str,
         amount_cents: u64,
     ) -> GatewayFuture<'a, Authorization>;
+    /// Issues a Pix charge of `amount_cents` under `payment`, payable
+    /// until `expires_at_ms`; the same reference gets the same charge back.
+    /// Once paid, the charge is `Captured` (Pix has no separate capture)
+    /// and the provider says so asynchronously (see `PixPaid`); a charge
+    /// never paid is voided when it lapses.
+    fn create_pix(
+        &self,
+        payment: PaymentRef,
+        amount_cents: u64,
+        expires_at_ms: u64,
+    ) -> GatewayFuture<'_, PixCharge>;
     /// Takes an authorized amount.
     fn capture(&self, payment: PaymentRef) -> GatewayFuture<'_, ()>;
     /// Releases an authorization; on a reference the provider never saw, it
@@ -84,6 +114,10 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// Where the payment stands.
     fn status(&self, payment: PaymentRef) -> GatewayFuture<'_, ChargeState>;
 }
+
+/// The provider's notice that a Pix charge was paid (its webhook): the
+/// server settles the payment as the sweep would, at once.
+pub type PixPaid = tokio::sync::mpsc::Sender<PaymentRef>;
 
 /// Keeps the digits of a card number; `None` unless 12 to 19 digits (spaces
 /// and dashes allowed between them).

@@ -7,13 +7,17 @@
 //!
 //! - `gateway.rs`: the provider's interface (authorize, capture, void,
 //!   refund, status), keyed by our payment reference.
+//! - `pix.rs`: Pix "copia e cola" codes (BR Code payloads).
 //! - `sandbox.rs`: the sandbox provider, with its own synced ledger.
-//! - `checkout.rs`: a fan's checkout: log, authorize, order, capture, log.
+//! - `checkout.rs`: a fan's checkout: log, authorize, order, capture, log;
+//!   or, with Pix, log and issue the charge (the order comes when the
+//!   provider says it was paid, through the settlement).
 //! - `settle.rs`: the sweep that settles payments left in flight (at start,
 //!   after a crash, and periodically).
 
 pub mod checkout;
 pub mod gateway;
+pub mod pix;
 pub mod sandbox;
 pub mod settle;
 

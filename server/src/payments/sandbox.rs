@@ -13,6 +13,12 @@
 //! | 4000 0000 0000 0259 | approved after 2 seconds (a slow provider) |
 //!
 //! Any other well-formed number is declined.
+//!
+//! Pix charges are issued as "copia e cola" codes (`pix.rs`) and paid by
+//! [`SandboxGateway::pay_pix`], which stands in for the payer's bank (the
+//! API's `POST /api/sandbox/pix`): a charge is paid once, only before it
+//! lapses, and the payment is then told to the server on the channel given
+//! to [`SandboxGateway::on_pix_paid`] (a real provider's webhook).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -26,9 +32,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::gateway::{
-    Authorization, ChargeState, GatewayError, GatewayFuture, PaymentGateway, PaymentRef,
-    card_digits,
+    Authorization, ChargeState, GatewayError, GatewayFuture, PaymentGateway, PaymentRef, PixCharge,
+    PixPaid, card_digits,
 };
+use super::pix::{self, CodeError};
 
 /// The ledger's file name inside its directory.
 pub const LEDGER_FILE: &str = "ledger.jsonl";
@@ -75,6 +82,28 @@ impl Ledger {
 #[derive(Clone, Debug)]
 pub struct SandboxGateway {
     ledger: Arc<Mutex<Ledger>>,
+    /// Where paid Pix charges are told (the webhook's address).
+    pix_paid: Arc<Mutex<Option<PixPaid>>>,
+}
+
+/// Why the payer's bank could not pay a Pix code.
+#[derive(Debug, thiserror::Error)]
+pub enum PixRefusal {
+    /// Not a code of ours.
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// Ours in form, but no such charge was issued.
+    #[error("no Pix charge has this code")]
+    Unknown,
+    /// The charge lapsed (or was cancelled): nothing was paid.
+    #[error("this Pix charge has expired; nothing was paid")]
+    Lapsed,
+    /// Paid already: nothing was paid again.
+    #[error("this Pix charge was paid already")]
+    Paid,
+    /// The provider failed.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
 }
 
 impl SandboxGateway {
@@ -93,7 +122,43 @@ impl SandboxGateway {
         }
         Ok(SandboxGateway {
             ledger: Arc::new(Mutex::new(Ledger { file, states })),
+            pix_paid: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Tells each Pix payment from now on to `to`.
+    pub fn on_pix_paid(&self, to: PixPaid) {
+        *self.pix_paid.lock() = Some(to);
+    }
+
+    /// The payer's bank pays the Pix `code` at `now_ms`: the charge becomes
+    /// `Captured` (synced) and the server is told. A notice that finds the
+    /// channel full or gone is not lost: the payment stays in flight and
+    /// the settlement sweep finds it captured.
+    pub async fn pay_pix(&self, code: &str, now_ms: u64) -> Result<PaymentRef, PixRefusal> {
+        let payment = pix::payment_of(code)?;
+        let paid = self
+            .with_ledger(move |ledger| match ledger.state(payment) {
+                ChargeState::Awaiting {
+                    amount_cents,
+                    expires_at_ms,
+                } if now_ms < expires_at_ms => ledger
+                    .set(payment, ChargeState::Captured { amount_cents })
+                    .map(|()| Ok(payment)),
+                ChargeState::Awaiting { .. } | ChargeState::Voided => Ok(Err(PixRefusal::Lapsed)),
+                ChargeState::Captured { .. } | ChargeState::Refunded => Ok(Err(PixRefusal::Paid)),
+                _ => Ok(Err(PixRefusal::Unknown)),
+            })
+            .await??;
+        if let Some(to) = self.pix_paid.lock().as_ref()
+            && to.try_send(paid).is_err()
+        {
+            tracing::warn!(
+                payment = paid,
+                "Pix notice not delivered: left for the sweep"
+            );
+        }
+        Ok(paid)
     }
 
     /// Runs `change` on the ledger off the async workers (it syncs a file).
@@ -187,6 +252,8 @@ impl PaymentGateway for SandboxGateway {
                 _ => Authorization::Declined,
             };
             self.with_ledger(move |ledger| match ledger.state(payment) {
+                // A Pix charge's reference is never a card's.
+                ChargeState::Awaiting { .. } => Ok(Authorization::Declined),
                 // Idempotent: the same reference gets the same answer.
                 ChargeState::Authorized { .. } | ChargeState::Captured { .. } => {
                     Ok(Authorization::Approved)
@@ -207,6 +274,39 @@ impl PaymentGateway for SandboxGateway {
         })
     }
 
+    fn create_pix(
+        &self,
+        payment: PaymentRef,
+        amount_cents: u64,
+        expires_at_ms: u64,
+    ) -> GatewayFuture<'_, PixCharge> {
+        Box::pin(self.with_ledger(move |ledger| {
+            let charge = |amount_cents, expires_at_ms| PixCharge {
+                code: pix::copia_e_cola(payment, amount_cents),
+                amount_cents,
+                expires_at_ms,
+            };
+            match ledger.state(payment) {
+                ChargeState::Unknown => {
+                    ledger.set(
+                        payment,
+                        ChargeState::Awaiting {
+                            amount_cents,
+                            expires_at_ms,
+                        },
+                    )?;
+                    Ok(charge(amount_cents, expires_at_ms))
+                }
+                // Idempotent: the charge already issued, as issued.
+                ChargeState::Awaiting {
+                    amount_cents,
+                    expires_at_ms,
+                } => Ok(charge(amount_cents, expires_at_ms)),
+                other => Err(refused("issue a Pix charge for", other)),
+            }
+        }))
+    }
+
     fn capture(&self, payment: PaymentRef) -> GatewayFuture<'_, ()> {
         Box::pin(self.with_ledger(move |ledger| match ledger.state(payment) {
             ChargeState::Authorized { amount_cents } => {
@@ -219,9 +319,9 @@ impl PaymentGateway for SandboxGateway {
 
     fn void(&self, payment: PaymentRef) -> GatewayFuture<'_, ()> {
         Box::pin(self.with_ledger(move |ledger| match ledger.state(payment) {
-            ChargeState::Authorized { .. } | ChargeState::Unknown => {
-                ledger.set(payment, ChargeState::Voided)
-            }
+            ChargeState::Authorized { .. }
+            | ChargeState::Awaiting { .. }
+            | ChargeState::Unknown => ledger.set(payment, ChargeState::Voided),
             ChargeState::Voided | ChargeState::Declined => Ok(()),
             other => Err(refused("void", other)),
         }))
@@ -324,6 +424,63 @@ mod tests {
         assert_eq!(
             again.status(2).await,
             Ok(ChargeState::Authorized { amount_cents: 700 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pix_charge_is_paid_once_before_it_lapses_and_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = SandboxGateway::open(dir.path()).unwrap();
+        let (told, mut notices) = tokio::sync::mpsc::channel(4);
+        gateway.on_pix_paid(told);
+        let charge = gateway.create_pix(9, 12_000, 1_000).await.unwrap();
+        assert_eq!(
+            gateway.create_pix(9, 12_000, 1_000).await.unwrap(),
+            charge,
+            "the same reference, the same charge"
+        );
+        assert_eq!(
+            gateway.status(9).await,
+            Ok(ChargeState::Awaiting {
+                amount_cents: 12_000,
+                expires_at_ms: 1_000
+            })
+        );
+        assert!(matches!(
+            gateway.pay_pix("not a code", 10).await,
+            Err(PixRefusal::Code(CodeError::Malformed))
+        ));
+        assert!(matches!(
+            gateway.pay_pix(&pix::copia_e_cola(10, 12_000), 10).await,
+            Err(PixRefusal::Unknown)
+        ));
+        assert_eq!(gateway.pay_pix(&charge.code, 999).await.unwrap(), 9);
+        assert_eq!(notices.recv().await, Some(9));
+        assert!(matches!(
+            gateway.pay_pix(&charge.code, 999).await,
+            Err(PixRefusal::Paid)
+        ));
+        assert_eq!(
+            gateway.status(9).await,
+            Ok(ChargeState::Captured {
+                amount_cents: 12_000
+            })
+        );
+        // A charge paid at or after its end is refused and stays unpaid.
+        let late = gateway.create_pix(11, 500, 1_000).await.unwrap();
+        assert!(matches!(
+            gateway.pay_pix(&late.code, 1_000).await,
+            Err(PixRefusal::Lapsed)
+        ));
+        gateway.void(11).await.unwrap();
+        assert!(matches!(
+            gateway.pay_pix(&late.code, 10).await,
+            Err(PixRefusal::Lapsed)
+        ));
+        assert!(notices.try_recv().is_err(), "nothing else was told");
+        assert_eq!(
+            gateway.authorize(11, GOOD, 500).await,
+            Ok(Authorization::Declined)
         );
     }
 

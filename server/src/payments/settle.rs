@@ -5,6 +5,7 @@
 //! | provider says | and the order | then |
 //! | --- | --- | --- |
 //! | never saw it | — | void (so it never will), not charged |
+//! | a Pix charge awaiting payment | — | left until it lapses, then voided |
 //! | declined / voided / refunded | — | logged as such |
 //! | authorized or captured | stands, paid by it | capture |
 //! | authorized or captured | none, hold still stands | place it, capture |
@@ -44,11 +45,13 @@ pub struct SweepReport {
     pub left: u64,
 }
 
-/// Settles every payment in flight that started before `cutoff_ms`.
+/// Settles every payment in flight that started before `cutoff_ms`; it is
+/// `now_ms` (Pix charges unpaid before their end are left to be paid).
 pub async fn sweep(
     runtime: &Runtime,
     gateway: &dyn PaymentGateway,
     cutoff_ms: u64,
+    now_ms: u64,
 ) -> Result<SweepReport, RuntimeError> {
     let pending: Vec<PendingPayment> = (runtime.query(move |state| {
         state
@@ -65,7 +68,7 @@ pub async fn sweep(
         ..SweepReport::default()
     };
     for payment in pending {
-        match settle(runtime, gateway, payment).await {
+        match settle(runtime, gateway, payment, now_ms).await {
             Ok(Some(Settlement::Captured)) => report.captured += 1,
             Ok(Some(Settlement::Voided | Settlement::Refunded)) => report.given_back += 1,
             Ok(Some(Settlement::NotCharged)) => report.not_charged += 1,
@@ -82,11 +85,13 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// Settles one payment; `None` if it is still in flight afterwards.
-async fn settle(
+/// Settles one payment at `now_ms`; `None` if it is still in flight
+/// afterwards. Also what a paid Pix charge's notice runs.
+pub(crate) async fn settle(
     runtime: &Runtime,
     gateway: &dyn PaymentGateway,
     payment: PendingPayment,
+    now_ms: u64,
 ) -> Result<Option<Settlement>, RuntimeError> {
     let status = match gateway.status(payment.payment_ref).await {
         Ok(status) => status,
@@ -96,7 +101,9 @@ async fn settle(
         }
     };
     let settlement = match status {
-        ChargeState::Unknown => {
+        ChargeState::Awaiting { expires_at_ms, .. } if now_ms < expires_at_ms => return Ok(None),
+        // Lapsed unpaid: voiding makes sure it never will be paid.
+        ChargeState::Unknown | ChargeState::Awaiting { .. } => {
             if gateway.void(payment.payment_ref).await.is_err() {
                 return Ok(None);
             }

@@ -80,6 +80,10 @@ test("every page a fan meets passes the accessibility check, at phone and deskto
     await page.getByRole("button", { name: "Reservar seleção" }).click();
     await page.getByTestId("total").waitFor();
     await check(page, "08-cart-and-payment");
+    await page.getByRole("button", { name: "Pagar com Pix" }).click();
+    await page.getByLabel("Pix copia e cola").waitFor();
+    await check(page, "08b-pix-charge");
+    await page.getByLabel("Cartão de crédito").check();
     await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
     await page.getByRole("button", { name: "Pagar" }).click();
     await page.getByTestId("confirmed").waitFor();

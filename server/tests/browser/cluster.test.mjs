@@ -75,6 +75,7 @@ test("through HAProxy: a fan holds, the leader is SIGKILLed, the page recovers a
       await hold(page, "Pista", 2);
       await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
       assert.match(await page.getByTestId("total").textContent(), /500,00/);
+      await page.getByLabel("Cartão de crédito").check();
       await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
 
       // The machine that leads the group, and serves the page, dies; for a

@@ -1,6 +1,7 @@
 // A fan's paths through the pages in a real browser: the whole journey
 // (register, two-factor, log out, log in with a code, queue with proof of
-// work, admission, cart with countdown, payment, ticket with QR code); a
+// work, admission, cart with countdown, payment, ticket with QR code); Pix
+// on a phone (the code in view, the confirmation arriving by itself); a
 // declined card (and the language switch); the per-customer limit; a hold
 // that expires; a waiting fan told of a pause, the resumption and the sell-out;
 // a waiting fan who gives up and leaves the line; a fan who arrives after
@@ -65,6 +66,7 @@ test("a fan registers, turns on two-factor, logs in with a code, queues, buys an
     assert.match(await page.getByTestId("total").textContent(), /500,00/);
     // Typing the card at the bottom of a phone's screen: the countdown,
     // the total and the last message are still in view (the status bar).
+    await page.getByLabel("Cartão de crédito").check();
     const card = page.getByLabel("Número do cartão");
     await card.scrollIntoViewIfNeeded();
     await card.focus();
@@ -189,6 +191,7 @@ test("a declined card sells nothing, keeps the hold, says so once, and a languag
     await queueUp(page, event);
     await hold(page, "Pista", 1);
     await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    await page.getByLabel("Cartão de crédito").check();
     await page.getByLabel("Número do cartão").fill("4000 0000 0000 0002");
     await page.getByRole("button", { name: "Pagar" }).click();
     const declined = "Pagamento recusado pelo cartão. Sua reserva continua.";
@@ -274,6 +277,57 @@ test("a double tap on the hold button holds once, and the boxes show what is hel
   });
 });
 
+/** The fan's bank pays a Pix code (the sandbox's stand-in for a bank
+ * app, called from outside the page, as another device would). */
+function bankPays(code) {
+  return fetch(`${server.url}/api/sandbox/pix`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ code }) });
+}
+
+test("a fan buys with Pix on a phone: the code is in view and the confirmation arrives by itself, in view", async () => {
+  const event = "Pix no Celular";
+  await createEvent(admin, event);
+  await withPage(chrome, "pix", async (page) => {
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
+    await registerWithTwoFactor(page, server.url, "pix@example.com");
+    await queueUp(page, event);
+    await hold(page, "Pista", 2);
+    await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    assert.equal(await page.getByLabel("Pix", { exact: true }).isChecked(), true, "Pix is the first choice");
+    assert.equal(await page.getByLabel("Número do cartão").isVisible(), false, "no card fields for Pix");
+    await page.getByRole("button", { name: "Pagar com Pix" }).click();
+    const field = page.getByLabel("Pix copia e cola");
+    await field.waitFor();
+    const code = await field.inputValue();
+    assert.match(code, /^000201.*br\.gov\.bcb\.pix.*6304[0-9A-F]{4}$/);
+    // What to do next is on screen: the copy button, the waiting line and
+    // the time left in the status bar.
+    for (const id of ["pix-copy", "cart-notice", "countdown"]) assert.ok(await inView(page, `#${id}`), `#${id} is in view`);
+    assert.match(await page.locator("#cart-notice").textContent(), /^Aguardando o pagamento do Pix de R\$\s500,00/);
+    assert.equal(await page.getByRole("img", { name: /QR code do Pix de R\$\s500,00/ }).count(), 1);
+    await page.getByRole("button", { name: "Copiar código Pix" }).click();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), code);
+    // A double tap or a reload shows the same charge, not a second one.
+    await page.reload();
+    await page.getByLabel("Pix copia e cola").waitFor({ timeout: 30000 });
+    assert.equal(await page.getByLabel("Pix copia e cola").inputValue(), code);
+    // The fan pays in the bank's app; the page is told, with no tap.
+    const before = await page.evaluate(() => window.scrollY);
+    const paid = await bankPays(code);
+    assert.equal(paid.status, 200);
+    await page.getByTestId("confirmed").waitFor();
+    const number = (await page.getByTestId("order-number").textContent()).trim();
+    assert.match(number, /^Pedido IJ-\d+-000001$/);
+    assert.ok(await inView(page, "#cart-notice"), "the confirmation is where the fan looks");
+    assert.ok(await inView(page, "[data-testid=confirmed]"));
+    assert.equal(await page.locator("#cart-notice").textContent(), `Compra confirmada! ${number}`);
+    assert.ok((await page.evaluate(() => window.scrollY)) <= before, "the fan never had to scroll down to it");
+    assert.equal((await bankPays(code)).status, 409, "paid once");
+    await page.getByRole("link", { name: "Meus ingressos" }).first().click();
+    await page.getByTestId("ticket").first().waitFor();
+    assert.equal(await page.getByTestId("ticket").count(), 2);
+  });
+});
+
 test("a hold that is not paid expires and the fan is told", { timeout: 150000 }, async () => {
   const event = "Show da Reserva Curta";
   await createEvent(admin, event, { policy: { hold_ttl_ms: 60000 } });
@@ -281,12 +335,19 @@ test("a hold that is not paid expires and the fan is told", { timeout: 150000 },
     await registerWithTwoFactor(page, server.url, "duda@example.com");
     await queueUp(page, event);
     await hold(page, "Pista", 1);
+    // A Pix charge issued and never paid lapses with the hold.
+    await page.getByRole("button", { name: "Pagar com Pix" }).click();
+    const code = await page.getByLabel("Pix copia e cola").inputValue();
     // A one-minute hold is in its last minute at once.
     const warning = page.locator("#hold-warning");
     await warning.getByText("Sua reserva expira em menos de um minuto.").waitFor({ timeout: 10000 });
     await warning.getByText("Sua reserva expirou e os ingressos voltaram à venda.").waitFor({ timeout: 100000 });
     await page.getByText("Seu carrinho está vazio.").waitFor();
     assert.equal(await page.locator("#countdown").textContent(), "");
+    assert.equal(await page.locator("#cart-notice").textContent(), "O prazo do Pix acabou e os ingressos foram liberados. Nada foi cobrado.");
+    assert.equal(await page.locator("#pix-box").isHidden(), true, "no code left to pay");
+    const late = await bankPays(code);
+    assert.equal(late.status, 410, "the bank cannot pay a lapsed charge");
   });
 });
 

@@ -29,6 +29,7 @@ test("a fan gets the receipt of a purchase and the notice of two-factor by e-mai
     await queueUp(page, event);
     await hold(page, "Pista", 2);
     await page.getByTestId("total").waitFor();
+    await page.getByLabel("Cartão de crédito").check();
     await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
     await page.getByRole("button", { name: "Pagar" }).click();
     const number = (await page.getByTestId("order-number").textContent()).replace("Pedido ", "").trim();

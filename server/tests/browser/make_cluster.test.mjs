@@ -70,6 +70,7 @@ test("make cluster: a browser buys from three nodes behind HAProxy, and Ctrl-C s
     await page.getByLabel(/^Pista ·/).selectOption("1");
     await page.getByRole("button", { name: "Reservar seleção" }).click();
     await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    await page.getByLabel("Cartão de crédito").check();
     await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
     await page.getByRole("button", { name: "Pagar" }).click();
     await page.getByTestId("confirmed").waitFor({ timeout: 30000 });

@@ -279,7 +279,8 @@ export async function checkPage(page, name, alsoCheck = async () => {}) {
 export async function smallTargets(page) {
   return page.evaluate(() => [...document.querySelectorAll("a[href], button, select, input, [role=button]")]
     .filter((el) => {
-      const box = el.getBoundingClientRect();
+      // A radio button's target is the label around it (a tap on it chooses).
+      const box = (el.type === "radio" && el.closest("label") ? el.closest("label") : el).getBoundingClientRect();
       // Hidden, or shown only when focused (the skip link).
       if (box.width <= 1 || el.closest("[hidden]")) return false;
       const inSentence = el.tagName === "A" && el.parentElement?.tagName === "P" && el.parentElement.textContent.trim() !== el.textContent.trim();
