@@ -468,6 +468,8 @@ fn create_demo_event(app: &http::App, clock: &dyn Clock) -> CliResult {
     getrandom::fill(&mut seed)?;
     let demo = http::demo_event::demo_event(clock.now_ms(), u64::from_le_bytes(seed));
     let event = app.runtime.create_event(demo)?.wait()?;
+    app.proposer
+        .set_event_terms(event, http::demo_event::demo_terms())?;
     tracing::info!(event = event.0, "created the demo event");
     Ok(())
 }

@@ -13,7 +13,10 @@
 //! - `totp.rs`: TOTP codes (single use) and recovery codes.
 //! - `throttle.rs`: growing delays after failed logins.
 //! - `reset.rs`: password-reset tokens (single use, expiring, stateless).
+//! - `holder.rs`: the ticket holder (name, CPF checked and kept only as a
+//!   keyed digest).
 
+pub mod holder;
 pub mod password;
 pub mod replicated_store;
 pub mod reset;

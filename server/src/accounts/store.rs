@@ -3,7 +3,9 @@
 //! reported done.
 //!
 //! - `accounts`: `e:` + normalized email → account id (8 bytes, big endian);
-//!   `a:` + id → the account (postcard); `next` → the next id.
+//!   `a:` + id → the account (postcard); `next` → the next id;
+//!   `h:` + id → the account's ticket holder (postcard, `holder.rs`);
+//!   `c:` + keyed CPF digest → the account id (one account per CPF).
 //! - `sessions`: SHA-256 of the session token → the session (postcard). The
 //!   token itself is never stored, so a copy of the database lets nobody in.
 //!
@@ -132,6 +134,14 @@ pub(crate) fn account_key(id: u64) -> Vec<u8> {
     [b"a:".as_slice(), &id.to_be_bytes()].concat()
 }
 
+pub(crate) fn holder_key(id: u64) -> Vec<u8> {
+    [b"h:".as_slice(), &id.to_be_bytes()].concat()
+}
+
+pub(crate) fn cpf_key(digest: &[u8; 32]) -> Vec<u8> {
+    [b"c:".as_slice(), digest].concat()
+}
+
 pub(crate) fn email_key(email: &str) -> Vec<u8> {
     [b"e:".as_slice(), email.as_bytes()].concat()
 }
@@ -179,6 +189,36 @@ impl Accounts {
             writes: Mutex::new(()),
             synced,
         })
+    }
+
+    /// Writes what the accounts hold in memory to table files (tests that
+    /// read the files; RocksDB does it by itself as memory fills).
+    pub fn flush(&self) -> io::Result<()> {
+        self.db.flush_cf(self.family(ACCOUNTS)?).map_err(to_io)
+    }
+
+    /// The ticket holder of account `id`, if set.
+    pub fn holder(&self, id: u64) -> io::Result<Option<super::holder::Holder>> {
+        let accounts = self.family(ACCOUNTS)?;
+        match self
+            .db
+            .get_pinned_cf(accounts, holder_key(id))
+            .map_err(to_io)?
+        {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The account whose holder has the CPF of this digest, if any.
+    pub fn cpf_owner(&self, digest: &[u8; 32]) -> io::Result<Option<u64>> {
+        let accounts = self.family(ACCOUNTS)?;
+        let Some(id) = self.db.get_cf(accounts, cpf_key(digest)).map_err(to_io)? else {
+            return Ok(None);
+        };
+        let id = <[u8; 8]>::try_from(id.as_slice())
+            .map_err(|_| io::Error::other("a CPF index entry is damaged"))?;
+        Ok(Some(u64::from_be_bytes(id)))
     }
 
     /// The id the next account gets.

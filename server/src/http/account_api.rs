@@ -22,6 +22,8 @@ use super::App;
 use super::error::ApiError;
 use super::reply::Json;
 use super::session::{self, Identity};
+use crate::accounts::holder::{self, Holder};
+use crate::replicated::write::Outcome;
 use crate::accounts::store::{PENDING_TTL_MS, SESSION_TTL_MS};
 use crate::accounts::{Account, AccountService, AccountsError, Caller, LoginStep, Started};
 use crate::mail::letters::{self, Change};
@@ -386,17 +388,153 @@ pub async fn logout(app: &Arc<App>, ip: IpAddr, who: &Identity) -> Result<Reply,
     })
 }
 
+/// A ticket holder as the account's owner sees it (the CPF masked).
+#[derive(Serialize)]
+pub struct HolderView {
+    /// The full name printed on tickets.
+    pub name: String,
+    /// The CPF with only its check digits.
+    pub cpf: String,
+}
+
+impl HolderView {
+    /// The view of `holder`.
+    pub fn of(holder: &Holder) -> HolderView {
+        HolderView {
+            name: holder.name.clone(),
+            cpf: holder.masked_cpf(),
+        }
+    }
+}
+
+/// The ticket holder of account `id`, read here.
+pub fn holder_of(app: &App, id: u64) -> Result<Option<Holder>, ApiError> {
+    app.proposer
+        .state()
+        .accounts()
+        .holder(id)
+        .map_err(|e| ApiError::internal("accounts_unavailable", e))
+}
+
+/// `PUT /api/me/holder`: `{"name": "Maria da Silva", "cpf": "529.982.247-25"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolderBody {
+    name: String,
+    cpf: String,
+}
+
+/// `PUT /api/me/holder`: the account's ticket holder, set once (a retry
+/// with the same name and CPF answers the same). 409 `cpf_taken` if the
+/// CPF is another account's: one account per CPF, so a per-customer limit
+/// is a per-CPF limit. The CPF is kept only as a keyed digest and its
+/// check digits; the audit log has the name, never the CPF.
+pub async fn set_holder(
+    app: &Arc<App>,
+    ip: IpAddr,
+    who: Identity,
+    body: HolderBody,
+) -> Result<Reply, ApiError> {
+    if body.name.len() > 4 * holder::MAX_NAME || body.cpf.len() > 32 {
+        return Err(ApiError::bad_request(
+            "invalid_holder",
+            "the name has at most 120 characters and the CPF 11 digits",
+        ));
+    }
+    let id = who.account.id;
+    let task = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let key = app
+                .proposer
+                .shared_secret(holder::CPF_KEY_NAME)
+                .map_err(|e| ApiError::internal("accounts_unavailable", e))?;
+            let holder = holder::holder(&key, &body.name, &body.cpf).map_err(|e| match e {
+                holder::HolderError::BadCpf => ApiError::bad_request("invalid_cpf", e.to_string()),
+                holder::HolderError::BadName => {
+                    ApiError::bad_request("invalid_name", e.to_string())
+                }
+            })?;
+            let outcome = app
+                .proposer
+                .set_holder(id, holder.clone())
+                .map_err(|e| ApiError::internal("accounts_unavailable", e))?;
+            let stored = holder_of(&app, id)?;
+            Ok::<_, ApiError>((outcome, holder, stored))
+        })
+    };
+    let (outcome, holder, stored) = task
+        .await
+        .map_err(|e| ApiError::internal("worker_failed", e))??;
+    let audit = |name: &'static str, detail: String| {
+        let action = crate::audit::Action {
+            name,
+            account: Some(id),
+            email: Some(who.account.email.clone()),
+            event: None,
+            from: ip.to_string(),
+            detail,
+        };
+        let now = app.clock.now_ms();
+        let app = app.clone();
+        // The answer does not wait for the audit entry's replication.
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = app.audit.act(now, action) {
+                tracing::warn!(%error, "holder change not audited");
+            }
+        });
+    };
+    match outcome {
+        Outcome::Done => {
+            audit(
+                "holder_set",
+                format!("{} · CPF {}", holder.name, holder.masked_cpf()),
+            );
+        }
+        Outcome::Taken => {
+            audit("holder_refused", "the CPF is another account's".into());
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "cpf_taken",
+                "this CPF is the ticket holder of another account: one account per CPF",
+            ));
+        }
+        _ if stored.as_ref() == Some(&holder) => {}
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "holder_set",
+                "this account's ticket holder is set already; support can correct it",
+            ));
+        }
+    }
+    #[derive(Serialize)]
+    struct HolderBodyView {
+        holder: HolderView,
+    }
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: Json::of(&HolderBodyView {
+            holder: HolderView::of(&holder),
+        })?,
+        cookie: None,
+    })
+}
+
 /// `GET /api/me`
-pub fn me(who: &Identity) -> Result<Reply, ApiError> {
+pub fn me(app: &App, who: &Identity) -> Result<Reply, ApiError> {
     #[derive(Serialize)]
     struct Me<'a> {
         account: AccountView,
+        /// The ticket holder (null until set).
+        holder: Option<HolderView>,
         csrf_token: &'a str,
         session_two_factor: bool,
         session_expires_at_ms: u64,
     }
     let me = Me {
         account: AccountView::of(&who.account),
+        holder: holder_of(app, who.account.id)?.as_ref().map(HolderView::of),
         csrf_token: &who.session.csrf,
         session_two_factor: who.session.two_factor,
         session_expires_at_ms: who.session.expires_ms,

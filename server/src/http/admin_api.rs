@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::reply::{Answer, answer};
 use super::route::AdminRoute;
 use super::session::Identity;
-use super::settings::MAX_POW_DIFFICULTY;
+use super::settings::{HalfPrice, MAX_POW_DIFFICULTY};
 use super::shard_wait::{COMMIT_WAIT, read_state, within};
 use super::views::{EventFacts, EventView};
 use super::{App, body};
@@ -31,6 +31,60 @@ pub struct TicketTypeBody {
     capacity: u32,
     #[serde(default = "default_limit")]
     limit_per_customer: u16,
+    /// This type is the meia-entrada of the type at this index (half its
+    /// price, for fans with the right to it).
+    half_price_of: Option<u8>,
+}
+
+/// The least share of an event's tickets offered as meia-entrada when it
+/// offers any (Lei 12.933/2013, art. 1º, § 10: 40 % of the total).
+pub const HALF_PRICE_SHARE_PERCENT: u64 = 40;
+
+/// The meia-entrada types of a new event: each halves a full-price type
+/// (its price is half of that type's, rounded down in the fan's favour),
+/// and together they are at least [`HALF_PRICE_SHARE_PERCENT`] of the
+/// tickets.
+fn half_prices(types: &[TicketTypeBody]) -> Result<Vec<HalfPrice>, ApiError> {
+    let invalid = |message: String| ApiError::bad_request("invalid_config", message);
+    let mut half_price = Vec::new();
+    for (index, kind) in types.iter().enumerate() {
+        let Some(of) = kind.half_price_of else { continue };
+        let full = types
+            .get(usize::from(of))
+            .filter(|full| usize::from(of) != index && full.half_price_of.is_none())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "ticket type {index}: half_price_of names a full-price type of this event"
+                ))
+            })?;
+        if kind.price_cents != full.price_cents / 2 {
+            return Err(invalid(format!(
+                "ticket type {index}: meia-entrada costs half of {} ({} cents)",
+                full.name,
+                full.price_cents / 2
+            )));
+        }
+        let index = u8::try_from(index).map_err(|_| invalid("too many ticket types".into()))?;
+        half_price.push(HalfPrice {
+            ticket_type: index,
+            of,
+        });
+    }
+    if !half_price.is_empty() {
+        let all: u64 = types.iter().map(|t| u64::from(t.capacity)).sum();
+        let half: u64 = types
+            .iter()
+            .filter(|t| t.half_price_of.is_some())
+            .map(|t| u64::from(t.capacity))
+            .sum();
+        if half * 100 < all * HALF_PRICE_SHARE_PERCENT {
+            return Err(invalid(format!(
+                "meia-entrada must be at least {HALF_PRICE_SHARE_PERCENT}% of the tickets \
+                 (Lei 12.933/2013): {half} of {all}"
+            )));
+        }
+    }
+    Ok(half_price)
 }
 
 fn default_limit() -> u16 {
@@ -97,6 +151,9 @@ pub struct PolicyBody {
     pow_difficulty: Option<u8>,
     /// Whether buying needs a two-factor login (server-side setting).
     require_two_factor: Option<bool>,
+    /// Whether buying needs the account's ticket holder, name and CPF
+    /// (server-side setting; one account per CPF).
+    require_holder: Option<bool>,
 }
 
 impl PolicyBody {
@@ -118,6 +175,26 @@ impl PolicyBody {
             .unwrap_or(security.require_two_factor);
         if security != app.settings.event(event) {
             tokio::task::block_in_place(|| app.proposer.set_event_security(event, security))
+                .map_err(|e| ApiError::internal("settings_unavailable", e))?;
+        }
+        Ok(())
+    }
+
+    /// Applies the terms of sale to `event`: whether a holder is required
+    /// and, at creation, its meia-entrada types.
+    fn apply_terms(
+        &self,
+        app: &App,
+        event: EventId,
+        half_price: Option<Vec<HalfPrice>>,
+    ) -> Result<(), ApiError> {
+        let mut terms = app.settings.terms(event);
+        terms.holder_required = self.require_holder.unwrap_or(terms.holder_required);
+        if let Some(half_price) = half_price {
+            terms.half_price = half_price;
+        }
+        if terms != app.settings.terms(event) {
+            tokio::task::block_in_place(|| app.proposer.set_event_terms(event, terms))
                 .map_err(|e| ApiError::internal("settings_unavailable", e))?;
         }
         Ok(())
@@ -260,7 +337,7 @@ async fn event_view(app: &App, event: EventId) -> Result<EventView, ApiError> {
         state.events.get(&event).map(|e| EventFacts::of(event, e))
     })
     .await?;
-    view.map(|facts| EventView::of(&facts))
+    view.map(|facts| EventView::of(&facts, &app.settings.terms(event)))
         .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))
 }
 
@@ -274,6 +351,7 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Result<EventView, Ap
             .set(t, ticket_type.limit_per_customer);
     }
     check_limits(&policy)?;
+    let half_price = half_prices(&body.ticket_types)?;
     let seed = super::random_bytes::<8>()?;
     let config = EventConfig {
         name: body.name,
@@ -310,6 +388,7 @@ pub async fn create_event(app: &App, body: NewEventBody) -> Result<EventView, Ap
     }
     let event = within(COMMIT_WAIT, app.runtime.create_event(config)?).await?;
     body.policy.apply_security(app, event)?;
+    body.policy.apply_terms(app, event, Some(half_price))?;
     event_view(app, event).await
 }
 
@@ -332,9 +411,10 @@ pub async fn update_policy(
     .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
     let policy = body.apply_to(current)?;
     check_limits(&policy)?;
-    let answer = command(app, event, Command::UpdatePolicy { policy }).await?;
+    command(app, event, Command::UpdatePolicy { policy }).await?;
     body.apply_security(app, event)?;
-    Ok(answer)
+    body.apply_terms(app, event, None)?;
+    event_view(app, event).await
 }
 
 /// `PUT /api/admin/events/{id}/schedule`

@@ -1,7 +1,22 @@
 //! The event `serve --demo` creates on first start, so a newcomer sees a
-//! sale at once: open now, for a week, three ticket types.
+//! sale at once: open now, for a week, three ticket types and the
+//! meia-entrada of the first (40 % of the tickets, as the law asks), sold
+//! to named holders (name and CPF).
 
 use ingressoja_engine::{EventConfig, MINUTE_MS, Policy, Schedule, TicketType};
+
+use super::settings::{EventTerms, HalfPrice};
+
+/// The demo event's terms: holders named, type 3 the meia-entrada of 0.
+pub fn demo_terms() -> EventTerms {
+    EventTerms {
+        holder_required: true,
+        half_price: vec![HalfPrice {
+            ticket_type: 3,
+            of: 0,
+        }],
+    }
+}
 
 /// A demo event whose sale opens at `now_ms`.
 pub fn demo_event(now_ms: u64, shuffle_seed: u64) -> EventConfig {
@@ -24,6 +39,11 @@ pub fn demo_event(now_ms: u64, shuffle_seed: u64) -> EventConfig {
                 name: "Camarote".into(),
                 price_cents: 90_000,
                 capacity: 500,
+            },
+            TicketType {
+                name: "Pista — meia-entrada".into(),
+                price_cents: 12_500,
+                capacity: 5_000,
             },
         ],
         schedule: Schedule {

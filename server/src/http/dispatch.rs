@@ -218,6 +218,22 @@ async fn check_caller(
                     "this sale needs an account with two-factor login: turn it on, then log in again",
                 ));
             }
+            if app.settings.holder_required(event) {
+                let id = who.account.id;
+                let holder = app
+                    .proposer
+                    .state()
+                    .accounts()
+                    .holder(id)
+                    .map_err(|e| ApiError::internal("accounts_unavailable", e))?;
+                if holder.is_none() {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "holder_required",
+                        "this sale needs the ticket holder's full name and CPF: add them to your account (PUT /api/me/holder)",
+                    ));
+                }
+            }
             Ok(Some(who))
         }
         Needs::Admin => {
@@ -332,7 +348,12 @@ async fn accounts(
             account_api::login_code(app, remote, who, code).await
         }
         AccountRoute::Logout => account_api::logout(app, remote, &who(true)?).await,
-        AccountRoute::Me => account_api::me(&who(false)?),
+        AccountRoute::Me => account_api::me(app, &who(false)?),
+        AccountRoute::Holder => {
+            let who = who(false)?;
+            let holder = body::json(&body::read(body, deadline).await?)?;
+            account_api::set_holder(app, remote, who, holder).await
+        }
         AccountRoute::PasswordChange => {
             let who = who(false)?;
             let change = body::json(&body::read(body, deadline).await?)?;

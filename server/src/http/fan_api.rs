@@ -98,7 +98,10 @@ pub async fn list_events(app: &App) -> Answer {
         events: Vec<EventView>,
     }
     let events = Events {
-        events: events.iter().map(EventView::of).collect(),
+        events: events
+            .iter()
+            .map(|facts| EventView::of(facts, &app.settings.terms(facts.id())))
+            .collect(),
     };
     answer(StatusCode::OK, &events)
 }
@@ -110,7 +113,10 @@ pub async fn event(app: &App, event: EventId) -> Answer {
     })
     .await?;
     let facts = found.ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
-    answer(StatusCode::OK, &EventView::of(&facts))
+    answer(
+        StatusCode::OK,
+        &EventView::of(&facts, &app.settings.terms(event)),
+    )
 }
 
 /// A join's proof of work (see `pow.rs`).
@@ -250,6 +256,35 @@ pub async fn cart(app: &App, event: EventId, customer: CustomerId) -> Answer {
 #[serde(deny_unknown_fields)]
 pub struct ItemsBody {
     items: Vec<ItemBody>,
+    /// The fan declares the right to meia-entrada (needed to add a
+    /// half-price type; the document is shown at the gate).
+    #[serde(default)]
+    half_price_declared: bool,
+}
+
+/// 400 unless a selection with meia-entrada types comes with the fan's
+/// declaration of the right to it (as the big Brazilian sites ask before
+/// the hold, so that nobody is turned away at the gate by surprise).
+fn check_half_price(
+    app: &App,
+    event: EventId,
+    items: &[ItemBody],
+    declared: bool,
+) -> Result<(), ApiError> {
+    if declared {
+        return Ok(());
+    }
+    let terms = app.settings.terms(event);
+    let wants_half = items
+        .iter()
+        .any(|i| i.quantity > 0 && terms.half_of(usize::from(i.ticket_type)).is_some());
+    if wants_half {
+        return Err(ApiError::bad_request(
+            "half_price_declaration_required",
+            "meia-entrada needs half_price_declared: true (the right to it is checked at the gate)",
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -298,6 +333,9 @@ pub async fn change_items(
     add: bool,
 ) -> Answer {
     let items = body.counts()?;
+    if add {
+        check_half_price(app, event, &body.items, body.half_price_declared)?;
+    }
     let command = if add {
         Command::AddItems { customer, items }
     } else {
@@ -315,6 +353,9 @@ pub async fn change_items(
 #[serde(deny_unknown_fields)]
 pub struct SelectionBody {
     items: Vec<ItemBody>,
+    /// See [`ItemsBody`].
+    #[serde(default)]
+    half_price_declared: bool,
 }
 
 impl SelectionBody {
@@ -341,6 +382,7 @@ pub async fn set_items(
     body: SelectionBody,
 ) -> Answer {
     let items = body.counts()?;
+    check_half_price(app, event, &body.items, body.half_price_declared)?;
     let command = Command::SetItems { customer, items };
     let (_, cart) = apply_then(app, event, command, from, move |e| e.cart(customer)).await?;
     answer(StatusCode::OK, &CartView::of(cart))
@@ -644,11 +686,20 @@ pub(crate) async fn send_receipt(
     .await;
     let account = {
         let app = app.clone();
-        tokio::task::spawn_blocking(move || app.accounts.store().get(customer.0)).await
+        tokio::task::spawn_blocking(move || {
+            let account = app.accounts.store().get(customer.0)?;
+            let holder = app.proposer.state().accounts().holder(customer.0)?;
+            Ok::<_, std::io::Error>(account.map(|a| (a, holder.map(|h| h.name))))
+        })
+        .await
     };
     match (facts, account) {
-        (Ok(Some(((name, venue, starts_at_ms), total_cents, tickets))), Ok(Ok(Some(account)))) => {
+        (
+            Ok(Some(((name, venue, starts_at_ms), total_cents, tickets))),
+            Ok(Ok(Some((account, holder)))),
+        ) => {
             let receipt = Receipt {
+                holder,
                 to: account.email,
                 number: super::views::order_number(event.0, order.0),
                 event: name,
@@ -799,10 +850,14 @@ pub async fn my_orders(app: &App, customer: CustomerId, query: &str) -> Answer {
     struct Page {
         orders: Vec<OrderView>,
         next: Option<String>,
+        /// Whose name the tickets carry (null if the account has none).
+        holder: Option<super::account_api::HolderView>,
     }
+    let holder = super::account_api::holder_of(app, customer.0)?;
     let page = Page {
         orders: with_qr_codes(orders).await?,
         next,
+        holder: holder.as_ref().map(super::account_api::HolderView::of),
     };
     answer(StatusCode::OK, &page)
 }

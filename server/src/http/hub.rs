@@ -275,7 +275,7 @@ impl Hub {
                             match facts {
                                 Ok(Some(facts)) => {
                                     let pace = super::fan_api::pace(&app, event);
-                                    hub.update(event, EventView::of(&facts).with_pace(pace), seq);
+                                    hub.update(event, EventView::of(&facts, &app.settings.terms(event)).with_pace(pace), seq);
                                 }
                                 Ok(None) => {}
                                 // Not durable within the commit wait (a

@@ -75,6 +75,8 @@ pub enum AccountRoute {
     Me,
     /// `POST /api/me/password`
     PasswordChange,
+    /// `PUT /api/me/holder`
+    Holder,
     /// `POST /api/password-reset`
     ResetRequest,
     /// `POST /api/password-reset/confirm`
@@ -247,6 +249,9 @@ const TABLE: &[Row] = &[
         Route::Account(AccountRoute::Logout)
     }),
     row("GET", "/api/me", "me", |_| Route::Account(AccountRoute::Me)),
+    row("PUT", "/api/me/holder", "holder", |_| {
+        Route::Account(AccountRoute::Holder)
+    }),
     row("POST", "/api/me/password", "password_change", |_| {
         Route::Account(AccountRoute::PasswordChange)
     }),

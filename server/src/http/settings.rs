@@ -1,8 +1,11 @@
-//! Per-event security settings the HTTP layer enforces (the engine knows
-//! nothing of accounts or bots): the proof-of-work difficulty at queue join
-//! and whether buying needs a two-factor login. Stored in the `settings`
-//! column family (`event:` + id → postcard), synced, and kept in memory for
-//! the hot path; an event without an entry has the defaults.
+//! Per-event settings the HTTP layer enforces (the engine knows nothing of
+//! accounts, bots or Brazilian law): the proof-of-work difficulty at queue
+//! join and whether buying needs a two-factor login (`EventSecurity`,
+//! `event:` + id); which ticket types are meia-entrada and whether buyers
+//! must name the ticket holder with a CPF (`EventTerms`, `terms:` + id).
+//! Stored in the `settings` column family (postcard), synced, and kept in
+//! memory for the hot path; an event without an entry has the defaults.
+//! Secrets every node shares (`shared-secret:` + name) live here too.
 
 use std::collections::HashMap;
 use std::io;
@@ -44,10 +47,66 @@ impl Default for EventSecurity {
     }
 }
 
+/// An event's terms of sale (a record of its own, so that the security
+/// settings' stored and logged form stays as it was).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTerms {
+    /// Carts and checkout need the account's ticket holder (name and CPF):
+    /// one account per CPF, so the per-customer limit is per CPF too.
+    pub holder_required: bool,
+    /// The meia-entrada (half-price) types, each with the type it halves.
+    pub half_price: Vec<HalfPrice>,
+}
+
+/// A meia-entrada type: half the price of `of`, for fans who show the
+/// right document at the gate (Lei 12.933/2013).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HalfPrice {
+    /// The half-price type's index.
+    pub ticket_type: u8,
+    /// The full-price type it halves.
+    pub of: u8,
+}
+
+impl EventTerms {
+    /// The full-price type `ticket_type` halves, if it is meia-entrada.
+    pub fn half_of(&self, ticket_type: usize) -> Option<usize> {
+        self.half_price
+            .iter()
+            .find(|h| usize::from(h.ticket_type) == ticket_type)
+            .map(|h| usize::from(h.of))
+    }
+}
+
 /// The settings of every event.
 pub struct Settings {
     db: Arc<DB>,
     events: RwLock<HashMap<EventId, EventSecurity>>,
+    terms: RwLock<HashMap<EventId, EventTerms>>,
+}
+
+fn terms_key(event: EventId) -> Vec<u8> {
+    [b"terms:".as_slice(), &event.0.to_be_bytes()].concat()
+}
+
+/// Where a shared secret is kept.
+pub fn shared_secret_key(name: &str) -> Vec<u8> {
+    [b"shared-secret:".as_slice(), name.as_bytes()].concat()
+}
+
+/// Every stored event's terms.
+fn load_terms(db: &DB) -> io::Result<HashMap<EventId, EventTerms>> {
+    let mut terms = HashMap::new();
+    for item in db.prefix_iterator_cf(family(db)?, b"terms:") {
+        let (k, v) = item.map_err(|e| io::Error::other(e.into_string()))?;
+        let Some(Ok(id)) = k.strip_prefix(b"terms:").map(<[u8; 8]>::try_from) else {
+            break;
+        };
+        let stored = postcard::from_bytes(&v)
+            .map_err(|e| io::Error::other(format!("event terms are damaged: {e}")))?;
+        terms.insert(EventId(u64::from_be_bytes(id)), stored);
+    }
+    Ok(terms)
 }
 
 fn key(event: EventId) -> Vec<u8> {
@@ -85,16 +144,64 @@ impl Settings {
     /// Loads every stored setting.
     pub fn open(db: Arc<DB>) -> io::Result<Settings> {
         let events = load(&db)?;
+        let terms = load_terms(&db)?;
         Ok(Settings {
             db,
             events: RwLock::new(events),
+            terms: RwLock::new(terms),
         })
     }
 
     /// Loads them again (the column family was replaced underneath).
     pub fn reload(&self) -> io::Result<()> {
         *self.events.write() = load(&self.db)?;
+        *self.terms.write() = load_terms(&self.db)?;
         Ok(())
+    }
+
+    /// Puts an event's terms in `batch` (see [`Settings::remember_terms`]).
+    pub fn put_terms(
+        db: &DB,
+        batch: &mut rocksdb::WriteBatch,
+        event: EventId,
+        terms: &EventTerms,
+    ) -> io::Result<()> {
+        let bytes = postcard::to_stdvec(terms).map_err(io::Error::other)?;
+        batch.put_cf(family(db)?, terms_key(event), bytes);
+        Ok(())
+    }
+
+    /// Takes an event's terms written with [`Settings::put_terms`].
+    pub fn remember_terms(&self, event: EventId, terms: EventTerms) {
+        self.terms.write().insert(event, terms);
+    }
+
+    /// An event's terms (none required, no meia-entrada, if never set).
+    pub fn terms(&self, event: EventId) -> EventTerms {
+        self.terms.read().get(&event).cloned().unwrap_or_default()
+    }
+
+    /// Whether buying in `event` needs a ticket holder (hot path: no copy).
+    pub fn holder_required(&self, event: EventId) -> bool {
+        self.terms
+            .read()
+            .get(&event)
+            .is_some_and(|t| t.holder_required)
+    }
+
+    /// A secret every node holds the same (set through the replicated log;
+    /// see `Write::SharedSecret`), if it was set.
+    pub fn shared_secret(&self, name: &str) -> io::Result<Option<[u8; 32]>> {
+        let stored = self
+            .db
+            .get_cf(family(&self.db)?, shared_secret_key(name))
+            .map_err(|e| io::Error::other(e.into_string()))?;
+        stored
+            .map(|bytes| {
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| io::Error::other(format!("the shared secret {name} is damaged")))
+            })
+            .transpose()
     }
 
     /// Puts an event's settings in `batch` (see [`Settings::remember`]).

@@ -10,6 +10,8 @@ use ingressoja_engine::{
 };
 use serde::Serialize;
 
+use super::settings::EventTerms;
+
 use super::pace::Pace;
 use crate::runtime::EventId;
 
@@ -27,6 +29,11 @@ pub struct EventFacts {
 }
 
 impl EventFacts {
+    /// The event's id.
+    pub fn id(&self) -> EventId {
+        self.id
+    }
+
     /// Copies what the view needs (on the shard).
     pub fn of(id: EventId, engine: &Engine) -> EventFacts {
         EventFacts {
@@ -107,6 +114,8 @@ pub struct EventView {
     pub limit_per_customer: u16,
     /// The ticket types with their stock.
     pub ticket_types: Vec<TicketTypeView>,
+    /// Buying needs the account's ticket holder (name and CPF).
+    pub holder_required: bool,
     /// The line.
     pub queue: LineView,
 }
@@ -130,6 +139,9 @@ pub struct TicketTypeView {
     pub sold: u32,
     /// Per customer (0: only the event's limit).
     pub limit_per_customer: u16,
+    /// Meia-entrada: half the price of this type, for fans with the right
+    /// to it (a document shown at the gate); null for a full-price type.
+    pub half_price_of: Option<usize>,
 }
 
 /// The line of an event, as everyone may see it.
@@ -161,8 +173,9 @@ pub struct LineView {
 }
 
 impl EventView {
-    /// The view of an event (on an HTTP worker, from the shard's copy).
-    pub fn of(facts: &EventFacts) -> EventView {
+    /// The view of an event (on an HTTP worker, from the shard's copy)
+    /// under its terms of sale.
+    pub fn of(facts: &EventFacts, terms: &EventTerms) -> EventView {
         let EventFacts {
             id,
             config,
@@ -184,6 +197,7 @@ impl EventView {
                     held: counts.map_or(0, |s| s.held),
                     sold: counts.map_or(0, |s| s.sold),
                     limit_per_customer: config.policy.per_type_limits.at(t),
+                    half_price_of: terms.half_of(t),
                 }
             })
             .collect();
@@ -198,6 +212,7 @@ impl EventView {
             phase: stats.phase.into(),
             paused: stats.paused,
             limit_per_customer: config.policy.per_event_limit,
+            holder_required: terms.holder_required,
             ticket_types,
             queue: LineView {
                 joined: stats.joined,
@@ -228,6 +243,7 @@ impl EventView {
             paused: false,
             limit_per_customer: 4,
             ticket_types: Vec::new(),
+            holder_required: false,
             queue: LineView {
                 joined,
                 waiting: joined.saturating_sub(served),

@@ -48,6 +48,8 @@ pub struct Receipt {
     pub total_cents: u64,
     /// The tickets.
     pub tickets: Vec<ReceiptTicket>,
+    /// The ticket holder's name, when the account has one.
+    pub holder: Option<String>,
     /// Where the fan's tickets are (`https://…/#/tickets`).
     pub tickets_url: String,
 }
@@ -117,9 +119,14 @@ impl Receipt {
             .collect();
         let tickets = lines.join("\n");
         let count = self.tickets.len();
+        let holder = self
+            .holder
+            .as_ref()
+            .map(|name| format!("Titular: {name}\n"))
+            .unwrap_or_default();
         let text = format!(
             "Olá!\n\nSua compra está confirmada.\n\n\
-             Pedido: {number}\nEvento: {event}\nLocal: {venue}\nData: {when}\n\
+             Pedido: {number}\nEvento: {event}\nLocal: {venue}\nData: {when}\n{holder}\
              Total: {total} ({count} ingresso(s))\n\nIngressos:\n{tickets}\n\n\
              Os ingressos, com os QR codes para a entrada, estão em \"Meus ingressos\":\n{url}\n\
              Lá você também pode imprimi-los ou pôr o evento na sua agenda.\n\n\
@@ -228,9 +235,11 @@ mod tests {
                 };
                 2
             ],
+            holder: Some("Ana Souza".into()),
             tickets_url: "http://127.0.0.1:8080/#/tickets".into(),
         }
         .letter();
+        assert!(letter.text.contains("Titular: Ana Souza\n"), "{}", letter.text);
         assert_eq!(
             letter.subject,
             "Seus ingressos: Festival · Pedido IJ-1-000001"

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditSink, Entry};
 use crate::cluster::PEER_AUTH_SCHEME;
-use crate::http::settings::EventSecurity;
+use crate::accounts::holder::Holder;
+use crate::http::settings::{EventSecurity, EventTerms};
 use crate::runtime::{Attacher, EventId, RuntimeError};
 
 use super::state::SharedState;
@@ -147,6 +148,39 @@ impl Proposer {
             security,
         })
         .map(|_| ())
+    }
+
+    /// Sets an event's terms of sale on every node.
+    pub fn set_event_terms(&self, event: EventId, terms: EventTerms) -> io::Result<()> {
+        self.propose(&Write::EventTerms {
+            event: event.0,
+            terms,
+        })
+        .map(|_| ())
+    }
+
+    /// The secret `name` every node shares: read here, or made (the first
+    /// node to propose one wins, so all read the same).
+    pub fn shared_secret(&self, name: &str) -> io::Result<[u8; 32]> {
+        if let Some(secret) = self.state.settings().shared_secret(name)? {
+            return Ok(secret);
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| io::Error::other(e.to_string()))?;
+        self.propose(&Write::SharedSecret {
+            name: name.to_owned(),
+            secret,
+        })?;
+        self.state
+            .settings()
+            .shared_secret(name)?
+            .ok_or_else(|| io::Error::other(format!("the shared secret {name} was not kept")))
+    }
+
+    /// Sets an account's ticket holder: `Done`, `Taken` (the CPF has
+    /// another account) or `Conflict` (a holder is set already).
+    pub fn set_holder(&self, account: u64, holder: Holder) -> io::Result<Outcome> {
+        self.propose(&Write::SetHolder { account, holder })
     }
 
     /// Has the change committed by the leader; its record's number.

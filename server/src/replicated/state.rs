@@ -20,10 +20,12 @@ use parking_lot::{Condvar, Mutex};
 use rocksdb::{DB, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::store::{ACCOUNTS, SESSIONS, account_key, decode, email_key, encode, to_io};
+use crate::accounts::store::{
+    ACCOUNTS, SESSIONS, account_key, cpf_key, decode, email_key, encode, holder_key, to_io,
+};
 use crate::accounts::{Account, AccountStore, Accounts};
 use crate::audit::{AUDIT, AuditChain};
-use crate::http::settings::{SETTINGS_FAMILY, Settings};
+use crate::http::settings::{SETTINGS_FAMILY, Settings, shared_secret_key};
 use crate::runtime::attached::Thaw;
 use crate::runtime::{AttachedRecord, AttachedState, EventId};
 
@@ -33,7 +35,7 @@ use super::write::{Outcome, Write};
 const APPLIED_KEY: &[u8] = b"attached:applied";
 /// The settings keys that are shared (the rest, such as this node's
 /// proof-of-work key, are the node's own).
-const SHARED_SETTINGS: &[u8] = b"event:";
+const SHARED_SETTINGS: &[&[u8]] = &[b"event:", b"terms:", b"shared-secret:"];
 /// Outcomes kept for the nodes that proposed them: far more than can be
 /// in flight (a proposer reads its outcome right after applying it).
 const OUTCOMES_KEPT: usize = 65_536;
@@ -61,7 +63,7 @@ struct Encoded {
 type Pair = (Vec<u8>, Vec<u8>);
 
 fn shared_key(family: &str, key: &[u8]) -> bool {
-    family != SETTINGS_FAMILY || key.starts_with(SHARED_SETTINGS)
+    family != SETTINGS_FAMILY || SHARED_SETTINGS.iter().any(|p| key.starts_with(p))
 }
 
 impl SharedState {
@@ -181,6 +183,35 @@ impl SharedState {
                 commit(&mut batch)?;
                 self.settings.remember(EventId(event), security);
                 return Ok(Outcome::Done);
+            }
+            Write::EventTerms { event, terms } => {
+                Settings::put_terms(&self.db, &mut batch, EventId(event), &terms)?;
+                commit(&mut batch)?;
+                self.settings.remember_terms(EventId(event), terms);
+                return Ok(Outcome::Done);
+            }
+            Write::SharedSecret { name, secret } => {
+                // The first secret under a name stays: every node that asked
+                // for one reads the same back.
+                if self.settings.shared_secret(&name)?.is_none() {
+                    batch.put_cf(family(&self.db, SETTINGS_FAMILY)?, shared_secret_key(&name), secret);
+                }
+                Outcome::Done
+            }
+            Write::SetHolder { account, holder } => {
+                let accounts = family(&self.db, ACCOUNTS)?;
+                let owner = self.accounts.cpf_owner(&holder.cpf_hash)?;
+                if self.accounts.get(account)?.is_none() {
+                    Outcome::Conflict
+                } else if owner.is_some_and(|o| o != account) {
+                    Outcome::Taken
+                } else if self.accounts.holder(account)?.is_some() {
+                    Outcome::Conflict
+                } else {
+                    batch.put_cf(accounts, cpf_key(&holder.cpf_hash), account.to_be_bytes());
+                    batch.put_cf(accounts, holder_key(account), encode(&holder)?);
+                    Outcome::Done
+                }
             }
         };
         commit(&mut batch)?;

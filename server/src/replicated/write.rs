@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::holder::Holder;
 use crate::accounts::{Account, Session};
 use crate::audit::Entry;
-use crate::http::settings::EventSecurity;
+use crate::http::settings::{EventSecurity, EventTerms};
 
 /// One change, as logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,30 @@ pub enum Write {
         /// Its settings.
         security: EventSecurity,
     },
+    /// An event's terms of sale (meia-entrada types, holder required).
+    EventTerms {
+        /// The event's id.
+        event: u64,
+        /// Its terms.
+        terms: EventTerms,
+    },
+    /// A secret all nodes share (the CPF key), kept only if none is stored
+    /// under the name yet: the first proposal wins, the others read it.
+    SharedSecret {
+        /// Its name.
+        name: String,
+        /// A fresh random value from the proposing node.
+        secret: [u8; 32],
+    },
+    /// An account's ticket holder (name and keyed CPF digest): `Taken` if
+    /// another account has the CPF, `Conflict` if this one has a holder
+    /// already (set once) or does not exist.
+    SetHolder {
+        /// The account.
+        account: u64,
+        /// The holder.
+        holder: Holder,
+    },
 }
 
 /// What applying a change decided (the same on every node).
@@ -62,7 +87,7 @@ pub enum Outcome {
     Done,
     /// The account was made with this id.
     Created(u64),
-    /// The email has an account.
+    /// The email (or, for a holder, the CPF) has an account.
     Taken,
     /// The account changed since it was read: nothing was done.
     Conflict,
