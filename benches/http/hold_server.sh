@@ -36,7 +36,7 @@ start_hold_server() {
   local admin
   admin=$("$here/admin_session.sh" "http://127.0.0.1:$port" bench@example.com "bench admin password")
   curl -s -o /dev/null -X PUT -H "Authorization: Bearer $admin" "127.0.0.1:$port/api/admin/events/0/policy" \
-    -d '{"pow_difficulty":0,"require_two_factor":false}'
+    -d '{"pow_difficulty":0,"require_two_factor":false,"require_holder":false}'
   : > "$work/fans"
   local id token
   for id in $(seq 1 "$fans"); do

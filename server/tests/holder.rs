@@ -37,7 +37,13 @@ fn create(server: &Server, admin: &str, types: Value) -> (u16, Value) {
 
 fn set_holder(server: &Server, fan: &str, name: &str, cpf: &str) -> (u16, Value) {
     let body = json!({ "name": name, "cpf": cpf }).to_string();
-    call(server, "PUT", "/api/me/holder", &[("Authorization", fan)], Some(&body))
+    call(
+        server,
+        "PUT",
+        "/api/me/holder",
+        &[("Authorization", fan)],
+        Some(&body),
+    )
 }
 
 fn select(server: &Server, fan: &str, event: u64, body: Value) -> (u16, Value) {
@@ -78,7 +84,12 @@ fn meia_entrada_types_must_halve_a_full_price_type_and_make_40_percent() {
         ),
     ] {
         let refused = create(&server, &admin, types);
-        assert_eq!(code(&refused), (400, Some("invalid_config")), "{why}: {}", refused.1);
+        assert_eq!(
+            code(&refused),
+            (400, Some("invalid_config")),
+            "{why}: {}",
+            refused.1
+        );
     }
     let (status, event) = create(
         &server,
@@ -111,7 +122,13 @@ fn a_sale_with_named_holders_sells_to_one_account_per_cpf() {
     let id = event["id"].as_u64().unwrap();
     let ana = token(&server, 31);
     let me = [("Authorization", ana.as_str())];
-    call(&server, "POST", &format!("/api/events/{id}/queue"), &me, None);
+    call(
+        &server,
+        "POST",
+        &format!("/api/events/{id}/queue"),
+        &me,
+        None,
+    );
     let pista = json!({"items": [{"ticket_type": 0, "quantity": 1}]});
     assert_eq!(
         code(&select(&server, &ana, id, pista.clone())),
@@ -133,7 +150,10 @@ fn a_sale_with_named_holders_sells_to_one_account_per_cpf() {
     }
     let (status, set) = set_holder(&server, &ana, "  Ana   Souza ", CPF);
     assert_eq!(status, 200, "{set}");
-    assert_eq!(set["holder"], json!({"name": "Ana Souza", "cpf": "•••.•••.•••-25"}));
+    assert_eq!(
+        set["holder"],
+        json!({"name": "Ana Souza", "cpf": "•••.•••.•••-25"})
+    );
     // A retry is the same answer; another holder is refused.
     assert_eq!(set_holder(&server, &ana, "Ana Souza", "52998224725").0, 200);
     assert_eq!(
@@ -168,14 +188,22 @@ fn a_sale_with_named_holders_sells_to_one_account_per_cpf() {
         code(&select(&server, &ana, id, meia)),
         (400, Some("half_price_declaration_required"))
     );
-    let declared = json!({"items": [{"ticket_type": 1, "quantity": 2}], "half_price_declared": true});
+    let declared =
+        json!({"items": [{"ticket_type": 1, "quantity": 2}], "half_price_declared": true});
     let (status, cart) = select(&server, &ana, id, declared);
-    assert_eq!((status, cart["total_cents"].as_u64()), (200, Some(10_000)), "{cart}");
+    assert_eq!(
+        (status, cart["total_cents"].as_u64()),
+        (200, Some(10_000)),
+        "{cart}"
+    );
     let (status, order) = call(
         &server,
         "POST",
         &format!("/api/events/{id}/checkout"),
-        &[("Authorization", ana.as_str()), ("Idempotency-Key", "meia-1")],
+        &[
+            ("Authorization", ana.as_str()),
+            ("Idempotency-Key", "meia-1"),
+        ],
         Some(r#"{"card_number":"4242424242424242"}"#),
     );
     assert_eq!(status, 201, "{order}");
@@ -184,7 +212,11 @@ fn a_sale_with_named_holders_sells_to_one_account_per_cpf() {
     let receipt = server
         .wait_for_letters("fan31@test.invalid", "receipt", 1)
         .remove(0);
-    assert!(receipt.text.contains("Titular: Ana Souza"), "{}", receipt.text);
+    assert!(
+        receipt.text.contains("Titular: Ana Souza"),
+        "{}",
+        receipt.text
+    );
 
     // The audit trail names the holder, never the CPF.
     let (_, trail) = call(
@@ -196,7 +228,10 @@ fn a_sale_with_named_holders_sells_to_one_account_per_cpf() {
     );
     let trail = trail.to_string();
     assert!(trail.contains("Ana Souza"), "{trail}");
-    assert!(!trail.contains("529.982") && !trail.contains("52998"), "{trail}");
+    assert!(
+        !trail.contains("529.982") && !trail.contains("52998"),
+        "{trail}"
+    );
 }
 
 #[test]
@@ -239,5 +274,8 @@ fn no_cpf_is_written_in_clear_to_the_data_directory() {
         }
     }
     assert!(files > 5, "the data directory was read ({files} files)");
-    assert!(names > 0, "the scan finds what is stored in clear (the name)");
+    assert!(
+        names > 0,
+        "the scan finds what is stored in clear (the name)"
+    );
 }

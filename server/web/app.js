@@ -153,8 +153,8 @@ export function liveStream(path, listeners) {
 async function loadMe() {
   try {
     const me = await api("GET", "/api/me");
-    state.me = me.account; state.csrf = me.csrf_token; state.twoFactorSession = me.session_two_factor;
-  } catch { state.me = null; state.csrf = null; state.twoFactorSession = false; }
+    state.me = me.account; state.holder = me.holder; state.csrf = me.csrf_token; state.twoFactorSession = me.session_two_factor;
+  } catch { state.me = null; state.holder = null; state.csrf = null; state.twoFactorSession = false; }
 }
 
 function renderNav() {
@@ -274,6 +274,8 @@ async function renderEvent(id) {
     <table><caption class="sr-only">${esc(t("event.types"))}</caption>
       <thead><tr><th scope="col">${esc(t("event.type"))}</th><th scope="col">${esc(t("event.price"))}</th><th scope="col">${esc(t("event.stock"))}</th></tr></thead>
       <tbody id="stock">${stockRows(event)}</tbody></table>
+    ${event.ticket_types.some((tt) => tt.half_price_of !== null) ? `<p class="muted">${esc(t("event.halfPrice"))}</p>` : ""}
+    ${event.holder_required ? `<p class="muted">${esc(t("event.holderRequired"))}</p>` : ""}
     <p><a class="button" href="#/event/${id}/sale" id="join-link">${esc(t("event.join"))}</a></p>`);
   // The anti-bot check is solved here, while the fan reads the page, so
   // that joining the line is one request when the sale opens.
@@ -566,6 +568,9 @@ async function renderSale(id) {
     <section id="shop" hidden></section><p id="sale-error" role="alert"></p>`);
   const waiting = document.getElementById("waiting");
   const saleError = document.getElementById("sale-error");
+  // A sale with named holders: the name and CPF first, here, so that the
+  // fan is never stopped at the cart with the clock running.
+  if (event.holder_required && !state.holder && !(await askHolder(waiting))) return;
   // With a proof solved on the event page, joining is one request (a fan
   // already in line gets their status back from it too).
   let queue;
@@ -632,6 +637,48 @@ async function renderSale(id) {
   });
 }
 
+/** Whether `cpf` (digits, dots and dash) has the right check digits. */
+export function cpfValid(cpf) {
+  const d = cpf.replace(/[.\-\s]/g, "");
+  if (!/^\d{11}$/.test(d) || /^(\d)\1{10}$/.test(d)) return false;
+  const check = (len) => {
+    let sum = 0;
+    for (let i = 0; i < len; i++) sum += Number(d[i]) * (len + 1 - i);
+    const rest = (sum * 10) % 11;
+    return rest === 10 ? 0 : rest;
+  };
+  return check(9) === Number(d[9]) && check(10) === Number(d[10]);
+}
+
+/** Asks for the ticket holder (full name and CPF) in `where`; true once
+ * saved, false if the fan left the page. The CPF's check digits are
+ * checked here first, so a typo is told at once. */
+function askHolder(where) {
+  where.innerHTML = `<form id="holder-form" novalidate><h2>${esc(t("holder.title"))}</h2>
+    <p class="muted">${esc(t("holder.why"))}</p>
+    <label for="holder-name">${esc(t("holder.name"))}</label><input id="holder-name" autocomplete="name" required maxlength="120">
+    <label for="holder-cpf">${esc(t("holder.cpf"))}</label><input id="holder-cpf" inputmode="numeric" autocomplete="off" placeholder="000.000.000-00" required maxlength="14">
+    <p class="muted">${esc(t("holder.privacy"))}</p>
+    <button type="submit">${esc(t("holder.save"))}</button><p id="holder-error" role="alert"></p></form>`;
+  putBack();
+  return new Promise((resolve) => {
+    state.cleanup.push(() => resolve(false));
+    const form = document.getElementById("holder-form");
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const name = document.getElementById("holder-name").value;
+      const cpf = document.getElementById("holder-cpf").value;
+      if (!cpfValid(cpf)) { say("holder-error", () => t("code.invalid_cpf"), "error"); document.getElementById("holder-cpf").focus(); return; }
+      try {
+        const saved = await api("PUT", "/api/me/holder", { name, cpf }, {}, { idempotent: true });
+        state.holder = saved.holder;
+        where.innerHTML = "";
+        resolve(true);
+      } catch (error) { showError(document.getElementById("holder-error"), error); }
+    });
+  });
+}
+
 /** The purchase panel: types and quantities (no more than the limits
  * leave the fan), the cart, and payment. What happened and how long the
  * hold lasts are in the status bar at the top of the page (sticky: in
@@ -658,8 +705,9 @@ class Shop {
     this.built = true;
     this.el.innerHTML = `<div class="card"><h2>${esc(t("shop.title"))}</h2><p class="muted" id="limit-hint"></p>
       <form id="add-form">${this.event.ticket_types.map((tt) => `
-        <label for="qty-${tt.id}">${esc(tt.name)} · ${esc(brl(tt.price_cents))} <span class="muted" id="left-${tt.id}"></span></label>
+        <label for="qty-${tt.id}">${esc(tt.name)}${tt.half_price_of !== null && !/meia/i.test(tt.name) ? ` (${esc(t("shop.half"))})` : ""} · ${esc(brl(tt.price_cents))} <span class="muted" id="left-${tt.id}"></span></label>
         <select id="qty-${tt.id}" data-type="${tt.id}"></select>`).join("")}
+        <div class="consent" id="half-box" hidden><input type="checkbox" id="half-declared"><label for="half-declared">${esc(t("shop.halfDeclare"))}</label></div>
         <button type="submit">${esc(t("shop.add"))}</button></form></div>
       <div class="card" id="cart" aria-labelledby="cart-title"><h2 id="cart-title">${esc(t("cart.title"))}</h2><div id="cart-body"></div></div>
       <form class="card" id="pay-form" novalidate><h2>${esc(t("pay.title"))}</h2>
@@ -673,7 +721,7 @@ class Shop {
         <button type="submit" id="pay">${esc(t("pay.pixButton"))}</button><p id="pay-result" class="muted"></p>
         <div id="pix-box" hidden></div></form>`;
     document.getElementById("add-form").addEventListener("submit", (e) => { e.preventDefault(); this.add(); });
-    document.getElementById("add-form").addEventListener("change", () => this.cap());
+    document.getElementById("add-form").addEventListener("change", () => { this.cap(); this.halfBox(); });
     document.getElementById("pay-form").addEventListener("submit", (e) => { e.preventDefault(); this.pay(); });
     document.querySelector("#pay-form .methods").addEventListener("change", () => this.method());
     this.method();
@@ -681,6 +729,16 @@ class Shop {
     this.stock(this.event);
     putBack();
   }
+
+  /** Whether the selection has meia-entrada tickets. */
+  wantsHalf() {
+    return [...document.querySelectorAll("#add-form select")]
+      .some((s) => Number(s.value) > 0 && this.event.ticket_types[Number(s.dataset.type)]?.half_price_of !== null);
+  }
+
+  /** The declaration of the right to meia-entrada, shown while the
+   * selection has some. */
+  halfBox() { const box = document.getElementById("half-box"); if (box) box.hidden = !this.wantsHalf(); }
 
   /** How many more the fan may take: of each type, and in all. */
   room() {
@@ -761,10 +819,15 @@ class Shop {
     const items = [...document.querySelectorAll("#add-form select")]
       .map((s) => ({ ticket_type: Number(s.dataset.type), quantity: Number(s.value) }));
     if (items.every((i) => i.quantity === 0) && !this.holding) return this.notice(() => t("shop.pickSome"), "error");
+    const declared = document.getElementById("half-declared").checked;
+    if (this.wantsHalf() && !declared) {
+      document.getElementById("half-declared").focus();
+      return this.notice(() => t("code.half_price_declaration_required"), "error");
+    }
     const button = document.querySelector("#add-form button[type=submit]");
     button.disabled = true;
     try {
-      this.showCart(await api("PUT", `/api/events/${this.id}/cart`, { items }, {}, { idempotent: true }), { boxes: true });
+      this.showCart(await api("PUT", `/api/events/${this.id}/cart`, { items, half_price_declared: declared }, {}, { idempotent: true }), { boxes: true });
       this.notice(() => t("cart.held"), "ok");
     } catch (e) { this.refused(e); } finally { button.disabled = this.room().inAll === 0; }
   }
@@ -782,7 +845,7 @@ class Shop {
     if (!body) return;
     this.holding = cart.items.length > 0;
     this.held = new Map(cart.items.map((i) => [i.ticket_type, i.quantity]));
-    if (boxes) this.cap((type) => this.held.get(type) ?? 0);
+    if (boxes) { this.cap((type) => this.held.get(type) ?? 0); this.halfBox(); }
     const name = (type) => this.event.ticket_types[type]?.name ?? type;
     body.innerHTML = cart.items.length === 0 ? `<p>${esc(t("cart.empty"))}</p>` : `<ul class="cart-items">${cart.items.map((i) => `
       <li><span>${i.quantity} × ${esc(name(i.ticket_type))}</span>
@@ -1030,6 +1093,8 @@ async function renderTickets() {
           <strong>${esc(event?.name ?? "")}</strong>
           <span>${esc(place)}</span>
           <span data-testid="ticket-type">${esc(typeOf(o.event, tk.ticket_type)?.name ?? "")} · ${esc(brl(typeOf(o.event, tk.ticket_type)?.price_cents ?? 0))}</span>
+          ${first.holder ? `<span data-testid="holder">${esc(t("tickets.holderName", { name: first.holder.name, cpf: first.holder.cpf }))}</span>` : ""}
+          ${typeOf(o.event, tk.ticket_type)?.half_price_of != null ? `<span data-testid="half-price"><strong>${esc(t("tickets.half"))}</strong></span>` : ""}
           <span>${esc(t("tickets.holder", { email: state.me.email }))}</span>
           <span class="muted">${esc(t("tickets.orderTitle", { number: o.number }))}</span>
           <span class="sr-only">${esc(t("tickets.code"))}</span><code class="ticket-code">${esc(grouped(tk.code))}</code>

@@ -75,14 +75,17 @@ pub fn parse_cpf(raw: &str) -> Result<[u8; 11], HolderError> {
     if count != 11 || digits.iter().all(|&d| d == digits[0]) {
         return Err(HolderError::BadCpf);
     }
+    // Weights count down from len + 1 to 2 over the first len digits.
     let check = |len: usize| {
-        let sum: u32 = digits[..len]
+        let sum: usize = digits[..len]
             .iter()
             .enumerate()
-            .map(|(i, &d)| u32::from(d) * (len as u32 + 1 - i as u32))
+            .map(|(i, &d)| usize::from(d) * (len + 1 - i))
             .sum();
-        let rest = (sum * 10) % 11;
-        if rest == 10 { 0 } else { rest as u8 }
+        match (sum * 10) % 11 {
+            10 => 0,
+            rest => u8::try_from(rest).unwrap_or(u8::MAX),
+        }
     };
     if check(9) != digits[9] || check(10) != digits[10] {
         return Err(HolderError::BadCpf);
@@ -98,7 +101,11 @@ pub fn normalize_name(raw: &str) -> Result<String, HolderError> {
         && name
             .chars()
             .all(|c| c.is_alphabetic() || " '-.".contains(c));
-    if valid { Ok(name) } else { Err(HolderError::BadName) }
+    if valid {
+        Ok(name)
+    } else {
+        Err(HolderError::BadName)
+    }
 }
 
 /// The digest a CPF is kept and found by.
@@ -130,7 +137,12 @@ mod tests {
     #[test]
     fn cpf_check_digits_are_verified() {
         // Valid CPFs (generated with the check-digit rule).
-        for good in ["529.982.247-25", "52998224725", " 111.444.777-35 ", "000.000.001-91"] {
+        for good in [
+            "529.982.247-25",
+            "52998224725",
+            " 111.444.777-35 ",
+            "000.000.001-91",
+        ] {
             assert!(parse_cpf(good).is_ok(), "{good}");
         }
         for bad in [
@@ -167,7 +179,10 @@ mod tests {
         let digits = parse_cpf("529.982.247-25").unwrap();
         let one = cpf_digest(&[1; 32], &digits);
         assert_ne!(one, cpf_digest(&[2; 32], &digits));
-        assert_eq!(one, cpf_digest(&[1; 32], &parse_cpf("52998224725").unwrap()));
+        assert_eq!(
+            one,
+            cpf_digest(&[1; 32], &parse_cpf("52998224725").unwrap())
+        );
         let holder = holder(&[1; 32], "Maria Silva", "529.982.247-25").unwrap();
         assert_eq!(holder.masked_cpf(), "•••.•••.•••-25");
         let stored = postcard::to_stdvec(&holder).unwrap();

@@ -23,10 +23,10 @@ use super::error::ApiError;
 use super::reply::Json;
 use super::session::{self, Identity};
 use crate::accounts::holder::{self, Holder};
-use crate::replicated::write::Outcome;
 use crate::accounts::store::{PENDING_TTL_MS, SESSION_TTL_MS};
 use crate::accounts::{Account, AccountService, AccountsError, Caller, LoginStep, Started};
 use crate::mail::letters::{self, Change};
+use crate::replicated::write::Outcome;
 
 /// Password hashes computed at once at most (each holds 19 MiB).
 pub const HASHING_AT_ONCE: usize = 2;

@@ -48,7 +48,9 @@ fn half_prices(types: &[TicketTypeBody]) -> Result<Vec<HalfPrice>, ApiError> {
     let invalid = |message: String| ApiError::bad_request("invalid_config", message);
     let mut half_price = Vec::new();
     for (index, kind) in types.iter().enumerate() {
-        let Some(of) = kind.half_price_of else { continue };
+        let Some(of) = kind.half_price_of else {
+            continue;
+        };
         let full = types
             .get(usize::from(of))
             .filter(|full| usize::from(of) != index && full.half_price_of.is_none())

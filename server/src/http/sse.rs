@@ -184,7 +184,11 @@ pub async fn event_stream(
             })
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no event {}", event.0)))?;
-            message("state", None, &EventView::of(&facts, &app.settings.terms(event)))
+            message(
+                "state",
+                None,
+                &EventView::of(&facts, &app.settings.terms(event)),
+            )
         }
     };
     let start = tokio::time::Instant::now() + KEEP_ALIVE;

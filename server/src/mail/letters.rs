@@ -239,7 +239,11 @@ mod tests {
             tickets_url: "http://127.0.0.1:8080/#/tickets".into(),
         }
         .letter();
-        assert!(letter.text.contains("Titular: Ana Souza\n"), "{}", letter.text);
+        assert!(
+            letter.text.contains("Titular: Ana Souza\n"),
+            "{}",
+            letter.text
+        );
         assert_eq!(
             letter.subject,
             "Seus ingressos: Festival · Pedido IJ-1-000001"

@@ -21,9 +21,9 @@ use hyper::client::conn::http2::SendRequest;
 use ingressoja_cluster::NodeId;
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::holder::Holder;
 use crate::audit::{AuditSink, Entry};
 use crate::cluster::PEER_AUTH_SCHEME;
-use crate::accounts::holder::Holder;
 use crate::http::settings::{EventSecurity, EventTerms};
 use crate::runtime::{Attacher, EventId, RuntimeError};
 

@@ -194,7 +194,11 @@ impl SharedState {
                 // The first secret under a name stays: every node that asked
                 // for one reads the same back.
                 if self.settings.shared_secret(&name)?.is_none() {
-                    batch.put_cf(family(&self.db, SETTINGS_FAMILY)?, shared_secret_key(&name), secret);
+                    batch.put_cf(
+                        family(&self.db, SETTINGS_FAMILY)?,
+                        shared_secret_key(&name),
+                        secret,
+                    );
                 }
                 Outcome::Done
             }

@@ -2,6 +2,7 @@
 // (register, two-factor, log out, log in with a code, queue with proof of
 // work, admission, cart with countdown, payment, ticket with QR code); Pix
 // on a phone (the code in view, the confirmation arriving by itself); a
+// named sale (holder's name and CPF, one account per CPF) with meia-entrada; a
 // declined card (and the language switch); the per-customer limit; a hold
 // that expires; a waiting fan told of a pause, the resumption and the sell-out;
 // a waiting fan who gives up and leaves the line; a fan who arrives after
@@ -274,6 +275,59 @@ test("a double tap on the hold button holds once, and the boxes show what is hel
     assert.deepEqual(cart.items.map((i) => [i.ticket_type, i.quantity]), [[0, 2]], JSON.stringify(cart));
     await page.getByTestId("total").getByText(/500,00/).waitFor();
     assert.equal(await page.getByLabel("Pista").inputValue(), "2");
+  });
+});
+
+test("a named sale asks for the holder's name and CPF before the line; meia-entrada needs the declaration; the ticket carries the holder", async () => {
+  const event = "Show Nominal com Meia";
+  await createEvent(admin, event, {
+    policy: { require_holder: true },
+    types: [{ name: "Inteira", price_cents: 20000, capacity: 60, limit_per_customer: 4 },
+      { name: "Estudante", price_cents: 10000, capacity: 40, limit_per_customer: 4, half_price_of: 0 }],
+  });
+  await withPage(chrome, "holder", async (page) => {
+    await registerWithTwoFactor(page, server.url, "titular@example.com");
+    await page.getByRole("link", { name: "Eventos" }).click();
+    await page.getByRole("link", { name: event }).click();
+    await page.getByText("Ingressos nominais: pediremos o nome e o CPF do titular.").waitFor();
+    await page.getByText(/Meia-entrada disponível para quem tem direito/).waitFor();
+    await page.getByRole("link", { name: "Entrar na fila" }).click();
+    await page.getByRole("heading", { name: "Titular dos ingressos" }).waitFor();
+    await page.getByLabel("Nome completo").fill("Rita de Cássia Lopes");
+    // A typo in the CPF is told at once, before anything is sent.
+    await page.getByLabel("CPF").fill("529.982.247-24");
+    await page.getByRole("button", { name: "Salvar e entrar na fila" }).click();
+    await page.locator("#holder-error").getByText("Este CPF não é válido: confira os 11 dígitos.").waitFor();
+    await page.getByLabel("CPF").fill("529.982.247-25");
+    await page.getByRole("button", { name: "Salvar e entrar na fila" }).click();
+    await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 30000 });
+    // Meia-entrada: marked, and held only with the declaration.
+    await page.getByLabel(/^Estudante \(meia-entrada\)/).selectOption("2");
+    const declaration = page.getByLabel(/Declaro que tenho direito à meia-entrada/);
+    assert.equal(await declaration.isVisible(), true, "the declaration shows with meia-entrada chosen");
+    await page.getByRole("button", { name: "Reservar seleção" }).click();
+    await page.locator("#cart-notice").getByText("Para levar meia-entrada, confirme que você tem direito a ela.").waitFor();
+    await declaration.check();
+    await page.getByRole("button", { name: "Reservar seleção" }).click();
+    await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    assert.match(await page.getByTestId("total").textContent(), /200,00/);
+    await page.getByLabel("Cartão de crédito").check();
+    await page.getByLabel("Número do cartão").fill("4242 4242 4242 4242");
+    await page.getByRole("button", { name: "Pagar" }).click();
+    await page.getByTestId("confirmed").waitFor();
+    await page.getByRole("link", { name: "Meus ingressos" }).first().click();
+    await page.getByTestId("ticket").first().waitFor();
+    assert.equal(await page.getByTestId("holder").first().textContent(), "Titular: Rita de Cássia Lopes · CPF •••.•••.•••-25");
+    assert.equal(await page.getByTestId("half-price").count(), 2, "each meia-entrada ticket says to bring the document");
+  });
+  // The same CPF on another account is refused: one account per CPF.
+  await withPage(chrome, "holder-twice", async (page) => {
+    await registerWithTwoFactor(page, server.url, "outro-titular@example.com");
+    await joinTheLine(page, event);
+    await page.getByLabel("Nome completo").fill("Outra Pessoa");
+    await page.getByLabel("CPF").fill("52998224725");
+    await page.getByRole("button", { name: "Salvar e entrar na fila" }).click();
+    await page.locator("#holder-error").getByText("Este CPF já é titular de outra conta. Cada CPF tem uma só conta.").waitFor();
   });
 });
 

@@ -65,6 +65,11 @@ test("make cluster: a browser buys from three nodes behind HAProxy, and Ctrl-C s
     await page.getByRole("link", { name: "Eventos" }).click();
     await page.getByRole("link", { name: "Festival IngressoJá — demo" }).click();
     await page.getByRole("link", { name: "Entrar na fila" }).click();
+    // The demo sale names its holders (the CPF key and the holder go
+    // through the replicated log, from whichever node answers).
+    await page.getByLabel("Nome completo").fill("Nova Fã da Silva");
+    await page.getByLabel("CPF").fill("111.444.777-35");
+    await page.getByRole("button", { name: "Salvar e entrar na fila" }).click();
     // The demo event draws its first arrivals after ten seconds.
     await page.getByRole("heading", { name: "Escolha seus ingressos" }).waitFor({ timeout: 60000 });
     await page.getByLabel(/^Pista ·/).selectOption("1");
