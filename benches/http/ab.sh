@@ -8,8 +8,12 @@
 #   WHAT=read   GET /api/events/0;
 #   WHAT=mixed  both at once, half the connections each (what one path's
 #               work costs the other: both wait on the same shard thread).
+# HOLDER_OLD=true / HOLDER_NEW=true run that side as a named sale (every fan
+# with a holder and CPF; see hold_server.sh): with one binary on both sides,
+# what the holder check costs the hold path.
 # Usage: benches/http/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]
-#        (WHAT=hold|read|mixed DURATION=8s CONNECTIONS=64 THREADS=2 FANS=400)
+#        (WHAT=hold|read|mixed DURATION=8s CONNECTIONS=64 THREADS=2 FANS=400
+#         HOLDER_OLD=false HOLDER_NEW=false)
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-3}
 DURATION=${DURATION:-8s}
@@ -17,6 +21,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 FANS=${FANS:-400}
 WHAT=${WHAT:-hold}
+HOLDER_OLD=${HOLDER_OLD:-false}
+HOLDER_NEW=${HOLDER_NEW:-false}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hold_server.sh
 . "$HERE/hold_server.sh"
@@ -32,9 +38,10 @@ read_path=(http://127.0.0.1:18301/api/events/0)
 hold_path=(-s "$HERE/hold.lua" http://127.0.0.1:18301/)
 for round in $(seq 1 "$rounds"); do
   for side in old new; do
-    bin=$old; [ "$side" = new ] && bin=$new
+    bin=$old holder=$HOLDER_OLD
+    [ "$side" = new ] && bin=$new holder=$HOLDER_NEW
     dir="$work/$side-$round"
-    start_hold_server "$bin" 18301 "$dir" "$FANS"
+    start_hold_server "$bin" 18301 "$dir" "$FANS" "$holder"
     case "$WHAT" in
       read) result=$(drive "$THREADS" "$CONNECTIONS" "${read_path[@]}") ;;
       mixed)

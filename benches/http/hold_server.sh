@@ -1,11 +1,14 @@
 # Sourced by compare.sh and ab.sh: starts an IngressoJa server for the hold
 # path benches and prepares fans with a turn.
-# start_hold_server BIN PORT WORK FANS: `serve --demo` in development mode
-# with rate limits off, data in WORK/data, on 127.0.0.1:PORT; an
-# administrator turns off proof of work and two-factor on the demo sale (wrk
-# replays one request shape and cannot solve challenges); FANS fans get a
-# session and join (the demo sale is open; max_active 2000); their tokens go
-# to WORK/fans, one per line. The server's PID is in WORK/server.pid.
+# start_hold_server BIN PORT WORK FANS [HOLDER]: `serve --demo` in
+# development mode with rate limits off, data in WORK/data, on
+# 127.0.0.1:PORT; an administrator turns off proof of work and two-factor on
+# the demo sale (wrk replays one request shape and cannot solve challenges);
+# FANS fans get a session and join (the demo sale is open; max_active 2000);
+# their tokens go to WORK/fans, one per line. HOLDER true keeps the sale
+# named (require_holder) and gives each fan a holder with a CPF of their
+# own, so every cart change also reads the holder; by default the sale is
+# not named. The server's PID is in WORK/server.pid.
 # stop_hold_servers WORK: stops every server started under WORK/*/ and
 # removes WORK (for the A/B scripts' exit trap).
 # write_bench_config FILE: development mode, per-address and per-account
@@ -22,8 +25,21 @@ carts_per_account = 0
 CONF
 }
 
+# bench_cpf N: a valid CPF (check digits by the Receita Federal's rule) of
+# its own for each N below 900 000 000.
+bench_cpf() {
+  local base d1=0 d2=0 i
+  base=$(printf '%09d' $((100000000 + $1)))
+  for i in $(seq 0 8); do d1=$((d1 + ${base:i:1} * (10 - i))); done
+  d1=$((d1 * 10 % 11 % 10))
+  base="$base$d1"
+  for i in $(seq 0 9); do d2=$((d2 + ${base:i:1} * (11 - i))); done
+  d2=$((d2 * 10 % 11 % 10))
+  echo "$base$d2"
+}
+
 start_hold_server() {
-  local bin=$1 port=$2 work=$3 fans=$4 here
+  local bin=$1 port=$2 work=$3 fans=$4 holder=${5:-false} here
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   mkdir -p "$work"
   write_bench_config "$work/ingressoja.toml"
@@ -36,11 +52,15 @@ start_hold_server() {
   local admin
   admin=$("$here/admin_session.sh" "http://127.0.0.1:$port" bench@example.com "bench admin password")
   curl -s -o /dev/null -X PUT -H "Authorization: Bearer $admin" "127.0.0.1:$port/api/admin/events/0/policy" \
-    -d '{"pow_difficulty":0,"require_two_factor":false,"require_holder":false}'
+    -d "{\"pow_difficulty\":0,\"require_two_factor\":false,\"require_holder\":$holder}"
   : > "$work/fans"
   local id token
   for id in $(seq 1 "$fans"); do
     token=$(curl -s -X POST "127.0.0.1:$port/api/dev/session" -d "{\"email\":\"fan$id@bench.invalid\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/')
+    if [ "$holder" = true ]; then
+      curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $token" "127.0.0.1:$port/api/me/holder" \
+        -d "{\"name\":\"Fã Número $id\",\"cpf\":\"$(bench_cpf "$id")\"}"
+    fi
     curl -s -o /dev/null -X POST -H "Authorization: Bearer $token" "127.0.0.1:$port/api/events/0/queue"
     echo "$token" >> "$work/fans"
   done
