@@ -28,7 +28,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/hold_server.sh"
 work=$(mktemp -d)
 trap 'stop_hold_servers "$work"' EXIT
-figures() { awk '/Requests\/sec/ {r=$2} / 99%/ {p=$2} END {print r " req/s, p99 " p}'; }
+figures() { awk '/Requests\/sec/ {r=$2} / 99%/ {p=$2} /requests in/ {t=$1} /Non-2xx/ {n=$NF} END {print r " req/s, p99 " p (n ? ", non-2xx " n " of " t : "")}'; }
 # drive THREADS CONNECTIONS TARGET…: one wrk run's figures.
 drive() {
   local threads=$1 connections=$2; shift 2
@@ -52,6 +52,7 @@ for round in $(seq 1 "$rounds"); do
       *) result=$(drive "$THREADS" "$CONNECTIONS" "${hold_path[@]}") ;;
     esac
     echo "round $round $side: $result"
+    refused_check "$result"
     stop_hold_server "$dir"
   done
 done

@@ -30,7 +30,7 @@ stop_cluster() {
   done
 }
 trap 'stop_cluster; stop_hold_servers "$work"' EXIT
-figures() { awk '/Requests\/sec/ {r=$2} / 50%/ {m=$2} / 99%/ {p=$2} END {print r " req/s, p50 " m ", p99 " p}'; }
+figures() { awk '/Requests\/sec/ {r=$2} / 50%/ {m=$2} / 99%/ {p=$2} /requests in/ {t=$1} /Non-2xx/ {n=$NF} END {print r " req/s, p50 " m ", p99 " p (n ? ", non-2xx " n " of " t : "")}'; }
 
 # start_cluster DIR: three nodes (http 18321-18323, peers 18331-18333), the
 # group founded, an event like the demo's created through the leader with
@@ -85,6 +85,7 @@ start_cluster() {
     curl -s -o /dev/null -X POST -H "Authorization: Bearer $token" "$addr/api/events/0/queue"
     echo "$token" >> "$dir/fans"
   done
+  await_shopping "$addr" "$dir/fans"
   echo "$addr" > "$dir/target"
 }
 
@@ -103,11 +104,13 @@ for round in $(seq 1 "$rounds"); do
   start_hold_server "$bin" 18301 "$dir" "$FANS"
   result=$(FANS_FILE="$dir/fans" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$HERE/hold.lua" http://127.0.0.1:18301/ | figures)
   echo "round $round single: $result"
+  refused_check "$result"
   stop_hold_server "$dir"
 
   dir="$work/three-$round"
   start_cluster "$dir"
   result=$(FANS_FILE="$dir/fans" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$HERE/hold.lua" "http://$(cat "$dir/target")/" | figures)
   echo "round $round three ($TARGET): $result"
+  refused_check "$result"
   stop_cluster_in "$dir"
 done
