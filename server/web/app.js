@@ -692,8 +692,11 @@ class Shop {
     if (!this.built) this.build();
     this.el.hidden = false;
     if (owned) this.offer(owned);
-    // The first cart seen (on a reload, the stream's) sets the boxes too.
-    if (cart) { this.showCart(cart, { boxes: !this.cartSeen }); this.cartSeen = true; }
+    // The first cart seen (on a reload, the stream's) sets the boxes too,
+    // unless the fan already chose: on a slow phone the stream's first
+    // status (an empty cart) can arrive after the shop was drawn from the
+    // join's answer and a quantity picked, and must not reset it.
+    if (cart) { this.showCart(cart, { boxes: !this.cartSeen && !this.chosen }); this.cartSeen = true; }
     // Back from the bank's app (a phone may have reloaded the page): the
     // charge this hold already has, or its order.
     if (!this.resumed && cart?.items.length && sessionStorage.getItem(this.pixSlot())) { this.resumed = true; this.resumePix(); }
@@ -721,7 +724,7 @@ class Shop {
         <button type="submit" id="pay">${esc(t("pay.pixButton"))}</button><p id="pay-result" class="muted"></p>
         <div id="pix-box" hidden></div></form>`;
     document.getElementById("add-form").addEventListener("submit", (e) => { e.preventDefault(); this.add(); });
-    document.getElementById("add-form").addEventListener("change", () => { this.cap(); this.halfBox(); });
+    document.getElementById("add-form").addEventListener("change", () => { this.chosen = true; this.cap(); this.halfBox(); });
     document.getElementById("pay-form").addEventListener("submit", (e) => { e.preventDefault(); this.pay(); });
     document.querySelector("#pay-form .methods").addEventListener("change", () => this.method());
     this.method();

@@ -278,6 +278,29 @@ test("a double tap on the hold button holds once, and the boxes show what is hel
   });
 });
 
+test("a choice made before the fan's stream first answers is kept (a slow phone)", async () => {
+  const event = "Show da Conexão Lenta";
+  const id = await createEvent(admin, event);
+  await withPage(chrome, "slow-stream", async (page) => {
+    await countStreamEvents(page);
+    await registerWithTwoFactor(page, server.url, "lenta@example.com");
+    // The fan's stream is held back until the choice is made: its first
+    // status (with the empty cart) used to set the boxes back to 0.
+    let release;
+    const released = new Promise((resolve) => { release = resolve; });
+    await page.route(`**/api/events/${id}/me/stream`, async (route) => { await released; await route.continue(); });
+    await queueUp(page, event);
+    await page.getByLabel("Pista").selectOption("2");
+    release();
+    await until("the stream's first status is handled", async () => (await page.evaluate(() => window.streamEvents.includes("status"))), 10000);
+    assert.equal(await page.getByLabel("Pista").inputValue(), "2", "the stream's empty cart left the choice alone");
+    await page.getByRole("button", { name: "Reservar seleção" }).click();
+    await page.locator("#cart-notice").getByText("Ingressos reservados para você.").waitFor();
+    await page.getByTestId("total").getByText(/500,00/).waitFor();
+    assert.equal(await page.getByLabel("Pista").inputValue(), "2");
+  });
+});
+
 test("a named sale asks for the holder's name and CPF before the line; meia-entrada needs the declaration; the ticket carries the holder", async () => {
   const event = "Show Nominal com Meia";
   await createEvent(admin, event, {
