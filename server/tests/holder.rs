@@ -279,3 +279,46 @@ fn no_cpf_is_written_in_clear_to_the_data_directory() {
         "the scan finds what is stored in clear (the name)"
     );
 }
+
+/// Many accounts racing for one CPF at once (a scalper's farm, each
+/// account with the same buyer's CPF, written every which way): exactly
+/// one gets it; every other is told `cpf_taken`, and none has a holder.
+#[test]
+fn accounts_racing_for_one_cpf_get_it_once() {
+    let server = start();
+    let fans: Vec<String> = (0..8).map(|n| token(&server, 60 + n)).collect();
+    let spellings = [
+        "529.982.247-25",
+        "52998224725",
+        "529 982 247 25",
+        "529982247-25",
+    ];
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let racing: Vec<_> = fans
+            .iter()
+            .enumerate()
+            .map(|(n, fan)| {
+                let (server, cpf) = (&server, spellings[n % spellings.len()]);
+                scope.spawn(move || set_holder(server, fan, "Maria da Silva", cpf))
+            })
+            .collect();
+        racing.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let won: Vec<usize> = (0..answers.len())
+        .filter(|&n| answers[n].0 == 200)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (n, answer) in answers.iter().enumerate() {
+        if n != won[0] {
+            assert_eq!(code(answer), (409, Some("cpf_taken")), "{answer:?}");
+        }
+        let (_, me) = call(
+            &server,
+            "GET",
+            "/api/me",
+            &[("Authorization", fans[n].as_str())],
+            None,
+        );
+        assert_eq!(me["holder"].is_null(), n != won[0], "{me}");
+    }
+}

@@ -231,7 +231,9 @@ impl AccountService {
         self.throttle.len()
     }
 
-    fn audit(
+    /// Writes an account's action to the audit log (the account's e-mail
+    /// unless `email` names another).
+    pub(crate) fn audit(
         &self,
         name: &'static str,
         account: Option<&Account>,

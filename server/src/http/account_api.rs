@@ -467,19 +467,10 @@ pub async fn set_holder(
         .await
         .map_err(|e| ApiError::internal("worker_failed", e))??;
     let audit = |name: &'static str, detail: String| {
-        let action = crate::audit::Action {
-            name,
-            account: Some(id),
-            email: Some(who.account.email.clone()),
-            event: None,
-            from: ip.to_string(),
-            detail,
-        };
-        let now = app.clock.now_ms();
-        let app = app.clone();
+        let (app, account) = (app.clone(), who.account.clone());
         // The answer does not wait for the audit entry's replication.
         tokio::task::spawn_blocking(move || {
-            if let Err(error) = app.audit.act(now, action) {
+            if let Err(error) = app.accounts.audit(name, Some(&account), None, ip, detail) {
                 tracing::warn!(%error, "holder change not audited");
             }
         });

@@ -218,21 +218,15 @@ async fn check_caller(
                     "this sale needs an account with two-factor login: turn it on, then log in again",
                 ));
             }
-            if app.settings.holder_required(event) {
-                let id = who.account.id;
-                let holder = app
-                    .proposer
-                    .state()
-                    .accounts()
-                    .holder(id)
-                    .map_err(|e| ApiError::internal("accounts_unavailable", e))?;
-                if holder.is_none() {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "holder_required",
-                        "this sale needs the ticket holder's full name and CPF: add them to your account (PUT /api/me/holder)",
-                    ));
-                }
+            // A read of the holder only where the sale is named.
+            if app.settings.holder_required(event)
+                && account_api::holder_of(app, who.account.id)?.is_none()
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "holder_required",
+                    "this sale needs the ticket holder's full name and CPF: add them to your account (PUT /api/me/holder)",
+                ));
             }
             Ok(Some(who))
         }
